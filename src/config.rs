@@ -1,0 +1,961 @@
+//! Server configuration: one TOML file, overridable key by key from the
+//! environment.
+//!
+//! Every key has a default, so an empty file (or no file) is a working
+//! config. Sources, later ones winning: built-in defaults, the TOML file,
+//! `TIDINGS_<SECTION>_<KEY>` environment variables. The result is validated
+//! once, up front, so the rest of the server can trust it.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Prefix of the environment variables that override config keys.
+pub const ENV_PREFIX: &str = "TIDINGS_";
+
+/// Environment variable naming the config file. It shares the prefix but is
+/// not a config key, so the env overlay skips it.
+pub const CONFIG_PATH_ENV: &str = "TIDINGS_CONFIG";
+
+/// Largest accepted `limits.max_frame_bytes`; bigger frames would let one
+/// client pin a lot of memory per connection.
+pub const MAX_FRAME_BYTES_LIMIT: u32 = 16 * 1024 * 1024;
+
+/// Smallest accepted `limits.max_frame_bytes`; below this even a login frame
+/// with a signature may not fit.
+pub const MIN_FRAME_BYTES_LIMIT: u32 = 1024;
+
+/// Ceiling on durations given in seconds (one year). Keeps `Instant + d`
+/// arithmetic elsewhere from overflowing on absurd values.
+const MAX_SECS: u64 = 365 * 24 * 3600;
+
+/// Ceiling on the sled cache, in MiB (1 TiB), so converting to bytes cannot
+/// overflow.
+const MAX_CACHE_MB: u64 = 1 << 20;
+
+/// The documented default config file, printed by `tidings config
+/// print-default`. Loading it yields exactly `Config::default()`.
+pub const DEFAULT_TOML: &str = r#"# Tidings configuration.
+#
+# Every key is optional: a missing key takes the default shown here, so this
+# file documents the defaults rather than being required. Any key can also be
+# set from the environment as TIDINGS_<SECTION>_<KEY>, which wins over this
+# file, e.g. TIDINGS_SERVER_LISTEN=0.0.0.0:7450 or TIDINGS_STORE_FSYNC=false.
+
+[server]
+# UDP address the QUIC endpoint binds. Loopback by default so a fresh install
+# is not reachable from the network until you decide it should be.
+listen = "127.0.0.1:7450"
+
+# Where the message store, the generated TLS certificate and the generated
+# master key live. Default: $STATE_DIRECTORY when systemd sets it
+# (StateDirectory=), else ./tidings-data. Commented out so that copying this
+# file to /etc keeps the systemd default working.
+# data_dir = "./tidings-data"
+
+# PEM certificate chain and private key. Give both or neither. With neither, a
+# self-signed certificate is generated into data_dir on first start and
+# clients pin its SHA-256 fingerprint instead of trusting a CA.
+# tls_cert = "/etc/tidings/cert.pem"
+# tls_key = "/etc/tidings/key.pem"
+
+# Seconds a graceful shutdown (SIGTERM/SIGINT) gives sessions to close and
+# pending sends to drain before the store is flushed. Keep it below systemd's
+# TimeoutStopSec so systemd does not SIGKILL a shutdown in progress.
+shutdown_grace_secs = 10
+
+[auth]
+# "signature": a login must carry a LeanCloud-style HMAC-SHA1 signature made
+# with master_key, so only clients your app server vouches for get in.
+# "open": anyone may log in as any client id; for local development only.
+mode = "signature"
+
+# Application id included in every signed login string (LeanCloud's appId).
+# Set it to your existing LeanCloud app id so the signing code in your app
+# server keeps working unchanged.
+# app_id = "your-leancloud-app-id"
+
+# Secret that login signatures are made with (LeanCloud's master key). Only
+# your app server should know it; at least 16 characters. When unset, a random
+# key is generated into data_dir on first start, where the local CLI finds it.
+# master_key = "change-me-to-a-long-random-secret"
+
+# Seconds a signature's timestamp may differ from the server clock. Bounds
+# how long a captured signature stays usable; nonces are remembered for this
+# long so a signature cannot be replayed inside the window either.
+signature_window_secs = 300
+
+[limits]
+# Largest protocol frame accepted from a client, in bytes (1024 to 16 MiB).
+# Bounds the memory one connection can make the server buffer.
+max_frame_bytes = 65536
+
+# Largest message content, in bytes. 5120 is LeanCloud's 5 KB limit, so apps
+# that respect it there behave the same here. Must be below max_frame_bytes
+# because the frame also carries the message's metadata.
+max_content_bytes = 5120
+
+# Milliseconds a new connection may take to log in before it is closed, so
+# unauthenticated connections cannot hold resources.
+login_timeout_ms = 5000
+
+# Seconds without any traffic after which a connection is dropped, so dead
+# peers are noticed and their sessions freed.
+idle_timeout_secs = 120
+
+# Most members one conversation may have. Bounds the fan-out of a single send.
+max_members = 500
+
+[delivery]
+# Seconds the server waits for a client to acknowledge a delivered message
+# before delivering it again.
+ack_timeout_secs = 30
+
+# Most offline messages pushed per conversation when a client logs in
+# (push-mode sync). Keeps login fast; older messages come from history.
+push_sync_limit = 20
+
+# Most messages one pull-mode sync request returns, so a client that was
+# offline for long catches up in bounded steps.
+pull_sync_limit = 50
+
+# Most messages one history query returns (1 to 1000, LeanCloud's ceiling).
+history_max_limit = 1000
+
+[store]
+# Most sends committed by one flush. Sends arriving while a flush runs share
+# the next one, so one fdatasync pays for many messages; the cap keeps a burst
+# from delaying acknowledgements without bound.
+group_commit_max = 1024
+
+# fdatasync the log after every group flush, so an acknowledged message
+# survives a power cut. false: it survives a process crash only, but sends
+# are cheaper.
+fsync = true
+
+# Page cache of the store, in MiB. More cache keeps more recent history in
+# memory instead of on disk.
+cache_capacity_mb = 256
+
+[log]
+# tracing EnvFilter directive, e.g. "info" or "tidings=debug,quinn=warn".
+# RUST_LOG, when set, overrides it.
+level = "info"
+
+# "text" for people, "json" (one object per line) for log collectors. Logs go
+# to stderr.
+format = "text"
+"#;
+
+/// Everything that can go wrong turning files and env into a `Config`.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TOML is malformed, has an unknown key or a value of the wrong
+    /// type; the text comes from the toml crate and names the key.
+    #[error("{0}")]
+    Parse(String),
+    /// A `TIDINGS_*` environment variable is unknown or has a bad value.
+    #[error("environment variable {var}: {msg}")]
+    Env { var: String, msg: String },
+    /// A value parsed but is out of range or inconsistent with another.
+    #[error("{key} {msg}")]
+    Invalid { key: String, msg: String },
+}
+
+/// The whole server configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerSection,
+    pub auth: AuthSection,
+    pub limits: LimitsSection,
+    pub delivery: DeliverySection,
+    pub store: StoreSection,
+    pub log: LogSection,
+}
+
+/// Where the server listens and keeps its state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    /// Loopback by default: nothing is exposed until the operator says so.
+    pub listen: SocketAddr,
+    /// `$STATE_DIRECTORY` under systemd so `StateDirectory=` just works.
+    pub data_dir: PathBuf,
+    /// PEM chain; with `tls_key`, replaces the generated self-signed cert.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Bounded so a stuck client cannot block shutdown forever.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7450)),
+            data_dir: default_data_dir(),
+            tls_cert: None,
+            tls_key: None,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+/// How logins are authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// LeanCloud HMAC-SHA1 signatures: the app server vouches for each login.
+    #[default]
+    Signature,
+    /// No signature checks; development only.
+    Open,
+}
+
+/// Login authentication.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    pub mode: AuthMode,
+    /// Part of the signed string, as in LeanCloud, so existing signers work.
+    pub app_id: Option<String>,
+    /// Generated into the data dir on first start when absent.
+    pub master_key: Option<String>,
+    /// Clock skew tolerated and nonce memory, which together stop replays.
+    pub signature_window_secs: u64,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        Self {
+            mode: AuthMode::Signature,
+            app_id: None,
+            master_key: None,
+            signature_window_secs: 300,
+        }
+    }
+}
+
+/// Per-connection resource limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    /// Bounds per-connection buffering.
+    pub max_frame_bytes: u32,
+    /// LeanCloud's 5 KB, so apps behave as they did there.
+    pub max_content_bytes: u32,
+    /// Unauthenticated connections must not linger.
+    pub login_timeout_ms: u64,
+    /// Frees sessions of dead peers.
+    pub idle_timeout_secs: u64,
+    /// Bounds the fan-out of one send.
+    pub max_members: u32,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: 65536,
+            max_content_bytes: 5120,
+            login_timeout_ms: 5000,
+            idle_timeout_secs: 120,
+            max_members: 500,
+        }
+    }
+}
+
+/// Delivery, redelivery and sync batch sizes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliverySection {
+    /// Unacknowledged deliveries are retried after this long.
+    pub ack_timeout_secs: u64,
+    /// Keeps login fast; the rest comes from history.
+    pub push_sync_limit: u32,
+    /// Catch-up happens in bounded steps.
+    pub pull_sync_limit: u32,
+    /// LeanCloud's ceiling for one history query.
+    pub history_max_limit: u32,
+}
+
+impl Default for DeliverySection {
+    fn default() -> Self {
+        Self {
+            ack_timeout_secs: 30,
+            push_sync_limit: 20,
+            pull_sync_limit: 50,
+            history_max_limit: 1000,
+        }
+    }
+}
+
+/// The durable message log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSection {
+    /// Caps a group commit so a burst cannot delay acks without bound.
+    pub group_commit_max: u32,
+    /// fdatasync after each group flush: acks then survive power loss.
+    pub fsync: bool,
+    /// sled page cache.
+    pub cache_capacity_mb: u64,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        Self {
+            group_commit_max: 1024,
+            fsync: true,
+            cache_capacity_mb: 256,
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// For people reading a terminal or the journal.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Logging.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// An `EnvFilter` directive; `RUST_LOG` overrides it at run time.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// How an environment value is turned into a TOML value.
+#[derive(Clone, Copy)]
+enum EnvKind {
+    /// Always a string: paths, addresses and keys may look like numbers.
+    Str,
+    /// Parsed as a TOML value (number, bool), falling back to a string.
+    Value,
+}
+
+/// Every key settable from the environment. A unit test checks this list
+/// against the struct, so a new field cannot be forgotten here.
+const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
+    ("server", "listen", EnvKind::Str),
+    ("server", "data_dir", EnvKind::Str),
+    ("server", "tls_cert", EnvKind::Str),
+    ("server", "tls_key", EnvKind::Str),
+    ("server", "shutdown_grace_secs", EnvKind::Value),
+    ("auth", "mode", EnvKind::Str),
+    ("auth", "app_id", EnvKind::Str),
+    ("auth", "master_key", EnvKind::Str),
+    ("auth", "signature_window_secs", EnvKind::Value),
+    ("limits", "max_frame_bytes", EnvKind::Value),
+    ("limits", "max_content_bytes", EnvKind::Value),
+    ("limits", "login_timeout_ms", EnvKind::Value),
+    ("limits", "idle_timeout_secs", EnvKind::Value),
+    ("limits", "max_members", EnvKind::Value),
+    ("delivery", "ack_timeout_secs", EnvKind::Value),
+    ("delivery", "push_sync_limit", EnvKind::Value),
+    ("delivery", "pull_sync_limit", EnvKind::Value),
+    ("delivery", "history_max_limit", EnvKind::Value),
+    ("store", "group_commit_max", EnvKind::Value),
+    ("store", "fsync", EnvKind::Value),
+    ("store", "cache_capacity_mb", EnvKind::Value),
+    ("log", "level", EnvKind::Str),
+    ("log", "format", EnvKind::Str),
+];
+
+impl Config {
+    /// Loads the file at `path` (if given; a given but missing file is an
+    /// error, not a silent fallback to defaults), overlays `TIDINGS_*`
+    /// environment variables and validates the result.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let vars = tidings_env_vars()?;
+        Self::load_with_env(path, vars.into_iter())
+    }
+
+    /// Parses `text` as a config file and validates it; no environment.
+    pub fn load_from_str(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// `load` with the environment passed in, so tests need not touch the
+    /// process environment (which is shared between test threads).
+    fn load_with_env(
+        path: Option<&Path>,
+        vars: impl Iterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let (text, origin) = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Io {
+                    path: p.to_path_buf(),
+                    source,
+                })?;
+                (text, p.display().to_string())
+            }
+            None => (String::new(), String::new()),
+        };
+        let parse_err = |e: toml::de::Error| {
+            if origin.is_empty() {
+                ConfigError::Parse(e.to_string())
+            } else {
+                ConfigError::Parse(format!("{origin}: {e}"))
+            }
+        };
+        // Deserializing the text directly gives errors with line numbers and
+        // the offending key; the table below is only for merging the env in.
+        let from_file: Config = toml::from_str(&text).map_err(parse_err)?;
+        let mut table: toml::Table = toml::from_str(&text).map_err(parse_err)?;
+        let applied = apply_env(&mut table, vars)?;
+        let config = if applied == 0 {
+            from_file
+        } else {
+            table
+                .try_into::<Config>()
+                .map_err(|e| ConfigError::Parse(e.to_string()))?
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks ranges and cross-key consistency. The error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.server;
+        if s.data_dir.as_os_str().is_empty() {
+            return invalid("server.data_dir", "must not be empty");
+        }
+        match (&s.tls_cert, &s.tls_key) {
+            (Some(_), None) => {
+                return invalid("server.tls_key", "must be set when server.tls_cert is set");
+            }
+            (None, Some(_)) => {
+                return invalid("server.tls_cert", "must be set when server.tls_key is set");
+            }
+            _ => {}
+        }
+        if s.tls_cert
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return invalid("server.tls_cert", "must not be empty");
+        }
+        if s.tls_key.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            return invalid("server.tls_key", "must not be empty");
+        }
+        at_most(
+            "server.shutdown_grace_secs",
+            s.shutdown_grace_secs,
+            MAX_SECS,
+        )?;
+
+        let a = &self.auth;
+        if a.app_id.as_ref().is_some_and(|id| id.trim().is_empty()) {
+            return invalid("auth.app_id", "must not be empty when set");
+        }
+        if a.master_key
+            .as_ref()
+            .is_some_and(|k| k.chars().count() < 16)
+        {
+            return invalid("auth.master_key", "must be at least 16 characters");
+        }
+        range(
+            "auth.signature_window_secs",
+            a.signature_window_secs,
+            1,
+            MAX_SECS,
+        )?;
+
+        let l = &self.limits;
+        range(
+            "limits.max_frame_bytes",
+            l.max_frame_bytes.into(),
+            MIN_FRAME_BYTES_LIMIT.into(),
+            MAX_FRAME_BYTES_LIMIT.into(),
+        )?;
+        if l.max_content_bytes == 0 {
+            return invalid("limits.max_content_bytes", "must be at least 1");
+        }
+        if l.max_content_bytes >= l.max_frame_bytes {
+            return invalid(
+                "limits.max_content_bytes",
+                &format!(
+                    "must be less than limits.max_frame_bytes ({})",
+                    l.max_frame_bytes
+                ),
+            );
+        }
+        range(
+            "limits.login_timeout_ms",
+            l.login_timeout_ms,
+            1,
+            MAX_SECS * 1000,
+        )?;
+        range("limits.idle_timeout_secs", l.idle_timeout_secs, 1, MAX_SECS)?;
+        if l.max_members == 0 {
+            return invalid("limits.max_members", "must be at least 1");
+        }
+
+        let d = &self.delivery;
+        range("delivery.ack_timeout_secs", d.ack_timeout_secs, 1, MAX_SECS)?;
+        if d.push_sync_limit == 0 {
+            return invalid("delivery.push_sync_limit", "must be at least 1");
+        }
+        if d.pull_sync_limit == 0 {
+            return invalid("delivery.pull_sync_limit", "must be at least 1");
+        }
+        range(
+            "delivery.history_max_limit",
+            d.history_max_limit.into(),
+            1,
+            1000,
+        )?;
+
+        let st = &self.store;
+        if st.group_commit_max == 0 {
+            return invalid("store.group_commit_max", "must be at least 1");
+        }
+        range(
+            "store.cache_capacity_mb",
+            st.cache_capacity_mb,
+            1,
+            MAX_CACHE_MB,
+        )?;
+
+        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log.level) {
+            return invalid(
+                "log.level",
+                &format!("is not a valid tracing filter directive: {e}"),
+            );
+        }
+        Ok(())
+    }
+}
+
+fn invalid(key: &str, msg: &str) -> Result<(), ConfigError> {
+    Err(ConfigError::Invalid {
+        key: key.to_owned(),
+        msg: msg.to_owned(),
+    })
+}
+
+fn range(key: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        invalid(key, &format!("must be between {min} and {max}"))
+    }
+}
+
+fn at_most(key: &str, value: u64, max: u64) -> Result<(), ConfigError> {
+    if value <= max {
+        Ok(())
+    } else {
+        invalid(key, &format!("must be at most {max}"))
+    }
+}
+
+/// `$STATE_DIRECTORY` (set by systemd's `StateDirectory=`) or `./tidings-data`.
+fn default_data_dir() -> PathBuf {
+    data_dir_from(std::env::var_os("STATE_DIRECTORY"))
+}
+
+/// systemd joins several state directories with `:`; the first one is ours.
+fn data_dir_from(state_directory: Option<OsString>) -> PathBuf {
+    state_directory
+        .as_deref()
+        .and_then(|dirs| std::env::split_paths(dirs).find(|p| !p.as_os_str().is_empty()))
+        .unwrap_or_else(|| PathBuf::from("./tidings-data"))
+}
+
+/// The process's `TIDINGS_*` variables. Not `std::env::vars()`, which panics
+/// on a non-UTF-8 variable anywhere in the environment.
+fn tidings_env_vars() -> Result<Vec<(String, String)>, ConfigError> {
+    let mut out = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        if !name.as_encoded_bytes().starts_with(ENV_PREFIX.as_bytes()) {
+            continue;
+        }
+        let name = name.into_string().map_err(|n| ConfigError::Env {
+            var: n.to_string_lossy().into_owned(),
+            msg: "name is not valid UTF-8".to_owned(),
+        })?;
+        let value = value.into_string().map_err(|_| ConfigError::Env {
+            var: name.clone(),
+            msg: "value is not valid UTF-8".to_owned(),
+        })?;
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
+/// Inserts every `TIDINGS_<SECTION>_<KEY>` variable into `table`, returning
+/// how many were applied. Other variables are ignored; `TIDINGS_CONFIG`
+/// names the file and is skipped.
+fn apply_env(
+    table: &mut toml::Table,
+    vars: impl Iterator<Item = (String, String)>,
+) -> Result<usize, ConfigError> {
+    let mut applied = 0;
+    for (var, raw) in vars {
+        let Some(rest) = var.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        if var == CONFIG_PATH_ENV {
+            continue;
+        }
+        let env_err = |msg: String| ConfigError::Env {
+            var: var.clone(),
+            msg,
+        };
+        // Section names have no underscore, so the first one splits.
+        let Some((section, key)) = rest.split_once('_') else {
+            return Err(env_err(
+                "not a config key; expected TIDINGS_<SECTION>_<KEY>".to_owned(),
+            ));
+        };
+        let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+        let Some(&(_, _, kind)) = ENV_KEYS.iter().find(|(s, k, _)| *s == section && *k == key)
+        else {
+            return Err(env_err(format!("unknown config key {section}.{key}")));
+        };
+        let value = match kind {
+            EnvKind::Str => toml::Value::String(raw),
+            EnvKind::Value => parse_env_value(raw),
+        };
+        // Check this one value alone so a type error names the variable.
+        let mut probe_section = toml::Table::new();
+        probe_section.insert(key.clone(), value.clone());
+        let mut probe = toml::Table::new();
+        probe.insert(section.clone(), toml::Value::Table(probe_section));
+        if let Err(e) = probe.try_into::<Config>() {
+            // toml usually appends "in `section.key`"; make sure it is there.
+            let msg = e.to_string().trim().replace('\n', " ");
+            let dotted = format!("{section}.{key}");
+            return Err(env_err(if msg.contains(&dotted) {
+                msg
+            } else {
+                format!("{msg} (for {dotted})")
+            }));
+        }
+        let slot = table
+            .entry(section.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        match slot {
+            toml::Value::Table(t) => {
+                t.insert(key, value);
+            }
+            // The file already failed to parse as Config in this case, so
+            // this is unreachable in practice; still, no panics on input.
+            _ => return Err(env_err(format!("[{section}] in the file is not a table"))),
+        }
+        applied += 1;
+    }
+    Ok(applied)
+}
+
+/// A TOML scalar if the text is one (`42`, `true`), else the raw string.
+fn parse_env_value(raw: String) -> toml::Value {
+    match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(mut t) if t.len() == 1 => t.remove("v").unwrap_or(toml::Value::String(raw)),
+        _ => toml::Value::String(raw),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    fn load_env(file: &str, pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut table: toml::Table = toml::from_str(file).expect("test toml");
+        apply_env(&mut table, env(pairs))?;
+        let config: Config = table
+            .try_into()
+            .map_err(|e| ConfigError::Parse(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    #[test]
+    fn default_toml_is_default() {
+        let parsed = Config::load_from_str(DEFAULT_TOML).expect("default toml loads");
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn defaults_are_valid_and_empty_file_is_default() {
+        Config::default().validate().expect("defaults validate");
+        assert_eq!(Config::load_from_str("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn defaults_match_spec() {
+        let c = Config::default();
+        assert_eq!(c.server.listen, "127.0.0.1:7450".parse().unwrap());
+        assert_eq!(c.auth.mode, AuthMode::Signature);
+        assert_eq!(c.limits.max_frame_bytes, 65536);
+        assert_eq!(c.limits.max_content_bytes, 5120);
+        assert_eq!(c.delivery.history_max_limit, 1000);
+        assert!(c.store.fsync);
+        assert_eq!(c.log.format, LogFormat::Text);
+    }
+
+    #[test]
+    fn state_directory_sets_data_dir() {
+        assert_eq!(data_dir_from(None), PathBuf::from("./tidings-data"));
+        assert_eq!(
+            data_dir_from(Some("/var/lib/tidings".into())),
+            PathBuf::from("/var/lib/tidings")
+        );
+        assert_eq!(
+            data_dir_from(Some("/var/lib/a:/var/lib/b".into())),
+            PathBuf::from("/var/lib/a")
+        );
+        assert_eq!(
+            data_dir_from(Some("".into())),
+            PathBuf::from("./tidings-data")
+        );
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let c = load_env(
+            "[limits]\nmax_frame_bytes = 4096\n[server]\nlisten = \"0.0.0.0:1\"\n",
+            &[
+                ("TIDINGS_LIMITS_MAX_FRAME_BYTES", "8192"),
+                ("TIDINGS_SERVER_DATA_DIR", "/tmp/x"),
+                ("TIDINGS_AUTH_MODE", "open"),
+                ("TIDINGS_STORE_FSYNC", "false"),
+                ("TIDINGS_AUTH_MASTER_KEY", "12345678901234567890"),
+                ("TIDINGS_LOG_FORMAT", "json"),
+                ("TIDINGS_CONFIG", "/etc/tidings/tidings.toml"),
+                ("PATH", "/bin"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.limits.max_frame_bytes, 8192);
+        assert_eq!(c.server.listen, "0.0.0.0:1".parse().unwrap());
+        assert_eq!(c.server.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(c.auth.mode, AuthMode::Open);
+        assert!(!c.store.fsync);
+        assert_eq!(c.auth.master_key.as_deref(), Some("12345678901234567890"));
+        assert_eq!(c.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn load_with_env_reads_file_and_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, "[delivery]\nack_timeout_secs = 7\n").unwrap();
+        let c = Config::load_with_env(
+            Some(&path),
+            env(&[("TIDINGS_DELIVERY_PULL_SYNC_LIMIT", "9")]),
+        )
+        .unwrap();
+        assert_eq!(c.delivery.ack_timeout_secs, 7);
+        assert_eq!(c.delivery.pull_sync_limit, 9);
+    }
+
+    #[test]
+    fn missing_explicit_file_is_error() {
+        let err = Config::load_with_env(Some(Path::new("/nonexistent/tidings.toml")), env(&[]))
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::Io { .. }), "{err}");
+        assert!(err.to_string().contains("/nonexistent/tidings.toml"));
+    }
+
+    #[test]
+    fn unknown_key_in_file_names_it() {
+        let err = Config::load_from_str("[limits]\nmax_frame_byte = 4096\n").unwrap_err();
+        assert!(matches!(err, ConfigError::Parse(_)));
+        assert!(err.to_string().contains("max_frame_byte"), "{err}");
+        let err = Config::load_from_str("[limit]\n").unwrap_err();
+        assert!(err.to_string().contains("limit"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_in_file_names_key() {
+        let err = Config::load_from_str("[store]\nfsync = \"yes\"\n").unwrap_err();
+        assert!(err.to_string().contains("fsync"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_name_key() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "[limits]\nmax_frame_bytes = 100\n",
+                "limits.max_frame_bytes",
+            ),
+            (
+                "[limits]\nmax_frame_bytes = 16777217\n",
+                "limits.max_frame_bytes",
+            ),
+            (
+                "[limits]\nmax_content_bytes = 65536\n",
+                "limits.max_content_bytes",
+            ),
+            (
+                "[limits]\nlogin_timeout_ms = 0\n",
+                "limits.login_timeout_ms",
+            ),
+            (
+                "[limits]\nidle_timeout_secs = 0\n",
+                "limits.idle_timeout_secs",
+            ),
+            (
+                "[delivery]\nack_timeout_secs = 0\n",
+                "delivery.ack_timeout_secs",
+            ),
+            (
+                "[delivery]\npush_sync_limit = 0\n",
+                "delivery.push_sync_limit",
+            ),
+            (
+                "[delivery]\npull_sync_limit = 0\n",
+                "delivery.pull_sync_limit",
+            ),
+            (
+                "[delivery]\nhistory_max_limit = 1001\n",
+                "delivery.history_max_limit",
+            ),
+            (
+                "[delivery]\nhistory_max_limit = 0\n",
+                "delivery.history_max_limit",
+            ),
+            ("[store]\ngroup_commit_max = 0\n", "store.group_commit_max"),
+            (
+                "[auth]\nsignature_window_secs = 0\n",
+                "auth.signature_window_secs",
+            ),
+            ("[auth]\nmaster_key = \"short\"\n", "auth.master_key"),
+            ("[server]\ntls_cert = \"c.pem\"\n", "server.tls_key"),
+            ("[server]\ntls_key = \"k.pem\"\n", "server.tls_cert"),
+            ("[log]\nlevel = \"info,,=[\"\n", "log.level"),
+        ];
+        for (text, key) in cases {
+            match Config::load_from_str(text) {
+                Err(e @ ConfigError::Invalid { .. }) => {
+                    assert!(e.to_string().starts_with(key), "{text:?}: {e}")
+                }
+                other => panic!("{text:?}: expected Invalid({key}), got {other:?}"),
+            }
+        }
+        let err = Config::load_from_str("[limits]\nmax_frame_bytes = 100\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "limits.max_frame_bytes must be between 1024 and 16777216"
+        );
+    }
+
+    #[test]
+    fn tls_pair_is_accepted() {
+        let c =
+            Config::load_from_str("[server]\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n").unwrap();
+        assert_eq!(c.server.tls_cert, Some(PathBuf::from("c.pem")));
+    }
+
+    #[test]
+    fn unknown_env_var_is_error() {
+        for var in [
+            "TIDINGS_LIMITS_NOPE",
+            "TIDINGS_NOPE_LEVEL",
+            "TIDINGS_SERVER",
+            "TIDINGS_",
+        ] {
+            let err = load_env("", &[(var, "1")]).unwrap_err();
+            match &err {
+                ConfigError::Env { var: v, .. } => assert_eq!(v, var),
+                other => panic!("{var}: expected Env error, got {other:?}"),
+            }
+            assert!(err.to_string().contains(var), "{err}");
+        }
+    }
+
+    #[test]
+    fn bad_env_value_names_var() {
+        let err = load_env("", &[("TIDINGS_STORE_FSYNC", "yes")]).unwrap_err();
+        assert!(matches!(err, ConfigError::Env { .. }), "{err}");
+        assert!(err.to_string().contains("TIDINGS_STORE_FSYNC"), "{err}");
+        let err = load_env("", &[("TIDINGS_SERVER_LISTEN", "nowhere")]).unwrap_err();
+        assert!(err.to_string().contains("TIDINGS_SERVER_LISTEN"), "{err}");
+        let err = load_env("", &[("TIDINGS_LIMITS_MAX_FRAME_BYTES", "-1")]).unwrap_err();
+        assert!(
+            err.to_string().contains("TIDINGS_LIMITS_MAX_FRAME_BYTES"),
+            "{err}"
+        );
+        // Parses fine but out of range: reported by validate, naming the key.
+        let err = load_env("", &[("TIDINGS_LIMITS_MAX_FRAME_BYTES", "10")]).unwrap_err();
+        assert!(
+            err.to_string().starts_with("limits.max_frame_bytes"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn env_keys_cover_every_field() {
+        let mut full = Config::default();
+        full.server.tls_cert = Some("c".into());
+        full.server.tls_key = Some("k".into());
+        full.auth.app_id = Some("a".into());
+        full.auth.master_key = Some("m".into());
+        let table = toml::Table::try_from(&full).unwrap();
+        let mut from_struct: Vec<(String, String)> = Vec::new();
+        for (section, v) in &table {
+            for key in v.as_table().unwrap().keys() {
+                from_struct.push((section.clone(), key.clone()));
+            }
+        }
+        let mut listed: Vec<(String, String)> = ENV_KEYS
+            .iter()
+            .map(|(s, k, _)| (s.to_string(), k.to_string()))
+            .collect();
+        from_struct.sort();
+        listed.sort();
+        assert_eq!(from_struct, listed);
+    }
+
+    #[test]
+    fn default_toml_mentions_every_key() {
+        for (section, key, _) in ENV_KEYS {
+            assert!(
+                DEFAULT_TOML.contains(&format!("[{section}]")),
+                "[{section}] missing from DEFAULT_TOML"
+            );
+            assert!(
+                DEFAULT_TOML.contains(&format!("{key} = ")),
+                "{section}.{key} missing from DEFAULT_TOML"
+            );
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! Tidings: a self-hosted instant-messaging server over QUIC that follows
+//! LeanCloud IM's conventions.
+//!
+//! # Layout
+//!
+//! - [`protocol`]: frames, commands, replies, events and LeanCloud's error codes.
+//! - [`codec`]: the only user of bincode.
+//! - [`transport`]: QUIC endpoints, TLS identity and pinning, length-prefixed framing.
+//! - [`auth`]: app credentials and HMAC-SHA1 login signatures.
+//! - [`store`]: the only user of sled: trees, key encodings, records, durable flush.
+//! - [`conversation`]: the lock-sharded conversation table and membership rules.
+//! - [`message`]: the group-commit pipeline that orders, stores and fans out messages.
+//! - [`hub`]: the shared state of a running server, handed to every session.
+//! - [`session`]: one connection's login, commands, delivery and acks.
+//! - [`server`]: start-up, the accept loop and graceful shutdown.
+//! - [`client`]: the async client library used by the CLI, tests and bench.
+//! - [`config`]: the documented configuration struct.
+
+pub mod auth;
+pub mod client;
+pub mod codec;
+pub mod config;
+pub mod conversation;
+pub mod message;
+pub mod protocol;
+pub mod hub;
+pub mod server;
+pub mod session;
+pub mod store;
+pub mod transport;
+pub mod util;

@@ -1,0 +1,232 @@
+//! Messages: sending (stored or transient), history, read cursors and the
+//! offline-sync views a session needs at login.
+
+pub mod pipeline;
+
+pub use pipeline::{Committed, Draft, Pending, Pipeline};
+
+use crate::auth::valid_id;
+use crate::codec;
+use crate::conversation::Conv;
+use crate::hub::{Caller, Hub};
+use crate::protocol::{
+    Anchor, ConvId, ConvKind, Direction, ErrorBody, ErrorCode, Event, HistoryQuery, Message,
+    Reply, SendMessage, ServerFrame, UnreadItem,
+};
+use crate::session::registry::Outbound;
+use crate::transport::frame;
+use crate::util::{now_ms, random_token};
+
+fn err(code: ErrorCode, detail: impl Into<String>) -> ErrorBody {
+    ErrorBody::new(code, detail)
+}
+
+fn member_conv(hub: &Hub, caller: &Caller, conv: ConvId) -> Result<std::sync::Arc<Conv>, ErrorBody> {
+    let c = hub
+        .convs
+        .get(&conv)
+        .ok_or_else(|| err(ErrorCode::ConvNotFound, format!("no conversation {conv}")))?;
+    if !c.state.read().is_member(&caller.client) {
+        return Err(err(
+            ErrorCode::InvalidMessagingTarget,
+            format!("not a member of {conv}"),
+        ));
+    }
+    Ok(c)
+}
+
+fn validate(hub: &Hub, m: &SendMessage) -> Result<(), ErrorBody> {
+    let max = hub.config.limits.max_content_bytes as usize;
+    if m.content.len() > max {
+        return Err(err(
+            ErrorCode::FrameTooLong,
+            format!("content of {} bytes over limits.max_content_bytes ({max})", m.content.len()),
+        ));
+    }
+    if let Some(bad) = m.mention_list.iter().find(|id| !valid_id(id)) {
+        return Err(err(ErrorCode::InvalidMessagingTarget, format!("invalid mention {bad:?}")));
+    }
+    if let Some(p) = &m.push_data {
+        serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(p).map_err(|e| {
+            err(ErrorCode::InvalidMessagingTarget, format!("pushData must be a JSON object: {e}"))
+        })?;
+    }
+    if m.token.as_ref().is_some_and(|t| t.is_empty() || t.len() > 64) {
+        return Err(err(ErrorCode::InvalidMessagingTarget, "token must be 1-64 bytes"));
+    }
+    Ok(())
+}
+
+/// How a send proceeds: transient ones are answered at once; stored ones
+/// are queued in call order and answered after their group flush.
+pub enum SendPlan {
+    Done(Reply),
+    Pending(Pending),
+}
+
+pub fn send(hub: &Hub, caller: &Caller, m: SendMessage) -> Result<SendPlan, ErrorBody> {
+    validate(hub, &m)?;
+    let conv = member_conv(hub, caller, m.conv)?;
+    if m.transient {
+        return Ok(SendPlan::Done(send_transient(hub, caller, &conv, m)));
+    }
+    let pending = hub.pipeline.submit(Draft {
+        conv,
+        send: m,
+        from: caller.client.clone(),
+        origin_device: caller.device_id.clone(),
+        origin_conn: caller.conn_id,
+        from_ip: caller.ip.clone(),
+    })?;
+    Ok(SendPlan::Pending(pending))
+}
+
+pub fn sent_reply(c: Committed) -> Reply {
+    Reply::Sent {
+        msg_id: c.sent.msg_id,
+        seq: c.sent.seq,
+        timestamp: c.sent.timestamp,
+        duplicate: c.duplicate,
+    }
+}
+
+/// Not stored, not acked, not redelivered: straight to whoever is online.
+fn send_transient(hub: &Hub, caller: &Caller, conv: &Conv, m: SendMessage) -> Reply {
+    let msg = Message {
+        conv: m.conv,
+        msg_id: random_token(20),
+        seq: 0,
+        from: caller.client.clone(),
+        timestamp: now_ms(),
+        content: m.content,
+        mention_list: m.mention_list,
+        mention_all: m.mention_all,
+        receipt: false,
+        transient: true,
+        will: false,
+        push_data: None,
+    };
+    let reply = Reply::Sent {
+        msg_id: msg.msg_id.clone(),
+        seq: 0,
+        timestamp: msg.timestamp,
+        duplicate: false,
+    };
+    let ev = ServerFrame::Event(Event::Message {
+        msg,
+        redelivered: false,
+    });
+    let (Ok(datagram), Ok(frame)) = (codec::encode(&ev), frame::encode(&ev)) else {
+        tracing::error!("encoding a transient message failed");
+        return reply;
+    };
+    let out = Outbound::Transient {
+        datagram: datagram.into(),
+        frame,
+    };
+    let audience = conv.state.read().audience();
+    hub.registry
+        .send_to(audience.iter().map(String::as_str), Some(caller.conn_id), &out);
+    reply
+}
+
+pub fn history(hub: &Hub, caller: &Caller, q: HistoryQuery) -> Result<Reply, ErrorBody> {
+    let conv = hub
+        .convs
+        .get(&q.conv)
+        .ok_or_else(|| err(ErrorCode::ConvNotFound, format!("no conversation {}", q.conv)))?;
+    {
+        let st = conv.state.read();
+        if st.rec.kind != ConvKind::ChatRoom && !st.is_member(&caller.client) {
+            return Err(err(
+                ErrorCode::InvalidMessagingTarget,
+                format!("not a member of {}", q.conv),
+            ));
+        }
+    }
+    let limit = (q.limit.max(1)).min(hub.config.delivery.history_max_limit) as usize;
+    let last = conv.last_seq();
+    let store = &hub.store;
+    // Translate the anchor into an inclusive seq range [lo, hi].
+    let (lo, hi) = match (&q.anchor, q.direction) {
+        (Anchor::Latest, Direction::Before) => (1, last),
+        (Anchor::Earliest, Direction::After) => (1, last),
+        (Anchor::Latest, Direction::After) | (Anchor::Earliest, Direction::Before) => (1, 0),
+        (Anchor::Seq(s), dir) => seq_range(*s, dir, q.inclusive, last),
+        (Anchor::MsgId(id), dir) => match store.locate(id)? {
+            Some((c, s)) if c == q.conv => seq_range(s, dir, q.inclusive, last),
+            _ => return Err(err(ErrorCode::MessageNotFound, format!("no message {id} here"))),
+        },
+        (Anchor::Timestamp(t), Direction::Before) => {
+            let bound = if q.inclusive { t.saturating_add(1) } else { *t };
+            (1, store.seq_at_or_after(q.conv, bound, last)?.saturating_sub(1))
+        }
+        (Anchor::Timestamp(t), Direction::After) => {
+            let bound = if q.inclusive { *t } else { t.saturating_add(1) };
+            (store.seq_at_or_after(q.conv, bound, last)?, last)
+        }
+    };
+    let newest_first = q.direction == Direction::Before;
+    let mut page = store.messages(q.conv, lo, hi, limit + 1, newest_first)?;
+    let more = page.len() > limit;
+    if more {
+        if newest_first {
+            page.remove(0);
+        } else {
+            page.pop();
+        }
+    }
+    Ok(Reply::History {
+        messages: page.into_iter().map(|e| e.msg).collect(),
+        more,
+    })
+}
+
+fn seq_range(s: u64, dir: Direction, inclusive: bool, last: u64) -> (u64, u64) {
+    match (dir, inclusive) {
+        (Direction::Before, true) => (1, s.min(last)),
+        (Direction::Before, false) => (1, s.saturating_sub(1).min(last)),
+        (Direction::After, true) => (s.max(1), last),
+        (Direction::After, false) => (s.saturating_add(1).max(1), last),
+    }
+}
+
+/// Marks the conversation read for every device of the caller.
+pub fn read(hub: &Hub, caller: &Caller, conv: ConvId, seq: Option<u64>) -> Result<Reply, ErrorBody> {
+    let c = member_conv(hub, caller, conv)?;
+    let last = c.last_seq();
+    let seq = seq.unwrap_or(last).min(last);
+    if seq > hub.store.read_cursor(&caller.client, conv)? {
+        hub.store.set_read_cursor(&caller.client, conv, seq)?;
+    }
+    if let Some(f) = crate::hub::event_frame(Event::ReadUpdated { conv, seq }) {
+        hub.registry
+            .send_to([caller.client.as_str()], Some(caller.conn_id), &Outbound::Frame(f));
+    }
+    Ok(Reply::Ok)
+}
+
+/// `<conversation, unreadCount, lastMessage>` for the client's conversations
+/// with unread messages, most recent first, at most `limit`.
+pub fn unread_summary(hub: &Hub, client: &str, limit: usize) -> Result<Vec<UnreadItem>, ErrorBody> {
+    let mut rows: Vec<(u64, ConvId, u64)> = Vec::new();
+    for id in hub.store.memberships_of(client)? {
+        let Some(c) = hub.convs.get(&id) else { continue };
+        let last = c.last_seq();
+        let read = hub.store.read_cursor(client, id)?;
+        if last > read {
+            rows.push((c.last_ts(), id, last - read));
+        }
+    }
+    rows.sort_by_key(|r| std::cmp::Reverse(r.0));
+    rows.truncate(limit);
+    rows.into_iter()
+        .map(|(_, conv, count)| {
+            Ok(UnreadItem {
+                conv,
+                count,
+                last_message: hub.store.last_message(conv)?.map(|e| e.msg),
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,83 @@
+//! LeanCloud's error and close codes (see `shared/LEANCLOUD-REFERENCE.md`).
+//! A session-level code also closes the QUIC connection with that code.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u16)]
+pub enum ErrorCode {
+    AppNotAvailable = 4100,
+    DuplicatedLogin = 4101,
+    SignatureFailed = 4102,
+    InvalidLogin = 4103,
+    SessionRequired = 4105,
+    ReadTimeout = 4107,
+    LoginTimeout = 4108,
+    FrameTooLong = 4109,
+    SessionConflict = 4111,
+    UnparseableRawMsg = 4114,
+    KickedByApp = 4115,
+    InternalError = 4200,
+    SendMessageTimeout = 4201,
+    /// Server shutting down; not a LeanCloud code, chosen next to INTERNAL_ERROR.
+    ServerShutdown = 4202,
+    ConvApiFailed = 4301,
+    ConvNotFound = 4303,
+    ConvFull = 4304,
+    ConvRejectedByApp = 4305,
+    NeedOwner = 4324,
+    /// Not a member of the conversation (LeanCloud has no narrower public code).
+    InvalidMessagingTarget = 4401,
+    MessageRejectedByApp = 4402,
+    OwnershipRequired = 4403,
+    MessageNotFound = 4404,
+    UpdateRejectedByApp = 4405,
+    EditDisabled = 4406,
+    RecallDisabled = 4407,
+    ModifiedByCensorship = 4408,
+}
+
+impl ErrorCode {
+    pub fn reason(self) -> &'static str {
+        use ErrorCode::*;
+        match self {
+            AppNotAvailable => "APP_NOT_AVAILABLE",
+            DuplicatedLogin => "DUPLICATED_LOGIN",
+            SignatureFailed => "SIGNATURE_FAILED",
+            InvalidLogin => "INVALID_LOGIN",
+            SessionRequired => "SESSION_REQUIRED",
+            ReadTimeout => "READ_TIMEOUT",
+            LoginTimeout => "LOGIN_TIMEOUT",
+            FrameTooLong => "FRAME_TOO_LONG",
+            SessionConflict => "SESSION_CONFLICT",
+            UnparseableRawMsg => "UNPARSEABLE_RAW_MSG",
+            KickedByApp => "KICKED_BY_APP",
+            InternalError => "INTERNAL_ERROR",
+            SendMessageTimeout => "SEND_MESSAGE_TIMEOUT",
+            ServerShutdown => "SERVER_SHUTDOWN",
+            ConvApiFailed => "CONVERSATION_API_FAILED",
+            ConvNotFound => "CONVERSATION_NOT_FOUND",
+            ConvFull => "CONVERSATION_FULL",
+            ConvRejectedByApp => "CONVERSATION_REJECTED_BY_APP",
+            NeedOwner => "CONVERSATION_NEED_OWNER",
+            InvalidMessagingTarget => "INVALID_MESSAGING_TARGET",
+            MessageRejectedByApp => "MESSAGE_REJECTED_BY_APP",
+            OwnershipRequired => "OWNERSHIP_REQUIRED",
+            MessageNotFound => "MESSAGE_NOT_FOUND",
+            UpdateRejectedByApp => "UPDATE_REJECTED_BY_APP",
+            EditDisabled => "MESSAGE_EDIT_DISABLED",
+            RecallDisabled => "MESSAGE_RECALL_DISABLED",
+            ModifiedByCensorship => "MESSAGE_MODIFIED_BY_CENSORSHIP",
+        }
+    }
+
+    pub fn code(self) -> u16 {
+        self as u16
+    }
+}
+
+/// `_clientOffline` close codes.
+pub mod close {
+    pub const LOGOUT: u8 = 1;
+    pub const CONNECTION_LOST: u8 = 2;
+    pub const TAG_CONFLICT: u8 = 3;
+    pub const KICKED: u8 = 4;
+}

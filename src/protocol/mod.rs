@@ -1,0 +1,380 @@
+//! The wire protocol: what a client and the server say to each other.
+//!
+//! Every type here is encoded by [`crate::codec`] and framed by
+//! [`crate::transport::frame`]. `docs/PROTOCOL.md` is the prose version of
+//! this file; keep them in step. New fields go at the end of a struct and new
+//! variants at the end of an enum, because the encoding is positional.
+
+pub mod codes;
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+pub use codes::ErrorCode;
+
+/// ALPN protocol id for this wire format.
+pub const ALPN: &[u8] = b"tidings/1";
+
+/// A conversation id: 12 bytes shown as 24 lowercase hex digits, the shape of a
+/// LeanCloud objectId, so ids survive an import from LeanCloud unchanged.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ConvId(pub [u8; 12]);
+
+impl ConvId {
+    pub fn random() -> Self {
+        ConvId(rand::random())
+    }
+}
+
+impl fmt::Display for ConvId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for ConvId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ConvId({self})")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("a conversation id is 24 hex digits")]
+pub struct BadConvId;
+
+impl FromStr for ConvId {
+    type Err = BadConvId;
+    fn from_str(s: &str) -> Result<Self, BadConvId> {
+        let mut out = [0u8; 12];
+        hex::decode_to_slice(s, &mut out).map_err(|_| BadConvId)?;
+        Ok(ConvId(out))
+    }
+}
+
+/// Client → server, on the connection's one bidirectional stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ClientFrame {
+    /// A command that expects exactly one [`ServerFrame::Response`] with the same id.
+    Request { id: u64, cmd: Command },
+    /// Cumulative acknowledgement: this device has every message of `conv` up to `seq`.
+    Ack { acks: Vec<(ConvId, u64)> },
+    /// Keeps the session inside the idle timeout; no answer.
+    Ping,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    Login(Login),
+    /// A proactive logout (`_clientOffline` closeCode 1); the server closes the connection after answering.
+    Logout,
+    CreateConversation(CreateConversation),
+    GetConversation {
+        conv: ConvId,
+    },
+    /// The caller's conversations, most recently active first.
+    ListConversations {
+        limit: u32,
+    },
+    Join {
+        conv: ConvId,
+    },
+    Leave {
+        conv: ConvId,
+    },
+    AddMembers {
+        conv: ConvId,
+        members: Vec<String>,
+    },
+    RemoveMembers {
+        conv: ConvId,
+        members: Vec<String>,
+    },
+    /// `attr` is a JSON object as text; it replaces the custom attributes whole.
+    UpdateConversation {
+        conv: ConvId,
+        name: Option<String>,
+        attr: Option<String>,
+    },
+    /// Owner only: make members managers, or take that back.
+    SetManagers {
+        conv: ConvId,
+        add: Vec<String>,
+        remove: Vec<String>,
+    },
+    Mute {
+        conv: ConvId,
+    },
+    Unmute {
+        conv: ConvId,
+    },
+    Send(SendMessage),
+    /// Marks the conversation read up to `seq` (the newest message when `None`)
+    /// for every device of the caller.
+    Read {
+        conv: ConvId,
+        seq: Option<u64>,
+    },
+    History(HistoryQuery),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Login {
+    pub app_id: String,
+    pub client_id: String,
+    /// Devices sharing a non-empty tag exclude each other (LeanCloud's `<clientId, tag>` rule).
+    pub tag: Option<String>,
+    /// Names the device whose delivery cursor this session resumes; defaults to the tag, then "default".
+    pub device_id: Option<String>,
+    /// LeanCloud's `isReconnect`: on a tag conflict the newcomer gives way instead of kicking.
+    pub reconnect: bool,
+    /// Seconds since the Unix epoch.
+    pub timestamp: u64,
+    pub nonce: String,
+    /// `hex(HMAC-SHA1(master_key, "appid:clientid::timestamp:nonce"))`.
+    pub signature: String,
+    pub sync: SyncMode,
+}
+
+/// LeanCloud's two offline-sync modes, chosen per login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncMode {
+    /// The server pushes up to `sync.push_limit` missed messages per conversation.
+    Push,
+    /// The server sends `<conversation, unreadCount, lastMessage>` and the client pulls history.
+    Pull,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConvKind {
+    Normal,
+    /// No stored member list: the members are whoever is online in it; no offline delivery.
+    ChatRoom,
+    /// Official accounts and bots; created through the admin API.
+    System,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateConversation {
+    /// Other members; the creator is always added.
+    pub members: Vec<String>,
+    pub name: Option<String>,
+    /// JSON object as text.
+    pub attr: Option<String>,
+    /// Reuse the existing unique conversation with exactly these members.
+    pub unique: bool,
+    pub kind: ConvKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Content {
+    Text(String),
+    Binary(Vec<u8>),
+}
+
+impl Content {
+    pub fn len(&self) -> usize {
+        match self {
+            Content::Text(s) => s.len(),
+            Content::Binary(b) => b.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SendMessage {
+    pub conv: ConvId,
+    pub content: Content,
+    pub mention_list: Vec<String>,
+    pub mention_all: bool,
+    pub receipt: bool,
+    /// Not stored, not redelivered, reaches only online members.
+    pub transient: bool,
+    pub will: bool,
+    /// Push payload (JSON text), kept with the message for push delivery.
+    pub push_data: Option<String>,
+    /// Idempotency token: a resend with the same token returns the first answer.
+    pub token: Option<String>,
+}
+
+impl SendMessage {
+    /// A plain text message with every option off.
+    pub fn text(conv: ConvId, text: impl Into<String>) -> Self {
+        SendMessage {
+            conv,
+            content: Content::Text(text.into()),
+            mention_list: Vec::new(),
+            mention_all: false,
+            receipt: false,
+            transient: false,
+            will: false,
+            push_data: None,
+            token: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Anchor {
+    /// The newest end of the conversation.
+    Latest,
+    /// The oldest end of the conversation.
+    Earliest,
+    MsgId(String),
+    /// Milliseconds since the Unix epoch.
+    Timestamp(u64),
+    Seq(u64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Direction {
+    /// Older than the anchor.
+    Before,
+    /// Newer than the anchor.
+    After,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryQuery {
+    pub conv: ConvId,
+    pub anchor: Anchor,
+    pub direction: Direction,
+    /// Whether the anchor message itself is included.
+    pub inclusive: bool,
+    /// At most `history.max_limit` (1000).
+    pub limit: u32,
+}
+
+/// Server → client. Responses and events share the stream, so events are
+/// seen in the order the server produced them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ServerFrame {
+    Response {
+        id: u64,
+        result: Result<Reply, ErrorBody>,
+    },
+    Event(Event),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Reply {
+    LoggedIn {
+        /// Server time in milliseconds.
+        server_time: u64,
+        /// The device id this session acknowledges for.
+        device_id: String,
+    },
+    Ok,
+    Conversation(ConversationInfo),
+    Conversations(Vec<ConversationInfo>),
+    Sent {
+        msg_id: String,
+        seq: u64,
+        timestamp: u64,
+        /// True when an idempotency token matched an earlier send.
+        duplicate: bool,
+    },
+    History {
+        /// Oldest first.
+        messages: Vec<Message>,
+        /// More messages lie beyond the returned page in the query's direction.
+        more: bool,
+    },
+}
+
+/// A failed request. `code` is LeanCloud's (4xxx) where one exists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: u16,
+    pub reason: String,
+    pub detail: String,
+}
+
+impl ErrorBody {
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
+        ErrorBody {
+            code: code as u16,
+            reason: code.reason().to_string(),
+            detail: detail.into(),
+        }
+    }
+}
+
+impl fmt::Display for ErrorBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.code, self.reason, self.detail)
+    }
+}
+
+impl std::error::Error for ErrorBody {}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationInfo {
+    pub id: ConvId,
+    pub kind: ConvKind,
+    pub name: Option<String>,
+    /// JSON object as text.
+    pub attr: Option<String>,
+    pub creator: String,
+    /// Empty for chat rooms, whose members are not stored.
+    pub members: Vec<String>,
+    pub managers: Vec<String>,
+    /// Whether the caller muted it.
+    pub muted: bool,
+    pub unique: bool,
+    pub created_at: u64,
+    pub updated_at: u64,
+    pub last_message_at: Option<u64>,
+    pub last_seq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub conv: ConvId,
+    pub msg_id: String,
+    /// Position in the conversation, from 1, gap-free for stored messages; 0 for transient ones.
+    pub seq: u64,
+    pub from: String,
+    /// Milliseconds since the Unix epoch, never decreasing within a conversation.
+    pub timestamp: u64,
+    pub content: Content,
+    pub mention_list: Vec<String>,
+    pub mention_all: bool,
+    pub receipt: bool,
+    pub transient: bool,
+    pub will: bool,
+    pub push_data: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnreadItem {
+    pub conv: ConvId,
+    pub count: u64,
+    pub last_message: Option<Message>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Event {
+    /// A new message, or a redelivery of one this device has not acked.
+    Message { msg: Message, redelivered: bool },
+    /// This device lost its `<clientId, tag>` to a newer login (closeCode 3, 4111).
+    Conflict { code: u16, reason: String },
+    /// Pull-mode sync at login, and unread changes afterwards.
+    Unread { items: Vec<UnreadItem> },
+    /// Push-mode sync finished; `skipped` counts missed messages beyond the per-conversation limit, left for history.
+    SyncDone { conversations: u32, messages: u32, skipped: u64 },
+    /// Another device of this client read the conversation up to `seq`.
+    ReadUpdated { conv: ConvId, seq: u64 },
+    MembersJoined { conv: ConvId, members: Vec<String>, by: String },
+    MembersLeft { conv: ConvId, members: Vec<String>, by: String },
+    /// The caller was added to a conversation.
+    Invited { conv: ConvId, by: String },
+    /// The caller was removed from a conversation.
+    Kicked { conv: ConvId, by: String },
+    ConversationUpdated { conv: ConvId, by: String, name: Option<String>, attr: Option<String> },
+    /// The server is closing this connection; the QUIC close carries the same code.
+    Closing { code: u16, reason: String },
+}

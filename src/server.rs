@@ -1,0 +1,207 @@
+//! Start-up, the accept loop and graceful shutdown.
+//!
+//! Shutdown follows mini-redis: a broadcast tells every session to stop, and
+//! each session holds a clone of a completion sender whose last drop says
+//! they are all gone. Then the commit pipeline drains and the store flushes.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::auth::{self, Authenticator, Credentials};
+use crate::config::{AuthMode, Config};
+use crate::conversation::ConversationTable;
+use crate::hub::Hub;
+use crate::message::Pipeline;
+use crate::session::{self, registry::Registry};
+use crate::store::{Store, StoreError};
+use crate::transport::{self, ServerIdentity, TlsError, TransportError};
+
+/// Written into the data dir at start: the bound address, for local clients.
+pub const ADDR_FILE: &str = "server.addr";
+/// The sled directory inside the data dir.
+pub const STORE_DIR: &str = "store";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("data dir {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("credentials: {0}")]
+    Auth(#[from] auth::AuthError),
+    #[error("tls: {0}")]
+    Tls(#[from] TlsError),
+    #[error("transport: {0}")]
+    Transport(#[from] TransportError),
+}
+
+pub struct Server;
+
+pub struct RunningServer {
+    hub: Arc<Hub>,
+    addr: SocketAddr,
+    fingerprint: String,
+    endpoint: quinn::Endpoint,
+    shutdown: broadcast::Sender<()>,
+    done_rx: mpsc::Receiver<()>,
+    accept: JoinHandle<()>,
+}
+
+impl Server {
+    pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
+        let dir = config.server.data_dir.clone();
+        std::fs::create_dir_all(&dir).map_err(|source| ServerError::DataDir {
+            path: dir.clone(),
+            source,
+        })?;
+        let creds = Credentials::load_or_create(
+            &dir,
+            config.auth.app_id.as_deref(),
+            config.auth.master_key.as_deref(),
+        )?;
+        let identity = ServerIdentity::load_or_generate(
+            &dir,
+            config
+                .server
+                .tls_cert
+                .as_deref()
+                .zip(config.server.tls_key.as_deref()),
+        )?;
+        let fingerprint = identity.fingerprint();
+        let store = Arc::new(Store::open(
+            &dir.join(STORE_DIR),
+            config.store.cache_capacity_mb * 1024 * 1024,
+            config.store.fsync,
+        )?);
+        let convs = ConversationTable::load(&store)?;
+        let registry = Arc::new(Registry::default());
+        let pipeline = Pipeline::start(
+            store.clone(),
+            registry.clone(),
+            config.store.group_commit_max as usize,
+        );
+        let mode = match config.auth.mode {
+            AuthMode::Signature => auth::Mode::Signature,
+            AuthMode::Open => auth::Mode::Open,
+        };
+        let authenticator = Authenticator::new(mode, creds, config.auth.signature_window_secs);
+        let endpoint = transport::server_endpoint(
+            config.server.listen,
+            identity,
+            Duration::from_secs(config.limits.idle_timeout_secs),
+        )?;
+        let addr = endpoint.local_addr().map_err(|source| ServerError::DataDir {
+            path: dir.clone(),
+            source,
+        })?;
+        write_addr_file(&dir, addr);
+        info!(conversations = convs.len(), "store loaded");
+        let hub = Arc::new(Hub::new(config, store, convs, registry, pipeline, authenticator));
+        let (shutdown, _) = broadcast::channel(1);
+        let (done_tx, done_rx) = mpsc::channel(1);
+        let accept = tokio::spawn(accept_loop(
+            hub.clone(),
+            endpoint.clone(),
+            shutdown.clone(),
+            done_tx,
+        ));
+        Ok(RunningServer {
+            hub,
+            addr,
+            fingerprint,
+            endpoint,
+            shutdown,
+            done_rx,
+            accept,
+        })
+    }
+}
+
+fn write_addr_file(dir: &Path, addr: SocketAddr) {
+    if let Err(e) = std::fs::write(dir.join(ADDR_FILE), addr.to_string()) {
+        warn!(error = %e, "could not write {ADDR_FILE}; local clients need --server");
+    }
+}
+
+async fn accept_loop(
+    hub: Arc<Hub>,
+    endpoint: quinn::Endpoint,
+    shutdown: broadcast::Sender<()>,
+    done: mpsc::Sender<()>,
+) {
+    let mut stop = shutdown.subscribe();
+    loop {
+        let incoming = tokio::select! {
+            i = endpoint.accept() => match i {
+                Some(i) => i,
+                None => return,
+            },
+            _ = stop.recv() => return,
+        };
+        let (hub, rx, done) = (hub.clone(), shutdown.subscribe(), done.clone());
+        tokio::spawn(async move {
+            match incoming.await {
+                Ok(conn) => session::run(hub, conn, rx, done).await,
+                Err(e) => tracing::debug!(error = %e, "handshake failed"),
+            }
+        });
+    }
+}
+
+impl RunningServer {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// SHA-256 of the TLS certificate, hex: what clients pin.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    pub fn credentials(&self) -> &Credentials {
+        self.hub.auth.credentials()
+    }
+
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    /// Stops accepting, closes every session with a reason once its pending
+    /// sends are answered, drains the commit pipeline and flushes the store.
+    pub async fn shutdown(mut self) -> Result<(), ServerError> {
+        let _ = self.shutdown.send(());
+        let _ = (&mut self.accept).await;
+        let grace = Duration::from_secs(self.hub.config.server.shutdown_grace_secs);
+        // Every session holds a sender; recv() yields None once all are dropped.
+        // The accept loop's own sender went with it.
+        if tokio::time::timeout(grace + Duration::from_secs(2), self.done_rx.recv())
+            .await
+            .is_err()
+        {
+            warn!("sessions still open after the grace period; closing anyway");
+        }
+        let hub = self.hub.clone();
+        tokio::task::spawn_blocking(move || {
+            hub.pipeline.stop();
+            hub.store.flush_durable()
+        })
+        .await
+        .map_err(|e| ServerError::DataDir {
+            path: "commit thread".into(),
+            source: std::io::Error::other(e.to_string()),
+        })??;
+        self.endpoint.close(0u32.into(), b"shutdown");
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+        info!("shut down cleanly");
+        Ok(())
+    }
+}

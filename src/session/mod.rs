@@ -1,0 +1,571 @@
+//! One client connection: login, then a loop that reads commands, hands
+//! fanned-out messages to the writer, tracks acks and redelivers.
+
+pub mod registry;
+mod sync;
+mod writer;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::{debug, info};
+
+use crate::conversation::ops as conv_ops;
+use crate::hub::{Caller, Hub, event_frame};
+use crate::message::{self, SendPlan};
+use crate::protocol::codes::close;
+use crate::protocol::{
+    ClientFrame, Command, ConvId, ErrorBody, ErrorCode, Event, Login, Reply, ServerFrame, SyncMode,
+};
+use crate::transport::frame::{self, FrameError, FrameReader};
+use registry::{DeviceHandle, Outbound};
+use writer::Writer;
+
+/// Unacked messages tracked per device before the oldest are left to the next sync.
+const MAX_INFLIGHT: usize = 10_000;
+
+/// How a session ended, for `_clientOffline` (the hooks issue) and the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    pub close_code: u8,
+    pub error: Option<ErrorCode>,
+}
+
+/// Runs a connection to its end. `done` is dropped when the session is fully
+/// over, which is how shutdown knows every session has drained.
+pub async fn run(
+    hub: Arc<Hub>,
+    conn: quinn::Connection,
+    mut shutdown: broadcast::Receiver<()>,
+    done: mpsc::Sender<()>,
+) {
+    let limits = &hub.config.limits;
+    let login_deadline = Instant::now() + Duration::from_millis(limits.login_timeout_ms);
+    let stream = tokio::select! {
+        s = tokio::time::timeout_at(login_deadline, conn.accept_bi()) => s,
+        _ = shutdown.recv() => {
+            close_now(&conn, ErrorCode::ServerShutdown, "server shutting down");
+            return;
+        }
+    };
+    let (send, recv) = match stream {
+        Ok(Ok(s)) => s,
+        Ok(Err(_)) => return,
+        Err(_) => {
+            close_now(&conn, ErrorCode::LoginTimeout, "no login in time");
+            return;
+        }
+    };
+    let writer = Writer::spawn(send);
+    let mut reader = FrameReader::new(recv, limits.max_frame_bytes as usize);
+    let Some((login, login_id)) =
+        await_login(&hub, &conn, &writer, &mut reader, login_deadline, &mut shutdown).await
+    else {
+        return;
+    };
+    let Some(mut session) = Session::open(hub, conn, writer, login, login_id).await else {
+        return;
+    };
+    let ended = session.serve(&mut reader, &mut shutdown).await;
+    session.finish(&ended);
+    drop(done);
+}
+
+fn close_now(conn: &quinn::Connection, code: ErrorCode, reason: &str) {
+    conn.close(quinn::VarInt::from_u32(code.code() as u32), reason.as_bytes());
+}
+
+/// Sends a `Closing` event, lets the writer drain (bounded), then closes.
+async fn close_with(conn: &quinn::Connection, writer: &Writer, code: ErrorCode, reason: &str) {
+    if let Some(f) = event_frame(Event::Closing {
+        code: code.code(),
+        reason: reason.to_string(),
+    }) {
+        writer.send(f);
+    }
+    writer.drain(Duration::from_millis(500)).await;
+    close_now(conn, code, reason);
+}
+
+fn response(id: u64, result: Result<Reply, ErrorBody>) -> Option<Bytes> {
+    match frame::encode(&ServerFrame::Response { id, result }) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            tracing::error!(error = %e, "encoding a response failed");
+            None
+        }
+    }
+}
+
+fn frame_error_code(e: &FrameError) -> Option<ErrorCode> {
+    match e {
+        FrameError::TooLong { .. } => Some(ErrorCode::FrameTooLong),
+        FrameError::Unparseable(_) => Some(ErrorCode::UnparseableRawMsg),
+        _ => None,
+    }
+}
+
+/// Reads frames until a Login request arrives or the login deadline passes.
+async fn await_login(
+    hub: &Hub,
+    conn: &quinn::Connection,
+    writer: &Writer,
+    reader: &mut FrameReader,
+    deadline: Instant,
+    shutdown: &mut broadcast::Receiver<()>,
+) -> Option<(Login, u64)> {
+    loop {
+        let frame = tokio::select! {
+            f = tokio::time::timeout_at(deadline, reader.read::<ClientFrame>()) => f,
+            _ = shutdown.recv() => {
+                close_with(conn, writer, ErrorCode::ServerShutdown, "server shutting down").await;
+                return None;
+            }
+        };
+        let frame = match frame {
+            Err(_) => {
+                close_with(conn, writer, ErrorCode::LoginTimeout, "no login in time").await;
+                return None;
+            }
+            Ok(Ok(Some(f))) => f,
+            Ok(Ok(None)) => return None,
+            Ok(Err(e)) => {
+                if let Some(code) = frame_error_code(&e) {
+                    close_with(conn, writer, code, &e.to_string()).await;
+                }
+                return None;
+            }
+        };
+        match frame {
+            ClientFrame::Request {
+                id,
+                cmd: Command::Login(login),
+            } => {
+                if let Err(e) = hub.auth.check(&login, crate::util::now_secs()) {
+                    let code = if e.code == ErrorCode::AppNotAvailable.code() {
+                        ErrorCode::AppNotAvailable
+                    } else if e.code == ErrorCode::InvalidLogin.code() {
+                        ErrorCode::InvalidLogin
+                    } else {
+                        ErrorCode::SignatureFailed
+                    };
+                    let detail = e.detail.clone();
+                    if let Some(f) = response(id, Err(e)) {
+                        writer.send(f);
+                    }
+                    debug!(client = %login.client_id, %detail, "login refused");
+                    writer.drain(Duration::from_millis(500)).await;
+                    close_now(conn, code, &detail);
+                    return None;
+                }
+                return Some((login, id));
+            }
+            ClientFrame::Request { id, .. } => {
+                let e = ErrorBody::new(ErrorCode::SessionRequired, "log in first");
+                if let Some(f) = response(id, Err(e)) {
+                    writer.send(f);
+                }
+            }
+            ClientFrame::Ack { .. } | ClientFrame::Ping => {}
+        }
+    }
+}
+
+struct Session {
+    hub: Arc<Hub>,
+    conn: quinn::Connection,
+    writer: Writer,
+    caller: Caller,
+    device_rx: mpsc::UnboundedReceiver<Outbound>,
+    /// Sent but unacked stored messages, oldest first per conversation.
+    inflight: HashMap<ConvId, VecDeque<(u64, Instant)>>,
+    inflight_len: usize,
+    /// Highest seq already sent per conversation: live copies of messages a
+    /// sync already sent are dropped.
+    sent_max: HashMap<ConvId, u64>,
+    /// Send answers still awaiting their group flush.
+    sends: JoinSet<()>,
+}
+
+impl Session {
+    async fn open(
+        hub: Arc<Hub>,
+        conn: quinn::Connection,
+        writer: Writer,
+        login: Login,
+        login_id: u64,
+    ) -> Option<Session> {
+        let conn_id = hub.next_conn_id();
+        let device_id = login
+            .device_id
+            .clone()
+            .or_else(|| login.tag.clone())
+            .unwrap_or_else(|| "default".into());
+        let caller = Caller {
+            client: login.client_id.clone(),
+            device_id: device_id.clone(),
+            conn_id,
+            ip: conn.remote_address().ip().to_string(),
+        };
+        let (tx, device_rx) = mpsc::unbounded_channel();
+        let handle = DeviceHandle {
+            conn_id,
+            device_id: device_id.clone(),
+            tag: login.tag.clone(),
+            tx,
+        };
+        match hub.registry.register(&login.client_id, handle, login.reconnect) {
+            Err(_) => {
+                let e = ErrorBody::new(
+                    ErrorCode::SessionConflict,
+                    "another device holds this tag; reconnect gives way",
+                );
+                if let Some(f) = response(login_id, Err(e)) {
+                    writer.send(f);
+                }
+                writer.drain(Duration::from_millis(500)).await;
+                close_now(&conn, ErrorCode::SessionConflict, "tag held by another device");
+                return None;
+            }
+            Ok(displaced) => {
+                let reason = "logged in on another device with the same tag";
+                let frame = event_frame(Event::Conflict {
+                    code: ErrorCode::SessionConflict.code(),
+                    reason: reason.into(),
+                });
+                for d in displaced {
+                    let _ = d.tx.send(Outbound::Close {
+                        code: ErrorCode::SessionConflict.code(),
+                        reason: reason.into(),
+                        frame: frame.clone(),
+                    });
+                }
+            }
+        }
+        let reply = Reply::LoggedIn {
+            server_time: crate::util::now_ms(),
+            device_id,
+        };
+        if let Some(f) = response(login_id, Ok(reply)) {
+            writer.send(f);
+        }
+        info!(client = %caller.client, device = %caller.device_id, conn = conn_id, "online");
+        let mut s = Session {
+            hub,
+            conn,
+            writer,
+            caller,
+            device_rx,
+            inflight: HashMap::new(),
+            inflight_len: 0,
+            sent_max: HashMap::new(),
+            sends: JoinSet::new(),
+        };
+        if let Err(e) = s.sync(login.sync) {
+            tracing::warn!(error = %e, "offline sync failed");
+        }
+        Some(s)
+    }
+
+    async fn serve(
+        &mut self,
+        reader: &mut FrameReader,
+        shutdown: &mut broadcast::Receiver<()>,
+    ) -> Ended {
+        let idle = Duration::from_secs(self.hub.config.limits.idle_timeout_secs);
+        let ack_timeout = Duration::from_secs(self.hub.config.delivery.ack_timeout_secs);
+        let mut idle_deadline = Instant::now() + idle;
+        let mut tick = tokio::time::interval(Duration::from_secs(1).min(ack_timeout));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                frame = tokio::time::timeout_at(idle_deadline, reader.read::<ClientFrame>()) => {
+                    let frame = match frame {
+                        Err(_) => return self.fail(ErrorCode::ReadTimeout, "no frame within the idle timeout").await,
+                        Ok(Ok(Some(f))) => f,
+                        Ok(Ok(None)) => return lost(),
+                        Ok(Err(e)) => match frame_error_code(&e) {
+                            Some(code) => return self.fail(code, &e.to_string()).await,
+                            None => return lost(),
+                        },
+                    };
+                    idle_deadline = Instant::now() + idle;
+                    if let Some(ended) = self.handle(frame).await {
+                        return ended;
+                    }
+                }
+                out = self.device_rx.recv() => {
+                    let Some(out) = out else { return lost() };
+                    if let Some(ended) = self.deliver(out).await {
+                        return ended;
+                    }
+                }
+                _ = tick.tick() => self.redeliver(ack_timeout),
+                _ = shutdown.recv() => {
+                    self.drain_sends().await;
+                    close_with(&self.conn, &self.writer, ErrorCode::ServerShutdown, "server shutting down").await;
+                    return Ended { close_code: close::CONNECTION_LOST, error: Some(ErrorCode::ServerShutdown) };
+                }
+                _ = self.conn.closed() => return lost(),
+                Some(_) = self.sends.join_next(), if !self.sends.is_empty() => {}
+            }
+        }
+    }
+
+    async fn fail(&mut self, code: ErrorCode, reason: &str) -> Ended {
+        debug!(client = %self.caller.client, code = code.code(), reason, "closing session");
+        close_with(&self.conn, &self.writer, code, reason).await;
+        Ended {
+            close_code: close::CONNECTION_LOST,
+            error: Some(code),
+        }
+    }
+
+    /// Waits (bounded) for answers to sends already in the pipeline.
+    async fn drain_sends(&mut self) {
+        let grace = Duration::from_secs(self.hub.config.server.shutdown_grace_secs);
+        let _ = tokio::time::timeout(grace, async {
+            while self.sends.join_next().await.is_some() {}
+        })
+        .await;
+    }
+
+    fn finish(&mut self, ended: &Ended) {
+        let rooms = self
+            .hub
+            .registry
+            .unregister(&self.caller.client, self.caller.conn_id);
+        for r in rooms {
+            if let Some(c) = self.hub.convs.get(&r) {
+                c.state.write().room.remove(&self.caller.client);
+            }
+        }
+        self.sends.abort_all();
+        info!(client = %self.caller.client, conn = self.caller.conn_id, close_code = ended.close_code,
+              error = ?ended.error.map(|e| e.code()), "offline");
+    }
+
+    fn reply(&self, id: u64, result: Result<Reply, ErrorBody>) {
+        if let Some(f) = response(id, result) {
+            self.writer.send(f);
+        }
+    }
+
+    /// Handles one client frame; `Some` ends the session.
+    async fn handle(&mut self, frame: ClientFrame) -> Option<Ended> {
+        match frame {
+            ClientFrame::Ping => None,
+            ClientFrame::Ack { acks } => {
+                self.ack(&acks);
+                None
+            }
+            ClientFrame::Request { id, cmd } => self.command(id, cmd).await,
+        }
+    }
+
+    async fn command(&mut self, id: u64, cmd: Command) -> Option<Ended> {
+        let hub = &*self.hub;
+        let caller = &self.caller;
+        let ok = |r: Result<(), ErrorBody>| r.map(|()| Reply::Ok);
+        let result = match cmd {
+            Command::Login(_) => Err(ErrorBody::new(ErrorCode::DuplicatedLogin, "already logged in")),
+            Command::Logout => {
+                self.reply(id, Ok(Reply::Ok));
+                self.drain_sends().await;
+                self.writer.drain(Duration::from_millis(500)).await;
+                self.conn.close(0u32.into(), b"logout");
+                return Some(Ended {
+                    close_code: close::LOGOUT,
+                    error: None,
+                });
+            }
+            Command::Send(m) => match message::send(hub, caller, m) {
+                Err(e) => Err(e),
+                Ok(SendPlan::Done(r)) => Ok(r),
+                Ok(SendPlan::Pending(p)) => {
+                    let writer = self.writer.clone();
+                    self.sends.spawn(async move {
+                        let result = p.wait().await.map(message::sent_reply);
+                        if let Some(f) = response(id, result) {
+                            writer.send(f);
+                        }
+                    });
+                    return None;
+                }
+            },
+            Command::CreateConversation(c) => conv_ops::create(hub, caller, c)
+                .await
+                .map(Reply::Conversation),
+            Command::GetConversation { conv } => {
+                conv_ops::get(hub, caller, conv).map(Reply::Conversation)
+            }
+            Command::ListConversations { limit } => {
+                conv_ops::list(hub, caller, limit).map(Reply::Conversations)
+            }
+            Command::Join { conv } => ok(conv_ops::join(hub, caller, conv).await),
+            Command::Leave { conv } => ok(conv_ops::leave(hub, caller, conv).await),
+            Command::AddMembers { conv, members } => {
+                ok(conv_ops::add_members(hub, caller, conv, members).await)
+            }
+            Command::RemoveMembers { conv, members } => {
+                ok(conv_ops::remove_members(hub, caller, conv, members).await)
+            }
+            Command::UpdateConversation { conv, name, attr } => {
+                ok(conv_ops::update(hub, caller, conv, name, attr).await)
+            }
+            Command::SetManagers { conv, add, remove } => {
+                ok(conv_ops::set_managers(hub, caller, conv, add, remove).await)
+            }
+            Command::Mute { conv } => ok(conv_ops::set_muted(hub, caller, conv, true).await),
+            Command::Unmute { conv } => ok(conv_ops::set_muted(hub, caller, conv, false).await),
+            Command::Read { conv, seq } => message::read(hub, caller, conv, seq),
+            Command::History(q) => message::history(hub, caller, q),
+        };
+        self.reply(id, result);
+        None
+    }
+
+    /// Cumulative acks: everything of `conv` up to `seq` arrived on this device.
+    fn ack(&mut self, acks: &[(ConvId, u64)]) {
+        for &(conv, seq) in acks {
+            let Some(c) = self.hub.convs.get(&conv) else { continue };
+            if seq > c.last_seq() {
+                continue;
+            }
+            if let Some(q) = self.inflight.get_mut(&conv) {
+                while q.front().is_some_and(|(s, _)| *s <= seq) {
+                    q.pop_front();
+                    self.inflight_len -= 1;
+                }
+                if q.is_empty() {
+                    self.inflight.remove(&conv);
+                }
+            }
+            let store = &self.hub.store;
+            let (client, device) = (&self.caller.client, &self.caller.device_id);
+            match store.device_cursor(client, device, conv) {
+                Ok(cur) if cur >= seq => {}
+                Ok(_) => {
+                    if let Err(e) = store.set_device_cursor(client, device, conv, seq) {
+                        tracing::warn!(error = %e, "device cursor not saved");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "device cursor not read"),
+            }
+        }
+    }
+
+    fn track(&mut self, conv: ConvId, seq: u64) {
+        let max = self.sent_max.entry(conv).or_insert(0);
+        *max = (*max).max(seq);
+        if self.inflight_len >= MAX_INFLIGHT {
+            // The device is not acking; its cursor stays put, so the next sync covers these.
+            return;
+        }
+        self.inflight
+            .entry(conv)
+            .or_default()
+            .push_back((seq, Instant::now()));
+        self.inflight_len += 1;
+    }
+
+    async fn deliver(&mut self, out: Outbound) -> Option<Ended> {
+        match out {
+            Outbound::Message { conv, seq, frame } => {
+                if self.sent_max.get(&conv).is_some_and(|m| *m >= seq) {
+                    return None;
+                }
+                self.track(conv, seq);
+                self.writer.send(frame);
+            }
+            Outbound::Frame(f) => self.writer.send(f),
+            Outbound::Transient { datagram, frame } => {
+                let fits = self
+                    .conn
+                    .max_datagram_size()
+                    .is_some_and(|max| datagram.len() <= max);
+                if !fits || self.conn.send_datagram(datagram).is_err() {
+                    self.writer.send(frame);
+                }
+            }
+            Outbound::Close {
+                code,
+                reason,
+                frame,
+            } => {
+                if let Some(f) = frame {
+                    self.writer.send(f);
+                }
+                self.writer.drain(Duration::from_millis(500)).await;
+                self.conn
+                    .close(quinn::VarInt::from_u32(code as u32), reason.as_bytes());
+                return Some(Ended {
+                    close_code: close::TAG_CONFLICT,
+                    error: Some(ErrorCode::SessionConflict),
+                });
+            }
+        }
+        None
+    }
+
+    /// Resends, from the log, every message unacked for longer than `timeout`.
+    fn redeliver(&mut self, timeout: Duration) {
+        let now = Instant::now();
+        let due: Vec<(ConvId, u64, u64)> = self
+            .inflight
+            .iter()
+            .filter(|(_, q)| q.front().is_some_and(|(_, t)| now.duration_since(*t) >= timeout))
+            .filter_map(|(c, q)| Some((*c, q.front()?.0, q.back()?.0)))
+            .collect();
+        for (conv, lo, hi) in due {
+            let entries = match self.hub.store.messages(conv, lo, hi, usize::MAX, false) {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::warn!(error = %e, "redelivery read failed");
+                    continue;
+                }
+            };
+            let Some(q) = self.inflight.get_mut(&conv) else { continue };
+            for (seq, at) in q.iter_mut() {
+                if now.duration_since(*at) < timeout {
+                    break;
+                }
+                *at = now;
+                if let Some(e) = entries.iter().find(|e| e.msg.seq == *seq) {
+                    if let Some(f) = event_frame(Event::Message {
+                        msg: e.msg.clone(),
+                        redelivered: true,
+                    }) {
+                        self.writer.send(f);
+                    }
+                }
+            }
+        }
+    }
+
+    fn sync(&mut self, mode: SyncMode) -> Result<(), ErrorBody> {
+        match mode {
+            SyncMode::Push => self.sync_push(),
+            SyncMode::Pull => {
+                let limit = self.hub.config.delivery.pull_sync_limit as usize;
+                let items = message::unread_summary(&self.hub, &self.caller.client, limit)?;
+                if let Some(f) = event_frame(Event::Unread { items }) {
+                    self.writer.send(f);
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn lost() -> Ended {
+    Ended {
+        close_code: close::CONNECTION_LOST,
+        error: None,
+    }
+}

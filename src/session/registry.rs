@@ -1,0 +1,219 @@
+//! Who is online: every logged-in device, by client id.
+
+use std::collections::{HashMap, HashSet};
+
+use bytes::Bytes;
+use parking_lot::RwLock;
+use tokio::sync::mpsc;
+
+use crate::protocol::ConvId;
+
+/// What the fan-out hands a session's writer. Messages carry their position so
+/// the session can track acks; everything is pre-encoded once and shared.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    /// A stored message (an encoded `ServerFrame::Event(Message)`).
+    Message { conv: ConvId, seq: u64, frame: Bytes },
+    /// Any other encoded frame for the stream.
+    Frame(Bytes),
+    /// A transient message: sent as a datagram when it fits, else on the stream.
+    /// `datagram` is the bare encoding, `frame` the length-prefixed one.
+    Transient { datagram: Bytes, frame: Bytes },
+    /// Close this session with a LeanCloud code (after sending `frame`, if any).
+    Close { code: u16, reason: String, frame: Option<Bytes> },
+}
+
+#[derive(Debug, Clone)]
+pub struct DeviceHandle {
+    pub conn_id: u64,
+    pub device_id: String,
+    pub tag: Option<String>,
+    pub tx: mpsc::UnboundedSender<Outbound>,
+}
+
+#[derive(Default)]
+struct ClientEntry {
+    devices: Vec<DeviceHandle>,
+    /// Chat rooms the client is in; left when its last device goes.
+    rooms: HashSet<ConvId>,
+}
+
+const SHARDS: usize = 64;
+
+/// Lock-sharded by client id so logins and fan-out to different clients rarely meet.
+pub struct Registry {
+    shards: Vec<RwLock<HashMap<String, ClientEntry>>>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry {
+            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+        }
+    }
+}
+
+fn shard_of(client: &str) -> usize {
+    // FNV-1a: cheap, and ids are not attacker-chosen in a way that matters for 64 shards.
+    let mut h: u32 = 0x811c9dc5;
+    for b in client.as_bytes() {
+        h = (h ^ *b as u32).wrapping_mul(0x01000193);
+    }
+    h as usize % SHARDS
+}
+
+impl Registry {
+    /// Adds a device. Returns the devices it displaces: those with the same
+    /// non-empty tag. When `refuse_on_conflict` is set and there are any, nothing
+    /// changes and `Err` carries them.
+    pub fn register(
+        &self,
+        client: &str,
+        device: DeviceHandle,
+        refuse_on_conflict: bool,
+    ) -> Result<Vec<DeviceHandle>, Vec<DeviceHandle>> {
+        let mut shard = self.shards[shard_of(client)].write();
+        let entry = shard.entry(client.to_string()).or_default();
+        let clash: Vec<DeviceHandle> = match &device.tag {
+            Some(tag) => entry
+                .devices
+                .iter()
+                .filter(|d| d.tag.as_ref() == Some(tag))
+                .cloned()
+                .collect(),
+            None => Vec::new(),
+        };
+        if !clash.is_empty() && refuse_on_conflict {
+            return Err(clash);
+        }
+        entry
+            .devices
+            .retain(|d| !clash.iter().any(|c| c.conn_id == d.conn_id));
+        entry.devices.push(device);
+        Ok(clash)
+    }
+
+    /// Removes a connection. Returns the chat rooms to leave if it was the client's last device.
+    pub fn unregister(&self, client: &str, conn_id: u64) -> Vec<ConvId> {
+        let mut shard = self.shards[shard_of(client)].write();
+        let Some(entry) = shard.get_mut(client) else {
+            return Vec::new();
+        };
+        entry.devices.retain(|d| d.conn_id != conn_id);
+        if entry.devices.is_empty() {
+            let rooms = entry.rooms.drain().collect();
+            shard.remove(client);
+            rooms
+        } else {
+            Vec::new()
+        }
+    }
+
+    pub fn is_online(&self, client: &str) -> bool {
+        self.shards[shard_of(client)].read().contains_key(client)
+    }
+
+    pub fn enter_room(&self, client: &str, conv: ConvId) -> bool {
+        let mut shard = self.shards[shard_of(client)].write();
+        match shard.get_mut(client) {
+            Some(e) => {
+                e.rooms.insert(conv);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn leave_room(&self, client: &str, conv: ConvId) {
+        if let Some(e) = self.shards[shard_of(client)].write().get_mut(client) {
+            e.rooms.remove(&conv);
+        }
+    }
+
+    /// Calls `f` for every device of `client`.
+    pub fn for_each_device(&self, client: &str, mut f: impl FnMut(&DeviceHandle)) {
+        if let Some(e) = self.shards[shard_of(client)].read().get(client) {
+            e.devices.iter().for_each(&mut f);
+        }
+    }
+
+    /// Sends `out` to every device of every client in `clients`, except connection `skip`.
+    pub fn send_to<'a>(
+        &self,
+        clients: impl IntoIterator<Item = &'a str>,
+        skip: Option<u64>,
+        out: &Outbound,
+    ) {
+        for c in clients {
+            self.for_each_device(c, |d| {
+                if Some(d.conn_id) != skip {
+                    // A closed session drops its receiver; nothing to do then.
+                    let _ = d.tx.send(out.clone());
+                }
+            });
+        }
+    }
+
+    /// Every online device, for shutdown.
+    pub fn all_devices(&self) -> Vec<DeviceHandle> {
+        self.shards
+            .iter()
+            .flat_map(|s| {
+                s.read()
+                    .values()
+                    .flat_map(|e| e.devices.clone())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    pub fn online_clients(&self) -> usize {
+        self.shards.iter().map(|s| s.read().len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dev(conn_id: u64, tag: Option<&str>) -> (DeviceHandle, mpsc::UnboundedReceiver<Outbound>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (
+            DeviceHandle {
+                conn_id,
+                device_id: format!("d{conn_id}"),
+                tag: tag.map(Into::into),
+                tx,
+            },
+            rx,
+        )
+    }
+
+    #[test]
+    fn tag_conflicts_displace_or_refuse() {
+        let r = Registry::default();
+        let (a, _ra) = dev(1, Some("Mobile"));
+        let (b, _rb) = dev(2, None);
+        let (c, _rc) = dev(3, Some("Mobile"));
+        assert!(r.register("Tom", a, false).unwrap().is_empty());
+        assert!(r.register("Tom", b, false).unwrap().is_empty());
+        assert_eq!(r.register("Tom", c.clone(), true).unwrap_err()[0].conn_id, 1);
+        assert_eq!(r.register("Tom", c, false).unwrap()[0].conn_id, 1);
+        let mut conns = Vec::new();
+        r.for_each_device("Tom", |d| conns.push(d.conn_id));
+        assert_eq!(conns, vec![2, 3]);
+    }
+
+    #[test]
+    fn last_device_leaves_rooms() {
+        let r = Registry::default();
+        let (a, _ra) = dev(1, None);
+        let (b, _rb) = dev(2, None);
+        r.register("Tom", a, false).unwrap();
+        r.register("Tom", b, false).unwrap();
+        assert!(r.enter_room("Tom", ConvId([1; 12])));
+        assert!(r.unregister("Tom", 1).is_empty());
+        assert_eq!(r.unregister("Tom", 2), vec![ConvId([1; 12])]);
+        assert!(!r.is_online("Tom"));
+    }
+}

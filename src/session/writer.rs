@@ -1,0 +1,74 @@
+//! The task that owns a connection's send stream, so nothing else ever holds
+//! it across an await.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+enum Msg {
+    Data(Bytes),
+    /// Ends the stream; answered once the peer has read it to the end.
+    Finish(oneshot::Sender<()>),
+}
+
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::UnboundedSender<Msg>,
+}
+
+impl Writer {
+    pub fn spawn(send: quinn::SendStream) -> Writer {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(send, rx));
+        Writer { tx }
+    }
+
+    /// Queues an encoded frame; a closed connection drops it silently.
+    pub fn send(&self, frame: Bytes) {
+        let _ = self.tx.send(Msg::Data(frame));
+    }
+
+    /// Ends the stream and waits, at most `limit`, until the peer has read
+    /// everything, so that a connection close right after does not discard
+    /// the last frames (a close code alone would still reach the peer).
+    pub async fn drain(&self, limit: Duration) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Msg::Finish(tx)).is_ok() {
+            let _ = tokio::time::timeout(limit, rx).await;
+        }
+    }
+}
+
+async fn run(mut send: quinn::SendStream, mut rx: mpsc::UnboundedReceiver<Msg>) {
+    let mut batch: Vec<Bytes> = Vec::with_capacity(64);
+    while let Some(first) = rx.recv().await {
+        let mut finish = None;
+        let mut next = Some(first);
+        // Write everything already queued in one go.
+        while let Some(m) = next.take().or_else(|| rx.try_recv().ok()) {
+            match m {
+                Msg::Data(b) => batch.push(b),
+                Msg::Finish(tx) => {
+                    finish = Some(tx);
+                    break;
+                }
+            }
+            if batch.len() >= 256 {
+                break;
+            }
+        }
+        if !batch.is_empty() && send.write_all_chunks(&mut batch).await.is_err() {
+            return;
+        }
+        batch.clear();
+        if let Some(tx) = finish {
+            if send.finish().is_ok() {
+                let _ = send.stopped().await;
+            }
+            let _ = tx.send(());
+            return;
+        }
+    }
+    let _ = send.finish();
+}

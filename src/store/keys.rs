@@ -1,0 +1,87 @@
+//! Byte-exact key encodings. Changing any of these is a schema change.
+
+use crate::protocol::ConvId;
+
+/// A length-prefixed id, so that one id can never be a prefix of another.
+pub fn id(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(1 + b.len());
+    out.push(b.len().min(255) as u8);
+    out.extend_from_slice(&b[..b.len().min(255)]);
+    out
+}
+
+pub fn membership(client: &str, conv: ConvId) -> Vec<u8> {
+    let mut k = id(client);
+    k.extend_from_slice(&conv.0);
+    k
+}
+
+pub fn message_prefix(conv: ConvId) -> [u8; 13] {
+    let mut k = [0u8; 13];
+    k[0] = b'm';
+    k[1..].copy_from_slice(&conv.0);
+    k
+}
+
+pub fn message(conv: ConvId, seq: u64) -> [u8; 21] {
+    let mut k = [0u8; 21];
+    k[..13].copy_from_slice(&message_prefix(conv));
+    k[13..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+pub fn msg_index(msg_id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + msg_id.len());
+    k.push(b'i');
+    k.extend_from_slice(msg_id.as_bytes());
+    k
+}
+
+pub fn conv_seq(conv: ConvId, seq: u64) -> [u8; 20] {
+    let mut v = [0u8; 20];
+    v[..12].copy_from_slice(&conv.0);
+    v[12..].copy_from_slice(&seq.to_be_bytes());
+    v
+}
+
+pub fn token(client: &str, token: &str) -> Vec<u8> {
+    let mut k = vec![b'k'];
+    k.extend_from_slice(&id(client));
+    k.extend_from_slice(token.as_bytes());
+    k
+}
+
+pub fn device_cursor(client: &str, device: &str, conv: ConvId) -> Vec<u8> {
+    let mut k = vec![b'd'];
+    k.extend_from_slice(&id(client));
+    k.extend_from_slice(&id(device));
+    k.extend_from_slice(&conv.0);
+    k
+}
+
+pub fn read_cursor(client: &str, conv: ConvId) -> Vec<u8> {
+    let mut k = vec![b'r'];
+    k.extend_from_slice(&id(client));
+    k.extend_from_slice(&conv.0);
+    k
+}
+
+pub fn read_conv(b: &[u8]) -> Option<ConvId> {
+    Some(ConvId(b.try_into().ok()?))
+}
+
+pub fn read_conv_seq(b: &[u8]) -> Option<(ConvId, u64)> {
+    if b.len() != 20 {
+        return None;
+    }
+    Some((read_conv(&b[..12])?, read_u64(&b[12..])?))
+}
+
+pub fn read_u64(b: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(b.try_into().ok()?))
+}
+
+pub fn read_u32(b: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(b.try_into().ok()?))
+}

@@ -1,0 +1,381 @@
+//! The one place that knows sled: every tree name, every key encoding, every
+//! persisted record. sled 0.34 is beta, so nothing else touches it.
+//!
+//! Trees and keys (all integers big-endian so byte order is numeric order;
+//! `id(x)` is a one-byte length then the UTF-8 bytes, ids being ≤ 64 bytes):
+//!
+//! | tree            | key                                   | value                       |
+//! |-----------------|---------------------------------------|-----------------------------|
+//! | `conversations` | conv(12)                              | [`ConversationRecord`]      |
+//! | `unique`        | sha256(sorted members)(32)            | conv(12)                    |
+//! | `memberships`   | id(client) conv(12)                   | empty                       |
+//! | `log`           | `m` conv(12) seq(8)                   | [`LogEntry`]                |
+//! |                 | `i` msg_id                            | conv(12) seq(8)             |
+//! |                 | `k` id(client) token                  | [`SentRecord`]              |
+//! | `cursors`       | `d` id(client) id(device) conv(12)    | seq(8): acked by the device |
+//! |                 | `r` id(client) conv(12)               | seq(8): read by the client  |
+//! | `meta`          | `schema`                              | u32                         |
+//!
+//! Message, index and idempotency keys share the `log` tree so that one sled
+//! batch, which is atomic within a tree, writes all three.
+
+pub mod keys;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{self, CodecError};
+use crate::protocol::{ConvId, ConvKind, Message};
+
+pub const TREES: &[&str] = &[
+    "conversations",
+    "unique",
+    "memberships",
+    "log",
+    "cursors",
+    "meta",
+];
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sled: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("record: {0}")]
+    Codec(#[from] CodecError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("data dir has schema {found}, this build reads {SCHEMA_VERSION}")]
+    Schema { found: u32 },
+    #[error("corrupt key or value in {tree}")]
+    Corrupt { tree: &'static str },
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConversationRecord {
+    pub id: ConvId,
+    pub kind: ConvKind,
+    pub name: Option<String>,
+    pub attr: Option<String>,
+    pub creator: String,
+    /// Sorted; empty for chat rooms.
+    pub members: Vec<String>,
+    pub managers: Vec<String>,
+    pub muted: Vec<String>,
+    pub unique: bool,
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+/// A stored message plus what only the server needs to know about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogEntry {
+    pub msg: Message,
+    /// The sending device, so redelivery skips a device's own messages.
+    pub origin_device: String,
+    pub from_ip: String,
+}
+
+/// The first answer to a send with an idempotency token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SentRecord {
+    pub conv: ConvId,
+    pub msg_id: String,
+    pub seq: u64,
+    pub timestamp: u64,
+}
+
+/// One idempotency token to record with an append.
+pub struct TokenRecord<'a> {
+    pub client: &'a str,
+    pub token: &'a str,
+    pub sent: SentRecord,
+}
+
+pub struct Store {
+    db: sled::Db,
+    conversations: sled::Tree,
+    unique: sled::Tree,
+    memberships: sled::Tree,
+    log: sled::Tree,
+    cursors: sled::Tree,
+    /// sled's main file, fdatasync'd after flushes: sled 0.34's flush only
+    /// issues sync_file_range, which a power cut can undo.
+    data_file: Option<File>,
+}
+
+impl Store {
+    pub fn open(dir: &Path, cache_capacity_bytes: u64, fsync: bool) -> Result<Store> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            path: dir.into(),
+            source,
+        })?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_capacity_bytes)
+            .flush_every_ms(Some(500))
+            .open()?;
+        let meta = db.open_tree("meta")?;
+        match meta.get(b"schema")? {
+            None => {
+                meta.insert(b"schema", &SCHEMA_VERSION.to_be_bytes())?;
+            }
+            Some(v) => {
+                let found = keys::read_u32(&v).ok_or(StoreError::Corrupt { tree: "meta" })?;
+                if found != SCHEMA_VERSION {
+                    return Err(StoreError::Schema { found });
+                }
+            }
+        }
+        let data_file = if fsync {
+            let path = dir.join("db");
+            Some(File::open(&path).map_err(|source| StoreError::Io { path, source })?)
+        } else {
+            None
+        };
+        Ok(Store {
+            conversations: db.open_tree("conversations")?,
+            unique: db.open_tree("unique")?,
+            memberships: db.open_tree("memberships")?,
+            log: db.open_tree("log")?,
+            cursors: db.open_tree("cursors")?,
+            db,
+            data_file,
+        })
+    }
+
+    /// Makes everything written so far durable: sled flush, then fdatasync.
+    pub fn flush_durable(&self) -> Result<()> {
+        self.db.flush()?;
+        if let Some(f) = &self.data_file {
+            f.sync_data().map_err(|source| StoreError::Io {
+                path: "db".into(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    // ---- conversations ----
+
+    pub fn put_conversation(&self, rec: &ConversationRecord) -> Result<()> {
+        self.conversations.insert(rec.id.0, codec::encode(rec)?)?;
+        Ok(())
+    }
+
+    pub fn remove_conversation(&self, id: ConvId) -> Result<()> {
+        self.conversations.remove(id.0)?;
+        Ok(())
+    }
+
+    pub fn conversations(&self) -> Result<Vec<ConversationRecord>> {
+        self.conversations
+            .iter()
+            .values()
+            .map(|v| Ok(codec::decode(&v?)?))
+            .collect()
+    }
+
+    pub fn unique_get(&self, members_key: &[u8; 32]) -> Result<Option<ConvId>> {
+        match self.unique.get(members_key)? {
+            None => Ok(None),
+            Some(v) => keys::read_conv(&v)
+                .map(Some)
+                .ok_or(StoreError::Corrupt { tree: "unique" }),
+        }
+    }
+
+    pub fn unique_put(&self, members_key: &[u8; 32], conv: ConvId) -> Result<()> {
+        self.unique.insert(members_key, &conv.0)?;
+        Ok(())
+    }
+
+    /// Points `members_key` at `conv` unless it already names a conversation; returns that one.
+    pub fn unique_claim(&self, members_key: &[u8; 32], conv: ConvId) -> Result<Option<ConvId>> {
+        match self
+            .unique
+            .compare_and_swap(members_key, None as Option<&[u8]>, Some(&conv.0[..]))?
+        {
+            Ok(()) => Ok(None),
+            Err(e) => Ok(e.current.as_deref().and_then(keys::read_conv)),
+        }
+    }
+
+    pub fn unique_remove(&self, members_key: &[u8; 32]) -> Result<()> {
+        self.unique.remove(members_key)?;
+        Ok(())
+    }
+
+    pub fn add_membership(&self, client: &str, conv: ConvId) -> Result<()> {
+        self.memberships
+            .insert(keys::membership(client, conv), &[])?;
+        Ok(())
+    }
+
+    pub fn remove_membership(&self, client: &str, conv: ConvId) -> Result<()> {
+        self.memberships.remove(keys::membership(client, conv))?;
+        Ok(())
+    }
+
+    pub fn memberships_of(&self, client: &str) -> Result<Vec<ConvId>> {
+        let prefix = keys::id(client);
+        self.memberships
+            .scan_prefix(&prefix)
+            .keys()
+            .map(|k| {
+                let k = k?;
+                keys::read_conv(&k[prefix.len()..]).ok_or(StoreError::Corrupt {
+                    tree: "memberships",
+                })
+            })
+            .collect()
+    }
+
+    // ---- the message log ----
+
+    /// Writes messages and their indexes in one atomic batch, then makes them durable.
+    pub fn append(&self, entries: &[LogEntry], tokens: &[TokenRecord<'_>]) -> Result<()> {
+        self.append_unsynced(entries, tokens)?;
+        self.flush_durable()
+    }
+
+    /// The batch write alone, for callers that group several appends under one flush.
+    pub fn append_unsynced(&self, entries: &[LogEntry], tokens: &[TokenRecord<'_>]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for e in entries {
+            batch.insert(keys::message(e.msg.conv, e.msg.seq).to_vec(), codec::encode(e)?);
+            batch.insert(
+                keys::msg_index(&e.msg.msg_id),
+                keys::conv_seq(e.msg.conv, e.msg.seq).to_vec(),
+            );
+        }
+        for t in tokens {
+            batch.insert(keys::token(t.client, t.token), codec::encode(&t.sent)?);
+        }
+        self.log.apply_batch(batch)?;
+        Ok(())
+    }
+
+    pub fn message(&self, conv: ConvId, seq: u64) -> Result<Option<LogEntry>> {
+        match self.log.get(keys::message(conv, seq))? {
+            None => Ok(None),
+            Some(v) => Ok(Some(codec::decode(&v)?)),
+        }
+    }
+
+    /// The newest stored message of `conv`.
+    pub fn last_message(&self, conv: ConvId) -> Result<Option<LogEntry>> {
+        match self.log.scan_prefix(keys::message_prefix(conv)).next_back() {
+            None => Ok(None),
+            Some(kv) => Ok(Some(codec::decode(&kv?.1)?)),
+        }
+    }
+
+    /// Messages of `conv` with `lo <= seq <= hi`, at most `limit`, from the
+    /// high end when `newest_first`. Always returned oldest first.
+    pub fn messages(
+        &self,
+        conv: ConvId,
+        lo: u64,
+        hi: u64,
+        limit: usize,
+        newest_first: bool,
+    ) -> Result<Vec<LogEntry>> {
+        if lo > hi || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let range = self.log.range(keys::message(conv, lo)..=keys::message(conv, hi));
+        let decode = |kv: sled::Result<(sled::IVec, sled::IVec)>| -> Result<LogEntry> {
+            Ok(codec::decode(&kv?.1)?)
+        };
+        let mut out: Vec<LogEntry> = if newest_first {
+            range.rev().take(limit).map(decode).collect::<Result<_>>()?
+        } else {
+            range.take(limit).map(decode).collect::<Result<_>>()?
+        };
+        if newest_first {
+            out.reverse();
+        }
+        Ok(out)
+    }
+
+    pub fn locate(&self, msg_id: &str) -> Result<Option<(ConvId, u64)>> {
+        match self.log.get(keys::msg_index(msg_id))? {
+            None => Ok(None),
+            Some(v) => keys::read_conv_seq(&v)
+                .map(Some)
+                .ok_or(StoreError::Corrupt { tree: "log" }),
+        }
+    }
+
+    /// The smallest seq whose timestamp is `>= ts` (timestamps never decrease
+    /// along a conversation), or `last + 1` if none.
+    pub fn seq_at_or_after(&self, conv: ConvId, ts: u64, last: u64) -> Result<u64> {
+        let (mut lo, mut hi) = (1u64, last + 1);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let at = self
+                .log
+                .range(keys::message(conv, mid)..=keys::message(conv, last))
+                .next();
+            let Some(kv) = at else {
+                hi = mid;
+                continue;
+            };
+            let entry: LogEntry = codec::decode(&kv?.1)?;
+            if entry.msg.timestamp >= ts {
+                hi = mid;
+            } else {
+                lo = entry.msg.seq + 1;
+            }
+        }
+        Ok(lo)
+    }
+
+    pub fn sent_by_token(&self, client: &str, token: &str) -> Result<Option<SentRecord>> {
+        match self.log.get(keys::token(client, token))? {
+            None => Ok(None),
+            Some(v) => Ok(Some(codec::decode(&v)?)),
+        }
+    }
+
+    // ---- cursors ----
+
+    pub fn device_cursor(&self, client: &str, device: &str, conv: ConvId) -> Result<u64> {
+        self.read_cursor_key(&keys::device_cursor(client, device, conv))
+    }
+
+    pub fn set_device_cursor(&self, client: &str, device: &str, conv: ConvId, seq: u64) -> Result<()> {
+        self.cursors
+            .insert(keys::device_cursor(client, device, conv), &seq.to_be_bytes())?;
+        Ok(())
+    }
+
+    pub fn read_cursor(&self, client: &str, conv: ConvId) -> Result<u64> {
+        self.read_cursor_key(&keys::read_cursor(client, conv))
+    }
+
+    pub fn set_read_cursor(&self, client: &str, conv: ConvId, seq: u64) -> Result<()> {
+        self.cursors
+            .insert(keys::read_cursor(client, conv), &seq.to_be_bytes())?;
+        Ok(())
+    }
+
+    fn read_cursor_key(&self, key: &[u8]) -> Result<u64> {
+        match self.cursors.get(key)? {
+            None => Ok(0),
+            Some(v) => keys::read_u64(&v).ok_or(StoreError::Corrupt { tree: "cursors" }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,96 @@
+use super::*;
+use crate::protocol::{Content, Message};
+
+fn conv(b: u8) -> ConvId {
+    ConvId([b; 12])
+}
+
+fn entry(c: ConvId, seq: u64, ts: u64) -> LogEntry {
+    LogEntry {
+        msg: Message {
+            conv: c,
+            msg_id: format!("m{}-{seq}", c.0[0]),
+            seq,
+            from: "Tom".into(),
+            timestamp: ts,
+            content: Content::Text(format!("hello {seq}")),
+            mention_list: vec![],
+            mention_all: false,
+            receipt: false,
+            transient: false,
+            will: false,
+            push_data: None,
+        },
+        origin_device: "default".into(),
+        from_ip: "127.0.0.1".into(),
+    }
+}
+
+#[test]
+fn key_encodings_are_byte_exact() {
+    let c = conv(0xAB);
+    assert_eq!(keys::id("Tom"), b"\x03Tom");
+    assert_eq!(keys::membership("Tom", c), [b"\x03Tom".as_slice(), &[0xAB; 12]].concat());
+    assert_eq!(
+        keys::message(c, 0x0102),
+        *[b"m".as_slice(), &[0xAB; 12], &[0, 0, 0, 0, 0, 0, 1, 2]].concat().as_slice()
+    );
+    assert_eq!(keys::msg_index("xyz"), b"ixyz");
+    assert_eq!(keys::token("Tom", "t1"), b"k\x03Tomt1");
+    assert_eq!(
+        keys::device_cursor("Tom", "pc", c),
+        [b"d\x03Tom\x02pc".as_slice(), &[0xAB; 12]].concat()
+    );
+    assert_eq!(keys::read_cursor("Tom", c), [b"r\x03Tom".as_slice(), &[0xAB; 12]].concat());
+    assert_eq!(keys::read_conv_seq(&keys::conv_seq(c, 9)), Some((c, 9)));
+}
+
+#[test]
+fn message_keys_sort_by_seq_across_byte_boundaries() {
+    let c = conv(1);
+    assert!(keys::message(c, 255) < keys::message(c, 256));
+    assert!(keys::message(c, u64::MAX) < keys::message(conv(2), 0));
+}
+
+#[test]
+fn append_read_range_and_locate() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), 8 << 20, true).unwrap();
+    let (a, b) = (conv(1), conv(2));
+    let entries: Vec<_> = (1..=10).map(|i| entry(a, i, 100 + i * 10)).collect();
+    s.append(&entries, &[]).unwrap();
+    s.append(&[entry(b, 1, 5)], &[]).unwrap();
+    assert_eq!(s.last_message(a).unwrap().unwrap().msg.seq, 10);
+    let page = s.messages(a, 1, 10, 3, true).unwrap();
+    assert_eq!(page.iter().map(|e| e.msg.seq).collect::<Vec<_>>(), vec![8, 9, 10]);
+    let page = s.messages(a, 4, 10, 2, false).unwrap();
+    assert_eq!(page.iter().map(|e| e.msg.seq).collect::<Vec<_>>(), vec![4, 5]);
+    assert_eq!(s.locate("m1-7").unwrap(), Some((a, 7)));
+    assert_eq!(s.seq_at_or_after(a, 135, 10).unwrap(), 4);
+    assert_eq!(s.seq_at_or_after(a, 0, 10).unwrap(), 1);
+    assert_eq!(s.seq_at_or_after(a, 10_000, 10).unwrap(), 11);
+}
+
+#[test]
+fn survives_reopen_with_tokens_cursors_and_memberships() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = conv(3);
+    {
+        let s = Store::open(dir.path(), 8 << 20, true).unwrap();
+        let sent = SentRecord { conv: c, msg_id: "m3-1".into(), seq: 1, timestamp: 7 };
+        s.append(&[entry(c, 1, 7)], &[TokenRecord { client: "Tom", token: "tok", sent }])
+            .unwrap();
+        s.add_membership("Tom", c).unwrap();
+        s.set_read_cursor("Tom", c, 1).unwrap();
+        s.set_device_cursor("Tom", "pc", c, 1).unwrap();
+        s.flush_durable().unwrap();
+    }
+    let s = Store::open(dir.path(), 8 << 20, true).unwrap();
+    assert_eq!(s.sent_by_token("Tom", "tok").unwrap().unwrap().seq, 1);
+    assert_eq!(s.sent_by_token("Tom", "other").unwrap(), None);
+    assert_eq!(s.memberships_of("Tom").unwrap(), vec![c]);
+    assert!(s.memberships_of("To").unwrap().is_empty());
+    assert_eq!(s.read_cursor("Tom", c).unwrap(), 1);
+    assert_eq!(s.device_cursor("Tom", "pc", c).unwrap(), 1);
+    assert_eq!(s.device_cursor("Tom", "phone", c).unwrap(), 0);
+}

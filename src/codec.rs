@@ -66,6 +66,23 @@ mod tests {
         assert_eq!(decode::<ClientFrame>(&bytes).unwrap(), f);
     }
 
+    /// Pins the byte layout that docs/PROTOCOL.md describes.
+    #[test]
+    fn wire_layout_matches_the_protocol_doc() {
+        let f = ClientFrame::Request {
+            id: 300,
+            cmd: Command::Read {
+                conv: ConvId([0xAA; 12]),
+                seq: Some(5),
+            },
+        };
+        let mut want = vec![0u8, 251, 0x2C, 0x01, 14];
+        want.extend_from_slice(&[0xAA; 12]);
+        want.extend_from_slice(&[1, 5]);
+        assert_eq!(encode(&f).unwrap(), want);
+        assert_eq!(encode(&ClientFrame::Ping).unwrap(), vec![2]);
+    }
+
     #[test]
     fn rejects_trailing_and_truncated() {
         let mut bytes = encode(&ClientFrame::Ping).unwrap();

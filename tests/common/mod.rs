@@ -1,0 +1,164 @@
+//! Shared test harness: a real server on 127.0.0.1 port 0 with a real sled
+//! directory in a tempdir, and real QUIC clients through `tidings::client`.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tidings::client::{Client, ClientEvent, ClientOptions, Events, Signer};
+use tidings::config::Config;
+use tidings::protocol::{ConvId, ConvKind, CreateConversation, Event, Message, SyncMode};
+use tidings::server::{RunningServer, Server};
+use tidings::transport::ServerTrust;
+use tidings::transport::tls::parse_fingerprint;
+
+/// Upper bound for any single wait on an event in tests.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub struct TestServer {
+    pub server: Option<RunningServer>,
+    pub config: Config,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub fn test_config(dir: &Path) -> Config {
+    let mut c = Config::default();
+    c.server.listen = "127.0.0.1:0".parse().unwrap();
+    c.server.data_dir = dir.to_path_buf();
+    c.server.shutdown_grace_secs = 2;
+    c.store.cache_capacity_mb = 16;
+    c.log.level = "warn".into();
+    c
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts with the default test config changed by `tweak`.
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = test_config(dir.path());
+        tweak(&mut config);
+        let server = Server::start(config.clone()).await.expect("server starts");
+        TestServer {
+            server: Some(server),
+            config,
+            _dir: Some(dir),
+        }
+    }
+
+    pub fn running(&self) -> &RunningServer {
+        self.server.as_ref().expect("server running")
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.running().local_addr()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.config.server.data_dir.clone()
+    }
+
+    /// Graceful shutdown, then a new server on the same data dir (a new port).
+    pub async fn restart(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await.expect("clean shutdown");
+        }
+        self.server = Some(Server::start(self.config.clone()).await.expect("restart"));
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await.expect("clean shutdown");
+        }
+    }
+
+    pub fn options(&self, client_id: &str) -> ClientOptions {
+        let s = self.running();
+        let pin = parse_fingerprint(s.fingerprint()).expect("fingerprint");
+        ClientOptions::new(
+            s.local_addr(),
+            ServerTrust::Pin(pin),
+            s.credentials().app_id.clone(),
+            Signer::MasterKey(s.credentials().master_key.clone()),
+            client_id,
+        )
+    }
+
+    pub async fn connect(&self, client_id: &str) -> (Client, Events) {
+        self.connect_with(self.options(client_id)).await
+    }
+
+    pub async fn connect_with(&self, opts: ClientOptions) -> (Client, Events) {
+        let who = opts.client_id.clone();
+        let (c, mut ev) = Client::connect(opts)
+            .await
+            .unwrap_or_else(|e| panic!("{who} logs in: {e}"));
+        // Push-mode logins end their sync with SyncDone; pull-mode with Unread.
+        let _ = ev
+            .wait_for(WAIT, |e| match e {
+                ClientEvent::Server(Event::SyncDone { .. } | Event::Unread { .. }) => Some(()),
+                _ => None,
+            })
+            .await;
+        (c, ev)
+    }
+
+    /// Connects without consuming the sync events.
+    pub async fn connect_raw(&self, opts: ClientOptions) -> (Client, Events) {
+        Client::connect(opts).await.expect("login")
+    }
+
+    pub fn pull(&self, client_id: &str) -> ClientOptions {
+        let mut o = self.options(client_id);
+        o.sync = SyncMode::Pull;
+        o
+    }
+}
+
+pub fn group(members: &[&str]) -> CreateConversation {
+    CreateConversation {
+        members: members.iter().map(|s| s.to_string()).collect(),
+        name: None,
+        attr: None,
+        unique: false,
+        kind: ConvKind::Normal,
+    }
+}
+
+pub fn text(m: &Message) -> &str {
+    match &m.content {
+        tidings::protocol::Content::Text(t) => t,
+        _ => "<binary>",
+    }
+}
+
+/// Every message of `conv`, oldest first, paging through history.
+pub async fn full_history(c: &Client, conv: ConvId) -> Vec<Message> {
+    use tidings::protocol::{Anchor, Direction, HistoryQuery};
+    let mut out = Vec::new();
+    let mut anchor = Anchor::Earliest;
+    loop {
+        let (page, more) = c
+            .history(HistoryQuery {
+                conv,
+                anchor: anchor.clone(),
+                direction: Direction::After,
+                inclusive: false,
+                limit: 1000,
+            })
+            .await
+            .expect("history");
+        if let Some(last) = page.last() {
+            anchor = Anchor::Seq(last.seq);
+        }
+        let done = !more || page.is_empty();
+        out.extend(page);
+        if done {
+            return out;
+        }
+    }
+}

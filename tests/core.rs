@@ -22,7 +22,9 @@ use tokio::time::Instant;
 fn code_of<T: std::fmt::Debug>(r: Result<T, ClientError>) -> u16 {
     match r {
         Ok(v) => panic!("expected an error, got {v:?}"),
-        Err(e) => e.code().unwrap_or_else(|| panic!("error without a code: {e}")),
+        Err(e) => e
+            .code()
+            .unwrap_or_else(|| panic!("error without a code: {e}")),
     }
 }
 
@@ -119,7 +121,8 @@ impl RawStream {
 
     /// Logs in as `client` and waits for the answer.
     async fn login(&mut self, s: &TestServer, client: &str) {
-        self.request(1, Command::Login(signed_login(s, client))).await;
+        self.request(1, Command::Login(signed_login(s, client)))
+            .await;
         let r = self.response(1).await;
         assert!(matches!(r, Ok(Reply::LoggedIn { .. })), "login: {r:?}");
     }
@@ -262,7 +265,12 @@ async fn wrong_app_id_is_4100() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_client_ids_are_4103() {
     let s = TestServer::start().await;
-    for bad in [String::new(), "x".repeat(65), "a\nb".into(), "tab\there".into()] {
+    for bad in [
+        String::new(),
+        "x".repeat(65),
+        "a\nb".into(),
+        "tab\there".into(),
+    ] {
         let o = s.options(&bad);
         assert_eq!(
             code_of(tidings::client::Client::connect(o).await),
@@ -314,7 +322,10 @@ async fn silent_session_is_closed_with_4107() {
     // By now the pinging session has been quiet apart from pings for as long: it lives.
     assert!(!c.is_closed());
     assert!(c.conversations(1).await.is_ok());
-    assert!(cev.try_recv().is_none(), "nothing closed the pinging client");
+    assert!(
+        cev.try_recv().is_none(),
+        "nothing closed the pinging client"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -324,13 +335,15 @@ async fn request_before_login_is_4105_and_login_still_works() {
     let b = Raw::connect(&s).await;
     let mut sa = a.stream().await;
     let mut sb = b.stream().await;
-    sa.request(7, Command::ListConversations { limit: 10 }).await;
+    sa.request(7, Command::ListConversations { limit: 10 })
+        .await;
     sb.request(3, Command::Logout).await;
     assert_eq!(sa.response(7).await.unwrap_err().code, 4105);
     assert_eq!(sb.response(3).await.unwrap_err().code, 4105);
     // The connection stays: a login on it now works, and so do requests.
     sa.login(&s, "Tom").await;
-    sa.request(8, Command::ListConversations { limit: 10 }).await;
+    sa.request(8, Command::ListConversations { limit: 10 })
+        .await;
     assert!(matches!(sa.response(8).await, Ok(Reply::Conversations(_))));
     // The one that never logs in is closed at the login timeout.
     assert_eq!(b.close_code().await, Some(4108));
@@ -404,4 +417,710 @@ async fn same_tag_kicks_the_earlier_device_with_4111() {
     assert_eq!(nev.next_message(WAIT).await.unwrap().msg_id, sent.msg_id);
     assert_eq!(wev.next_message(WAIT).await.unwrap().msg_id, sent.msg_id);
     assert!(old.send_text(conv, "too late").await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnect_gives_way_with_4111() {
+    let s = TestServer::start().await;
+    let (jerry, _jev) = s.connect("Jerry").await;
+    let mut o = s.options("Tom");
+    o.tag = Some("Mobile".into());
+    let (old, mut oev) = s.connect_with(o.clone()).await;
+    let conv = old.create_unique(vec!["Jerry".into()]).await.unwrap().id;
+
+    o.reconnect = true;
+    assert_eq!(code_of(tidings::client::Client::connect(o).await), 4111);
+    // The earlier device keeps its session and its messages.
+    let sent = jerry.send_text(conv, "still there?").await.unwrap();
+    let m = oev
+        .next_message(WAIT)
+        .await
+        .expect("earlier device still receives");
+    assert_eq!(m.msg_id, sent.msg_id);
+    assert!(!old.is_closed());
+    assert_eq!(old.send_text(conv, "yes").await.unwrap().seq, 2);
+}
+
+// -------------------------------------------------------- conversations ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unique_conversation_is_the_same_from_either_side() {
+    let s = TestServer::start().await;
+    let (tom, _tev) = s.connect("Tom").await;
+    let (jerry, mut jev) = s.connect("Jerry").await;
+    let a = tom.create_unique(vec!["Jerry".into()]).await.unwrap();
+    assert!(a.unique);
+    assert_eq!(a.members, vec!["Jerry".to_string(), "Tom".to_string()]);
+    assert_eq!(a.creator, "Tom");
+    let invited = jev
+        .wait_for(WAIT, |e| match e {
+            ClientEvent::Server(Event::Invited { conv, by }) => Some((*conv, by.clone())),
+            _ => None,
+        })
+        .await;
+    assert_eq!(invited, Some((a.id, "Tom".to_string())));
+    let b = jerry.create_unique(vec!["Tom".into()]).await.unwrap();
+    assert_eq!(b.id, a.id, "same member set, same conversation");
+    let again = tom
+        .create_unique(vec!["Jerry".into(), "Jerry".into()])
+        .await
+        .unwrap();
+    assert_eq!(again.id, a.id);
+    // A non-unique create always makes a new one.
+    let g1 = tom.create_conversation(group(&["Jerry"])).await.unwrap();
+    let g2 = tom.create_conversation(group(&["Jerry"])).await.unwrap();
+    assert!(g1.id != a.id && g2.id != g1.id && !g1.unique);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_roles_and_events() {
+    let s = TestServer::start().await;
+    let (tom, mut tev) = s.connect("Tom").await;
+    let (jerry, mut jev) = s.connect("Jerry").await;
+    let (spike, mut sev) = s.connect("Spike").await;
+    let (tyke, mut yev) = s.connect("Tyke").await;
+    let conv = tom.create_conversation(group(&["Jerry"])).await.unwrap().id;
+
+    let invited = |ev: &ClientEvent| match ev {
+        ClientEvent::Server(Event::Invited { conv: c, by }) => Some((*c, by.clone())),
+        _ => None,
+    };
+    let joined = |ev: &ClientEvent| match ev {
+        ClientEvent::Server(Event::MembersJoined {
+            conv: c,
+            members,
+            by,
+        }) => Some((*c, members.clone(), by.clone())),
+        _ => None,
+    };
+    let left = |ev: &ClientEvent| match ev {
+        ClientEvent::Server(Event::MembersLeft {
+            conv: c,
+            members,
+            by,
+        }) => Some((*c, members.clone(), by.clone())),
+        _ => None,
+    };
+    assert_eq!(
+        jev.wait_for(WAIT, invited).await,
+        Some((conv, "Tom".into()))
+    );
+
+    // Only the owner or a manager may change members or managers.
+    assert_eq!(
+        code_of(jerry.add_members(conv, vec!["Spike".into()]).await),
+        4324
+    );
+    assert_eq!(
+        code_of(jerry.remove_members(conv, vec!["Tom".into()]).await),
+        4324
+    );
+    assert_eq!(
+        code_of(jerry.set_managers(conv, vec!["Jerry".into()], vec![]).await),
+        4324
+    );
+    // Outsiders are not members.
+    assert_eq!(
+        code_of(spike.add_members(conv, vec!["Spike".into()]).await),
+        4401
+    );
+    assert_eq!(code_of(spike.get_conversation(conv).await), 4401);
+    assert_eq!(code_of(spike.send_text(conv, "hi").await), 4401);
+
+    tom.add_members(conv, vec!["Spike".into()]).await.unwrap();
+    assert_eq!(
+        sev.wait_for(WAIT, invited).await,
+        Some((conv, "Tom".into()))
+    );
+    let j = (conv, vec!["Spike".to_string()], "Tom".to_string());
+    assert_eq!(jev.wait_for(WAIT, joined).await, Some(j.clone()));
+    assert_eq!(tev.wait_for(WAIT, joined).await, Some(j));
+
+    // The owner makes Jerry a manager; now Jerry may add and remove members.
+    tom.set_managers(conv, vec!["Jerry".into()], vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        tom.get_conversation(conv).await.unwrap().managers,
+        vec!["Jerry".to_string()]
+    );
+    // A manager still cannot change managers.
+    assert_eq!(
+        code_of(jerry.set_managers(conv, vec!["Spike".into()], vec![]).await),
+        4324
+    );
+    jerry.add_members(conv, vec!["Tyke".into()]).await.unwrap();
+    assert_eq!(
+        yev.wait_for(WAIT, invited).await,
+        Some((conv, "Jerry".into()))
+    );
+    jerry
+        .remove_members(conv, vec!["Spike".into()])
+        .await
+        .unwrap();
+    let kicked = sev
+        .wait_for(WAIT, |e| match e {
+            ClientEvent::Server(Event::Kicked { conv: c, by }) => Some((*c, by.clone())),
+            _ => None,
+        })
+        .await;
+    assert_eq!(kicked, Some((conv, "Jerry".into())));
+    let l = (conv, vec!["Spike".to_string()], "Jerry".to_string());
+    assert_eq!(tev.wait_for(WAIT, left).await, Some(l));
+    assert_eq!(code_of(spike.send_text(conv, "still here?").await), 4401);
+
+    // Tyke leaves on his own.
+    tyke.leave(conv).await.unwrap();
+    let l = (conv, vec!["Tyke".to_string()], "Tyke".to_string());
+    assert_eq!(tev.wait_for(WAIT, left).await, Some(l));
+    assert_eq!(code_of(tyke.leave(conv).await), 4401);
+    // Anyone may join a normal conversation they know the id of.
+    spike.join(conv).await.unwrap();
+    let j = (conv, vec!["Spike".to_string()], "Spike".to_string());
+    assert_eq!(jev.wait_for(WAIT, joined).await, Some(j));
+    let info = tom.get_conversation(conv).await.unwrap();
+    assert_eq!(info.members, vec!["Jerry", "Spike", "Tom"]);
+    assert_eq!(info.managers, vec!["Jerry"]);
+    // Taking the manager role back.
+    tom.set_managers(conv, vec![], vec!["Jerry".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        code_of(jerry.add_members(conv, vec!["Tyke".into()]).await),
+        4324
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_name_attr_and_mute() {
+    let s = TestServer::start().await;
+    let (tom, _tev) = s.connect("Tom").await;
+    let (jerry, mut jev) = s.connect("Jerry").await;
+    let conv = tom.create_conversation(group(&["Jerry"])).await.unwrap().id;
+
+    let attr = r#"{"color":"blue","n":1}"#;
+    jerry
+        .update(conv, Some("Cat & Mouse".into()), Some(attr.into()))
+        .await
+        .unwrap();
+    let info = tom.get_conversation(conv).await.unwrap();
+    assert_eq!(info.name.as_deref(), Some("Cat & Mouse"));
+    assert_eq!(info.attr.as_deref(), Some(attr));
+    let upd = jev
+        .wait_for(WAIT, |e| match e {
+            ClientEvent::Server(Event::ConversationUpdated {
+                conv: c,
+                by,
+                name,
+                attr,
+            }) => Some((*c, by.clone(), name.clone(), attr.clone())),
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        upd,
+        Some((
+            conv,
+            "Jerry".into(),
+            Some("Cat & Mouse".into()),
+            Some(attr.into())
+        ))
+    );
+    // attr must be a JSON object.
+    for bad in ["[1,2]", "not json", "\"text\"", "7"] {
+        assert_eq!(
+            code_of(tom.update(conv, None, Some(bad.into())).await),
+            4301,
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        tom.get_conversation(conv).await.unwrap().attr.as_deref(),
+        Some(attr)
+    );
+    let mut bad_create = group(&["Jerry"]);
+    bad_create.attr = Some("[]".into());
+    assert_eq!(code_of(tom.create_conversation(bad_create).await), 4301);
+
+    tom.mute(conv).await.unwrap();
+    assert!(tom.get_conversation(conv).await.unwrap().muted);
+    assert!(
+        !jerry.get_conversation(conv).await.unwrap().muted,
+        "muting is per member"
+    );
+    tom.unmute(conv).await.unwrap();
+    assert!(!tom.get_conversation(conv).await.unwrap().muted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_conversation_is_4303() {
+    let s = TestServer::start().await;
+    let (tom, _tev) = s.connect("Tom").await;
+    let nowhere = ConvId::random();
+    assert_eq!(code_of(tom.get_conversation(nowhere).await), 4303);
+    assert_eq!(code_of(tom.send_text(nowhere, "hello?").await), 4303);
+    assert_eq!(code_of(tom.join(nowhere).await), 4303);
+    assert_eq!(
+        code_of(tom.add_members(nowhere, vec!["Jerry".into()]).await),
+        4303
+    );
+    assert_eq!(
+        code_of(tom.update(nowhere, Some("x".into()), None).await),
+        4303
+    );
+    let q = HistoryQuery {
+        conv: nowhere,
+        anchor: Anchor::Latest,
+        direction: Direction::Before,
+        inclusive: false,
+        limit: 10,
+    };
+    assert_eq!(code_of(tom.history(q).await), 4303);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_than_max_members_is_4304() {
+    let s = TestServer::start_with(|c| c.limits.max_members = 3).await;
+    let (tom, _tev) = s.connect("Tom").await;
+    assert_eq!(
+        code_of(tom.create_conversation(group(&["A", "B", "C"])).await),
+        4304
+    );
+    let conv = tom
+        .create_conversation(group(&["A", "B"]))
+        .await
+        .unwrap()
+        .id;
+    assert_eq!(code_of(tom.add_members(conv, vec!["C".into()]).await), 4304);
+    assert_eq!(tom.get_conversation(conv).await.unwrap().members.len(), 3);
+    assert!(
+        tom.conversations(10).await.unwrap().len() == 1,
+        "the refused create stored nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_is_mine_most_recent_first() {
+    let s = TestServer::start().await;
+    let (tom, _tev) = s.connect("Tom").await;
+    let (jerry, _jev) = s.connect("Jerry").await;
+    let a = tom.create_conversation(group(&["Jerry"])).await.unwrap().id;
+    let b = tom.create_conversation(group(&["Spike"])).await.unwrap().id;
+    let c = jerry
+        .create_conversation(group(&["Spike"]))
+        .await
+        .unwrap()
+        .id;
+    tom.send_text(b, "b first").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await; // distinct millisecond timestamps
+    tom.send_text(a, "a later").await.unwrap();
+    let mine: Vec<ConvId> = tom
+        .conversations(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(mine, vec![a, b]);
+    assert!(!mine.contains(&c));
+    assert_eq!(tom.conversations(1).await.unwrap()[0].id, a);
+    let jerrys: Vec<ConvId> = jerry
+        .conversations(10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(jerrys.len(), 2);
+    assert!(jerrys.contains(&a) && jerrys.contains(&c));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_room_reaches_only_joined_online_clients() {
+    let s = TestServer::start().await;
+    let (tom, _tev) = s.connect("Tom").await;
+    let (jerry, mut jev) = s.connect("Jerry").await;
+    let (spike, mut sev) = s.connect("Spike").await;
+    let room = tom
+        .create_conversation(CreateConversation {
+            members: vec!["Jerry".into()],
+            name: Some("lobby".into()),
+            attr: None,
+            unique: true,
+            kind: ConvKind::ChatRoom,
+        })
+        .await
+        .unwrap();
+    assert_eq!(room.kind, ConvKind::ChatRoom);
+    assert!(room.members.is_empty(), "chat rooms store no members");
+    let room = room.id;
+    // Listed members of a create do not join a room: Jerry must join himself.
+    assert_eq!(code_of(jerry.send_text(room, "me?").await), 4401);
+    jerry.join(room).await.unwrap();
+    let first = tom.send_text(room, "one").await.unwrap();
+    assert_eq!(jev.next_message(WAIT).await.unwrap().msg_id, first.msg_id);
+    // Spike joins later: his first message is the one sent after that.
+    spike.join(room).await.unwrap();
+    let second = jerry.send_text(room, "two").await.unwrap();
+    assert_eq!(sev.next_message(WAIT).await.unwrap().msg_id, second.msg_id);
+
+    // Jerry goes offline: he leaves the room and gets nothing on return.
+    jerry.abort();
+    drop((jerry, jev));
+    let hub = s.running().hub().clone();
+    eventually("Jerry offline", || !hub.registry.is_online("Jerry")).await;
+    let third = tom.send_text(room, "three").await.unwrap();
+    assert_eq!(sev.next_message(WAIT).await.unwrap().msg_id, third.msg_id);
+    let (jerry, mut jev) = s.connect_raw(s.options("Jerry")).await;
+    let done = jev
+        .wait_for(WAIT, |e| match e {
+            ClientEvent::Server(Event::SyncDone { messages, .. }) => Some(*messages),
+            ClientEvent::Server(Event::Message { msg, .. }) => panic!("offline delivery: {msg:?}"),
+            _ => None,
+        })
+        .await;
+    assert_eq!(done, Some(0));
+    assert_eq!(
+        code_of(jerry.send_text(room, "back").await),
+        4401,
+        "not in the room any more"
+    );
+    // A message Jerry should not see, then a direct one he should: the
+    // direct one is his next message (fan-out is in commit order).
+    tom.send_text(room, "four").await.unwrap();
+    let direct = tom.create_unique(vec!["Jerry".into()]).await.unwrap().id;
+    let d = tom.send_text(direct, "direct").await.unwrap();
+    assert_eq!(jev.next_message(WAIT).await.unwrap().msg_id, d.msg_id);
+    // Leaving stops delivery too, and history of a room stays readable.
+    spike.leave(room).await.unwrap();
+    assert_eq!(code_of(spike.send_text(room, "gone").await), 4401);
+    let h = full_history(&spike, room).await;
+    assert_eq!(
+        h.iter().map(text).collect::<Vec<_>>(),
+        ["one", "two", "three", "four"]
+    );
+}
+
+// ------------------------------------------------------------- messages ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifo_of_1000_messages_from_concurrent_senders() {
+    const SENDERS: usize = 4;
+    const EACH: usize = 250;
+    let s = TestServer::start().await;
+    let names: Vec<String> = (0..SENDERS).map(|i| format!("S{i}")).collect();
+    let mut senders = Vec::new();
+    for n in &names {
+        senders.push(s.connect(n).await);
+    }
+    let (rx, mut rev) = s.connect("Reader").await;
+    let members: Vec<&str> = names.iter().map(String::as_str).chain(["Reader"]).collect();
+    let conv = senders[0]
+        .0
+        .create_conversation(group(&members))
+        .await
+        .unwrap()
+        .id;
+
+    let mut tasks = Vec::new();
+    for (i, (c, _)) in senders.iter().enumerate() {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut seqs = Vec::with_capacity(EACH);
+            for k in 0..EACH {
+                let sent = c.send_text(conv, &format!("S{i}:{k}")).await.expect("send");
+                seqs.push(sent.seq);
+            }
+            seqs
+        }));
+    }
+    // Receive while they send.
+    let mut got = Vec::with_capacity(SENDERS * EACH);
+    while got.len() < SENDERS * EACH {
+        let m = rev
+            .next_message(WAIT)
+            .await
+            .unwrap_or_else(|| panic!("stalled after {} messages", got.len()));
+        got.push(m);
+    }
+    let mut all_seqs = Vec::new();
+    for t in tasks {
+        let seqs = t.await.unwrap();
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "a sender's seqs increase"
+        );
+        all_seqs.extend(seqs);
+    }
+    all_seqs.sort_unstable();
+    assert_eq!(
+        all_seqs,
+        (1..=1000).collect::<Vec<u64>>(),
+        "seqs are gap-free from 1"
+    );
+
+    let seqs: Vec<u64> = got.iter().map(|m| m.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=1000).collect::<Vec<u64>>(),
+        "delivered in seq order"
+    );
+    assert!(got.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));
+    let mut next = vec![0usize; SENDERS];
+    for m in &got {
+        let (who, k) = text(m).split_once(':').unwrap();
+        let i: usize = who[1..].parse().unwrap();
+        assert_eq!(m.from, names[i]);
+        assert_eq!(
+            k.parse::<usize>().unwrap(),
+            next[i],
+            "sender {who} in order"
+        );
+        next[i] += 1;
+    }
+    assert_eq!(next, vec![EACH; SENDERS]);
+    // Each sender also saw everyone else's messages, in seq order.
+    for (i, (_, ev)) in senders.iter_mut().enumerate() {
+        let mut last = 0;
+        for _ in 0..(SENDERS - 1) * EACH {
+            let m = ev
+                .next_message(WAIT)
+                .await
+                .expect("sender receives the others");
+            assert!(m.seq > last, "seq order at sender {i}");
+            assert_ne!(m.from, names[i], "no echo to the sending device");
+            last = m.seq;
+        }
+    }
+    // History is the same sequence.
+    let h = full_history(&rx, conv).await;
+    let ids =
+        |v: &[tidings::protocol::Message]| v.iter().map(|m| m.msg_id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&h), ids(&got));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_limit_is_4109_and_the_connection_stays() {
+    let s = TestServer::start().await;
+    let (tom, mut tev) = s.connect("Tom").await;
+    let (_jerry, mut jev) = s.connect("Jerry").await;
+    let conv = tom.create_unique(vec!["Jerry".into()]).await.unwrap().id;
+    let max = s.config.limits.max_content_bytes as usize;
+    let too_big = SendMessage {
+        content: tidings::protocol::Content::Binary(vec![7; max + 1]),
+        ..SendMessage::text(conv, "")
+    };
+    assert_eq!(code_of(tom.send(too_big).await), 4109);
+    assert_eq!(
+        code_of(tom.send_text(conv, &"x".repeat(max + 1)).await),
+        4109
+    );
+    // Exactly the limit is fine, and the connection is still up.
+    let ok = tom.send_text(conv, &"y".repeat(max)).await.unwrap();
+    assert_eq!(ok.seq, 1, "refused sends took no seq");
+    assert_eq!(jev.next_message(WAIT).await.unwrap().msg_id, ok.msg_id);
+    assert!(
+        tev.try_recv().is_none(),
+        "no close for an oversized content"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_token_returns_the_first_answer() {
+    let s = TestServer::start().await;
+    let (tom, _tev) = s.connect("Tom").await;
+    let (jerry, mut jev) = s.connect("Jerry").await;
+    let conv = tom.create_unique(vec!["Jerry".into()]).await.unwrap().id;
+    let with_token = |t: &str, body: &str| SendMessage {
+        token: Some(t.into()),
+        ..SendMessage::text(conv, body)
+    };
+    let first = tom.send(with_token("tok-1", "once")).await.unwrap();
+    assert!(!first.duplicate);
+    let again = tom
+        .send(with_token("tok-1", "once, retried"))
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!(
+        (&again.msg_id, again.seq, again.timestamp),
+        (&first.msg_id, first.seq, first.timestamp)
+    );
+    // Two sends with one token in flight together: one message.
+    let (a, b) = tokio::join!(
+        tom.send(with_token("tok-2", "twin")),
+        tom.send(with_token("tok-2", "twin"))
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.msg_id, b.msg_id);
+    assert_eq!(a.seq, b.seq);
+    assert!(a.duplicate != b.duplicate, "exactly one is the duplicate");
+    // Tokens are per client: Jerry's "tok-1" is a new message.
+    let jerrys = jerry
+        .send(with_token("tok-1", "jerry's own"))
+        .await
+        .unwrap();
+    assert!(!jerrys.duplicate);
+    assert_eq!(jerrys.seq, 3);
+
+    let h = full_history(&tom, conv).await;
+    assert_eq!(
+        h.iter().map(text).collect::<Vec<_>>(),
+        ["once", "twin", "jerry's own"]
+    );
+    assert_eq!(tom.get_conversation(conv).await.unwrap().last_seq, 3);
+    // Jerry received each of Tom's messages exactly once.
+    assert_eq!(jev.next_message(WAIT).await.unwrap().msg_id, first.msg_id);
+    assert_eq!(jev.next_message(WAIT).await.unwrap().msg_id, a.msg_id);
+    let last = tom.send_text(conv, "sentinel").await.unwrap();
+    assert_eq!(jev.next_message(WAIT).await.unwrap().msg_id, last.msg_id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_messages_reach_only_online_members_and_are_not_stored() {
+    let s = TestServer::start().await;
+    let (tom, _tev) = s.connect("Tom").await;
+    let (_jerry, mut jev) = s.connect("Jerry").await;
+    let conv = tom
+        .create_conversation(group(&["Jerry", "Spike"]))
+        .await
+        .unwrap()
+        .id;
+    let sent = tom
+        .send(SendMessage {
+            transient: true,
+            ..SendMessage::text(conv, "typing…")
+        })
+        .await
+        .unwrap();
+    assert_eq!(sent.seq, 0);
+    let m = jev.next_message(WAIT).await.expect("online member gets it");
+    assert_eq!(m.msg_id, sent.msg_id);
+    assert!(m.transient);
+    assert_eq!(m.seq, 0);
+    assert_eq!(text(&m), "typing…");
+    // Not stored: no history, no seq used, nothing for offline Spike.
+    assert!(full_history(&tom, conv).await.is_empty());
+    assert_eq!(tom.get_conversation(conv).await.unwrap().last_seq, 0);
+    let stored = tom.send_text(conv, "real").await.unwrap();
+    assert_eq!(stored.seq, 1);
+    let (_spike, mut sev) = s.connect_raw(s.options("Spike")).await;
+    let mut synced = Vec::new();
+    let done = sev
+        .wait_for(WAIT, |e| match e {
+            ClientEvent::Server(Event::Message { msg, .. }) => {
+                synced.push(msg.msg_id.clone());
+                None
+            }
+            ClientEvent::Server(Event::SyncDone { messages, .. }) => Some(*messages),
+            _ => None,
+        })
+        .await;
+    assert_eq!(done, Some(1));
+    assert_eq!(synced, vec![stored.msg_id]);
+    // Non-members cannot send transient messages either.
+    let (outsider, _oev) = s.connect("Outsider").await;
+    let t = SendMessage {
+        transient: true,
+        ..SendMessage::text(conv, "psst")
+    };
+    assert_eq!(code_of(outsider.send(t).await), 4401);
+}
+
+// ------------------------------------------------------------ bad frames ----
+
+/// Tom and Jerry chat in one conversation; returns a closure-free check that
+/// a fresh message still gets through.
+async fn still_chatting(
+    tom: &tidings::client::Client,
+    jev: &mut tidings::client::Events,
+    conv: ConvId,
+    body: &str,
+) {
+    let sent = tom.send_text(conv, body).await.expect("Tom can still send");
+    let m = jev.next_message(WAIT).await.expect("Jerry still receives");
+    assert_eq!(m.msg_id, sent.msg_id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_frame_closes_only_that_connection_with_4109() {
+    let s = TestServer::start().await;
+    let (tom, _tev) = s.connect("Tom").await;
+    let (_jerry, mut jev) = s.connect("Jerry").await;
+    let conv = tom
+        .create_unique(vec!["Jerry".into(), "Bad".into()])
+        .await
+        .unwrap()
+        .id;
+    let max = s.config.limits.max_frame_bytes;
+
+    // Before login.
+    let raw = Raw::connect(&s).await;
+    let mut st = raw.stream().await;
+    st.write(&(max + 1).to_be_bytes()).await;
+    assert_eq!(raw.close_code().await, Some(4109));
+    still_chatting(&tom, &mut jev, conv, "after the first").await;
+
+    // After login, as a member of the conversation.
+    let raw = Raw::connect(&s).await;
+    let mut st = raw.stream().await;
+    st.login(&s, "Bad").await;
+    st.write(&u32::MAX.to_be_bytes()).await;
+    assert_eq!(raw.close_code().await, Some(4109));
+    still_chatting(&tom, &mut jev, conv, "after the second").await;
+    // A frame of exactly the limit is accepted as far as length goes (then fails to parse).
+    let raw = Raw::connect(&s).await;
+    let mut st = raw.stream().await;
+    let mut body = max.to_be_bytes().to_vec();
+    body.extend(std::iter::repeat_n(0xffu8, max as usize));
+    st.write(&body).await;
+    assert_eq!(raw.close_code().await, Some(4114));
+    still_chatting(&tom, &mut jev, conv, "after the third").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_frame_closes_only_that_connection_with_4114() {
+    let s = TestServer::start().await;
+    let (tom, _tev) = s.connect("Tom").await;
+    let (_jerry, mut jev) = s.connect("Jerry").await;
+    let conv = tom
+        .create_unique(vec!["Jerry".into(), "Bad".into()])
+        .await
+        .unwrap()
+        .id;
+    let garbage = [0, 0, 0, 8, 0xff, 0xfe, 0xfd, 0xfc, 0xfb, 0xfa, 0xf9, 0xf8];
+
+    // Before login.
+    let raw = Raw::connect(&s).await;
+    let mut st = raw.stream().await;
+    st.write(&garbage).await;
+    match st.next().await {
+        ServerFrame::Event(Event::Closing { code, .. }) => assert_eq!(code, 4114),
+        other => panic!("expected Closing, got {other:?}"),
+    }
+    assert_eq!(raw.close_code().await, Some(4114));
+    still_chatting(&tom, &mut jev, conv, "after the first").await;
+
+    // After login: a valid frame, then garbage.
+    let raw = Raw::connect(&s).await;
+    let mut st = raw.stream().await;
+    st.login(&s, "Bad").await;
+    st.frame(&ClientFrame::Ping).await;
+    st.write(&garbage).await;
+    assert_eq!(raw.close_code().await, Some(4114));
+    still_chatting(&tom, &mut jev, conv, "after the second").await;
+
+    // Valid encoding of the wrong type with trailing bytes is garbage too.
+    let raw = Raw::connect(&s).await;
+    let mut st = raw.stream().await;
+    st.login(&s, "Bad").await;
+    let mut ping = frame::encode(&ClientFrame::Ping).unwrap().to_vec();
+    ping.push(0);
+    ping[3] += 1;
+    st.write(&ping).await;
+    assert_eq!(raw.close_code().await, Some(4114));
+    still_chatting(&tom, &mut jev, conv, "after the third").await;
+    let h = full_history(&tom, conv).await;
+    assert_eq!(h.len(), 3);
+    let _: HashMap<u8, u8> = HashMap::new();
 }

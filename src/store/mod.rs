@@ -110,6 +110,10 @@ pub struct Store {
     /// sled's main file, fdatasync'd after flushes: sled 0.34's flush only
     /// issues sync_file_range, which a power cut can undo.
     data_file: Option<File>,
+    /// sled writes values too big for its log as separate blob files and
+    /// never syncs them; we sync every blob newer than this LSN.
+    blobs: PathBuf,
+    synced_blob: parking_lot::Mutex<u64>,
 }
 
 impl Store {
@@ -149,6 +153,8 @@ impl Store {
             cursors: db.open_tree("cursors")?,
             db,
             data_file,
+            blobs: dir.join("blobs"),
+            synced_blob: parking_lot::Mutex::new(0),
         })
     }
 
@@ -160,6 +166,35 @@ impl Store {
                 path: "db".into(),
                 source,
             })?;
+            self.sync_new_blobs().map_err(|source| StoreError::Io {
+                path: self.blobs.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn sync_new_blobs(&self) -> std::io::Result<()> {
+        let mut synced = self.synced_blob.lock();
+        let mut newest = *synced;
+        for entry in std::fs::read_dir(&self.blobs)? {
+            let entry = entry?;
+            let Some(lsn) = entry.file_name().to_str().and_then(|n| n.parse::<u64>().ok()) else {
+                continue;
+            };
+            if lsn > *synced {
+                // The blob may have been collected since we listed it.
+                match File::open(entry.path()) {
+                    Ok(f) => f.sync_all()?,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+                newest = newest.max(lsn);
+            }
+        }
+        if newest > *synced {
+            File::open(&self.blobs)?.sync_all()?;
+            *synced = newest;
         }
         Ok(())
     }

@@ -94,3 +94,21 @@ fn survives_reopen_with_tokens_cursors_and_memberships() {
     assert_eq!(s.device_cursor("Tom", "pc", c).unwrap(), 1);
     assert_eq!(s.device_cursor("Tom", "phone", c).unwrap(), 0);
 }
+
+#[test]
+fn large_values_go_through_synced_blobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = conv(4);
+    let big = |seq| {
+        let mut e = entry(c, seq, seq);
+        e.msg.content = Content::Binary(vec![seq as u8; 200 * 1024]);
+        e
+    };
+    {
+        let s = Store::open(dir.path(), 8 << 20, true).unwrap();
+        s.append(&[big(1), big(2)], &[]).unwrap();
+        assert!(*s.synced_blob.lock() > 0, "sled wrote a blob and we synced it");
+    }
+    let s = Store::open(dir.path(), 8 << 20, true).unwrap();
+    assert_eq!(s.message(c, 2).unwrap().unwrap(), big(2));
+}

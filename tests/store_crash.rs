@@ -1,0 +1,115 @@
+//! sled's own crash-test pattern, against our store module: the test binary
+//! re-runs itself as a child that appends group-committed batches while a
+//! thread calls `exit(9)` at a random moment; the parent reopens the store
+//! and checks that every batch the child reported durable is there, whole.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use rand::Rng;
+use tidings::protocol::{Content, ConvId, Message};
+use tidings::store::{LogEntry, SentRecord, Store, TokenRecord};
+
+const CHILD_ENV: &str = "TIDINGS_STORE_CRASH_DIR";
+const CONV: ConvId = ConvId([7; 12]);
+const BATCH: u64 = 16;
+
+fn entry(seq: u64) -> LogEntry {
+    LogEntry {
+        msg: Message {
+            conv: CONV,
+            msg_id: format!("id{seq}"),
+            seq,
+            from: "Tom".into(),
+            timestamp: seq,
+            // Mixed sizes, some large enough to become sled blobs.
+            content: Content::Binary(vec![seq as u8; if seq % 97 == 0 { 150_000 } else { 200 }]),
+            mention_list: vec![],
+            mention_all: false,
+            receipt: false,
+            transient: false,
+            will: false,
+            push_data: None,
+        },
+        origin_device: "d".into(),
+        from_ip: "127.0.0.1".into(),
+    }
+}
+
+/// The child: append until killed, printing the last durable seq after each batch.
+#[test]
+fn crash_child() {
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return; // Only meaningful when re-run by the parent.
+    };
+    let store = Store::open(Path::new(&dir), 8 << 20, true).expect("open");
+    let mut next = store.last_message(CONV).expect("last").map_or(1, |e| e.msg.seq + 1);
+    let delay = rand::thread_rng().gen_range(1..60);
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(delay));
+        std::process::exit(9);
+    });
+    loop {
+        let batch: Vec<LogEntry> = (next..next + BATCH).map(entry).collect();
+        let tok = format!("t{next}");
+        let token = TokenRecord {
+            client: "Tom",
+            token: &tok,
+            sent: SentRecord {
+                conv: CONV,
+                msg_id: format!("id{next}"),
+                seq: next,
+                timestamp: next,
+            },
+        };
+        store.append(&batch, &[token]).expect("append");
+        next += BATCH;
+        println!("durable {}", next - 1);
+    }
+}
+
+#[test]
+fn store_survives_exit_mid_write() {
+    if std::env::var(CHILD_ENV).is_ok() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let exe = std::env::current_exe().expect("test binary");
+    let mut durable = 0u64;
+    for _ in 0..12 {
+        let mut child = Command::new(&exe)
+            .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn child");
+        let out = child.stdout.take().expect("stdout");
+        for line in BufReader::new(out).lines() {
+            let line = line.expect("line");
+            if let Some(n) = line.strip_prefix("durable ") {
+                durable = durable.max(n.parse().expect("seq"));
+            }
+        }
+        let status = child.wait().expect("wait");
+        assert_eq!(status.code(), Some(9), "child died by its own exit(9)");
+
+        let store = Store::open(dir.path(), 8 << 20, true).expect("reopen after crash");
+        let last = store.last_message(CONV).expect("last").map_or(0, |e| e.msg.seq);
+        assert!(last >= durable, "durable seq {durable} lost (store ends at {last})");
+        // Batches are atomic: the store always ends on a batch boundary.
+        assert_eq!(last % BATCH, 0, "a torn batch ends at {last}");
+        let all = store.messages(CONV, 1, last, usize::MAX, false).expect("scan");
+        assert_eq!(all.len() as u64, last, "gap in the log");
+        for (i, e) in all.iter().enumerate() {
+            assert_eq!(*e, entry(i as u64 + 1));
+        }
+        for b in (1..=last).step_by(BATCH as usize) {
+            assert_eq!(store.locate(&format!("id{b}")).expect("index"), Some((CONV, b)));
+            assert_eq!(store.sent_by_token("Tom", &format!("t{b}")).expect("tok").map(|s| s.seq), Some(b));
+        }
+    }
+    assert!(durable > 0, "the child made progress");
+}

@@ -132,8 +132,13 @@ fn invalid(code: ErrorCode, detail: &str) -> ErrorBody {
     ErrorBody::new(code, detail)
 }
 
+/// 1-64 characters (not bytes), none of them control characters; the byte
+/// bound keeps the store's one-byte length prefix exact.
 pub fn valid_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= MAX_ID_LEN && !id.chars().any(char::is_control)
+    !id.is_empty()
+        && id.len() <= 255
+        && id.chars().count() <= MAX_ID_LEN
+        && !id.chars().any(char::is_control)
 }
 
 impl Authenticator {

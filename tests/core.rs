@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use common::*;
@@ -466,6 +465,14 @@ async fn unique_conversation_is_the_same_from_either_side() {
         .await
         .unwrap();
     assert_eq!(again.id, a.id);
+    // Racing creates of a new member set from both sides agree too.
+    let (x, y) = tokio::join!(
+        tom.create_unique(vec!["Jerry".into(), "Spike".into()]),
+        jerry.create_unique(vec!["Spike".into(), "Tom".into()])
+    );
+    let (x, y) = (x.unwrap(), y.unwrap());
+    assert_eq!(x.id, y.id);
+    assert_ne!(x.id, a.id);
     // A non-unique create always makes a new one.
     let g1 = tom.create_conversation(group(&["Jerry"])).await.unwrap();
     let g2 = tom.create_conversation(group(&["Jerry"])).await.unwrap();
@@ -554,6 +561,8 @@ async fn membership_roles_and_events() {
         yev.wait_for(WAIT, invited).await,
         Some((conv, "Jerry".into()))
     );
+    let j = (conv, vec!["Tyke".to_string()], "Jerry".to_string());
+    assert_eq!(jev.wait_for(WAIT, joined).await, Some(j));
     jerry
         .remove_members(conv, vec!["Spike".into()])
         .await
@@ -711,8 +720,12 @@ async fn list_is_mine_most_recent_first() {
         .await
         .unwrap()
         .id;
-    tom.send_text(b, "b first").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(5)).await; // distinct millisecond timestamps
+    let first = tom.send_text(b, "b first").await.unwrap();
+    // The next send must get a later millisecond timestamp.
+    eventually("the clock to tick", || {
+        tidings::util::now_ms() > first.timestamp
+    })
+    .await;
     tom.send_text(a, "a later").await.unwrap();
     let mine: Vec<ConvId> = tom
         .conversations(10)
@@ -1122,5 +1135,4 @@ async fn garbage_frame_closes_only_that_connection_with_4114() {
     still_chatting(&tom, &mut jev, conv, "after the third").await;
     let h = full_history(&tom, conv).await;
     assert_eq!(h.len(), 3);
-    let _: HashMap<u8, u8> = HashMap::new();
 }

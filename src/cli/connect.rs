@@ -235,7 +235,10 @@ mod tests {
         let config = Config::default();
         let c = common(dir.path());
         let err = c.trust(dir.path(), &config).unwrap_err().to_string();
-        assert!(err.contains("no --pin given and no certificate in"), "{err}");
+        assert!(
+            err.contains("no --pin given and no certificate in"),
+            "{err}"
+        );
         assert!(c.signer(dir.path(), &config).is_err());
         assert_eq!(
             c.server_addr(dir.path(), &config).await.unwrap(),

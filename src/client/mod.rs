@@ -566,7 +566,10 @@ impl Client {
         if result.is_ok() {
             let _ = tokio::time::timeout(Duration::from_secs(1), conn.closed()).await;
         }
-        conn.close(0u32.into(), b"logout");
+        // Closing again would replace the server's close, and its code, with ours.
+        if conn.close_reason().is_none() {
+            conn.close(0u32.into(), b"logout");
+        }
         match result {
             Ok(Reply::Ok) => Ok(()),
             Ok(other) => Err(unexpected("Ok", other)),
@@ -583,6 +586,8 @@ impl Client {
 }
 
 /// The server's events in arrival order, then one `ClientEvent::Closed`, then `None`.
+/// The queue is unbounded: a caller that never reads should drop it (the
+/// `Client` keeps working, and auto-acks still go out).
 pub struct Events {
     rx: mpsc::UnboundedReceiver<ClientEvent>,
     _guard: Arc<Guard>,

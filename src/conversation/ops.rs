@@ -215,8 +215,11 @@ fn change_members(
     st.rec.managers.retain(|m| !removed.contains(m));
     st.rec.updated_at = now_ms();
     hub.store.put_conversation(&st.rec)?;
+    let last = conv.last_seq();
     for m in &added {
         hub.store.add_membership(m, conv.id)?;
+        // Unread counts start at the join, as in LeanCloud.
+        hub.store.set_read_cursor(m, conv.id, last)?;
     }
     for m in &removed {
         hub.store.remove_membership(m, conv.id)?;

@@ -196,9 +196,7 @@ pub fn read(hub: &Hub, caller: &Caller, conv: ConvId, seq: Option<u64>) -> Resul
     let c = member_conv(hub, caller, conv)?;
     let last = c.last_seq();
     let seq = seq.unwrap_or(last).min(last);
-    if seq > hub.store.read_cursor(&caller.client, conv)? {
-        hub.store.set_read_cursor(&caller.client, conv, seq)?;
-    }
+    hub.store.set_read_cursor(&caller.client, conv, seq)?;
     if let Some(f) = crate::hub::event_frame(Event::ReadUpdated { conv, seq }) {
         hub.registry
             .send_to([caller.client.as_str()], Some(caller.conn_id), &Outbound::Frame(f));

@@ -222,9 +222,14 @@ fn commit(jobs: &mut Vec<Job>, store: &Store, registry: &Registry) -> bool {
             conv.advance(seq, ts);
         }
         for e in &entries {
-            // Sending means the sender has seen the conversation up to here.
-            if let Err(err) = store.set_read_cursor(&e.msg.from, e.msg.conv, e.msg.seq) {
-                tracing::warn!(error = %err, "read cursor not advanced");
+            // Sending means the sender has seen the conversation up to here,
+            // and the sending device has its own message.
+            let m = &e.msg;
+            if let Err(err) = store
+                .set_read_cursor(&m.from, m.conv, m.seq)
+                .and_then(|()| store.step_device_cursor(&m.from, &e.origin_device, m.conv, m.seq))
+            {
+                tracing::warn!(error = %err, "cursors not advanced");
             }
         }
     }

@@ -362,7 +362,7 @@ pub enum Event {
     Message { msg: Message, redelivered: bool },
     /// This device lost its `<clientId, tag>` to a newer login (closeCode 3, 4111).
     Conflict { code: u16, reason: String },
-    /// Pull-mode sync at login, and unread changes afterwards.
+    /// Pull-mode sync at login: conversations with unread messages.
     Unread { items: Vec<UnreadItem> },
     /// Push-mode sync finished; `skipped` counts missed messages beyond the per-conversation limit, left for history.
     SyncDone { conversations: u32, messages: u32, skipped: u64 },

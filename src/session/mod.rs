@@ -446,16 +446,9 @@ impl Session {
                     self.inflight.remove(&conv);
                 }
             }
-            let store = &self.hub.store;
             let (client, device) = (&self.caller.client, &self.caller.device_id);
-            match store.device_cursor(client, device, conv) {
-                Ok(cur) if cur >= seq => {}
-                Ok(_) => {
-                    if let Err(e) = store.set_device_cursor(client, device, conv, seq) {
-                        tracing::warn!(error = %e, "device cursor not saved");
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "device cursor not read"),
+            if let Err(e) = self.hub.store.set_device_cursor(client, device, conv, seq) {
+                tracing::warn!(error = %e, "device cursor not saved");
             }
         }
     }

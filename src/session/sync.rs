@@ -6,7 +6,8 @@ use crate::protocol::{ErrorBody, Event};
 
 impl Session {
     /// For each of the client's conversations, sends the newest messages past
-    /// this device's ack cursor (at most `push_sync_limit`), skipping its own.
+    /// this device's ack cursor (or, on a device that has none, its client's
+    /// read cursor) (at most `push_sync_limit`), skipping its own.
     /// Older misses stay in history; `SyncDone.skipped` counts them.
     pub(super) fn sync_push(&mut self) -> Result<(), ErrorBody> {
         let limit = self.hub.config.delivery.push_sync_limit as u64;
@@ -15,7 +16,12 @@ impl Session {
         for id in store.memberships_of(&self.caller.client)? {
             let Some(c) = self.hub.convs.get(&id) else { continue };
             let last = c.last_seq();
-            let cursor = store.device_cursor(&self.caller.client, &self.caller.device_id, id)?;
+            let mut cursor = store.device_cursor(&self.caller.client, &self.caller.device_id, id)?;
+            if cursor == 0 {
+                // A device new to this conversation starts where its client
+                // stopped reading, not at the beginning of time.
+                cursor = store.read_cursor(&self.caller.client, id)?;
+            }
             if last <= cursor {
                 continue;
             }

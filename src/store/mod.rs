@@ -388,9 +388,22 @@ impl Store {
         self.read_cursor_key(&keys::device_cursor(client, device, conv))
     }
 
+    /// Raises the device's ack cursor to `seq`; never lowers it, so racing
+    /// acks from two sessions of one device cannot step it back.
     pub fn set_device_cursor(&self, client: &str, device: &str, conv: ConvId, seq: u64) -> Result<()> {
-        self.cursors
-            .insert(keys::device_cursor(client, device, conv), &seq.to_be_bytes())?;
+        self.raise(&keys::device_cursor(client, device, conv), seq)
+    }
+
+    /// Moves the device cursor from `seq - 1` to `seq`: a device's own message
+    /// counts as received once everything before it was.
+    pub fn step_device_cursor(&self, client: &str, device: &str, conv: ConvId, seq: u64) -> Result<()> {
+        let key = keys::device_cursor(client, device, conv);
+        let prev = (seq - 1).to_be_bytes();
+        let expected = (seq > 1).then_some(&prev[..]);
+        // A mismatch means the device still has earlier messages to ack; nothing to do.
+        let _ = self
+            .cursors
+            .compare_and_swap(key, expected, Some(&seq.to_be_bytes()[..]))?;
         Ok(())
     }
 
@@ -398,9 +411,16 @@ impl Store {
         self.read_cursor_key(&keys::read_cursor(client, conv))
     }
 
+    /// Raises the client's read cursor to `seq`; never lowers it.
     pub fn set_read_cursor(&self, client: &str, conv: ConvId, seq: u64) -> Result<()> {
-        self.cursors
-            .insert(keys::read_cursor(client, conv), &seq.to_be_bytes())?;
+        self.raise(&keys::read_cursor(client, conv), seq)
+    }
+
+    fn raise(&self, key: &[u8], seq: u64) -> Result<()> {
+        self.cursors.fetch_and_update(key, |old| {
+            let cur = old.and_then(keys::read_u64).unwrap_or(0);
+            Some(cur.max(seq).to_be_bytes().to_vec())
+        })?;
         Ok(())
     }
 

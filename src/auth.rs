@@ -101,7 +101,13 @@ pub fn random_nonce() -> String {
     crate::util::random_token(16)
 }
 
-fn login_mac(master_key: &str, app_id: &str, client_id: &str, timestamp: u64, nonce: &str) -> Hmac<Sha1> {
+fn login_mac(
+    master_key: &str,
+    app_id: &str,
+    client_id: &str,
+    timestamp: u64,
+    nonce: &str,
+) -> Hmac<Sha1> {
     // HMAC accepts keys of any length, so this cannot fail.
     let mut mac = <Hmac<Sha1> as Mac>::new_from_slice(master_key.as_bytes())
         .unwrap_or_else(|_| unreachable!("hmac takes any key length"));
@@ -110,8 +116,18 @@ fn login_mac(master_key: &str, app_id: &str, client_id: &str, timestamp: u64, no
 }
 
 /// `hex(HMAC-SHA1(master_key, "appid:clientid::timestamp:nonce"))`.
-pub fn sign_login(master_key: &str, app_id: &str, client_id: &str, timestamp: u64, nonce: &str) -> String {
-    hex::encode(login_mac(master_key, app_id, client_id, timestamp, nonce).finalize().into_bytes())
+pub fn sign_login(
+    master_key: &str,
+    app_id: &str,
+    client_id: &str,
+    timestamp: u64,
+    nonce: &str,
+) -> String {
+    hex::encode(
+        login_mac(master_key, app_id, client_id, timestamp, nonce)
+            .finalize()
+            .into_bytes(),
+    )
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,13 +173,19 @@ impl Authenticator {
 
     pub fn check(&self, login: &Login, now_secs: u64) -> Result<(), ErrorBody> {
         if !valid_id(&login.client_id) {
-            return Err(invalid(ErrorCode::InvalidLogin, "clientId must be 1-64 characters, no control characters"));
+            return Err(invalid(
+                ErrorCode::InvalidLogin,
+                "clientId must be 1-64 characters, no control characters",
+            ));
         }
         for (what, v) in [("tag", &login.tag), ("deviceId", &login.device_id)] {
-            if let Some(v) = v {
-                if !valid_id(v) {
-                    return Err(invalid(ErrorCode::InvalidLogin, &format!("{what} must be 1-64 characters, no control characters")));
-                }
+            if let Some(v) = v
+                && !valid_id(v)
+            {
+                return Err(invalid(
+                    ErrorCode::InvalidLogin,
+                    &format!("{what} must be 1-64 characters, no control characters"),
+                ));
             }
         }
         if self.mode == Mode::Open {
@@ -173,15 +195,27 @@ impl Authenticator {
             return Err(invalid(ErrorCode::AppNotAvailable, "unknown app id"));
         }
         if login.timestamp.abs_diff(now_secs) > self.window_secs {
-            return Err(invalid(ErrorCode::SignatureFailed, "timestamp outside the signature window"));
+            return Err(invalid(
+                ErrorCode::SignatureFailed,
+                "timestamp outside the signature window",
+            ));
         }
         let sig = hex::decode(&login.signature)
             .map_err(|_| invalid(ErrorCode::SignatureFailed, "signature is not hex"))?;
-        login_mac(&self.creds.master_key, &login.app_id, &login.client_id, login.timestamp, &login.nonce)
-            .verify_slice(&sig)
-            .map_err(|_| invalid(ErrorCode::SignatureFailed, "bad signature"))?;
+        login_mac(
+            &self.creds.master_key,
+            &login.app_id,
+            &login.client_id,
+            login.timestamp,
+            &login.nonce,
+        )
+        .verify_slice(&sig)
+        .map_err(|_| invalid(ErrorCode::SignatureFailed, "bad signature"))?;
         if login.nonce.is_empty() || login.nonce.len() > 128 {
-            return Err(invalid(ErrorCode::SignatureFailed, "nonce must be 1-128 bytes"));
+            return Err(invalid(
+                ErrorCode::SignatureFailed,
+                "nonce must be 1-128 bytes",
+            ));
         }
         let mut nonces = self.nonces.lock();
         if nonces.len() > 4096 {
@@ -225,12 +259,20 @@ mod tests {
 
     #[test]
     fn accepts_once_then_rejects_replay_and_skew() {
-        let creds = Credentials { app_id: "app".into(), master_key: "k".repeat(32) };
+        let creds = Credentials {
+            app_id: "app".into(),
+            master_key: "k".repeat(32),
+        };
         let auth = Authenticator::new(Mode::Signature, creds.clone(), 300);
         let l = login(&creds, 1000, "n1");
         assert!(auth.check(&l, 1000).is_ok());
         assert_eq!(auth.check(&l, 1000).unwrap_err().code, 4102);
-        assert_eq!(auth.check(&login(&creds, 1000, "n2"), 2000).unwrap_err().code, 4102);
+        assert_eq!(
+            auth.check(&login(&creds, 1000, "n2"), 2000)
+                .unwrap_err()
+                .code,
+            4102
+        );
         let mut bad = login(&creds, 1000, "n3");
         bad.signature = "00".repeat(20);
         assert_eq!(auth.check(&bad, 1000).unwrap_err().code, 4102);

@@ -63,7 +63,8 @@ impl Hub {
     /// Sends an event to every device of `clients`.
     pub fn notify<'a>(&self, clients: impl IntoIterator<Item = &'a str>, ev: Event) {
         if let Some(frame) = event_frame(ev) {
-            self.registry.send_to(clients, None, &Outbound::Frame(frame));
+            self.registry
+                .send_to(clients, None, &Outbound::Frame(frame));
         }
     }
 }

@@ -99,13 +99,22 @@ impl Server {
             identity,
             Duration::from_secs(config.limits.idle_timeout_secs),
         )?;
-        let addr = endpoint.local_addr().map_err(|source| ServerError::DataDir {
-            path: dir.clone(),
-            source,
-        })?;
+        let addr = endpoint
+            .local_addr()
+            .map_err(|source| ServerError::DataDir {
+                path: dir.clone(),
+                source,
+            })?;
         write_addr_file(&dir, addr);
         info!(conversations = convs.len(), "store loaded");
-        let hub = Arc::new(Hub::new(config, store, convs, registry, pipeline, authenticator));
+        let hub = Arc::new(Hub::new(
+            config,
+            store,
+            convs,
+            registry,
+            pipeline,
+            authenticator,
+        ));
         let (shutdown, _) = broadcast::channel(1);
         let (done_tx, done_rx) = mpsc::channel(1);
         let accept = tokio::spawn(accept_loop(

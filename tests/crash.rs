@@ -51,10 +51,10 @@ fn spawn_server(dir: &Path) -> ServerProcess {
     // The server writes its bound address once it listens: wait for that event, bounded.
     let deadline = Instant::now() + Duration::from_secs(30);
     let addr = loop {
-        if let Ok(text) = std::fs::read_to_string(&addr_file) {
-            if let Ok(a) = text.trim().parse() {
-                break a;
-            }
+        if let Ok(text) = std::fs::read_to_string(&addr_file)
+            && let Ok(a) = text.trim().parse()
+        {
+            break a;
         }
         assert!(Instant::now() < deadline, "server did not start within 30s");
         std::thread::sleep(Duration::from_millis(20));
@@ -141,7 +141,10 @@ fn verify(msgs: &[Message], ledger: &Ledger) {
         assert!(seen.insert(t.clone(), m.seq).is_none(), "{t} stored twice");
         let (s, n) = t[1..].split_once('-').expect("sN-M");
         let (s, n): (usize, u64) = (s.parse().unwrap(), n.parse().unwrap());
-        assert!(last_n[s].is_none_or(|prev| prev < n), "sender {s} out of order at {t}");
+        assert!(
+            last_n[s].is_none_or(|prev| prev < n),
+            "sender {s} out of order at {t}"
+        );
         last_n[s] = Some(n);
     }
     for ((s, n), (seq, id)) in &ledger.acked {
@@ -228,7 +231,11 @@ async fn acknowledged_messages_survive_sigkill() {
     let msgs = history(&reader, conv_id).await;
     let l = ledger.lock();
     verify(&msgs, &l);
-    assert!(l.acked.len() >= ROUNDS * 50, "load ran: {} acked", l.acked.len());
+    assert!(
+        l.acked.len() >= ROUNDS * 50,
+        "load ran: {} acked",
+        l.acked.len()
+    );
     drop(l);
     drop(reader);
     let pid = server.child.id() as i32;

@@ -22,13 +22,16 @@ fn drain<T: serde::de::DeserializeOwned>(
         d.extend(&rest[..n]);
         rest = &rest[n..];
         loop {
-            match d.next::<T>() {
+            match d.next_frame::<T>() {
                 Ok(Some(f)) => out.push(f),
                 Ok(None) => break,
                 Err(e) => return (out, Some(e)),
             }
         }
-        assert!(d.buffered() <= MAX + frame::HEADER_LEN + n, "buffer grew past one frame");
+        assert!(
+            d.buffered() <= MAX + frame::HEADER_LEN + n,
+            "buffer grew past one frame"
+        );
     }
     (out, None)
 }

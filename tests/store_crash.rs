@@ -25,7 +25,10 @@ fn entry(seq: u64) -> LogEntry {
             from: "Tom".into(),
             timestamp: seq,
             // Mixed sizes, some large enough to become sled blobs.
-            content: Content::Binary(vec![seq as u8; if seq % 97 == 0 { 150_000 } else { 200 }]),
+            content: Content::Binary(vec![
+                seq as u8;
+                if seq.is_multiple_of(97) { 150_000 } else { 200 }
+            ]),
             mention_list: vec![],
             mention_all: false,
             receipt: false,
@@ -45,7 +48,10 @@ fn crash_child() {
         return; // Only meaningful when re-run by the parent.
     };
     let store = Store::open(Path::new(&dir), 8 << 20, true).expect("open");
-    let mut next = store.last_message(CONV).expect("last").map_or(1, |e| e.msg.seq + 1);
+    let mut next = store
+        .last_message(CONV)
+        .expect("last")
+        .map_or(1, |e| e.msg.seq + 1);
     let delay = rand::thread_rng().gen_range(1..60);
     std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(delay));
@@ -97,18 +103,35 @@ fn store_survives_exit_mid_write() {
         assert_eq!(status.code(), Some(9), "child died by its own exit(9)");
 
         let store = Store::open(dir.path(), 8 << 20, true).expect("reopen after crash");
-        let last = store.last_message(CONV).expect("last").map_or(0, |e| e.msg.seq);
-        assert!(last >= durable, "durable seq {durable} lost (store ends at {last})");
+        let last = store
+            .last_message(CONV)
+            .expect("last")
+            .map_or(0, |e| e.msg.seq);
+        assert!(
+            last >= durable,
+            "durable seq {durable} lost (store ends at {last})"
+        );
         // Batches are atomic: the store always ends on a batch boundary.
         assert_eq!(last % BATCH, 0, "a torn batch ends at {last}");
-        let all = store.messages(CONV, 1, last, usize::MAX, false).expect("scan");
+        let all = store
+            .messages(CONV, 1, last, usize::MAX, false)
+            .expect("scan");
         assert_eq!(all.len() as u64, last, "gap in the log");
         for (i, e) in all.iter().enumerate() {
             assert_eq!(*e, entry(i as u64 + 1));
         }
         for b in (1..=last).step_by(BATCH as usize) {
-            assert_eq!(store.locate(&format!("id{b}")).expect("index"), Some((CONV, b)));
-            assert_eq!(store.sent_by_token("Tom", &format!("t{b}")).expect("tok").map(|s| s.seq), Some(b));
+            assert_eq!(
+                store.locate(&format!("id{b}")).expect("index"),
+                Some((CONV, b))
+            );
+            assert_eq!(
+                store
+                    .sent_by_token("Tom", &format!("t{b}"))
+                    .expect("tok")
+                    .map(|s| s.seq),
+                Some(b)
+            );
         }
     }
     assert!(durable > 0, "the child made progress");

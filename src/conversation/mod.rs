@@ -33,7 +33,11 @@ impl ConvState {
     pub fn is_member(&self, client: &str) -> bool {
         match self.rec.kind {
             ConvKind::ChatRoom => self.room.contains(client),
-            _ => self.rec.members.binary_search_by(|m| m.as_str().cmp(client)).is_ok(),
+            _ => self
+                .rec
+                .members
+                .binary_search_by(|m| m.as_str().cmp(client))
+                .is_ok(),
         }
     }
 

@@ -26,7 +26,10 @@ fn lookup(hub: &Hub, conv: ConvId) -> Result<Arc<Conv>, ErrorBody> {
 }
 
 fn not_member(conv: ConvId) -> ErrorBody {
-    err(ErrorCode::InvalidMessagingTarget, format!("not a member of {conv}"))
+    err(
+        ErrorCode::InvalidMessagingTarget,
+        format!("not a member of {conv}"),
+    )
 }
 
 fn check_ids(ids: &[String]) -> Result<(), ErrorBody> {
@@ -41,8 +44,12 @@ fn check_ids(ids: &[String]) -> Result<(), ErrorBody> {
 
 fn check_attr(attr: &Option<String>) -> Result<(), ErrorBody> {
     if let Some(a) = attr {
-        serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(a)
-            .map_err(|e| err(ErrorCode::ConvApiFailed, format!("attr must be a JSON object: {e}")))?;
+        serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(a).map_err(|e| {
+            err(
+                ErrorCode::ConvApiFailed,
+                format!("attr must be a JSON object: {e}"),
+            )
+        })?;
     }
     Ok(())
 }
@@ -80,7 +87,11 @@ pub async fn create(
     let room = req.kind == ConvKind::ChatRoom;
     let mut members = req.members;
     members.push(caller.client.clone());
-    let members = if room { Vec::new() } else { sorted_unique(members) };
+    let members = if room {
+        Vec::new()
+    } else {
+        sorted_unique(members)
+    };
     if members.len() > hub.config.limits.max_members as usize {
         return Err(err(
             ErrorCode::ConvFull,
@@ -291,7 +302,10 @@ fn require_admin(c: &Conv, caller: &Caller) -> Result<(), ErrorBody> {
         return Err(not_member(c.id));
     }
     if !st.is_admin(&caller.client) {
-        return Err(err(ErrorCode::NeedOwner, "only the owner or a manager may do this"));
+        return Err(err(
+            ErrorCode::NeedOwner,
+            "only the owner or a manager may do this",
+        ));
     }
     Ok(())
 }
@@ -422,7 +436,10 @@ pub async fn set_managers(
     {
         let mut st = c.state.write();
         if st.rec.creator != caller.client {
-            return Err(err(ErrorCode::NeedOwner, "only the owner may change managers"));
+            return Err(err(
+                ErrorCode::NeedOwner,
+                "only the owner may change managers",
+            ));
         }
         if let Some(outsider) = add.iter().find(|m| !st.is_member(m)) {
             return Err(err(
@@ -441,7 +458,12 @@ pub async fn set_managers(
     Ok(())
 }
 
-pub async fn set_muted(hub: &Hub, caller: &Caller, conv: ConvId, muted: bool) -> Result<(), ErrorBody> {
+pub async fn set_muted(
+    hub: &Hub,
+    caller: &Caller,
+    conv: ConvId,
+    muted: bool,
+) -> Result<(), ErrorBody> {
     let c = lookup(hub, conv)?;
     {
         let mut st = c.state.write();

@@ -10,8 +10,8 @@ use crate::codec;
 use crate::conversation::Conv;
 use crate::hub::{Caller, Hub};
 use crate::protocol::{
-    Anchor, ConvId, ConvKind, Direction, ErrorBody, ErrorCode, Event, HistoryQuery, Message,
-    Reply, SendMessage, ServerFrame, UnreadItem,
+    Anchor, ConvId, ConvKind, Direction, ErrorBody, ErrorCode, Event, HistoryQuery, Message, Reply,
+    SendMessage, ServerFrame, UnreadItem,
 };
 use crate::session::registry::Outbound;
 use crate::transport::frame;
@@ -21,7 +21,11 @@ fn err(code: ErrorCode, detail: impl Into<String>) -> ErrorBody {
     ErrorBody::new(code, detail)
 }
 
-fn member_conv(hub: &Hub, caller: &Caller, conv: ConvId) -> Result<std::sync::Arc<Conv>, ErrorBody> {
+fn member_conv(
+    hub: &Hub,
+    caller: &Caller,
+    conv: ConvId,
+) -> Result<std::sync::Arc<Conv>, ErrorBody> {
     let c = hub
         .convs
         .get(&conv)
@@ -40,19 +44,34 @@ fn validate(hub: &Hub, m: &SendMessage) -> Result<(), ErrorBody> {
     if m.content.len() > max {
         return Err(err(
             ErrorCode::FrameTooLong,
-            format!("content of {} bytes over limits.max_content_bytes ({max})", m.content.len()),
+            format!(
+                "content of {} bytes over limits.max_content_bytes ({max})",
+                m.content.len()
+            ),
         ));
     }
     if let Some(bad) = m.mention_list.iter().find(|id| !valid_id(id)) {
-        return Err(err(ErrorCode::InvalidMessagingTarget, format!("invalid mention {bad:?}")));
+        return Err(err(
+            ErrorCode::InvalidMessagingTarget,
+            format!("invalid mention {bad:?}"),
+        ));
     }
     if let Some(p) = &m.push_data {
         serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(p).map_err(|e| {
-            err(ErrorCode::InvalidMessagingTarget, format!("pushData must be a JSON object: {e}"))
+            err(
+                ErrorCode::InvalidMessagingTarget,
+                format!("pushData must be a JSON object: {e}"),
+            )
         })?;
     }
-    if m.token.as_ref().is_some_and(|t| t.is_empty() || t.len() > 64) {
-        return Err(err(ErrorCode::InvalidMessagingTarget, "token must be 1-64 bytes"));
+    if m.token
+        .as_ref()
+        .is_some_and(|t| t.is_empty() || t.len() > 64)
+    {
+        return Err(err(
+            ErrorCode::InvalidMessagingTarget,
+            "token must be 1-64 bytes",
+        ));
     }
     Ok(())
 }
@@ -125,16 +144,21 @@ fn send_transient(hub: &Hub, caller: &Caller, conv: &Conv, m: SendMessage) -> Re
         frame,
     };
     let audience = conv.state.read().audience();
-    hub.registry
-        .send_to(audience.iter().map(String::as_str), Some(caller.conn_id), &out);
+    hub.registry.send_to(
+        audience.iter().map(String::as_str),
+        Some(caller.conn_id),
+        &out,
+    );
     reply
 }
 
 pub fn history(hub: &Hub, caller: &Caller, q: HistoryQuery) -> Result<Reply, ErrorBody> {
-    let conv = hub
-        .convs
-        .get(&q.conv)
-        .ok_or_else(|| err(ErrorCode::ConvNotFound, format!("no conversation {}", q.conv)))?;
+    let conv = hub.convs.get(&q.conv).ok_or_else(|| {
+        err(
+            ErrorCode::ConvNotFound,
+            format!("no conversation {}", q.conv),
+        )
+    })?;
     {
         let st = conv.state.read();
         if st.rec.kind != ConvKind::ChatRoom && !st.is_member(&caller.client) {
@@ -155,11 +179,21 @@ pub fn history(hub: &Hub, caller: &Caller, q: HistoryQuery) -> Result<Reply, Err
         (Anchor::Seq(s), dir) => seq_range(*s, dir, q.inclusive, last),
         (Anchor::MsgId(id), dir) => match store.locate(id)? {
             Some((c, s)) if c == q.conv => seq_range(s, dir, q.inclusive, last),
-            _ => return Err(err(ErrorCode::MessageNotFound, format!("no message {id} here"))),
+            _ => {
+                return Err(err(
+                    ErrorCode::MessageNotFound,
+                    format!("no message {id} here"),
+                ));
+            }
         },
         (Anchor::Timestamp(t), Direction::Before) => {
             let bound = if q.inclusive { t.saturating_add(1) } else { *t };
-            (1, store.seq_at_or_after(q.conv, bound, last)?.saturating_sub(1))
+            (
+                1,
+                store
+                    .seq_at_or_after(q.conv, bound, last)?
+                    .saturating_sub(1),
+            )
         }
         (Anchor::Timestamp(t), Direction::After) => {
             let bound = if q.inclusive { *t } else { t.saturating_add(1) };
@@ -192,14 +226,22 @@ fn seq_range(s: u64, dir: Direction, inclusive: bool, last: u64) -> (u64, u64) {
 }
 
 /// Marks the conversation read for every device of the caller.
-pub fn read(hub: &Hub, caller: &Caller, conv: ConvId, seq: Option<u64>) -> Result<Reply, ErrorBody> {
+pub fn read(
+    hub: &Hub,
+    caller: &Caller,
+    conv: ConvId,
+    seq: Option<u64>,
+) -> Result<Reply, ErrorBody> {
     let c = member_conv(hub, caller, conv)?;
     let last = c.last_seq();
     let seq = seq.unwrap_or(last).min(last);
     hub.store.set_read_cursor(&caller.client, conv, seq)?;
     if let Some(f) = crate::hub::event_frame(Event::ReadUpdated { conv, seq }) {
-        hub.registry
-            .send_to([caller.client.as_str()], Some(caller.conn_id), &Outbound::Frame(f));
+        hub.registry.send_to(
+            [caller.client.as_str()],
+            Some(caller.conn_id),
+            &Outbound::Frame(f),
+        );
     }
     Ok(Reply::Ok)
 }
@@ -209,7 +251,9 @@ pub fn read(hub: &Hub, caller: &Caller, conv: ConvId, seq: Option<u64>) -> Resul
 pub fn unread_summary(hub: &Hub, client: &str, limit: usize) -> Result<Vec<UnreadItem>, ErrorBody> {
     let mut rows: Vec<(u64, ConvId, u64)> = Vec::new();
     for id in hub.store.memberships_of(client)? {
-        let Some(c) = hub.convs.get(&id) else { continue };
+        let Some(c) = hub.convs.get(&id) else {
+            continue;
+        };
         let last = c.last_seq();
         let read = hub.store.read_cursor(client, id)?;
         if last > read {

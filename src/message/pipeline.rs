@@ -89,17 +89,19 @@ impl Pipeline {
     /// Resolves once everything written to the store before the call is durable.
     pub async fn barrier(&self) -> Result<(), ErrorBody> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(Job::Barrier(tx)).map_err(|_| shutting_down())?;
+        self.tx
+            .send(Job::Barrier(tx))
+            .map_err(|_| shutting_down())?;
         rx.await.map_err(|_| shutting_down())?
     }
 
     /// Finishes every job already queued, then stops the thread.
     pub fn stop(&self) {
         let _ = self.tx.send(Job::Stop);
-        if let Some(t) = self.thread.lock().take() {
-            if t.join().is_err() {
-                tracing::error!("commit thread panicked");
-            }
+        if let Some(t) = self.thread.lock().take()
+            && t.join().is_err()
+        {
+            tracing::error!("commit thread panicked");
         }
     }
 }
@@ -135,7 +137,8 @@ fn commit(jobs: &mut Vec<Job>, store: &Store, registry: &Registry) -> bool {
     let mut entries: Vec<LogEntry> = Vec::new();
     let mut convs: Vec<Arc<Conv>> = Vec::new();
     let mut origin_conns: Vec<u64> = Vec::new();
-    let mut heads: HashMap<ConvId, (u64, u64)> = HashMap::new();
+    // Per conversation: its handle and the seq and timestamp assigned so far.
+    let mut heads: HashMap<ConvId, (Arc<Conv>, u64, u64)> = HashMap::new();
     let mut batch_tokens: HashMap<(String, String), usize> = HashMap::new();
     let mut outcomes: Vec<Outcome> = Vec::new();
     let now = now_ms();
@@ -161,10 +164,10 @@ fn commit(jobs: &mut Vec<Job>, store: &Store, registry: &Registry) -> bool {
         }
         let head = heads
             .entry(d.conv.id)
-            .or_insert_with(|| (d.conv.last_seq(), d.conv.last_ts()));
-        head.0 += 1;
-        head.1 = head.1.max(now);
-        let (seq, timestamp) = *head;
+            .or_insert_with(|| (d.conv.clone(), d.conv.last_seq(), d.conv.last_ts()));
+        head.1 += 1;
+        head.2 = head.2.max(now);
+        let (seq, timestamp) = (head.1, head.2);
         let s = &mut d.send;
         let msg = Message {
             conv: d.conv.id,
@@ -172,7 +175,10 @@ fn commit(jobs: &mut Vec<Job>, store: &Store, registry: &Registry) -> bool {
             seq,
             from: d.from.clone(),
             timestamp,
-            content: std::mem::replace(&mut s.content, crate::protocol::Content::Text(String::new())),
+            content: std::mem::replace(
+                &mut s.content,
+                crate::protocol::Content::Text(String::new()),
+            ),
             mention_list: std::mem::take(&mut s.mention_list),
             mention_all: s.mention_all,
             receipt: s.receipt,
@@ -216,10 +222,8 @@ fn commit(jobs: &mut Vec<Job>, store: &Store, registry: &Registry) -> bool {
     drop(tokens);
 
     if written.is_ok() {
-        for (conv, (seq, ts)) in heads.iter().filter_map(|(id, h)| {
-            convs.iter().find(|c| c.id == *id).map(|c| (c, *h))
-        }) {
-            conv.advance(seq, ts);
+        for (conv, seq, ts) in heads.values() {
+            conv.advance(*seq, *ts);
         }
         for e in &entries {
             // Sending means the sender has seen the conversation up to here,
@@ -241,7 +245,10 @@ fn commit(jobs: &mut Vec<Job>, store: &Store, registry: &Registry) -> bool {
             Job::Append(_, reply) => {
                 let result = match (&written, outcomes.next()) {
                     (_, Some(Outcome::Failed(e))) => Err(e),
-                    (_, Some(Outcome::Duplicate(sent))) => Ok(Committed { sent, duplicate: true }),
+                    (_, Some(Outcome::Duplicate(sent))) => Ok(Committed {
+                        sent,
+                        duplicate: true,
+                    }),
                     (Err(e), _) => Err(e.clone()),
                     (Ok(()), Some(Outcome::New(i))) => Ok(Committed {
                         sent: sent_of(&entries[i]),

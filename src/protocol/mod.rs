@@ -365,16 +365,33 @@ pub enum Event {
     /// Pull-mode sync at login: conversations with unread messages.
     Unread { items: Vec<UnreadItem> },
     /// Push-mode sync finished; `skipped` counts missed messages beyond the per-conversation limit, left for history.
-    SyncDone { conversations: u32, messages: u32, skipped: u64 },
+    SyncDone {
+        conversations: u32,
+        messages: u32,
+        skipped: u64,
+    },
     /// Another device of this client read the conversation up to `seq`.
     ReadUpdated { conv: ConvId, seq: u64 },
-    MembersJoined { conv: ConvId, members: Vec<String>, by: String },
-    MembersLeft { conv: ConvId, members: Vec<String>, by: String },
+    MembersJoined {
+        conv: ConvId,
+        members: Vec<String>,
+        by: String,
+    },
+    MembersLeft {
+        conv: ConvId,
+        members: Vec<String>,
+        by: String,
+    },
     /// The caller was added to a conversation.
     Invited { conv: ConvId, by: String },
     /// The caller was removed from a conversation.
     Kicked { conv: ConvId, by: String },
-    ConversationUpdated { conv: ConvId, by: String, name: Option<String>, attr: Option<String> },
+    ConversationUpdated {
+        conv: ConvId,
+        by: String,
+        name: Option<String>,
+        attr: Option<String>,
+    },
     /// The server is closing this connection; the QUIC close carries the same code.
     Closing { code: u16, reason: String },
 }

@@ -29,6 +29,10 @@ use writer::Writer;
 /// Unacked messages tracked per device before the oldest are left to the next sync.
 const MAX_INFLIGHT: usize = 10_000;
 
+/// Bytes queued for a connection that is not reading before it is closed
+/// (4201); its messages stay in the log for its next sync.
+const MAX_BACKLOG: usize = 16 * 1024 * 1024;
+
 /// How a session ended, for `_clientOffline` (the hooks issue) and the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ended {
@@ -63,8 +67,15 @@ pub async fn run(
     };
     let writer = Writer::spawn(send);
     let mut reader = FrameReader::new(recv, limits.max_frame_bytes as usize);
-    let Some((login, login_id)) =
-        await_login(&hub, &conn, &writer, &mut reader, login_deadline, &mut shutdown).await
+    let Some((login, login_id)) = await_login(
+        &hub,
+        &conn,
+        &writer,
+        &mut reader,
+        login_deadline,
+        &mut shutdown,
+    )
+    .await
     else {
         return;
     };
@@ -77,7 +88,7 @@ pub async fn run(
 }
 
 fn close_now(conn: &quinn::Connection, code: ErrorCode, reason: &str) {
-    conn.close(quinn::VarInt::from_u32(code.code() as u32), reason.as_bytes());
+    conn.close(code.close_code(), reason.as_bytes());
 }
 
 /// Sends a `Closing` event, lets the writer drain (bounded), then closes.
@@ -147,20 +158,13 @@ async fn await_login(
                 cmd: Command::Login(login),
             } => {
                 if let Err(e) = hub.auth.check(&login, crate::util::now_secs()) {
-                    let code = if e.code == ErrorCode::AppNotAvailable.code() {
-                        ErrorCode::AppNotAvailable
-                    } else if e.code == ErrorCode::InvalidLogin.code() {
-                        ErrorCode::InvalidLogin
-                    } else {
-                        ErrorCode::SignatureFailed
-                    };
-                    let detail = e.detail.clone();
+                    let (code, detail) = (e.code, e.detail.clone());
                     if let Some(f) = response(id, Err(e)) {
                         writer.send(f);
                     }
                     debug!(client = %login.client_id, %detail, "login refused");
                     writer.drain(Duration::from_millis(500)).await;
-                    close_now(conn, code, &detail);
+                    conn.close(quinn::VarInt::from(code), detail.as_bytes());
                     return None;
                 }
                 return Some((login, id));
@@ -219,7 +223,10 @@ impl Session {
             tag: login.tag.clone(),
             tx,
         };
-        match hub.registry.register(&login.client_id, handle, login.reconnect) {
+        match hub
+            .registry
+            .register(&login.client_id, handle, login.reconnect)
+        {
             Err(_) => {
                 let e = ErrorBody::new(
                     ErrorCode::SessionConflict,
@@ -229,7 +236,11 @@ impl Session {
                     writer.send(f);
                 }
                 writer.drain(Duration::from_millis(500)).await;
-                close_now(&conn, ErrorCode::SessionConflict, "tag held by another device");
+                close_now(
+                    &conn,
+                    ErrorCode::SessionConflict,
+                    "tag held by another device",
+                );
                 return None;
             }
             Ok(displaced) => {
@@ -304,6 +315,9 @@ impl Session {
                     if let Some(ended) = self.deliver(out).await {
                         return ended;
                     }
+                    if self.writer.backlog() > MAX_BACKLOG {
+                        return self.fail(ErrorCode::SendMessageTimeout, "client too slow to read").await;
+                    }
                 }
                 _ = tick.tick() => self.redeliver(ack_timeout),
                 _ = shutdown.recv() => {
@@ -373,7 +387,10 @@ impl Session {
         let caller = &self.caller;
         let ok = |r: Result<(), ErrorBody>| r.map(|()| Reply::Ok);
         let result = match cmd {
-            Command::Login(_) => Err(ErrorBody::new(ErrorCode::DuplicatedLogin, "already logged in")),
+            Command::Login(_) => Err(ErrorBody::new(
+                ErrorCode::DuplicatedLogin,
+                "already logged in",
+            )),
             Command::Logout => {
                 self.reply(id, Ok(Reply::Ok));
                 self.drain_sends().await;
@@ -433,7 +450,9 @@ impl Session {
     /// Cumulative acks: everything of `conv` up to `seq` arrived on this device.
     fn ack(&mut self, acks: &[(ConvId, u64)]) {
         for &(conv, seq) in acks {
-            let Some(c) = self.hub.convs.get(&conv) else { continue };
+            let Some(c) = self.hub.convs.get(&conv) else {
+                continue;
+            };
             if seq > c.last_seq() {
                 continue;
             }
@@ -496,7 +515,7 @@ impl Session {
                 }
                 self.writer.drain(Duration::from_millis(500)).await;
                 self.conn
-                    .close(quinn::VarInt::from_u32(code as u32), reason.as_bytes());
+                    .close(quinn::VarInt::from(code), reason.as_bytes());
                 return Some(Ended {
                     close_code: close::TAG_CONFLICT,
                     error: Some(ErrorCode::SessionConflict),
@@ -512,7 +531,10 @@ impl Session {
         let due: Vec<(ConvId, u64, u64)> = self
             .inflight
             .iter()
-            .filter(|(_, q)| q.front().is_some_and(|(_, t)| now.duration_since(*t) >= timeout))
+            .filter(|(_, q)| {
+                q.front()
+                    .is_some_and(|(_, t)| now.duration_since(*t) >= timeout)
+            })
             .filter_map(|(c, q)| Some((*c, q.front()?.0, q.back()?.0)))
             .collect();
         for (conv, lo, hi) in due {
@@ -523,19 +545,21 @@ impl Session {
                     continue;
                 }
             };
-            let Some(q) = self.inflight.get_mut(&conv) else { continue };
+            let Some(q) = self.inflight.get_mut(&conv) else {
+                continue;
+            };
             for (seq, at) in q.iter_mut() {
                 if now.duration_since(*at) < timeout {
                     break;
                 }
                 *at = now;
-                if let Some(e) = entries.iter().find(|e| e.msg.seq == *seq) {
-                    if let Some(f) = event_frame(Event::Message {
+                if let Some(e) = entries.iter().find(|e| e.msg.seq == *seq)
+                    && let Some(f) = event_frame(Event::Message {
                         msg: e.msg.clone(),
                         redelivered: true,
-                    }) {
-                        self.writer.send(f);
-                    }
+                    })
+                {
+                    self.writer.send(f);
                 }
             }
         }

@@ -13,14 +13,22 @@ use crate::protocol::ConvId;
 #[derive(Debug, Clone)]
 pub enum Outbound {
     /// A stored message (an encoded `ServerFrame::Event(Message)`).
-    Message { conv: ConvId, seq: u64, frame: Bytes },
+    Message {
+        conv: ConvId,
+        seq: u64,
+        frame: Bytes,
+    },
     /// Any other encoded frame for the stream.
     Frame(Bytes),
     /// A transient message: sent as a datagram when it fits, else on the stream.
     /// `datagram` is the bare encoding, `frame` the length-prefixed one.
     Transient { datagram: Bytes, frame: Bytes },
     /// Close this session with a LeanCloud code (after sending `frame`, if any).
-    Close { code: u16, reason: String, frame: Option<Bytes> },
+    Close {
+        code: u16,
+        reason: String,
+        frame: Option<Bytes>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -197,7 +205,10 @@ mod tests {
         let (c, _rc) = dev(3, Some("Mobile"));
         assert!(r.register("Tom", a, false).unwrap().is_empty());
         assert!(r.register("Tom", b, false).unwrap().is_empty());
-        assert_eq!(r.register("Tom", c.clone(), true).unwrap_err()[0].conn_id, 1);
+        assert_eq!(
+            r.register("Tom", c.clone(), true).unwrap_err()[0].conn_id,
+            1
+        );
         assert_eq!(r.register("Tom", c, false).unwrap()[0].conn_id, 1);
         let mut conns = Vec::new();
         r.for_each_device("Tom", |d| conns.push(d.conn_id));

@@ -14,9 +14,12 @@ impl Session {
         let (mut convs, mut sent, mut skipped) = (0u32, 0u32, 0u64);
         let store = self.hub.store.clone();
         for id in store.memberships_of(&self.caller.client)? {
-            let Some(c) = self.hub.convs.get(&id) else { continue };
+            let Some(c) = self.hub.convs.get(&id) else {
+                continue;
+            };
             let last = c.last_seq();
-            let mut cursor = store.device_cursor(&self.caller.client, &self.caller.device_id, id)?;
+            let mut cursor =
+                store.device_cursor(&self.caller.client, &self.caller.device_id, id)?;
             if cursor == 0 {
                 // A device new to this conversation starts where its client
                 // stopped reading, not at the beginning of time.
@@ -29,7 +32,8 @@ impl Session {
             skipped += lo - (cursor + 1);
             convs += 1;
             for e in store.messages(id, lo, last, limit as usize, false)? {
-                let own = e.msg.from == self.caller.client && e.origin_device == self.caller.device_id;
+                let own =
+                    e.msg.from == self.caller.client && e.origin_device == self.caller.device_id;
                 let seq = e.msg.seq;
                 if own {
                     self.sent_max.insert(id, seq);

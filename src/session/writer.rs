@@ -1,6 +1,8 @@
 //! The task that owns a connection's send stream, so nothing else ever holds
 //! it across an await.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,18 +17,26 @@ enum Msg {
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::UnboundedSender<Msg>,
+    /// Bytes queued but not yet handed to QUIC: how far a slow reader is behind.
+    backlog: Arc<AtomicUsize>,
 }
 
 impl Writer {
     pub fn spawn(send: quinn::SendStream) -> Writer {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(send, rx));
-        Writer { tx }
+        let backlog = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(run(send, rx, backlog.clone()));
+        Writer { tx, backlog }
     }
 
     /// Queues an encoded frame; a closed connection drops it silently.
     pub fn send(&self, frame: Bytes) {
+        self.backlog.fetch_add(frame.len(), Ordering::Relaxed);
         let _ = self.tx.send(Msg::Data(frame));
+    }
+
+    pub fn backlog(&self) -> usize {
+        self.backlog.load(Ordering::Relaxed)
     }
 
     /// Ends the stream and waits, at most `limit`, until the peer has read
@@ -40,7 +50,11 @@ impl Writer {
     }
 }
 
-async fn run(mut send: quinn::SendStream, mut rx: mpsc::UnboundedReceiver<Msg>) {
+async fn run(
+    mut send: quinn::SendStream,
+    mut rx: mpsc::UnboundedReceiver<Msg>,
+    backlog: Arc<AtomicUsize>,
+) {
     let mut batch: Vec<Bytes> = Vec::with_capacity(64);
     while let Some(first) = rx.recv().await {
         let mut finish = None;
@@ -58,9 +72,11 @@ async fn run(mut send: quinn::SendStream, mut rx: mpsc::UnboundedReceiver<Msg>) 
                 break;
             }
         }
+        let bytes: usize = batch.iter().map(Bytes::len).sum();
         if !batch.is_empty() && send.write_all_chunks(&mut batch).await.is_err() {
             return;
         }
+        backlog.fetch_sub(bytes, Ordering::Relaxed);
         batch.clear();
         if let Some(tx) = finish {
             if send.finish().is_ok() {

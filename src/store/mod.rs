@@ -179,7 +179,11 @@ impl Store {
         let mut newest = *synced;
         for entry in std::fs::read_dir(&self.blobs)? {
             let entry = entry?;
-            let Some(lsn) = entry.file_name().to_str().and_then(|n| n.parse::<u64>().ok()) else {
+            let Some(lsn) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
                 continue;
             };
             if lsn > *synced {
@@ -286,7 +290,10 @@ impl Store {
     pub fn append_unsynced(&self, entries: &[LogEntry], tokens: &[TokenRecord<'_>]) -> Result<()> {
         let mut batch = sled::Batch::default();
         for e in entries {
-            batch.insert(keys::message(e.msg.conv, e.msg.seq).to_vec(), codec::encode(e)?);
+            batch.insert(
+                keys::message(e.msg.conv, e.msg.seq).to_vec(),
+                codec::encode(e)?,
+            );
             batch.insert(
                 keys::msg_index(&e.msg.msg_id),
                 keys::conv_seq(e.msg.conv, e.msg.seq).to_vec(),
@@ -327,7 +334,9 @@ impl Store {
         if lo > hi || limit == 0 {
             return Ok(Vec::new());
         }
-        let range = self.log.range(keys::message(conv, lo)..=keys::message(conv, hi));
+        let range = self
+            .log
+            .range(keys::message(conv, lo)..=keys::message(conv, hi));
         let decode = |kv: sled::Result<(sled::IVec, sled::IVec)>| -> Result<LogEntry> {
             Ok(codec::decode(&kv?.1)?)
         };
@@ -390,13 +399,25 @@ impl Store {
 
     /// Raises the device's ack cursor to `seq`; never lowers it, so racing
     /// acks from two sessions of one device cannot step it back.
-    pub fn set_device_cursor(&self, client: &str, device: &str, conv: ConvId, seq: u64) -> Result<()> {
+    pub fn set_device_cursor(
+        &self,
+        client: &str,
+        device: &str,
+        conv: ConvId,
+        seq: u64,
+    ) -> Result<()> {
         self.raise(&keys::device_cursor(client, device, conv), seq)
     }
 
     /// Moves the device cursor from `seq - 1` to `seq`: a device's own message
     /// counts as received once everything before it was.
-    pub fn step_device_cursor(&self, client: &str, device: &str, conv: ConvId, seq: u64) -> Result<()> {
+    pub fn step_device_cursor(
+        &self,
+        client: &str,
+        device: &str,
+        conv: ConvId,
+        seq: u64,
+    ) -> Result<()> {
         let key = keys::device_cursor(client, device, conv);
         let prev = (seq - 1).to_be_bytes();
         let expected = (seq > 1).then_some(&prev[..]);

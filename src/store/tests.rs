@@ -30,10 +30,15 @@ fn entry(c: ConvId, seq: u64, ts: u64) -> LogEntry {
 fn key_encodings_are_byte_exact() {
     let c = conv(0xAB);
     assert_eq!(keys::id("Tom"), b"\x03Tom");
-    assert_eq!(keys::membership("Tom", c), [b"\x03Tom".as_slice(), &[0xAB; 12]].concat());
+    assert_eq!(
+        keys::membership("Tom", c),
+        [b"\x03Tom".as_slice(), &[0xAB; 12]].concat()
+    );
     assert_eq!(
         keys::message(c, 0x0102),
-        *[b"m".as_slice(), &[0xAB; 12], &[0, 0, 0, 0, 0, 0, 1, 2]].concat().as_slice()
+        *[b"m".as_slice(), &[0xAB; 12], &[0, 0, 0, 0, 0, 0, 1, 2]]
+            .concat()
+            .as_slice()
     );
     assert_eq!(keys::msg_index("xyz"), b"ixyz");
     assert_eq!(keys::token("Tom", "t1"), b"k\x03Tomt1");
@@ -41,7 +46,10 @@ fn key_encodings_are_byte_exact() {
         keys::device_cursor("Tom", "pc", c),
         [b"d\x03Tom\x02pc".as_slice(), &[0xAB; 12]].concat()
     );
-    assert_eq!(keys::read_cursor("Tom", c), [b"r\x03Tom".as_slice(), &[0xAB; 12]].concat());
+    assert_eq!(
+        keys::read_cursor("Tom", c),
+        [b"r\x03Tom".as_slice(), &[0xAB; 12]].concat()
+    );
     assert_eq!(keys::read_conv_seq(&keys::conv_seq(c, 9)), Some((c, 9)));
 }
 
@@ -62,9 +70,15 @@ fn append_read_range_and_locate() {
     s.append(&[entry(b, 1, 5)], &[]).unwrap();
     assert_eq!(s.last_message(a).unwrap().unwrap().msg.seq, 10);
     let page = s.messages(a, 1, 10, 3, true).unwrap();
-    assert_eq!(page.iter().map(|e| e.msg.seq).collect::<Vec<_>>(), vec![8, 9, 10]);
+    assert_eq!(
+        page.iter().map(|e| e.msg.seq).collect::<Vec<_>>(),
+        vec![8, 9, 10]
+    );
     let page = s.messages(a, 4, 10, 2, false).unwrap();
-    assert_eq!(page.iter().map(|e| e.msg.seq).collect::<Vec<_>>(), vec![4, 5]);
+    assert_eq!(
+        page.iter().map(|e| e.msg.seq).collect::<Vec<_>>(),
+        vec![4, 5]
+    );
     assert_eq!(s.locate("m1-7").unwrap(), Some((a, 7)));
     assert_eq!(s.seq_at_or_after(a, 135, 10).unwrap(), 4);
     assert_eq!(s.seq_at_or_after(a, 0, 10).unwrap(), 1);
@@ -77,9 +91,21 @@ fn survives_reopen_with_tokens_cursors_and_memberships() {
     let c = conv(3);
     {
         let s = Store::open(dir.path(), 8 << 20, true).unwrap();
-        let sent = SentRecord { conv: c, msg_id: "m3-1".into(), seq: 1, timestamp: 7 };
-        s.append(&[entry(c, 1, 7)], &[TokenRecord { client: "Tom", token: "tok", sent }])
-            .unwrap();
+        let sent = SentRecord {
+            conv: c,
+            msg_id: "m3-1".into(),
+            seq: 1,
+            timestamp: 7,
+        };
+        s.append(
+            &[entry(c, 1, 7)],
+            &[TokenRecord {
+                client: "Tom",
+                token: "tok",
+                sent,
+            }],
+        )
+        .unwrap();
         s.add_membership("Tom", c).unwrap();
         s.set_read_cursor("Tom", c, 1).unwrap();
         s.set_device_cursor("Tom", "pc", c, 1).unwrap();
@@ -107,7 +133,10 @@ fn large_values_go_through_synced_blobs() {
     {
         let s = Store::open(dir.path(), 8 << 20, true).unwrap();
         s.append(&[big(1), big(2)], &[]).unwrap();
-        assert!(*s.synced_blob.lock() > 0, "sled wrote a blob and we synced it");
+        assert!(
+            *s.synced_blob.lock() > 0,
+            "sled wrote a blob and we synced it"
+        );
     }
     let s = Store::open(dir.path(), 8 << 20, true).unwrap();
     assert_eq!(s.message(c, 2).unwrap().unwrap(), big(2));

@@ -75,7 +75,7 @@ impl FrameDecoder {
     }
 
     /// The next whole frame, decoded.
-    pub fn next<T: DeserializeOwned>(&mut self) -> Result<Option<T>, FrameError> {
+    pub fn next_frame<T: DeserializeOwned>(&mut self) -> Result<Option<T>, FrameError> {
         match self.next_body()? {
             Some(body) => Ok(Some(codec::decode(&body)?)),
             None => Ok(None),
@@ -101,7 +101,7 @@ impl FrameReader {
     /// partial frame stays buffered if the future is dropped.
     pub async fn read<T: DeserializeOwned>(&mut self) -> Result<Option<T>, FrameError> {
         loop {
-            if let Some(frame) = self.decoder.next()? {
+            if let Some(frame) = self.decoder.next_frame()? {
                 return Ok(Some(frame));
             }
             match self.recv.read_chunk(64 * 1024, true).await? {
@@ -126,11 +126,14 @@ mod tests {
         let mut got = Vec::new();
         for byte in a.iter().chain(b.iter()) {
             d.extend(&[*byte]);
-            while let Some(f) = d.next::<ClientFrame>().unwrap() {
+            while let Some(f) = d.next_frame::<ClientFrame>().unwrap() {
                 got.push(f);
             }
         }
-        assert_eq!(got, vec![ClientFrame::Ping, ClientFrame::Ack { acks: vec![] }]);
+        assert_eq!(
+            got,
+            vec![ClientFrame::Ping, ClientFrame::Ack { acks: vec![] }]
+        );
     }
 
     #[test]
@@ -143,6 +146,9 @@ mod tests {
     fn too_long_is_rejected_from_the_header_alone() {
         let mut d = FrameDecoder::new(100);
         d.extend(&101u32.to_be_bytes());
-        assert!(matches!(d.next_body(), Err(FrameError::TooLong { len: 101, max: 100 })));
+        assert!(matches!(
+            d.next_body(),
+            Err(FrameError::TooLong { len: 101, max: 100 })
+        ));
     }
 }

@@ -70,8 +70,8 @@ pub fn client_endpoint(
     } else {
         ([0u16; 8], 0).into()
     };
-    let mut ep =
-        quinn::Endpoint::client(bind).map_err(|source| TransportError::Bind { addr: bind, source })?;
+    let mut ep = quinn::Endpoint::client(bind)
+        .map_err(|source| TransportError::Bind { addr: bind, source })?;
     ep.set_default_client_config(cfg);
     Ok(ep)
 }
@@ -79,7 +79,9 @@ pub fn client_endpoint(
 /// The application close code carried by a connection error, if the peer closed with one.
 pub fn close_code(err: &quinn::ConnectionError) -> Option<u16> {
     match err {
-        quinn::ConnectionError::ApplicationClosed(c) => u16::try_from(c.error_code.into_inner()).ok(),
+        quinn::ConnectionError::ApplicationClosed(c) => {
+            u16::try_from(c.error_code.into_inner()).ok()
+        }
         _ => None,
     }
 }

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use tidings::client::{ClientError, ClientEvent, Signer};
+use tidings::client::{ClientEvent, Signer};
 use tidings::protocol::{
     Anchor, ClientFrame, Command, ConvId, ConvKind, CreateConversation, Direction, Event,
     HistoryQuery, Login, Reply, SendMessage, ServerFrame, SyncMode,
@@ -16,25 +16,6 @@ use tidings::transport::frame::{self, FrameReader};
 use tidings::transport::tls::parse_fingerprint;
 use tidings::transport::{self, ServerTrust, close_code};
 use tokio::time::Instant;
-
-/// The LeanCloud code of a call that must fail.
-fn code_of<T: std::fmt::Debug>(r: Result<T, ClientError>) -> u16 {
-    match r {
-        Ok(v) => panic!("expected an error, got {v:?}"),
-        Err(e) => e
-            .code()
-            .unwrap_or_else(|| panic!("error without a code: {e}")),
-    }
-}
-
-/// Polls `f` (bounded by `WAIT`) for server-side state that has no event.
-async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 /// Waits for the `ClientEvent::Closed` at the end of an event stream.
 async fn closed_code(ev: &mut tidings::client::Events) -> Option<u16> {

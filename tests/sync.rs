@@ -6,29 +6,11 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use tidings::client::{Client, ClientError, ClientEvent, Events, Sent};
+use tidings::client::{Client, ClientEvent, Events, Sent};
 use tidings::protocol::{
     Anchor, ConvId, Direction, Event, HistoryQuery, Message, SendMessage, UnreadItem,
 };
 use tokio::time::Instant;
-
-fn code_of<T: std::fmt::Debug>(r: Result<T, ClientError>) -> u16 {
-    match r {
-        Ok(v) => panic!("expected an error, got {v:?}"),
-        Err(e) => e
-            .code()
-            .unwrap_or_else(|| panic!("error without a code: {e}")),
-    }
-}
-
-/// Polls `f` (bounded by `WAIT`) for server-side state that has no event.
-async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
 
 /// Waits until the server has stored `client`/`device`'s ack cursor at `seq` or beyond.
 async fn acked_through(s: &TestServer, client: &str, device: &str, conv: ConvId, seq: u64) {

@@ -258,9 +258,9 @@ pub async fn join(hub: &Hub, caller: &Caller, conv: ConvId) -> Result<(), ErrorB
     let (added, _) = change_members(hub, &c, std::slice::from_ref(&caller.client), &[])?;
     hub.pipeline.barrier().await?;
     if !added.is_empty() {
-        let audience = c.state.read().audience();
-        hub.notify(
-            audience.iter().map(String::as_str),
+        notify_members(
+            hub,
+            &c,
             Event::MembersJoined {
                 conv,
                 members: added,
@@ -284,9 +284,9 @@ pub async fn leave(hub: &Hub, caller: &Caller, conv: ConvId) -> Result<(), Error
     }
     let (_, removed) = change_members(hub, &c, &[], std::slice::from_ref(&caller.client))?;
     hub.pipeline.barrier().await?;
-    let audience = c.state.read().audience();
-    hub.notify(
-        audience.iter().map(String::as_str),
+    notify_members(
+        hub,
+        &c,
         Event::MembersLeft {
             conv,
             members: removed,
@@ -294,6 +294,12 @@ pub async fn leave(hub: &Hub, caller: &Caller, conv: ConvId) -> Result<(), Error
         },
     );
     Ok(())
+}
+
+/// Tells every current member (online room members, for chat rooms).
+fn notify_members(hub: &Hub, c: &Conv, ev: Event) {
+    let audience = c.state.read().audience();
+    hub.notify(audience.iter().map(String::as_str), ev);
 }
 
 fn require_admin(c: &Conv, caller: &Caller) -> Result<(), ErrorBody> {
@@ -338,9 +344,9 @@ pub async fn add_members(
             by: caller.client.clone(),
         };
         hub.notify(added.iter().map(String::as_str), ev);
-        let audience = c.state.read().audience();
-        hub.notify(
-            audience.iter().map(String::as_str),
+        notify_members(
+            hub,
+            &c,
             Event::MembersJoined {
                 conv,
                 members: added,
@@ -373,9 +379,9 @@ pub async fn remove_members(
                 by: caller.client.clone(),
             },
         );
-        let audience = c.state.read().audience();
-        hub.notify(
-            audience.iter().map(String::as_str),
+        notify_members(
+            hub,
+            &c,
             Event::MembersLeft {
                 conv,
                 members: removed,

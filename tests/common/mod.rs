@@ -136,6 +136,28 @@ pub fn text(m: &Message) -> &str {
     }
 }
 
+/// The LeanCloud code of a call that must fail.
+pub fn code_of<T: std::fmt::Debug>(r: Result<T, tidings::client::ClientError>) -> u16 {
+    match r {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(e) => e
+            .code()
+            .unwrap_or_else(|| panic!("error without a code: {e}")),
+    }
+}
+
+/// Polls `f` (bounded by `WAIT`) for server-side state that has no event.
+pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !f() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// Every message of `conv`, oldest first, paging through history.
 pub async fn full_history(c: &Client, conv: ConvId) -> Vec<Message> {
     use tidings::protocol::{Anchor, Direction, HistoryQuery};

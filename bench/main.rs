@@ -1,1 +1,347 @@
-fn main() {}
+//! `tidings-bench`: drives a Tidings server over real QUIC through
+//! `tidings::client` with open-loop load, and reports latency from each
+//! message's scheduled send time, loss, duplicates, and what the server
+//! spent in CPU and memory. Usage and the scenarios: bench/README.md.
+
+mod baseline;
+mod im;
+mod load;
+mod mqtt;
+mod report;
+mod sys;
+mod target;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use report::Measured;
+use target::Target;
+
+/// Load generator and measurement tool for Tidings.
+#[derive(Debug, Parser)]
+#[command(name = "tidings-bench", version)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Login storm: QUIC handshake + signed login at --rate logins/s; server CPU per login.
+    Connect(LoadArgs),
+    /// --connections logged-in connections held idle; server RSS per connection and idle CPU.
+    Idle(LoadArgs),
+    /// --pairs one-to-one conversations, a→b, --rate msgs/s in total.
+    Direct(LoadArgs),
+    /// Groups of --group-size members out of --connections clients; every member sends.
+    Group(LoadArgs),
+    /// One chat room of --room-members members; every member sends.
+    Room(LoadArgs),
+    /// --rate history queries/s against one conversation of --history-size messages.
+    History(LoadArgs),
+    /// The `direct` load through a bare QUIC relay with no IM logic: the transport's limit.
+    Baseline(LoadArgs),
+    /// Group-committed store appends alone at --rate, as the server commits them: the storage limit.
+    BaselineStore(LoadArgs),
+    /// Not available yet: hooks come with issue #4.
+    Hooks(LoadArgs),
+    /// Not available yet: broadcasts come with issue #6.
+    Broadcast(LoadArgs),
+    /// The `direct` load against an MQTT broker, QoS 1 (see bench/compare-mosquitto.sh).
+    Mqtt(MqttArgs),
+    /// The relay `baseline` runs as a child; prints its address and pin, relays until SIGTERM.
+    #[command(hide = true)]
+    BaselineRelayServer {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+    },
+    /// Prints key figures of several --json files side by side.
+    #[command(hide = true)]
+    CompareJson { files: Vec<PathBuf> },
+}
+
+/// Parameters shared by every scenario; each uses the ones that apply to it.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct LoadArgs {
+    /// Measured window, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Load before the window that is not counted, seconds.
+    #[arg(long, default_value_t = 2.0)]
+    pub warmup: f64,
+    /// Longest wait after the window for answers and receipts still on their way, seconds.
+    #[arg(long, default_value_t = 5.0)]
+    pub drain: f64,
+    /// Most messages (logins, queries, appends) in the window.
+    #[arg(long)]
+    pub messages: Option<u64>,
+    /// Offered load per second, in total [default: 1000 msgs; history 500 queries; connect 200 logins].
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Message content size, bytes (at least 16: the send time and message number).
+    #[arg(long, default_value_t = 100)]
+    pub payload: usize,
+    /// Clients: idle [1000], group [10 × group size], history [10]; connect: most logins.
+    #[arg(long)]
+    pub connections: Option<usize>,
+    /// One-to-one pairs (direct, baseline, baseline-store conversations, mqtt).
+    #[arg(long, default_value_t = 100)]
+    pub pairs: usize,
+    /// Members per group (2 to 500).
+    #[arg(long, default_value_t = 10)]
+    pub group_size: usize,
+    /// Members of the chat room.
+    #[arg(long, default_value_t = 100)]
+    pub room_members: usize,
+    /// Messages the history conversation is filled with.
+    #[arg(long, default_value_t = 1000)]
+    pub history_size: u64,
+    /// Messages per history page.
+    #[arg(long, default_value_t = 20)]
+    pub history_limit: u32,
+    /// connect: keep every connection open after its login.
+    #[arg(long)]
+    pub hold: bool,
+    /// fdatasync after each group commit: TIDINGS_STORE_FSYNC for a spawned server, and baseline-store [default: true].
+    #[arg(long, value_name = "true|false")]
+    pub fsync: Option<bool>,
+    /// Extra environment for the spawned server, e.g. TIDINGS_STORE_GROUP_COMMIT_MAX=256.
+    #[arg(long = "server-env", value_name = "KEY=VALUE")]
+    pub server_env: Vec<String>,
+    /// Use this running server instead of spawning one.
+    #[arg(long)]
+    pub server: Option<SocketAddr>,
+    /// The running server's data dir: its address, certificate pin and credentials.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Certificate SHA-256 of the running server (instead of --data-dir).
+    #[arg(long)]
+    pub pin: Option<String>,
+    #[arg(long)]
+    pub app_id: Option<String>,
+    #[arg(long)]
+    #[serde(skip)]
+    pub master_key: Option<String>,
+    /// The running server's pid, for CPU and RSS samples.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// The server binary to spawn [default: `tidings` next to this executable].
+    #[arg(long)]
+    pub tidings_bin: Option<PathBuf>,
+    /// Where scratch data dirs go [default: the system temp dir].
+    #[arg(long)]
+    pub tmp_dir: Option<PathBuf>,
+    /// Clients sharing one UDP socket.
+    #[arg(long, default_value_t = 200)]
+    pub clients_per_endpoint: usize,
+    /// Connections being set up at once.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Generator worker threads; it shares the machine with the server, so keep it small.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// direct: also run baseline and baseline-store with the same parameters and print the ratio.
+    #[arg(long)]
+    pub compare_baseline: bool,
+    /// Write every figure and parameter here as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct MqttArgs {
+    /// Broker address.
+    #[arg(long)]
+    pub broker: SocketAddr,
+    /// CA certificate (PEM) for a TLS listener; without it, plain TCP.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// The broker's pid, for CPU and RSS samples.
+    #[arg(long)]
+    pub broker_pid: Option<u32>,
+    #[command(flatten)]
+    pub load: LoadArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    load::base();
+    match run(cli.cmd) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tidings-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .enable_all()
+        .build()?)
+}
+
+fn not_yet(name: &str, issue: u32) -> ExitCode {
+    eprintln!(
+        "tidings-bench: scenario `{name}` is not available yet (it comes with issue #{issue})"
+    );
+    ExitCode::from(2)
+}
+
+fn run(cmd: Cmd) -> Result<ExitCode> {
+    let (name, args) = match cmd {
+        Cmd::BaselineRelayServer { listen } => {
+            baseline::relay_server(listen)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Cmd::CompareJson { files } => {
+            print!("{}", report::compare(&files)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        Cmd::Hooks(_) => return Ok(not_yet("hooks", 4)),
+        Cmd::Broadcast(_) => return Ok(not_yet("broadcast", 6)),
+        Cmd::Mqtt(m) => return mqtt_main(m),
+        Cmd::Connect(a) => ("connect", a),
+        Cmd::Idle(a) => ("idle", a),
+        Cmd::Direct(a) => ("direct", a),
+        Cmd::Group(a) => ("group", a),
+        Cmd::Room(a) => ("room", a),
+        Cmd::History(a) => ("history", a),
+        Cmd::Baseline(a) => ("baseline", a),
+        Cmd::BaselineStore(a) => ("baseline-store", a),
+    };
+    if args.payload < load::HEADER {
+        bail!("--payload must be at least {} bytes", load::HEADER);
+    }
+    sys::raise_nofile();
+    let rt = runtime(args.threads)?;
+    let (m, setup, target) = match name {
+        "baseline" => {
+            let (m, s) = rt.block_on(baseline::relay(&args))?;
+            (m, s, json!({"relay": "spawned"}))
+        }
+        "baseline-store" => {
+            let (m, s) = baseline::store(&args)?;
+            (
+                m,
+                s,
+                json!({"store": "in-process", "fsync": args.fsync.unwrap_or(true)}),
+            )
+        }
+        _ => {
+            let target = Target::open(&args)?;
+            let described = target.describe();
+            let res = rt.block_on(async {
+                match name {
+                    "connect" => im::connect(&args, &target).await,
+                    "idle" => im::idle(&args, &target).await,
+                    "history" => im::history(&args, &target).await,
+                    _ => im::messages(name, &args, &target).await,
+                }
+            });
+            // Stopped whatever happened, so no server outlives the tool.
+            let stopped = target.stop();
+            let (m, s) = res?;
+            stopped?;
+            let where_ = match described["spawned"].as_bool() {
+                Some(true) => format!(
+                    "spawned server, fsync {}",
+                    described["fsync"].as_bool().unwrap_or(true)
+                ),
+                _ => format!("server at {}", described["addr"].as_str().unwrap_or("?")),
+            };
+            (m, format!("{s}; {where_}"), described)
+        }
+    };
+    print!("{}", report::summary(&m, &setup));
+    let mut results = report::to_json(&m);
+    if args.compare_baseline {
+        if name == "direct" {
+            results["baseline"] = compare_baseline(&rt, &args, &m)?;
+        } else {
+            eprintln!("note: --compare-baseline applies to `direct` only");
+        }
+    }
+    rt.shutdown_timeout(Duration::from_secs(1));
+    if let Some(path) = &args.json {
+        let doc = report::document(name, params(&args), target, results);
+        report::write_json(path, &doc)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn params(args: &impl Serialize) -> Value {
+    serde_json::to_value(args).unwrap_or(Value::Null)
+}
+
+/// Runs the relay and store baselines with `direct`'s parameters, prints
+/// our cost as a multiple of theirs, and returns both results.
+fn compare_baseline(
+    rt: &tokio::runtime::Runtime,
+    args: &LoadArgs,
+    direct: &Measured,
+) -> Result<Value> {
+    let (relay, relay_setup) = rt.block_on(baseline::relay(args))?;
+    print!("{}", report::summary(&relay, &relay_setup));
+    let (store, store_setup) = baseline::store(args)?;
+    print!("{}", report::summary(&store, &store_setup));
+    let ours = direct.server_us_per_unit();
+    let r = relay.server_us_per_unit();
+    let s = store.server_us_per_unit();
+    let ratio = match (ours, r, s) {
+        (Some(o), Some(r), Some(s)) if r + s > 0.0 => {
+            let x = o / (r + s);
+            println!("server CPU µs/msg: {o:.1} = {x:.1}x (relay {r:.1} + store {s:.1})");
+            Some(x)
+        }
+        _ => {
+            println!("server CPU µs/msg: not comparable (the server's CPU was not sampled)");
+            None
+        }
+    };
+    let p99 = |m: &Measured, ack: bool| {
+        let h = if ack { &m.ack_latency } else { &m.latency };
+        h.as_ref().map(|(_, h)| h.value_at_quantile(0.99))
+    };
+    if let (Some(o), Some(r), Some(s)) = (p99(direct, false), p99(&relay, false), p99(&store, true))
+    {
+        println!(
+            "p99 latency: {} (relay {}, store commit {})",
+            report::fmt_us(o),
+            report::fmt_us(r),
+            report::fmt_us(s)
+        );
+    }
+    Ok(json!({
+        "relay": report::to_json(&relay),
+        "store": report::to_json(&store),
+        "server_cpu_ratio": ratio,
+    }))
+}
+
+fn mqtt_main(m: MqttArgs) -> Result<ExitCode> {
+    if m.load.payload < load::HEADER {
+        bail!("--payload must be at least {} bytes", load::HEADER);
+    }
+    sys::raise_nofile();
+    let rt = runtime(m.load.threads)?;
+    let (r, setup, target) = rt.block_on(mqtt::run(&m))?;
+    print!("{}", report::summary(&r, &setup));
+    rt.shutdown_timeout(Duration::from_secs(1));
+    if let Some(path) = &m.load.json {
+        let doc = report::document("mqtt", params(&m), target, report::to_json(&r));
+        report::write_json(path, &doc)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

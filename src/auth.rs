@@ -178,7 +178,9 @@ impl Authenticator {
                 "clientId must be 1-64 characters, no control characters",
             ));
         }
-        for (what, v) in [("tag", &login.tag), ("deviceId", &login.device_id)] {
+        // An empty tag is LeanCloud's way of saying "no tag".
+        let tag = login.tag.as_ref().filter(|t| !t.is_empty());
+        for (what, v) in [("tag", tag), ("deviceId", login.device_id.as_ref())] {
             if let Some(v) = v
                 && !valid_id(v)
             {

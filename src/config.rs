@@ -553,7 +553,74 @@ impl Config {
         }
         Ok(())
     }
+
+    /// Which keys differ from `new`, split into those a running server
+    /// applies on reload (SIGHUP) and those that need a restart. Each list
+    /// holds dotted key names in declaration order.
+    pub fn live_changes(&self, new: &Config) -> (Vec<String>, Vec<String>) {
+        let (live, restart): (Vec<&str>, Vec<&str>) = self
+            .changed_keys(new)
+            .into_iter()
+            .partition(|key| LIVE_KEYS.contains(key));
+        (
+            live.into_iter().map(str::to_owned).collect(),
+            restart.into_iter().map(str::to_owned).collect(),
+        )
+    }
+
+    /// Copies the keys in [`LIVE_KEYS`] from `new`, so `self` stays what the
+    /// process actually runs with: restart-only keys keep being reported on
+    /// every later reload until the restart happens.
+    pub fn apply_live(&mut self, new: &Config) {
+        self.log.level.clone_from(&new.log.level);
+    }
+
+    /// Every key whose value differs. The destructuring lists each field, so
+    /// a field added to a section without being compared does not compile.
+    fn changed_keys(&self, new: &Config) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        macro_rules! diff {
+            ($section:ident: $ty:ident { $($field:ident),* $(,)? }) => {{
+                let $ty { $($field),* } = &self.$section;
+                $(
+                    if *$field != new.$section.$field {
+                        out.push(concat!(stringify!($section), ".", stringify!($field)));
+                    }
+                )*
+            }};
+        }
+        let Config {
+            server: _,
+            auth: _,
+            limits: _,
+            delivery: _,
+            store: _,
+            log: _,
+        } = self;
+        diff!(server: ServerSection { listen, data_dir, tls_cert, tls_key, shutdown_grace_secs });
+        diff!(auth: AuthSection { mode, app_id, master_key, signature_window_secs });
+        diff!(limits: LimitsSection {
+            max_frame_bytes,
+            max_content_bytes,
+            login_timeout_ms,
+            idle_timeout_secs,
+            max_members,
+        });
+        diff!(delivery: DeliverySection {
+            ack_timeout_secs,
+            push_sync_limit,
+            pull_sync_limit,
+            history_max_limit,
+        });
+        diff!(store: StoreSection { group_commit_max, fsync, cache_capacity_mb });
+        diff!(log: LogSection { level, format });
+        out
+    }
 }
+
+/// Keys a running server applies on reload; every other key is read once at
+/// start. Hooks and the keyword list are meant to join this list.
+pub const LIVE_KEYS: &[&str] = &["log.level"];
 
 fn invalid(key: &str, msg: &str) -> Result<(), ConfigError> {
     Err(ConfigError::Invalid {
@@ -943,6 +1010,96 @@ mod tests {
         from_struct.sort();
         listed.sort();
         assert_eq!(from_struct, listed);
+    }
+
+    #[test]
+    fn live_changes_splits_live_from_restart() {
+        let old = Config::default();
+        assert_eq!(old.live_changes(&old.clone()), (vec![], vec![]));
+
+        let mut new = old.clone();
+        new.log.level = "tidings=debug".to_owned();
+        assert_eq!(
+            old.live_changes(&new),
+            (vec!["log.level".to_owned()], vec![])
+        );
+
+        new.server.listen = "0.0.0.0:7450".parse().unwrap();
+        new.auth.master_key = Some("0123456789abcdef".to_owned());
+        new.log.format = LogFormat::Json;
+        let (live, restart) = old.live_changes(&new);
+        assert_eq!(live, ["log.level"]);
+        assert_eq!(restart, ["server.listen", "auth.master_key", "log.format"]);
+    }
+
+    #[test]
+    fn live_changes_sees_every_key() {
+        let old = Config::default();
+        let new = Config {
+            server: ServerSection {
+                listen: "0.0.0.0:1".parse().unwrap(),
+                data_dir: "/elsewhere".into(),
+                tls_cert: Some("c.pem".into()),
+                tls_key: Some("k.pem".into()),
+                shutdown_grace_secs: 1,
+            },
+            auth: AuthSection {
+                mode: AuthMode::Open,
+                app_id: Some("app".into()),
+                master_key: Some("0123456789abcdef".into()),
+                signature_window_secs: 1,
+            },
+            limits: LimitsSection {
+                max_frame_bytes: 2048,
+                max_content_bytes: 1,
+                login_timeout_ms: 1,
+                idle_timeout_secs: 1,
+                max_members: 1,
+            },
+            delivery: DeliverySection {
+                ack_timeout_secs: 1,
+                push_sync_limit: 1,
+                pull_sync_limit: 1,
+                history_max_limit: 1,
+            },
+            store: StoreSection {
+                group_commit_max: 1,
+                fsync: false,
+                cache_capacity_mb: 1,
+            },
+            log: LogSection {
+                level: "debug".into(),
+                format: LogFormat::Json,
+            },
+        };
+        let (live, restart) = old.live_changes(&new);
+        let mut seen: Vec<String> = live.into_iter().chain(restart).collect();
+        let mut all: Vec<String> = ENV_KEYS
+            .iter()
+            .map(|(s, k, _)| format!("{s}.{k}"))
+            .collect();
+        seen.sort();
+        all.sort();
+        assert_eq!(seen, all);
+        for key in LIVE_KEYS {
+            assert!(all.iter().any(|k| k == key), "{key} is not a config key");
+        }
+    }
+
+    #[test]
+    fn apply_live_takes_only_live_keys() {
+        let mut running = Config::default();
+        let mut new = running.clone();
+        new.log.level = "warn".to_owned();
+        new.limits.max_members = 7;
+        running.apply_live(&new);
+        assert_eq!(running.log.level, "warn");
+        assert_eq!(running.limits.max_members, 500);
+        // The restart-only key is still pending on the next reload.
+        assert_eq!(
+            running.live_changes(&new),
+            (vec![], vec!["limits.max_members".to_owned()])
+        );
     }
 
     #[test]

@@ -9,12 +9,15 @@ mod cli;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sd_notify::NotifyState;
 use tidings::config::{self, Config, LogFormat};
+use tidings::hub::Hub;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing::{error, info, warn};
 
@@ -80,7 +83,7 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Serve => match load_config(path) {
-            Ok(config) => serve(config),
+            Ok(config) => serve(config, path.map(Path::to_path_buf)),
             Err(code) => code,
         },
         Command::Client(cmd) => match load_config(path) {
@@ -108,32 +111,85 @@ fn load_config(path: Option<&Path>) -> Result<Config, ExitCode> {
 
 /// Logs to stderr (the journal, under systemd) with `directive` as the
 /// filter unless `RUST_LOG` is set, which wins so one run can be made
-/// verbose without editing the config.
-fn init_tracing(directive: &str, format: LogFormat) -> anyhow::Result<()> {
-    use tracing_subscriber::EnvFilter;
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(env) if !env.trim().is_empty() => EnvFilter::builder()
-            .parse(&env)
-            .with_context(|| format!("RUST_LOG={env:?} is not a valid filter"))?,
-        _ => EnvFilter::builder()
-            .parse(directive)
-            .with_context(|| format!("log level {directive:?} is not a valid filter"))?,
+/// verbose without editing the config. The filter sits behind a reload
+/// handle so SIGHUP can change the level without a restart.
+fn init_tracing(directive: &str, format: LogFormat) -> anyhow::Result<LogControl> {
+    use tracing_subscriber::{Layer, fmt, layer::SubscriberExt, reload, util::SubscriberInitExt};
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let (filter, env_override) = match env_directive(rust_log.as_deref()) {
+        Some(env) => (
+            parse_filter(env).with_context(|| format!("RUST_LOG={env:?} is not a valid filter"))?,
+            true,
+        ),
+        None => (
+            parse_filter(directive)
+                .with_context(|| format!("log level {directive:?} is not a valid filter"))?,
+            false,
+        ),
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    let installed = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+    let (filter, handle) = reload::Layer::new(filter);
+    let ansi = std::io::stderr().is_terminal();
+    let output = match format {
+        LogFormat::Text => fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(ansi)
+            .boxed(),
+        LogFormat::Json => fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_ansi(ansi)
+            .boxed(),
     };
-    installed.map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(output)
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))?;
+    Ok(LogControl {
+        filter: handle,
+        env_override,
+    })
 }
 
-fn serve(config: Config) -> ExitCode {
-    if let Err(e) = init_tracing(&config.log.level, config.log.format) {
-        eprintln!("tidings: config error: {e:#}");
-        return ExitCode::from(EXIT_CONFIG);
+/// `RUST_LOG` if it holds a directive; an empty one counts as unset.
+fn env_directive(rust_log: Option<&str>) -> Option<&str> {
+    rust_log.filter(|v| !v.trim().is_empty())
+}
+
+fn parse_filter(directive: &str) -> anyhow::Result<tracing_subscriber::EnvFilter> {
+    Ok(tracing_subscriber::EnvFilter::builder().parse(directive)?)
+}
+
+/// What a config reload can change about logging.
+struct LogControl {
+    filter: tracing_subscriber::reload::Handle<
+        tracing_subscriber::EnvFilter,
+        tracing_subscriber::Registry,
+    >,
+    /// `RUST_LOG` was set at start: it keeps overriding `log.level`.
+    env_override: bool,
+}
+
+impl LogControl {
+    fn set_level(&self, directive: &str) -> anyhow::Result<()> {
+        let filter = parse_filter(directive)
+            .with_context(|| format!("log level {directive:?} is not a valid filter"))?;
+        self.filter
+            .reload(filter)
+            .context("replacing the log filter")
+    }
+}
+
+fn serve(config: Config, path: Option<PathBuf>) -> ExitCode {
+    let log = match init_tracing(&config.log.level, config.log.format) {
+        Ok(log) => log,
+        Err(e) => {
+            eprintln!("tidings: config error: {e:#}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if let Some(advice) = tidings::transport::udp::buffer_advice() {
+        warn!("{advice}");
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -146,7 +202,7 @@ fn serve(config: Config) -> ExitCode {
             return ExitCode::from(EXIT_RUNTIME);
         }
     };
-    let result = runtime.block_on(run_server(config));
+    let result = runtime.block_on(run_server(config, path, log));
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN_TIMEOUT);
     match result {
         Ok(()) => {
@@ -155,16 +211,24 @@ fn serve(config: Config) -> ExitCode {
         }
         Err(e) => {
             error!(error = %format!("{e:#}"), "tidings failed");
-            ExitCode::from(EXIT_RUNTIME)
+            // A data dir from another schema will not fix itself: exit like a
+            // config error so systemd stops restarting.
+            let permanent = e
+                .downcast_ref::<tidings::server::ServerError>()
+                .is_some_and(|e| e.is_permanent());
+            ExitCode::from(if permanent { EXIT_CONFIG } else { EXIT_RUNTIME })
         }
     }
 }
 
-async fn run_server(config: Config) -> anyhow::Result<()> {
+async fn run_server(config: Config, path: Option<PathBuf>, log: LogControl) -> anyhow::Result<()> {
     // Installed before start-up: a SIGTERM that arrives while starting then
-    // leads to a graceful shutdown instead of killing the process.
+    // leads to a graceful shutdown instead of killing the process, and a
+    // SIGHUP waits for the loop below instead of killing it.
     let mut signals = Signals::install().context("installing signal handlers")?;
 
+    // Kept apart from the server's copy: it is what reloads compare against.
+    let mut running = config.clone();
     let server = tidings::server::Server::start(config)
         .await
         .context("starting the server")?;
@@ -178,28 +242,148 @@ async fn run_server(config: Config) -> anyhow::Result<()> {
     let status = format!("listening on {}", server.local_addr());
     let _ = sd_notify::notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
 
-    let name = signals.recv().await;
+    let draining = Arc::new(AtomicBool::new(false));
+    let watchdog = sd_notify::watchdog_enabled()
+        .and_then(watchdog_timing)
+        .map(|timing| {
+            info!(
+                every = ?timing.period,
+                "pinging the systemd watchdog while the commit pipeline answers"
+            );
+            tokio::spawn(watchdog_loop(
+                server.hub().clone(),
+                timing,
+                draining.clone(),
+            ))
+        });
+
+    let name = loop {
+        match signals.next().await {
+            SignalEvent::Stop(name) => break name,
+            SignalEvent::Reload => {
+                reload_config(path.as_deref(), &mut running, &log);
+                let _ = sd_notify::notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
+            }
+        }
+    };
     info!(signal = name, "shutting down");
     let _ = sd_notify::notify(&[NotifyState::Stopping]);
+    // The pipeline stops answering during shutdown; the watchdog keeps
+    // pinging on runtime liveness alone so a slow drain is not killed.
+    draining.store(true, Ordering::Relaxed);
 
     let shutdown = server.shutdown();
     tokio::pin!(shutdown);
     tokio::select! {
         result = &mut shutdown => result.context("graceful shutdown")?,
-        name = signals.recv() => {
+        name = signals.stop() => {
             // Acknowledged messages are already durable, so skipping the rest
             // of the shutdown loses nothing that was promised.
             warn!(signal = name, "second signal: exiting without finishing shutdown");
             std::process::exit(EXIT_RUNTIME.into());
         }
     }
+    if let Some(task) = watchdog {
+        task.abort();
+    }
     Ok(())
 }
 
-/// SIGTERM (systemd, kill) and SIGINT (Ctrl-C).
+/// Re-reads the config (file plus environment, as at start) and applies the
+/// keys that can change live. An invalid file changes nothing: a typo during
+/// a reload must not take a running server down.
+fn reload_config(path: Option<&Path>, running: &mut Config, log: &LogControl) {
+    // Tells systemd a reload is under way; it requires the timestamp with it.
+    if let Ok(now) = NotifyState::monotonic_usec_now() {
+        let _ = sd_notify::notify(&[NotifyState::Reloading, now]);
+    }
+    let new = match Config::load(path) {
+        Ok(new) => new,
+        Err(e) => {
+            error!(error = %e, "config reload failed; keeping the running config");
+            return;
+        }
+    };
+    let (live, restart) = running.live_changes(&new);
+    let mut changed = Vec::new();
+    for key in live {
+        if key == "log.level" {
+            if log.env_override {
+                warn!(
+                    level = %new.log.level,
+                    "log.level changed, but RUST_LOG was set at start and keeps winning until a restart without it"
+                );
+                continue;
+            }
+            if let Err(e) = log.set_level(&new.log.level) {
+                error!(error = %format!("{e:#}"), "could not apply log.level");
+                continue;
+            }
+        }
+        changed.push(key);
+    }
+    running.apply_live(&new);
+    info!(changed = ?changed, "config reloaded");
+    if !restart.is_empty() {
+        warn!(keys = ?restart, "changed keys need a restart to take effect");
+    }
+}
+
+/// When to ping the systemd watchdog and how long the health check may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct WatchdogTiming {
+    period: Duration,
+    check_timeout: Duration,
+}
+
+/// Pings at half of `WatchdogSec` as systemd recommends; the check gets a
+/// quarter, so one slow check still leaves time for the next ping before the
+/// deadline, and two failed checks in a row let systemd restart us.
+fn watchdog_timing(interval: Duration) -> Option<WatchdogTiming> {
+    let period = interval / 2;
+    // A zero period would make tokio's interval panic; systemd never sends
+    // one, but the value comes from the environment.
+    (!period.is_zero()).then(|| WatchdogTiming {
+        period,
+        check_timeout: interval / 4,
+    })
+}
+
+/// Pings `WATCHDOG=1` while the server is healthy: this task runs on the
+/// server's runtime, so a wedged runtime stops the pings, and before each
+/// ping the commit pipeline must answer a barrier (a durable flush), so a
+/// stuck commit thread or disk does too. systemd then restarts the service.
+async fn watchdog_loop(hub: Arc<Hub>, timing: WatchdogTiming, draining: Arc<AtomicBool>) {
+    let mut ticks = tokio::time::interval(timing.period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if !draining.load(Ordering::Relaxed) {
+            match tokio::time::timeout(timing.check_timeout, hub.pipeline.barrier()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    warn!(error = ?e, "commit pipeline failed a barrier; skipping the watchdog ping");
+                    continue;
+                }
+                Err(_) => {
+                    warn!(
+                        timeout = ?timing.check_timeout,
+                        "commit pipeline did not answer a barrier; skipping the watchdog ping"
+                    );
+                    continue;
+                }
+            }
+        }
+        let _ = sd_notify::notify(&[NotifyState::Watchdog]);
+    }
+}
+
+/// SIGTERM (systemd, kill) and SIGINT (Ctrl-C) stop the server; SIGHUP
+/// (`systemctl reload`) reloads the config.
 struct Signals {
     term: Signal,
     int: Signal,
+    hup: Signal,
 }
 
 impl Signals {
@@ -207,15 +391,31 @@ impl Signals {
         Ok(Self {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
         })
     }
 
-    async fn recv(&mut self) -> &'static str {
+    /// The next signal of any kind.
+    async fn next(&mut self) -> SignalEvent {
+        tokio::select! {
+            _ = self.term.recv() => SignalEvent::Stop("SIGTERM"),
+            _ = self.int.recv() => SignalEvent::Stop("SIGINT"),
+            _ = self.hup.recv() => SignalEvent::Reload,
+        }
+    }
+
+    /// The next stop signal; a SIGHUP meanwhile stays queued and ignored.
+    async fn stop(&mut self) -> &'static str {
         tokio::select! {
             _ = self.term.recv() => "SIGTERM",
             _ = self.int.recv() => "SIGINT",
         }
     }
+}
+
+enum SignalEvent {
+    Stop(&'static str),
+    Reload,
 }
 
 fn client(cmd: cli::ClientCommand, config: Config) -> ExitCode {
@@ -254,6 +454,25 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn watchdog_pings_at_half_the_interval() {
+        let t = watchdog_timing(Duration::from_secs(30)).unwrap();
+        assert_eq!(t.period, Duration::from_secs(15));
+        assert_eq!(t.check_timeout, Duration::from_millis(7500));
+        // A slow check plus the period still lands before the deadline.
+        assert!(t.period + t.check_timeout < Duration::from_secs(30));
+        assert_eq!(watchdog_timing(Duration::ZERO), None);
+        assert_eq!(watchdog_timing(Duration::from_nanos(1)), None);
+    }
+
+    #[test]
+    fn empty_rust_log_does_not_override() {
+        assert_eq!(env_directive(None), None);
+        assert_eq!(env_directive(Some("")), None);
+        assert_eq!(env_directive(Some("  ")), None);
+        assert_eq!(env_directive(Some("debug")), Some("debug"));
     }
 
     #[test]

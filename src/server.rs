@@ -44,6 +44,13 @@ pub enum ServerError {
     Transport(#[from] TransportError),
 }
 
+impl ServerError {
+    /// Errors a restart cannot cure (the operator must act).
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, ServerError::Store(StoreError::Schema { .. }))
+    }
+}
+
 pub struct Server;
 
 pub struct RunningServer {

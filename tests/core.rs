@@ -258,10 +258,13 @@ async fn invalid_client_ids_are_4103() {
             "client id {bad:?}"
         );
     }
-    // An invalid tag is refused the same way.
+    // An invalid tag is refused the same way; an empty one means no tag (LeanCloud).
+    let mut o = s.options("Tom");
+    o.tag = Some("a\u{0}b".into());
+    assert_eq!(code_of(tidings::client::Client::connect(o).await), 4103);
     let mut o = s.options("Tom");
     o.tag = Some(String::new());
-    assert_eq!(code_of(tidings::client::Client::connect(o).await), 4103);
+    assert!(tidings::client::Client::connect(o).await.is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

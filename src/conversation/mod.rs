@@ -7,6 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crossbeam_utils::CachePadded;
 use parking_lot::RwLock;
 use sha2::{Digest, Sha256};
 
@@ -105,16 +106,20 @@ impl Conv {
 
 const SHARDS: usize = 64;
 
-/// Conversations by id, sharded so unrelated conversations never share a lock.
+/// Conversations by id, sharded so unrelated conversations never share a
+/// lock; each shard on its own cache line, or readers on different cores
+/// would still fight over the lock words.
 pub struct ConversationTable {
-    shards: Vec<RwLock<HashMap<ConvId, Arc<Conv>>>>,
+    shards: Vec<CachePadded<RwLock<HashMap<ConvId, Arc<Conv>>>>>,
 }
 
 impl ConversationTable {
     /// Loads every conversation and recovers its last seq from the log.
     pub fn load(store: &Store) -> Result<Self, StoreError> {
         let table = ConversationTable {
-            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| CachePadded::new(RwLock::new(HashMap::new())))
+                .collect(),
         };
         for rec in store.conversations()? {
             let (seq, ts) = match store.last_message(rec.id)? {

@@ -208,7 +208,7 @@ impl Session {
         let device_id = login
             .device_id
             .clone()
-            .or_else(|| login.tag.clone())
+            .or_else(|| login.tag.clone().filter(|t| !t.is_empty()))
             .unwrap_or_else(|| "default".into());
         let caller = Caller {
             client: login.client_id.clone(),
@@ -291,8 +291,10 @@ impl Session {
         let idle = Duration::from_secs(self.hub.config.limits.idle_timeout_secs);
         let ack_timeout = Duration::from_secs(self.hub.config.delivery.ack_timeout_secs);
         let mut idle_deadline = Instant::now() + idle;
-        let mut tick = tokio::time::interval(Duration::from_secs(1).min(ack_timeout));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Redelivery checks run only while something is unacked, so an idle
+        // session costs no timer wake-ups beyond its idle deadline.
+        let check_every = Duration::from_secs(1).min(ack_timeout);
+        let mut next_check = Instant::now() + check_every;
         loop {
             tokio::select! {
                 frame = tokio::time::timeout_at(idle_deadline, reader.read::<ClientFrame>()) => {
@@ -319,7 +321,10 @@ impl Session {
                         return self.fail(ErrorCode::SendMessageTimeout, "client too slow to read").await;
                     }
                 }
-                _ = tick.tick() => self.redeliver(ack_timeout),
+                _ = tokio::time::sleep_until(next_check), if self.inflight_len > 0 => {
+                    self.redeliver(ack_timeout);
+                    next_check = Instant::now() + check_every;
+                }
                 _ = shutdown.recv() => {
                     self.drain_sends().await;
                     close_with(&self.conn, &self.writer, ErrorCode::ServerShutdown, "server shutting down").await;

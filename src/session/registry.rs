@@ -3,6 +3,7 @@
 use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
+use crossbeam_utils::CachePadded;
 use parking_lot::RwLock;
 use tokio::sync::mpsc;
 
@@ -48,15 +49,20 @@ struct ClientEntry {
 
 const SHARDS: usize = 64;
 
+/// The tag LeanCloud treats as no tag at all.
+pub const DEFAULT_TAG: &str = "default";
+
 /// Lock-sharded by client id so logins and fan-out to different clients rarely meet.
 pub struct Registry {
-    shards: Vec<RwLock<HashMap<String, ClientEntry>>>,
+    shards: Vec<CachePadded<RwLock<HashMap<String, ClientEntry>>>>,
 }
 
 impl Default for Registry {
     fn default() -> Self {
         Registry {
-            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| CachePadded::new(RwLock::new(HashMap::new())))
+                .collect(),
         }
     }
 }
@@ -83,13 +89,14 @@ impl Registry {
         let mut shard = self.shards[shard_of(client)].write();
         let entry = shard.entry(client.to_string()).or_default();
         let clash: Vec<DeviceHandle> = match &device.tag {
-            Some(tag) => entry
+            // LeanCloud: an empty tag or "default" never conflicts.
+            Some(tag) if !tag.is_empty() && tag != DEFAULT_TAG => entry
                 .devices
                 .iter()
                 .filter(|d| d.tag.as_ref() == Some(tag))
                 .cloned()
                 .collect(),
-            None => Vec::new(),
+            _ => Vec::new(),
         };
         if !clash.is_empty() && refuse_on_conflict {
             return Err(clash);
@@ -213,6 +220,13 @@ mod tests {
         let mut conns = Vec::new();
         r.for_each_device("Tom", |d| conns.push(d.conn_id));
         assert_eq!(conns, vec![2, 3]);
+        let (d, _rd) = dev(4, Some("default"));
+        let (e, _re) = dev(5, Some("default"));
+        r.register("Jerry", d, true).unwrap();
+        assert!(
+            r.register("Jerry", e, true).unwrap().is_empty(),
+            "\"default\" never conflicts"
+        );
     }
 
     #[test]

@@ -42,8 +42,9 @@ pub struct FrameDecoder {
 
 impl FrameDecoder {
     pub fn new(max: usize) -> Self {
+        // Allocated on first use: an idle connection holds no buffer.
         FrameDecoder {
-            buf: BytesMut::with_capacity(4096),
+            buf: BytesMut::new(),
             max,
         }
     }

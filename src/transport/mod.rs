@@ -2,6 +2,7 @@
 
 pub mod frame;
 pub mod tls;
+pub mod udp;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,13 +30,15 @@ pub enum TransportError {
 
 /// QUIC's own idle timeout sits above the protocol's so that the server's
 /// READ_TIMEOUT (4107) close, with its code, is what a silent client sees.
-fn transport_config(app_idle: Duration) -> quinn::TransportConfig {
+fn transport_config(app_idle: Duration, keep_alive: bool) -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
     let quic_idle = app_idle + Duration::from_secs(30);
     if let Ok(idle) = quinn::IdleTimeout::try_from(quic_idle) {
         t.max_idle_timeout(Some(idle));
     }
-    t.keep_alive_interval(Some(Duration::from_secs(15)));
+    // Clients keep NAT bindings alive (their pings do too); a server that
+    // also sent keep-alives would wake for every idle connection.
+    t.keep_alive_interval(keep_alive.then(|| Duration::from_secs(15)));
     t.max_concurrent_bidi_streams(1u8.into());
     t.max_concurrent_uni_streams(0u8.into());
     t.datagram_receive_buffer_size(Some(64 * 1024));
@@ -50,9 +53,23 @@ pub fn server_endpoint(
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(identity.server_config()?)
         .map_err(|e| TransportError::Crypto(e.to_string()))?;
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    cfg.transport_config(Arc::new(transport_config(app_idle)));
-    quinn::Endpoint::server(cfg, addr).map_err(|source| TransportError::Bind { addr, source })
+    cfg.transport_config(Arc::new(transport_config(app_idle, false)));
+    let bind = |source| TransportError::Bind { addr, source };
+    let socket = std::net::UdpSocket::bind(addr).map_err(bind)?;
+    socket.set_nonblocking(true).map_err(bind)?;
+    // One socket carries every client: ask for buffers as large as the
+    // sysctl ceiling allows (systemd/99-tidings-udp.conf raises it).
+    match udp::request_buffers(&socket, SERVER_UDP_BUFFER) {
+        Ok((recv, send)) => tracing::debug!(recv, send, "udp socket buffers"),
+        Err(e) => tracing::warn!(error = %e, "could not size udp socket buffers"),
+    }
+    let runtime =
+        quinn::default_runtime().ok_or_else(|| bind(std::io::Error::other("no async runtime")))?;
+    quinn::Endpoint::new(quinn::EndpointConfig::default(), Some(cfg), socket, runtime).map_err(bind)
 }
+
+/// What the server asks the kernel for; the kernel caps it at `*mem_max`.
+const SERVER_UDP_BUFFER: usize = 7_500_000;
 
 /// A client endpoint bound to the same address family as `server`.
 pub fn client_endpoint(
@@ -64,7 +81,7 @@ pub fn client_endpoint(
     let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
     // Clients ping well inside any server idle timeout; the QUIC one only
     // needs to outlive a quiet network.
-    cfg.transport_config(Arc::new(transport_config(Duration::from_secs(3600))));
+    cfg.transport_config(Arc::new(transport_config(Duration::from_secs(3600), true)));
     let bind: SocketAddr = if server.is_ipv4() {
         ([0, 0, 0, 0], 0).into()
     } else {

@@ -286,13 +286,14 @@ pub async fn relay(args: &LoadArgs) -> Result<(Measured, String)> {
     );
     p.phase("draining");
     t.drain(Duration::from_secs_f64(args.drain)).await;
+    let end = Samples::take(pid);
     rx_tasks.abort_all();
     p.finish();
 
     let mut m = Measured::from_tracker("baseline", "msg", &t);
     m.latency = Some(("scheduled send → receipt", t.latency.merged()));
     m.connections = 2 * pairs;
-    let (s0, s1) = (window[0], window[1]);
+    let (s0, s1) = (start.unwrap_or(end), end);
     m.server = Usage::new("relay", before, s0.server, s1.server);
     m.generator = Usage::new("generator", None, s0.me, s1.me);
     drop(clients);
@@ -434,10 +435,11 @@ fn store_in(
     let (writer_cpu, batches, window_batches) = writer
         .join()
         .map_err(|_| anyhow!("commit thread panicked"))??;
+    let end = sys::sample(None).map(without_this_thread);
 
     let mut m = Measured::from_tracker("baseline-store", "append", &t);
     m.ack_latency = Some(("scheduled append → durable", t.ack.merged()));
-    let (s0, s1) = (window[0], window[1]);
+    let (s0, s1) = (start.unwrap_or(end), end);
     m.server = Usage::new("store", None, s0, s1);
     m.extra.insert(
         "batches".into(),

@@ -176,8 +176,6 @@ async fn receive(mut events: Events, mut r: Receiver, t: Arc<Tracker>) {
 struct Wiring {
     senders: Vec<(Client, ConvId)>,
     receivers: Vec<Events>,
-    /// Keeps connections open that are neither sender nor receiver handles.
-    _keep: Vec<Client>,
     fanout: u32,
     connections: usize,
     setup: String,
@@ -225,7 +223,6 @@ async fn wire_direct(im: &Arc<Im>, args: &LoadArgs, p: &Progress) -> Result<Wiri
     Ok(Wiring {
         senders,
         receivers,
-        _keep: Vec::new(),
         fanout: 1,
         connections: 2 * pairs,
         setup: format!("{pairs} pairs (a→b), payload {} B", args.payload),
@@ -268,7 +265,6 @@ async fn wire_group(im: &Arc<Im>, args: &LoadArgs, p: &Progress) -> Result<Wirin
     Ok(Wiring {
         senders,
         receivers,
-        _keep: Vec::new(),
         fanout: (k - 1) as u32,
         connections: groups * k,
         setup: format!(
@@ -315,7 +311,6 @@ async fn wire_room(im: &Arc<Im>, args: &LoadArgs, p: &Progress) -> Result<Wiring
     Ok(Wiring {
         senders,
         receivers,
-        _keep: Vec::new(),
         fanout: (m - 1) as u32,
         connections: m,
         setup: format!(
@@ -371,6 +366,7 @@ pub async fn messages(
     );
     p.phase("draining");
     t.drain(Duration::from_secs_f64(args.drain)).await;
+    let end = Samples::take(target.pid);
     rx_tasks.abort_all();
     p.finish();
 
@@ -378,16 +374,9 @@ pub async fn messages(
     m.latency = Some(("scheduled send → receipt", t.latency.merged()));
     m.ack_latency = Some(("scheduled send → Sent reply", t.ack.merged()));
     m.connections = w.connections;
-    let (s0, s1) = (window[0], window[1]);
+    let (s0, s1) = (start.unwrap_or(end), end);
     m.server = Usage::new("server", before, s0.server, s1.server);
     m.generator = Usage::new("generator", None, s0.me, s1.me);
-    if !t.drained() {
-        m.notes.push(format!(
-            "not drained after {} s: {} sends unanswered",
-            args.drain,
-            t.inflight.load(Ordering::Relaxed)
-        ));
-    }
     drop(w.senders);
     im.close().await;
     Ok((m, w.setup))
@@ -479,12 +468,13 @@ pub async fn history(args: &LoadArgs, target: &Target) -> Result<(Measured, Stri
     );
     p.phase("draining");
     t.drain(Duration::from_secs_f64(args.drain)).await;
+    let end = Samples::take(target.pid);
     p.finish();
 
     let mut m = Measured::from_tracker("history", "query", &t);
     m.ack_latency = Some(("scheduled query → History reply", t.ack.merged()));
     m.connections = c;
-    let (s0, s1) = (window[0], window[1]);
+    let (s0, s1) = (start.unwrap_or(end), end);
     m.server = Usage::new("server", before, s0.server, s1.server);
     m.generator = Usage::new("generator", None, s0.me, s1.me);
     let got = returned.load(Ordering::Relaxed);
@@ -552,11 +542,12 @@ pub async fn connect(args: &LoadArgs, target: &Target) -> Result<(Measured, Stri
     );
     p.phase("draining");
     t.drain(Duration::from_secs_f64(args.drain)).await;
+    let end = Samples::take(target.pid);
     p.finish();
 
     let mut m = Measured::from_tracker("connect", "login", &t);
     m.ack_latency = Some(("scheduled login → LoggedIn", t.ack.merged()));
-    let (s0, s1) = (window[0], window[1]);
+    let (s0, s1) = (start.unwrap_or(end), end);
     m.server = Usage::new(
         "server",
         if hold { before } else { None },

@@ -219,13 +219,14 @@ pub async fn run(m: &MqttArgs) -> Result<(Measured, String, Value)> {
     );
     p.phase("draining");
     t.drain(Duration::from_secs_f64(args.drain)).await;
+    let end = Samples::take(m.broker_pid);
     p.finish();
 
     let mut r = Measured::from_tracker("mqtt", "msg", &t);
     r.latency = Some(("scheduled publish → receipt", t.latency.merged()));
     r.ack_latency = Some(("scheduled publish → PUBACK", t.ack.merged()));
     r.connections = 2 * pairs;
-    let (s0, s1) = (window[0], window[1]);
+    let (s0, s1) = (start.unwrap_or(end), end);
     r.server = Usage::new("broker", before, s0.server, s1.server);
     r.generator = Usage::new("generator", None, s0.me, s1.me);
     for c in pubs.iter().chain(&subs) {

@@ -80,6 +80,8 @@ pub struct Measured {
     pub unit: &'static str,
     pub offered_rate: Option<f64>,
     pub window_s: f64,
+    /// From the window's first due time to its last answer or receipt (≥ window_s).
+    pub span_s: f64,
     pub scheduled: u64,
     /// Units the server accepted (sends answered, logins, queries, appends).
     pub ok: u64,
@@ -106,11 +108,21 @@ impl Measured {
     /// The common figures of an open-loop run.
     pub fn from_tracker(scenario: &str, unit: &'static str, t: &Tracker) -> Measured {
         let delivered = t.delivered.load(Ordering::Relaxed);
+        let mut notes = Vec::new();
+        if !t.drained() {
+            notes.push(format!(
+                "not drained within --drain: {} unanswered, {} of {} receipts in",
+                t.inflight.load(Ordering::Relaxed),
+                delivered,
+                t.expected.load(Ordering::Relaxed)
+            ));
+        }
         Measured {
             scenario: scenario.to_owned(),
             unit,
             offered_rate: Some(t.plan.rate),
             window_s: t.plan.window_secs(),
+            span_s: t.span_secs(),
             scheduled: t.plan.window_len(),
             ok: t.acked.load(Ordering::Relaxed),
             failed: t.failed.load(Ordering::Relaxed),
@@ -121,11 +133,17 @@ impl Measured {
             lag: Some(t.lag.merged()),
             closed: t.closed.load(Ordering::Relaxed),
             first_error: t.first_error(),
+            notes,
             ..Measured::default()
         }
     }
 
     /// What CPU is divided by: receipts where there are any, else accepted units.
+    /// Seconds the window's work took: the window, or longer if the server fell behind.
+    fn span(&self) -> f64 {
+        self.span_s.max(self.window_s)
+    }
+
     fn per_unit_count(&self) -> u64 {
         self.delivered.unwrap_or(self.ok)
     }
@@ -180,13 +198,14 @@ pub fn to_json(m: &Measured) -> Value {
         "unit": m.unit,
         "offered_rate": m.offered_rate,
         "window_s": round3(m.window_s),
+        "span_s": round3(m.span()),
         "scheduled": m.scheduled,
         "ok": m.ok,
         "failed": m.failed,
-        "achieved_rate": round1(rate(m.ok, m.window_s)),
+        "achieved_rate": round1(rate(m.ok, m.span())),
         "fanout": m.fanout,
         "delivered": m.delivered,
-        "delivered_rate": m.delivered.map(|d| round1(rate(d, m.window_s))),
+        "delivered_rate": m.delivered.map(|d| round1(rate(d, m.span()))),
         "lost": m.lost,
         "dup": m.dup,
         "connections": m.connections,
@@ -259,15 +278,23 @@ pub fn summary(m: &Measured, setup: &str) -> String {
     let mut s = String::new();
     let u = m.unit;
     let _ = writeln!(s, "{}: {setup}", m.scenario);
-    let _ = writeln!(s, "  window      {:.1} s", m.window_s);
+    let _ = write!(s, "  window      {:.1} s", m.window_s);
+    if m.span() > m.window_s * 1.05 {
+        let _ = write!(
+            s,
+            " (its work took {:.1} s: the rates below are over that)",
+            m.span()
+        );
+    }
+    s.push('\n');
     if let Some(r) = m.offered_rate {
         let _ = write!(
             s,
             "  rate        offered {r:.0} {u}/s, achieved {:.0} {u}/s",
-            rate(m.ok, m.window_s)
+            rate(m.ok, m.span())
         );
         if let Some(d) = m.delivered {
-            let _ = write!(s, ", delivered {:.0} /s", rate(d, m.window_s));
+            let _ = write!(s, ", delivered {:.0} /s", rate(d, m.span()));
         }
         s.push('\n');
     }

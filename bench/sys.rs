@@ -98,6 +98,26 @@ pub fn fine_timer_slack() {
     }
 }
 
+/// Makes a child get SIGTERM if this tool dies first (even by SIGKILL), so
+/// no server or relay outlives a crashed run. Spawn from the main thread:
+/// the signal follows the spawning thread's exit.
+pub fn die_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and the closure touches no memory.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGTERM as libc::c_ulong,
+                0,
+                0,
+                0,
+            );
+            Ok(())
+        });
+    }
+}
+
 pub fn terminate(pid: u32) {
     // SAFETY: plain kill(2) on a child we started.
     unsafe {

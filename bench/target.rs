@@ -178,6 +178,7 @@ impl Target {
             .stdin(Stdio::null());
         let out = std::fs::File::create(&log)?;
         cmd.stdout(out.try_clone()?).stderr(out);
+        sys::die_with_parent(&mut cmd);
         if let Some(f) = args.fsync {
             cmd.env("TIDINGS_STORE_FSYNC", f.to_string());
         }
@@ -273,13 +274,13 @@ pub fn sibling_binary(name: &str) -> Result<PathBuf> {
 pub fn spawn_self(args: &[&str], lines: usize, scratch: PathBuf) -> Result<(Spawned, Vec<String>)> {
     let me = std::env::current_exe()?;
     let log = scratch.join("child.log");
-    let mut child = Command::new(me)
-        .args(args)
+    let mut cmd = Command::new(me);
+    cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log)?)
-        .spawn()
-        .context("starting a child of this tool")?;
+        .stderr(std::fs::File::create(&log)?);
+    sys::die_with_parent(&mut cmd);
+    let mut child = cmd.spawn().context("starting a child of this tool")?;
     let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
     let spawned = Spawned {
         child: Some(child),

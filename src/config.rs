@@ -6,11 +6,14 @@
 //! `TIDINGS_<SECTION>_<KEY>` environment variables. The result is validated
 //! once, up front, so the rest of the server can trust it.
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::hooks::Hook;
 
 /// Prefix of the environment variables that override config keys.
 pub const ENV_PREFIX: &str = "TIDINGS_";
@@ -34,6 +37,19 @@ const MAX_SECS: u64 = 365 * 24 * 3600;
 /// Ceiling on the sled cache, in MiB (1 TiB), so converting to bytes cannot
 /// overflow.
 const MAX_CACHE_MB: u64 = 1 << 20;
+
+/// Ceiling on hook timeouts (10 minutes): a before-hook holds up a client's
+/// request, so anything longer is a mistake, not a setting.
+const MAX_HOOK_TIMEOUT_MS: u64 = 600_000;
+
+/// Bounds of `hooks.max_response_bytes`: below 1 KiB even a small rewrite
+/// does not fit; above 64 MiB one answer could pin a lot of memory.
+const MIN_HOOK_RESPONSE_BYTES: u64 = 1024;
+const MAX_HOOK_RESPONSE_BYTES: u64 = 64 << 20;
+
+/// Ceiling on `hooks.outbox_capacity`, so a typo cannot let the outbox fill
+/// the disk.
+const MAX_OUTBOX_CAPACITY: u64 = 100_000_000;
 
 /// The documented default config file, printed by `tidings config
 /// print-default`. Loading it yields exactly `Config::default()`.
@@ -147,6 +163,51 @@ level = "info"
 # "text" for people, "json" (one object per line) for log collectors. Logs go
 # to stderr.
 format = "text"
+
+[hooks]
+# LeanCloud-style hooks: HTTP calls to your app server that follow
+# LeanEngine's contract, so hook code written for LeanCloud runs unchanged.
+# Every hook is POSTed to {base_url}/1.1/functions/{hookName}. With no
+# base_url (and no per-hook urls below), no hook is called.
+# base_url = "http://127.0.0.1:3000"
+
+# Sent as X-LC-Hook-Key; LeanEngine compares it with LEANCLOUD_APP_HOOK_KEY.
+# Every call also carries X-LC-Id (auth.app_id) and X-LC-Key
+# (auth.master_key followed by ",master").
+# hook_key = "your-hook-key"
+
+# Milliseconds one call may take, answer included. A before-hook
+# (_messageReceived, _conversationStart, ...) holds up the client's request
+# that long at worst.
+timeout_ms = 5000
+
+# Milliseconds to open a connection, so a dead endpoint fails fast.
+connect_timeout_ms = 1000
+
+# What a failed before-hook (timeout, non-200 status, bad answer) means.
+# "open", LeanCloud's default: the request goes on as if the hook had
+# answered {}. "closed": the request fails with an error to the client.
+fail_policy = "open"
+
+# After-hooks (_messageSent, _conversationStarted, ...) wait in an on-disk
+# outbox and are retried until delivered, in order per conversation. When this
+# many are waiting, new ones are dropped and counted, so a dead hook endpoint
+# never slows down messaging.
+outbox_capacity = 100000
+
+# Largest hook answer accepted, in bytes (1024 to 64 MiB); a bigger one is a
+# failed call.
+max_response_bytes = 1048576
+
+# Per-hook settings, under LeanCloud's hook name or Skygear's
+# (after_message_sent, after_conversation_created, ...). urls replaces the
+# base_url endpoint; with several, a before-hook runs them in order, each
+# seeing the previous one's changes, and an after-hook goes to all of them.
+# timeout_ms overrides the one above; enabled = false turns the hook off.
+# [hooks.hook._messageReceived]
+# urls = ["http://127.0.0.1:3000/1.1/functions/_messageReceived"]
+# timeout_ms = 2000
+# enabled = true
 "#;
 
 /// Everything that can go wrong turning files and env into a `Config`.
@@ -181,6 +242,7 @@ pub struct Config {
     pub delivery: DeliverySection,
     pub store: StoreSection,
     pub log: LogSection,
+    pub hooks: HooksSection,
 }
 
 /// Where the server listens and keeps its state.
@@ -350,6 +412,188 @@ impl Default for LogSection {
     }
 }
 
+/// What a failed before-hook means for the request waiting on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailPolicy {
+    /// LeanCloud's default: the request goes on as if the hook answered `{}`.
+    #[default]
+    Open,
+    /// The request fails, as with LeanCloud's "Return error and stop
+    /// processing request when hook failed".
+    Closed,
+}
+
+/// HTTP hooks to the app server (LeanEngine's contract).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HooksSection {
+    /// Hooks go to `{base_url}/1.1/functions/{name}`, LeanEngine's path.
+    pub base_url: Option<String>,
+    /// `X-LC-Hook-Key`, which LeanEngine checks.
+    pub hook_key: Option<String>,
+    /// Bounds how long a before-hook can hold up a request.
+    pub timeout_ms: u64,
+    /// A dead endpoint should fail fast.
+    pub connect_timeout_ms: u64,
+    pub fail_policy: FailPolicy,
+    /// Bounds the disk a dead endpoint can make the outbox use.
+    pub outbox_capacity: u64,
+    /// Bounds the memory one answer can take.
+    pub max_response_bytes: u64,
+    /// Per-hook overrides, keyed by LeanCloud name (Skygear aliases are
+    /// renamed to it on load).
+    pub hook: BTreeMap<String, HookOverride>,
+}
+
+impl Default for HooksSection {
+    fn default() -> Self {
+        Self {
+            base_url: None,
+            hook_key: None,
+            timeout_ms: 5000,
+            connect_timeout_ms: 1000,
+            fail_policy: FailPolicy::Open,
+            outbox_capacity: 100_000,
+            max_response_bytes: 1 << 20,
+            hook: BTreeMap::new(),
+        }
+    }
+}
+
+impl HooksSection {
+    /// The override for `hook`, under its name or its alias.
+    pub fn override_for(&self, hook: Hook) -> Option<&HookOverride> {
+        self.hook
+            .iter()
+            .find(|(name, _)| Hook::from_name(name) == Some(hook))
+            .map(|(_, o)| o)
+    }
+
+    /// Whether any hook has somewhere to go.
+    pub fn any_endpoint(&self) -> bool {
+        self.base_url.is_some() || self.hook.values().any(|o| !o.urls.is_empty())
+    }
+
+    /// Renames alias keys to LeanCloud names. After `validate`, so no two
+    /// keys name the same hook and none is unknown.
+    fn normalize_names(&mut self) {
+        let old = std::mem::take(&mut self.hook);
+        for (name, o) in old {
+            let name = Hook::from_name(&name).map_or(name, |h| h.name().to_owned());
+            self.hook.insert(name, o);
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(base) = &self.base_url {
+            let url = http_url("hooks.base_url", base)?;
+            if url.query().is_some() || url.fragment().is_some() {
+                return invalid(
+                    "hooks.base_url",
+                    "must not have a query or fragment: /1.1/functions/<hook> is appended to it",
+                );
+            }
+        }
+        if let Some(key) = &self.hook_key {
+            if key.is_empty() {
+                return invalid("hooks.hook_key", "must not be empty when set");
+            }
+            if !is_header_text(key) {
+                return invalid("hooks.hook_key", "must be printable ASCII (it is an HTTP header)");
+            }
+        }
+        range("hooks.timeout_ms", self.timeout_ms, 1, MAX_HOOK_TIMEOUT_MS)?;
+        range(
+            "hooks.connect_timeout_ms",
+            self.connect_timeout_ms,
+            1,
+            MAX_HOOK_TIMEOUT_MS,
+        )?;
+        range(
+            "hooks.outbox_capacity",
+            self.outbox_capacity,
+            1,
+            MAX_OUTBOX_CAPACITY,
+        )?;
+        range(
+            "hooks.max_response_bytes",
+            self.max_response_bytes,
+            MIN_HOOK_RESPONSE_BYTES,
+            MAX_HOOK_RESPONSE_BYTES,
+        )?;
+        let mut seen: BTreeMap<Hook, &str> = BTreeMap::new();
+        for (name, o) in &self.hook {
+            let key = format!("hooks.hook.{name}");
+            let Some(hook) = Hook::from_name(name) else {
+                return invalid(&key, &Hook::unknown_reason(name));
+            };
+            if let Some(first) = seen.insert(hook, name) {
+                return invalid(
+                    &key,
+                    &format!("names the same hook as hooks.hook.{first} ({hook})"),
+                );
+            }
+            for (i, u) in o.urls.iter().enumerate() {
+                http_url(&format!("{key}.urls[{i}]"), u)?;
+            }
+            if let Some(t) = o.timeout_ms {
+                range(&format!("{key}.timeout_ms"), t, 1, MAX_HOOK_TIMEOUT_MS)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One hook's settings under `[hooks.hook.<name>]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HookOverride {
+    /// Replaces the `base_url` endpoint. Before-hooks run several as a
+    /// chain, after-hooks go to all; empty means the `base_url` one.
+    pub urls: Vec<String>,
+    /// Overrides `hooks.timeout_ms`.
+    pub timeout_ms: Option<u64>,
+    /// `false` turns the hook off whatever the URLs.
+    pub enabled: bool,
+}
+
+impl Default for HookOverride {
+    fn default() -> Self {
+        Self {
+            urls: Vec::new(),
+            timeout_ms: None,
+            enabled: true,
+        }
+    }
+}
+
+/// Parses an http or https URL with a host, naming `key` on failure.
+fn http_url(key: &str, text: &str) -> Result<reqwest::Url, ConfigError> {
+    let url = reqwest::Url::parse(text).map_err(|e| ConfigError::Invalid {
+        key: key.to_owned(),
+        msg: format!("is not a URL ({e}): {text:?}"),
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(ConfigError::Invalid {
+            key: key.to_owned(),
+            msg: format!("must be an http or https URL, not {}:", url.scheme()),
+        });
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(ConfigError::Invalid {
+            key: key.to_owned(),
+            msg: format!("has no host: {text:?}"),
+        });
+    }
+    Ok(url)
+}
+
+/// What an HTTP header value may hold without escaping.
+fn is_header_text(s: &str) -> bool {
+    s.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+}
+
 /// How an environment value is turned into a TOML value.
 #[derive(Clone, Copy)]
 enum EnvKind {
@@ -385,7 +629,17 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     ("store", "cache_capacity_mb", EnvKind::Value),
     ("log", "level", EnvKind::Str),
     ("log", "format", EnvKind::Str),
+    ("hooks", "base_url", EnvKind::Str),
+    ("hooks", "hook_key", EnvKind::Str),
+    ("hooks", "timeout_ms", EnvKind::Value),
+    ("hooks", "connect_timeout_ms", EnvKind::Value),
+    ("hooks", "fail_policy", EnvKind::Str),
+    ("hooks", "outbox_capacity", EnvKind::Value),
+    ("hooks", "max_response_bytes", EnvKind::Value),
 ];
+
+/// Keys that exist but are tables, not settable from the environment.
+const TABLE_KEYS: &[(&str, &str)] = &[("hooks", "hook")];
 
 impl Config {
     /// Loads the file at `path` (if given; a given but missing file is an
@@ -398,8 +652,10 @@ impl Config {
 
     /// Parses `text` as a config file and validates it; no environment.
     pub fn load_from_str(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let mut config: Config =
+            toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
         config.validate()?;
+        config.hooks.normalize_names();
         Ok(config)
     }
 
@@ -431,7 +687,7 @@ impl Config {
         let from_file: Config = toml::from_str(&text).map_err(parse_err)?;
         let mut table: toml::Table = toml::from_str(&text).map_err(parse_err)?;
         let applied = apply_env(&mut table, vars)?;
-        let config = if applied == 0 {
+        let mut config = if applied == 0 {
             from_file
         } else {
             table
@@ -439,6 +695,7 @@ impl Config {
                 .map_err(|e| ConfigError::Parse(e.to_string()))?
         };
         config.validate()?;
+        config.hooks.normalize_names();
         Ok(config)
     }
 
@@ -551,7 +808,22 @@ impl Config {
                 &format!("is not a valid tracing filter directive: {e}"),
             );
         }
-        Ok(())
+        // Hook calls send these as headers; without hooks anything goes.
+        if self.hooks.any_endpoint() {
+            if a.app_id.as_deref().is_some_and(|id| !is_header_text(id)) {
+                return invalid(
+                    "auth.app_id",
+                    "must be printable ASCII when hooks are on (it is sent as a header)",
+                );
+            }
+            if a.master_key.as_deref().is_some_and(|k| !is_header_text(k)) {
+                return invalid(
+                    "auth.master_key",
+                    "must be printable ASCII when hooks are on (it is sent as a header)",
+                );
+            }
+        }
+        self.hooks.validate()
     }
 
     /// Which keys differ from `new`, split into those a running server
@@ -573,6 +845,7 @@ impl Config {
     /// every later reload until the restart happens.
     pub fn apply_live(&mut self, new: &Config) {
         self.log.level.clone_from(&new.log.level);
+        self.hooks.clone_from(&new.hooks);
     }
 
     /// Every key whose value differs. The destructuring lists each field, so
@@ -596,6 +869,7 @@ impl Config {
             delivery: _,
             store: _,
             log: _,
+            hooks: _,
         } = self;
         diff!(server: ServerSection { listen, data_dir, tls_cert, tls_key, shutdown_grace_secs });
         diff!(auth: AuthSection { mode, app_id, master_key, signature_window_secs });
@@ -614,13 +888,33 @@ impl Config {
         });
         diff!(store: StoreSection { group_commit_max, fsync, cache_capacity_mb });
         diff!(log: LogSection { level, format });
+        diff!(hooks: HooksSection {
+            base_url,
+            hook_key,
+            timeout_ms,
+            connect_timeout_ms,
+            fail_policy,
+            outbox_capacity,
+            max_response_bytes,
+            hook,
+        });
         out
     }
 }
 
 /// Keys a running server applies on reload; every other key is read once at
-/// start. Hooks and the keyword list are meant to join this list.
-pub const LIVE_KEYS: &[&str] = &["log.level"];
+/// start. The keyword list is meant to join this list.
+pub const LIVE_KEYS: &[&str] = &[
+    "log.level",
+    "hooks.base_url",
+    "hooks.hook_key",
+    "hooks.timeout_ms",
+    "hooks.connect_timeout_ms",
+    "hooks.fail_policy",
+    "hooks.outbox_capacity",
+    "hooks.max_response_bytes",
+    "hooks.hook",
+];
 
 fn invalid(key: &str, msg: &str) -> Result<(), ConfigError> {
     Err(ConfigError::Invalid {
@@ -705,6 +999,11 @@ fn apply_env(
             ));
         };
         let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+        if TABLE_KEYS.contains(&(section.as_str(), key.as_str())) {
+            return Err(env_err(format!(
+                "{section}.{key} is a table; set it in the config file"
+            )));
+        }
         let Some(&(_, _, kind)) = ENV_KEYS.iter().find(|(s, k, _)| *s == section && *k == key)
         else {
             return Err(env_err(format!("unknown config key {section}.{key}")));
@@ -996,11 +1295,15 @@ mod tests {
         full.server.tls_key = Some("k".into());
         full.auth.app_id = Some("a".into());
         full.auth.master_key = Some("m".into());
+        full.hooks.base_url = Some("http://h".into());
+        full.hooks.hook_key = Some("k".into());
         let table = toml::Table::try_from(&full).unwrap();
         let mut from_struct: Vec<(String, String)> = Vec::new();
         for (section, v) in &table {
             for key in v.as_table().unwrap().keys() {
-                from_struct.push((section.clone(), key.clone()));
+                if !TABLE_KEYS.contains(&(section.as_str(), key.as_str())) {
+                    from_struct.push((section.clone(), key.clone()));
+                }
             }
         }
         let mut listed: Vec<(String, String)> = ENV_KEYS
@@ -1071,12 +1374,23 @@ mod tests {
                 level: "debug".into(),
                 format: LogFormat::Json,
             },
+            hooks: HooksSection {
+                base_url: Some("http://h".into()),
+                hook_key: Some("k".into()),
+                timeout_ms: 1,
+                connect_timeout_ms: 1,
+                fail_policy: FailPolicy::Closed,
+                outbox_capacity: 1,
+                max_response_bytes: 1,
+                hook: [("_clientOnline".to_owned(), HookOverride::default())].into(),
+            },
         };
         let (live, restart) = old.live_changes(&new);
         let mut seen: Vec<String> = live.into_iter().chain(restart).collect();
         let mut all: Vec<String> = ENV_KEYS
             .iter()
             .map(|(s, k, _)| format!("{s}.{k}"))
+            .chain(TABLE_KEYS.iter().map(|(s, k)| format!("{s}.{k}")))
             .collect();
         seen.sort();
         all.sort();
@@ -1100,6 +1414,149 @@ mod tests {
             running.live_changes(&new),
             (vec![], vec!["limits.max_members".to_owned()])
         );
+    }
+
+    #[test]
+    fn hooks_section_parses_overrides_and_normalizes_aliases() {
+        let c = Config::load_from_str(
+            r#"
+[hooks]
+base_url = "https://hooks.example.com/app/"
+hook_key = "hk"
+fail_policy = "closed"
+timeout_ms = 3000
+
+[hooks.hook._messageReceived]
+urls = ["http://127.0.0.1:3000/1.1/functions/_messageReceived", "http://127.0.0.1:3001/x"]
+timeout_ms = 2000
+
+[hooks.hook.after_message_sent]
+enabled = false
+"#,
+        )
+        .unwrap();
+        let h = &c.hooks;
+        assert_eq!(h.fail_policy, FailPolicy::Closed);
+        assert_eq!(h.timeout_ms, 3000);
+        assert_eq!(
+            h.hook.keys().collect::<Vec<_>>(),
+            ["_messageReceived", "_messageSent"]
+        );
+        let mr = h.override_for(Hook::MessageReceived).unwrap();
+        assert_eq!(mr.urls.len(), 2);
+        assert_eq!(mr.timeout_ms, Some(2000));
+        assert!(mr.enabled);
+        assert!(!h.override_for(Hook::MessageSent).unwrap().enabled);
+        assert!(h.override_for(Hook::ClientOnline).is_none());
+        // Before normalization, lookups see through aliases too.
+        let mut raw = HooksSection::default();
+        raw.hook
+            .insert("typing_started".into(), HookOverride::default());
+        assert!(raw.override_for(Hook::TypingStarted).is_some());
+        assert!(!raw.any_endpoint());
+    }
+
+    #[test]
+    fn hooks_env_overrides() {
+        let c = load_env(
+            "",
+            &[
+                ("TIDINGS_HOOKS_BASE_URL", "http://127.0.0.1:3000"),
+                ("TIDINGS_HOOKS_HOOK_KEY", "12345"),
+                ("TIDINGS_HOOKS_TIMEOUT_MS", "250"),
+                ("TIDINGS_HOOKS_FAIL_POLICY", "closed"),
+                ("TIDINGS_HOOKS_OUTBOX_CAPACITY", "7"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.hooks.base_url.as_deref(), Some("http://127.0.0.1:3000"));
+        assert_eq!(c.hooks.hook_key.as_deref(), Some("12345"));
+        assert_eq!(c.hooks.timeout_ms, 250);
+        assert_eq!(c.hooks.fail_policy, FailPolicy::Closed);
+        assert_eq!(c.hooks.outbox_capacity, 7);
+        let err = load_env("", &[("TIDINGS_HOOKS_HOOK", "x")]).unwrap_err();
+        assert!(matches!(err, ConfigError::Env { .. }), "{err}");
+        let err = load_env("", &[("TIDINGS_HOOKS_FAIL_POLICY", "maybe")]).unwrap_err();
+        assert!(err.to_string().contains("TIDINGS_HOOKS_FAIL_POLICY"), "{err}");
+    }
+
+    #[test]
+    fn invalid_hooks_values_name_key() {
+        let cases: &[(&str, &str)] = &[
+            ("[hooks]\nbase_url = \"ftp://x/\"\n", "hooks.base_url"),
+            ("[hooks]\nbase_url = \"not a url\"\n", "hooks.base_url"),
+            ("[hooks]\nbase_url = \"http://h/?a=1\"\n", "hooks.base_url"),
+            ("[hooks]\nhook_key = \"\"\n", "hooks.hook_key"),
+            ("[hooks]\nhook_key = \"a\\nb\"\n", "hooks.hook_key"),
+            ("[hooks]\ntimeout_ms = 0\n", "hooks.timeout_ms"),
+            ("[hooks]\nconnect_timeout_ms = 0\n", "hooks.connect_timeout_ms"),
+            ("[hooks]\noutbox_capacity = 0\n", "hooks.outbox_capacity"),
+            ("[hooks]\nmax_response_bytes = 10\n", "hooks.max_response_bytes"),
+            (
+                "[hooks.hook._messageRecieved]\n",
+                "hooks.hook._messageRecieved",
+            ),
+            (
+                "[hooks.hook.after_message_updated]\n",
+                "hooks.hook.after_message_updated",
+            ),
+            (
+                "[hooks.hook._messageSent]\n[hooks.hook.after_message_sent]\n",
+                "hooks.hook.after_message_sent",
+            ),
+            (
+                "[hooks.hook._clientOnline]\nurls = [\"http://ok\", \"mailto:x@y\"]\n",
+                "hooks.hook._clientOnline.urls[1]",
+            ),
+            (
+                "[hooks.hook._clientOnline]\ntimeout_ms = 0\n",
+                "hooks.hook._clientOnline.timeout_ms",
+            ),
+            (
+                "[auth]\nmaster_key = \"0123456789abcdef\\n\"\n[hooks]\nbase_url = \"http://h\"\n",
+                "auth.master_key",
+            ),
+        ];
+        for (text, key) in cases {
+            match Config::load_from_str(text) {
+                Err(e @ ConfigError::Invalid { .. }) => {
+                    assert!(e.to_string().starts_with(key), "{text:?}: {e}")
+                }
+                other => panic!("{text:?}: expected Invalid({key}), got {other:?}"),
+            }
+        }
+        let err = Config::load_from_str("[hooks.hook._messageRecieved]\n").unwrap_err();
+        assert!(err.to_string().contains("_messageReceived"), "{err}");
+        // Unknown keys inside a hook table are parse errors naming them.
+        let err = Config::load_from_str("[hooks.hook._clientOnline]\nurl = \"http://h\"\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("url"), "{err}");
+        // A non-ASCII master key is fine while hooks are off.
+        Config::load_from_str("[auth]\nmaster_key = \"0123456789abcdéf\"\n").unwrap();
+    }
+
+    #[test]
+    fn hooks_keys_are_live() {
+        let old = Config::default();
+        let mut new = old.clone();
+        new.hooks.base_url = Some("http://127.0.0.1:1".into());
+        new.hooks.hook.insert(
+            "_messageReceived".into(),
+            HookOverride {
+                enabled: false,
+                ..HookOverride::default()
+            },
+        );
+        assert_eq!(
+            old.live_changes(&new),
+            (
+                vec!["hooks.base_url".to_owned(), "hooks.hook".to_owned()],
+                vec![]
+            )
+        );
+        let mut running = old;
+        running.apply_live(&new);
+        assert_eq!(running.hooks, new.hooks);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! - [`store`]: the only user of sled: trees, key encodings, records, durable flush.
 //! - [`conversation`]: the lock-sharded conversation table and membership rules.
 //! - [`message`]: the group-commit pipeline that orders, stores and fans out messages.
+//! - [`hooks`]: LeanCloud IM hooks over HTTP: before-hook chains and the after-hook outbox.
 //! - [`hub`]: the shared state of a running server, handed to every session.
 //! - [`session`]: one connection's login, commands, delivery and acks.
 //! - [`server`]: start-up, the accept loop and graceful shutdown.
@@ -21,6 +22,7 @@ pub mod client;
 pub mod codec;
 pub mod config;
 pub mod conversation;
+pub mod hooks;
 pub mod hub;
 pub mod message;
 pub mod protocol;

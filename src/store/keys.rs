@@ -67,6 +67,11 @@ pub fn read_cursor(client: &str, conv: ConvId) -> Vec<u8> {
     k
 }
 
+/// Outbox ids big-endian, so the tree iterates in push order.
+pub fn outbox(id: u64) -> [u8; 8] {
+    id.to_be_bytes()
+}
+
 pub fn read_conv(b: &[u8]) -> Option<ConvId> {
     Some(ConvId(b.try_into().ok()?))
 }

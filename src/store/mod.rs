@@ -14,15 +14,27 @@
 //! |                 | `k` id(client) token                  | [`SentRecord`]              |
 //! | `cursors`       | `d` id(client) id(device) conv(12)    | seq(8): acked by the device |
 //! |                 | `r` id(client) conv(12)               | seq(8): read by the client  |
+//! | `outbox`        | push_id(8)                            | [`OutboxRecord`]            |
 //! | `meta`          | `schema`                              | u32                         |
 //!
 //! Message, index and idempotency keys share the `log` tree so that one sled
 //! batch, which is atomic within a tree, writes all three.
+//!
+//! The `outbox` holds after-hook calls waiting for delivery, keyed by an id
+//! that grows in push order. Pushes and removals do not wait for a flush: a
+//! record is on disk at the next flush of the store, whichever comes first of
+//! a group commit's durable flush, sled's background flush (every 500 ms,
+//! `sync_file_range` only) or the flush of a graceful shutdown. So a record
+//! pushed within about half a second before a crash (process or power) can be
+//! lost; once flushed it survives a process crash, and a power cut too after
+//! the next fdatasync'd group commit (`store.fsync`). A removal lost the same
+//! way means a redelivery, never a loss.
 
 pub mod keys;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +47,7 @@ pub const TREES: &[&str] = &[
     "memberships",
     "log",
     "cursors",
+    "outbox",
     "meta",
 ];
 
@@ -93,6 +106,21 @@ pub struct SentRecord {
     pub timestamp: u64,
 }
 
+/// An after-hook call waiting in the outbox. The endpoint is not stored: it
+/// comes from the config at delivery time, so a reload or restart with new
+/// URLs redirects what is still queued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxRecord {
+    /// The hook's LeanCloud name, e.g. `_messageSent`.
+    pub hook: String,
+    /// The params as JSON text: bincode cannot encode a `serde_json::Value`.
+    pub params: String,
+    /// Records with the same key are delivered in push order.
+    pub order_key: String,
+    /// Milliseconds since the Unix epoch.
+    pub enqueued_at: u64,
+}
+
 /// One idempotency token to record with an append.
 pub struct TokenRecord<'a> {
     pub client: &'a str,
@@ -107,6 +135,12 @@ pub struct Store {
     memberships: sled::Tree,
     log: sled::Tree,
     cursors: sled::Tree,
+    outbox: sled::Tree,
+    /// The next outbox id. Held while inserting, so ids reach the tree in
+    /// id order and a reader that has seen id n never misses one below it.
+    outbox_next: parking_lot::Mutex<u64>,
+    /// Records in the outbox; sled's own `len` is a full scan.
+    outbox_len: AtomicU64,
     /// sled's main file, fdatasync'd after flushes: sled 0.34's flush only
     /// issues sync_file_range, which a power cut can undo.
     data_file: Option<File>,
@@ -145,12 +179,23 @@ impl Store {
         } else {
             None
         };
+        let outbox = db.open_tree("outbox")?;
+        let outbox_next = match outbox.last()? {
+            None => 1,
+            Some((k, _)) => keys::read_u64(&k)
+                .and_then(|id| id.checked_add(1))
+                .ok_or(StoreError::Corrupt { tree: "outbox" })?,
+        };
+        let outbox_len = outbox.len() as u64;
         Ok(Store {
             conversations: db.open_tree("conversations")?,
             unique: db.open_tree("unique")?,
             memberships: db.open_tree("memberships")?,
             log: db.open_tree("log")?,
             cursors: db.open_tree("cursors")?,
+            outbox,
+            outbox_next: parking_lot::Mutex::new(outbox_next),
+            outbox_len: AtomicU64::new(outbox_len),
             db,
             data_file,
             blobs: dir.join("blobs"),
@@ -450,6 +495,63 @@ impl Store {
             None => Ok(0),
             Some(v) => keys::read_u64(&v).ok_or(StoreError::Corrupt { tree: "cursors" }),
         }
+    }
+
+    // ---- the hook outbox ----
+
+    /// Appends a record and returns its id, larger than every id pushed
+    /// before. Does not flush (see the module doc for what that means).
+    pub fn outbox_push(&self, rec: &OutboxRecord) -> Result<u64> {
+        let value = codec::encode(rec)?;
+        let mut next = self.outbox_next.lock();
+        let id = *next;
+        // Counted before the insert: a worker may remove the record at once,
+        // and the count must never dip below zero.
+        self.outbox_len.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self.outbox.insert(keys::outbox(id), value) {
+            self.outbox_len.fetch_sub(1, Ordering::Relaxed);
+            return Err(e.into());
+        }
+        *next = id + 1;
+        Ok(id)
+    }
+
+    /// The oldest `limit` records, oldest first.
+    pub fn outbox_peek(&self, limit: usize) -> Result<Vec<(u64, OutboxRecord)>> {
+        self.outbox_scan(self.outbox.iter(), limit)
+    }
+
+    /// Up to `limit` records with an id above `after`, oldest first.
+    pub fn outbox_peek_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, OutboxRecord)>> {
+        match after.checked_add(1) {
+            None => Ok(Vec::new()),
+            Some(from) => self.outbox_scan(self.outbox.range(keys::outbox(from)..), limit),
+        }
+    }
+
+    fn outbox_scan(&self, iter: sled::Iter, limit: usize) -> Result<Vec<(u64, OutboxRecord)>> {
+        iter.take(limit)
+            .map(|kv| {
+                let (k, v) = kv?;
+                let id = keys::read_u64(&k).ok_or(StoreError::Corrupt { tree: "outbox" })?;
+                Ok((id, codec::decode(&v)?))
+            })
+            .collect()
+    }
+
+    /// Removes a delivered record; true if it was there. Does not flush: a
+    /// lost removal means a redelivery.
+    pub fn outbox_remove(&self, id: u64) -> Result<bool> {
+        let removed = self.outbox.remove(keys::outbox(id))?.is_some();
+        if removed {
+            self.outbox_len.fetch_sub(1, Ordering::Relaxed);
+        }
+        Ok(removed)
+    }
+
+    /// Records waiting in the outbox.
+    pub fn outbox_len(&self) -> u64 {
+        self.outbox_len.load(Ordering::Relaxed)
     }
 }
 

@@ -51,6 +51,63 @@ fn key_encodings_are_byte_exact() {
         [b"r\x03Tom".as_slice(), &[0xAB; 12]].concat()
     );
     assert_eq!(keys::read_conv_seq(&keys::conv_seq(c, 9)), Some((c, 9)));
+    assert_eq!(keys::outbox(0x0102), [0, 0, 0, 0, 0, 0, 1, 2]);
+    assert_eq!(keys::outbox(u64::MAX), [0xFF; 8]);
+    assert_eq!(keys::read_u64(&keys::outbox(77)), Some(77));
+}
+
+#[test]
+fn outbox_keys_sort_by_id_across_byte_boundaries() {
+    assert!(keys::outbox(255) < keys::outbox(256));
+    assert!(keys::outbox(u64::MAX - 1) < keys::outbox(u64::MAX));
+}
+
+fn outbox_rec(n: u32) -> OutboxRecord {
+    OutboxRecord {
+        hook: "_messageSent".into(),
+        params: format!(r#"{{"n":{n}}}"#),
+        order_key: format!("conv{}", n % 2),
+        enqueued_at: 1000 + u64::from(n),
+    }
+}
+
+#[test]
+fn outbox_push_peek_remove_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids: Vec<u64> = {
+        let s = Store::open(dir.path(), 8 << 20, true).unwrap();
+        assert_eq!(s.outbox_len(), 0);
+        assert!(s.outbox_peek(10).unwrap().is_empty());
+        let ids: Vec<u64> = (0..5).map(|n| s.outbox_push(&outbox_rec(n)).unwrap()).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+        assert_eq!(s.outbox_len(), 5);
+        let head = s.outbox_peek(2).unwrap();
+        assert_eq!(head, vec![(ids[0], outbox_rec(0)), (ids[1], outbox_rec(1))]);
+        let rest = s.outbox_peek_after(ids[1], 10).unwrap();
+        assert_eq!(
+            rest.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+            ids[2..]
+        );
+        assert!(s.outbox_peek_after(u64::MAX, 10).unwrap().is_empty());
+        assert!(s.outbox_remove(ids[0]).unwrap());
+        assert!(!s.outbox_remove(ids[0]).unwrap(), "second removal is a no-op");
+        assert_eq!(s.outbox_len(), 4);
+        s.flush_durable().unwrap();
+        ids
+    };
+    let s = Store::open(dir.path(), 8 << 20, true).unwrap();
+    assert_eq!(s.outbox_len(), 4);
+    let all = s.outbox_peek(100).unwrap();
+    assert_eq!(all.len(), 4);
+    assert_eq!(all[0], (ids[1], outbox_rec(1)));
+    // Ids keep growing after a reopen, so push order stays id order.
+    let next = s.outbox_push(&outbox_rec(9)).unwrap();
+    assert!(next > ids[4]);
+    assert_eq!(s.outbox_peek(100).unwrap().last().unwrap().1, outbox_rec(9));
+    for (id, _) in s.outbox_peek(100).unwrap() {
+        s.outbox_remove(id).unwrap();
+    }
+    assert_eq!(s.outbox_len(), 0);
 }
 
 #[test]

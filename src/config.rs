@@ -500,7 +500,10 @@ impl HooksSection {
                 return invalid("hooks.hook_key", "must not be empty when set");
             }
             if !is_header_text(key) {
-                return invalid("hooks.hook_key", "must be printable ASCII (it is an HTTP header)");
+                return invalid(
+                    "hooks.hook_key",
+                    "must be printable ASCII (it is an HTTP header)",
+                );
             }
         }
         range("hooks.timeout_ms", self.timeout_ms, 1, MAX_HOOK_TIMEOUT_MS)?;
@@ -1477,7 +1480,10 @@ enabled = false
         let err = load_env("", &[("TIDINGS_HOOKS_HOOK", "x")]).unwrap_err();
         assert!(matches!(err, ConfigError::Env { .. }), "{err}");
         let err = load_env("", &[("TIDINGS_HOOKS_FAIL_POLICY", "maybe")]).unwrap_err();
-        assert!(err.to_string().contains("TIDINGS_HOOKS_FAIL_POLICY"), "{err}");
+        assert!(
+            err.to_string().contains("TIDINGS_HOOKS_FAIL_POLICY"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -1489,9 +1495,15 @@ enabled = false
             ("[hooks]\nhook_key = \"\"\n", "hooks.hook_key"),
             ("[hooks]\nhook_key = \"a\\nb\"\n", "hooks.hook_key"),
             ("[hooks]\ntimeout_ms = 0\n", "hooks.timeout_ms"),
-            ("[hooks]\nconnect_timeout_ms = 0\n", "hooks.connect_timeout_ms"),
+            (
+                "[hooks]\nconnect_timeout_ms = 0\n",
+                "hooks.connect_timeout_ms",
+            ),
             ("[hooks]\noutbox_capacity = 0\n", "hooks.outbox_capacity"),
-            ("[hooks]\nmax_response_bytes = 10\n", "hooks.max_response_bytes"),
+            (
+                "[hooks]\nmax_response_bytes = 10\n",
+                "hooks.max_response_bytes",
+            ),
             (
                 "[hooks.hook._messageRecieved]\n",
                 "hooks.hook._messageRecieved",
@@ -1528,8 +1540,8 @@ enabled = false
         let err = Config::load_from_str("[hooks.hook._messageRecieved]\n").unwrap_err();
         assert!(err.to_string().contains("_messageReceived"), "{err}");
         // Unknown keys inside a hook table are parse errors naming them.
-        let err = Config::load_from_str("[hooks.hook._clientOnline]\nurl = \"http://h\"\n")
-            .unwrap_err();
+        let err =
+            Config::load_from_str("[hooks.hook._clientOnline]\nurl = \"http://h\"\n").unwrap_err();
         assert!(err.to_string().contains("url"), "{err}");
         // A non-ASCII master key is fine while hooks are off.
         Config::load_from_str("[auth]\nmaster_key = \"0123456789abcdéf\"\n").unwrap();

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::conversation::ConversationTable;
+use crate::hooks::Hooks;
 use crate::message::Pipeline;
 use crate::protocol::{ErrorBody, ErrorCode, Event, ServerFrame};
 use crate::session::registry::{Outbound, Registry};
@@ -21,6 +22,7 @@ pub struct Hub {
     pub registry: Arc<Registry>,
     pub pipeline: Pipeline,
     pub auth: Authenticator,
+    pub hooks: Arc<Hooks>,
     /// Held (never across an await) while creating a unique conversation.
     pub unique_lock: parking_lot::Mutex<()>,
     conn_ids: AtomicU64,
@@ -43,6 +45,7 @@ impl Hub {
         registry: Arc<Registry>,
         pipeline: Pipeline,
         auth: Authenticator,
+        hooks: Arc<Hooks>,
     ) -> Self {
         Hub {
             config,
@@ -51,6 +54,7 @@ impl Hub {
             registry,
             pipeline,
             auth,
+            hooks,
             unique_lock: parking_lot::Mutex::new(()),
             conn_ids: AtomicU64::new(1),
         }

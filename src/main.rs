@@ -54,6 +54,9 @@ enum Command {
     /// Print or check the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Call the app server's hooks by hand, as the server would.
+    #[command(subcommand)]
+    Hooks(cli::hooks::HooksCommand),
     #[command(flatten)]
     Client(cli::ClientCommand),
 }
@@ -87,7 +90,11 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Client(cmd) => match load_config(path) {
-            Ok(config) => client(cmd, config),
+            Ok(config) => run_cli(async move { cli::run(cmd, &config).await }),
+            Err(code) => code,
+        },
+        Command::Hooks(cmd) => match load_config(path) {
+            Ok(config) => run_cli(async move { cli::hooks::run(cmd, &config).await }),
             Err(code) => code,
         },
     }
@@ -261,7 +268,7 @@ async fn run_server(config: Config, path: Option<PathBuf>, log: LogControl) -> a
         match signals.next().await {
             SignalEvent::Stop(name) => break name,
             SignalEvent::Reload => {
-                reload_config(path.as_deref(), &mut running, &log);
+                reload_config(path.as_deref(), &mut running, &log, server.hub());
                 let _ = sd_notify::notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
             }
         }
@@ -292,7 +299,7 @@ async fn run_server(config: Config, path: Option<PathBuf>, log: LogControl) -> a
 /// Re-reads the config (file plus environment, as at start) and applies the
 /// keys that can change live. An invalid file changes nothing: a typo during
 /// a reload must not take a running server down.
-fn reload_config(path: Option<&Path>, running: &mut Config, log: &LogControl) {
+fn reload_config(path: Option<&Path>, running: &mut Config, log: &LogControl, hub: &Hub) {
     // Tells systemd a reload is under way; it requires the timestamp with it.
     if let Ok(now) = NotifyState::monotonic_usec_now() {
         let _ = sd_notify::notify(&[NotifyState::Reloading, now]);
@@ -306,7 +313,21 @@ fn reload_config(path: Option<&Path>, running: &mut Config, log: &LogControl) {
     };
     let (live, restart) = running.live_changes(&new);
     let mut changed = Vec::new();
+    // All of [hooks] is swapped at once, whichever of its keys changed.
+    let hooks_changed = live.iter().any(|k| k.starts_with("hooks."));
+    let hooks_applied = hooks_changed && {
+        match hub.hooks.reload(&new.hooks) {
+            Ok(()) => true,
+            Err(e) => {
+                error!(error = %e, "could not apply [hooks]; the running hook config stays");
+                false
+            }
+        }
+    };
     for key in live {
+        if key.starts_with("hooks.") && !hooks_applied {
+            continue;
+        }
         if key == "log.level" {
             if log.env_override {
                 warn!(
@@ -322,7 +343,12 @@ fn reload_config(path: Option<&Path>, running: &mut Config, log: &LogControl) {
         }
         changed.push(key);
     }
+    let kept_hooks = running.hooks.clone();
     running.apply_live(&new);
+    if hooks_changed && !hooks_applied {
+        // Still pending, so the next reload tries again.
+        running.hooks = kept_hooks;
+    }
     info!(changed = ?changed, "config reloaded");
     if !restart.is_empty() {
         warn!(keys = ?restart, "changed keys need a restart to take effect");
@@ -418,7 +444,8 @@ enum SignalEvent {
     Reload,
 }
 
-fn client(cmd: cli::ClientCommand, config: Config) -> ExitCode {
+/// Runs a client-side command on its own runtime; an error exits with 1.
+fn run_cli(command: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
     // Quiet by default: client output is for people and scripts, not logs.
     if let Err(e) = init_tracing("warn", LogFormat::Text) {
         eprintln!("tidings: config error: {e:#}");
@@ -434,7 +461,7 @@ fn client(cmd: cli::ClientCommand, config: Config) -> ExitCode {
             return ExitCode::from(EXIT_RUNTIME);
         }
     };
-    let result = runtime.block_on(cli::run(cmd, &config));
+    let result = runtime.block_on(command);
     // A blocking stdin read would otherwise keep the process alive.
     runtime.shutdown_background();
     match result {
@@ -485,5 +512,15 @@ mod tests {
             cli.command,
             Command::Config(ConfigCommand::PrintDefault)
         ));
+        let cli = Cli::try_parse_from([
+            "tidings",
+            "hooks",
+            "call",
+            "_messageReceived",
+            "--params",
+            "{}",
+        ])
+        .unwrap();
+        assert!(matches!(cli.command, Command::Hooks(_)));
     }
 }

@@ -16,6 +16,7 @@ use tracing::{info, warn};
 use crate::auth::{self, Authenticator, Credentials};
 use crate::config::{AuthMode, Config};
 use crate::conversation::ConversationTable;
+use crate::hooks::{HookError, Hooks};
 use crate::hub::Hub;
 use crate::message::Pipeline;
 use crate::session::{self, registry::Registry};
@@ -42,6 +43,8 @@ pub enum ServerError {
     Tls(#[from] TlsError),
     #[error("transport: {0}")]
     Transport(#[from] TransportError),
+    #[error("hooks: {0}")]
+    Hooks(#[from] HookError),
 }
 
 impl ServerError {
@@ -61,6 +64,7 @@ pub struct RunningServer {
     shutdown: broadcast::Sender<()>,
     done_rx: mpsc::Receiver<()>,
     accept: JoinHandle<()>,
+    hook_delivery: JoinHandle<()>,
 }
 
 impl Server {
@@ -100,6 +104,12 @@ impl Server {
             AuthMode::Signature => auth::Mode::Signature,
             AuthMode::Open => auth::Mode::Open,
         };
+        let hooks = Arc::new(Hooks::new(
+            &config.hooks,
+            &creds.app_id,
+            &creds.master_key,
+            store.clone(),
+        )?);
         let authenticator = Authenticator::new(mode, creds, config.auth.signature_window_secs);
         let endpoint = transport::server_endpoint(
             config.server.listen,
@@ -121,8 +131,10 @@ impl Server {
             registry,
             pipeline,
             authenticator,
+            hooks.clone(),
         ));
         let (shutdown, _) = broadcast::channel(1);
+        let hook_delivery = hooks.start(shutdown.subscribe());
         let (done_tx, done_rx) = mpsc::channel(1);
         let accept = tokio::spawn(accept_loop(
             hub.clone(),
@@ -138,6 +150,7 @@ impl Server {
             shutdown,
             done_rx,
             accept,
+            hook_delivery,
         })
     }
 }
@@ -205,6 +218,8 @@ impl RunningServer {
         {
             warn!("sessions still open after the grace period; closing anyway");
         }
+        // The outbox is in sled: what is undelivered waits for the next start.
+        let _ = (&mut self.hook_delivery).await;
         let hub = self.hub.clone();
         tokio::task::spawn_blocking(move || {
             hub.pipeline.stop();

@@ -3,6 +3,7 @@
 //! certificate pin and credentials in its data dir unless told otherwise.
 
 mod connect;
+pub mod hooks;
 mod output;
 
 use std::collections::HashSet;

@@ -107,7 +107,11 @@ impl HookClient {
     /// Builds the client, its connection pool and the routes of `cfg` (which
     /// should have passed `Config::validate`; a bad URL is still an error
     /// here, not a panic).
-    pub fn new(cfg: &HooksSection, app_id: &str, master_key: &str) -> Result<HookClient, HookError> {
+    pub fn new(
+        cfg: &HooksSection,
+        app_id: &str,
+        master_key: &str,
+    ) -> Result<HookClient, HookError> {
         let connect_timeout = Duration::from_millis(cfg.connect_timeout_ms);
         Self::build(cfg, app_id, master_key, http_client(connect_timeout)?)
     }
@@ -181,7 +185,12 @@ impl HookClient {
 
     /// POSTs `body` (the params as JSON) to `url`. Success is HTTP 200 with
     /// a JSON object that is not an error answer.
-    pub async fn call(&self, url: &Url, timeout: Duration, body: Vec<u8>) -> Result<Reply, CallError> {
+    pub async fn call(
+        &self,
+        url: &Url,
+        timeout: Duration,
+        body: Vec<u8>,
+    ) -> Result<Reply, CallError> {
         let request = self
             .http
             .post(url.clone())

@@ -260,4 +260,3 @@ pub fn encode_bin(bytes: &[u8]) -> String {
 pub fn decode_bin(text: &str) -> Result<Vec<u8>, HookError> {
     Ok(base64::engine::general_purpose::STANDARD.decode(text)?)
 }
-

@@ -45,7 +45,12 @@ pub enum Hook {
 /// Name, Skygear alias, before/after.
 const TABLE: [(Hook, &str, Option<&str>, bool); Hook::COUNT] = [
     (Hook::MessageReceived, "_messageReceived", None, true),
-    (Hook::MessageSent, "_messageSent", Some("after_message_sent"), false),
+    (
+        Hook::MessageSent,
+        "_messageSent",
+        Some("after_message_sent"),
+        false,
+    ),
     (Hook::ReceiversOffline, "_receiversOffline", None, true),
     (Hook::MessageUpdate, "_messageUpdate", None, true),
     (Hook::ConversationStart, "_conversationStart", None, true),
@@ -84,7 +89,12 @@ const TABLE: [(Hook, &str, Option<&str>, bool); Hook::COUNT] = [
         Some("after_conversation_deleted"),
         false,
     ),
-    (Hook::TypingStarted, "_typingStarted", Some("typing_started"), false),
+    (
+        Hook::TypingStarted,
+        "_typingStarted",
+        Some("typing_started"),
+        false,
+    ),
 ];
 
 /// Skygear events with no counterpart: LeanCloud's update hooks run before

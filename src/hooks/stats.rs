@@ -101,12 +101,12 @@ impl Stats {
 
     pub fn dequeued(&self, hook: Hook) {
         // Saturating: never wraps even if counts disagree after a bug.
-        let _ = self
-            .of(hook)
-            .outbox_depth
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| {
-                Some(d.saturating_sub(1))
-            });
+        let _ =
+            self.of(hook)
+                .outbox_depth
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| {
+                    Some(d.saturating_sub(1))
+                });
     }
 
     pub fn snapshot(&self) -> Vec<HookStats> {

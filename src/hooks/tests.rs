@@ -72,7 +72,12 @@ impl Server {
     }
 }
 
-async fn handle(State(app): State<App>, Path(path): Path<String>, headers: HeaderMap, body: Bytes) -> (StatusCode, String) {
+async fn handle(
+    State(app): State<App>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, String) {
     let seen = Seen {
         path: format!("/{path}"),
         headers,
@@ -170,7 +175,10 @@ fn msg_params(content: &str) -> Value {
 async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while !f() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -188,13 +196,14 @@ async fn sends_leanengine_path_headers_and_bare_params() {
     let seen = server.next().await;
     assert_eq!(seen.path, "/1.1/functions/_messageReceived");
     assert_eq!(seen.body, params);
-    let hd = |name: &str| seen.headers.get(name).map(|v| v.to_str().unwrap().to_owned());
+    let hd = |name: &str| {
+        seen.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
     assert_eq!(hd("content-type").as_deref(), Some("application/json"));
     assert_eq!(hd("x-lc-id").as_deref(), Some(APP_ID));
-    assert_eq!(
-        hd("x-lc-key").as_deref(),
-        Some("0123456789abcdef,master")
-    );
+    assert_eq!(hd("x-lc-key").as_deref(), Some("0123456789abcdef,master"));
     assert_eq!(hd("x-lc-hook-key").as_deref(), Some("hook-key"));
     assert_eq!(hd("x-lc-session"), None);
 
@@ -218,11 +227,17 @@ async fn answers_parse_or_fail_by_kind() {
         "/bare" => Some((200, "{}".into())),
         "/scalar" => Some((200, r#"{"result": true}"#.into())),
         "/error200" => Some((200, r#"{"code": 142, "error": "nope"}"#.into())),
-        "/undefined" => Some((404, r#"{"code": 1, "error": "Cloud function not found."}"#.into())),
+        "/undefined" => Some((
+            404,
+            r#"{"code": 1, "error": "Cloud function not found."}"#.into(),
+        )),
         "/500" => Some((500, "Internal Server Error".into())),
         "/garbage" => Some((200, "<html>not json".into())),
         "/array" => Some((200, "[1, 2]".into())),
-        "/big" => Some((200, format!(r#"{{"result": {{"content": "{}"}}}}"#, "x".repeat(4096)))),
+        "/big" => Some((
+            200,
+            format!(r#"{{"result": {{"content": "{}"}}}}"#, "x".repeat(4096)),
+        )),
         "/slow" => None,
         _ => Some((404, "".into())),
     })
@@ -257,10 +272,17 @@ async fn answers_parse_or_fail_by_kind() {
     );
     assert!(matches!(
         call("/undefined", 2000).await.unwrap_err(),
-        CallError::HookError { status: 404, code: 1, .. }
+        CallError::HookError {
+            status: 404,
+            code: 1,
+            ..
+        }
     ));
     let e = call("/500", 2000).await.unwrap_err();
-    assert!(matches!(&e, CallError::Status { status: 500, body } if body.contains("Internal")), "{e:?}");
+    assert!(
+        matches!(&e, CallError::Status { status: 500, body } if body.contains("Internal")),
+        "{e:?}"
+    );
     assert!(!e.is_timeout());
     assert!(matches!(
         call("/garbage", 2000).await.unwrap_err(),
@@ -351,7 +373,10 @@ async fn chain_passes_changes_along() {
     let a = server.next().await;
     assert_eq!((a.path.as_str(), &a.body["content"]), ("/a", &json!("x")));
     let b = server.next().await;
-    assert_eq!((b.path.as_str(), &b.body["content"]), ("/b", &json!("A(x)")));
+    assert_eq!(
+        (b.path.as_str(), &b.body["content"]),
+        ("/b", &json!("A(x)"))
+    );
     // Only keys the params have are overlaid.
     assert!(b.body.get("pushMessage").is_none());
     assert_eq!(b.body["fromPeer"], "Tom");
@@ -392,7 +417,10 @@ async fn drop_and_reject_stop_the_chain() {
         }
     );
     assert_eq!(server.next().await.path, "/reject");
-    assert!(server.none_pending(), "/b must not be called after a drop or reject");
+    assert!(
+        server.none_pending(),
+        "/b must not be called after a drop or reject"
+    );
     assert_eq!(stats(&h, Hook::MessageReceived).rejections, 1);
     assert_eq!(stats(&h, Hook::ConversationAdd).rejections, 1);
 }
@@ -417,7 +445,10 @@ async fn failure_is_open_or_closed_by_policy() {
     h.reload(&cfg).unwrap();
     match h.before(Hook::MessageReceived, msg_params("x")).await {
         Before::Failed { detail } => {
-            assert!(detail.contains("_messageReceived") && detail.contains("500"), "{detail}")
+            assert!(
+                detail.contains("_messageReceived") && detail.contains("500"),
+                "{detail}"
+            )
         }
         other => panic!("expected Failed, got {other:?}"),
     }
@@ -446,7 +477,10 @@ async fn off_hooks_are_not_called_or_queued() {
     );
     h.reload(&cfg).unwrap();
     assert!(h.enabled(Hook::MessageReceived));
-    assert!(!h.enabled(Hook::MessageSent), "the alias turns _messageSent off");
+    assert!(
+        !h.enabled(Hook::MessageSent),
+        "the alias turns _messageSent off"
+    );
     h.after(Hook::MessageSent, json!({}), "c");
     assert_eq!(h.outbox_len(), 0);
     h.before(Hook::MessageReceived, msg_params("x")).await;
@@ -503,7 +537,11 @@ async fn failed_after_hooks_are_retried_in_order() {
     let (_stop, stop_rx) = broadcast::channel(1);
     h.start(stop_rx);
     for i in 0..3 {
-        h.after(Hook::ConversationStarted, json!({"convId": "c", "i": i}), "c");
+        h.after(
+            Hook::ConversationStarted,
+            json!({"convId": "c", "i": i}),
+            "c",
+        );
     }
     let got: Vec<Value> = {
         let mut v = Vec::new();
@@ -513,7 +551,10 @@ async fn failed_after_hooks_are_retried_in_order() {
         v
     };
     // Record 0 until it is accepted, then the rest, in order.
-    assert_eq!(got, [json!(0), json!(0), json!(0), json!(0), json!(1), json!(2)]);
+    assert_eq!(
+        got,
+        [json!(0), json!(0), json!(0), json!(0), json!(1), json!(2)]
+    );
     eventually("the outbox to empty", || h.outbox_len() == 0).await;
     let s = stats(&h, Hook::ConversationStarted);
     assert_eq!((s.calls, s.failures, s.timeouts), (6, 3, 1));
@@ -543,7 +584,10 @@ async fn fan_out_retries_only_the_failing_endpoint() {
         assert_eq!(server.next().await.path, "/flaky");
     }
     eventually("the outbox to empty", || h.outbox_len() == 0).await;
-    assert!(steady.none_pending(), "the endpoint that accepted is not called again");
+    assert!(
+        steady.none_pending(),
+        "the endpoint that accepted is not called again"
+    );
 }
 
 #[tokio::test]
@@ -613,7 +657,10 @@ async fn reload_redirects_queued_calls_and_start_is_once() {
     let task = h.start(stop_rx);
     // A second start is a no-op task.
     let (_s2, rx2) = broadcast::channel(1);
-    tokio::time::timeout(WAIT, h.start(rx2)).await.unwrap().unwrap();
+    tokio::time::timeout(WAIT, h.start(rx2))
+        .await
+        .unwrap()
+        .unwrap();
     h.after(Hook::TypingStarted, json!({"n": 1}), "c");
     let mut server = serve(|_| ok(json!({}))).await;
     h.reload(&section(&server.base())).unwrap();
@@ -627,10 +674,18 @@ async fn reload_redirects_queued_calls_and_start_is_once() {
 #[tokio::test]
 async fn bad_credentials_are_an_error_not_a_panic() {
     let (_dir, store) = store();
-    let err = Hooks::new(&section("http://127.0.0.1:1"), APP_ID, "bad\nkey", store.clone())
-        .err()
-        .unwrap();
-    assert!(matches!(err, HookError::Header { name: "X-LC-Key" }), "{err}");
+    let err = Hooks::new(
+        &section("http://127.0.0.1:1"),
+        APP_ID,
+        "bad\nkey",
+        store.clone(),
+    )
+    .err()
+    .unwrap();
+    assert!(
+        matches!(err, HookError::Header { name: "X-LC-Key" }),
+        "{err}"
+    );
 }
 
 #[test]

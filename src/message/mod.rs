@@ -100,7 +100,24 @@ pub fn send(hub: &Hub, caller: &Caller, m: SendMessage) -> Result<SendPlan, Erro
     Ok(SendPlan::Pending(pending))
 }
 
-pub fn sent_reply(c: Committed) -> Reply {
+/// Waits for a queued send's group flush, then moves the sender's cursors:
+/// sending means the client has seen the conversation up to here, and the
+/// sending device has its own message. Done here, on the session's task,
+/// to keep the commit thread to one log write per message.
+pub async fn finish_send(hub: &Hub, caller: &Caller, p: Pending) -> Result<Reply, ErrorBody> {
+    let c = p.wait().await?;
+    let (conv, seq) = (c.sent.conv, c.sent.seq);
+    let store = &hub.store;
+    if let Err(e) = store
+        .set_read_cursor(&caller.client, conv, seq)
+        .and_then(|()| store.step_device_cursor(&caller.client, &caller.device_id, conv, seq))
+    {
+        tracing::warn!(error = %e, "cursors not advanced");
+    }
+    Ok(sent_reply(c))
+}
+
+fn sent_reply(c: Committed) -> Reply {
     Reply::Sent {
         msg_id: c.sent.msg_id,
         seq: c.sent.seq,
@@ -177,8 +194,10 @@ pub fn history(hub: &Hub, caller: &Caller, q: HistoryQuery) -> Result<Reply, Err
         (Anchor::Earliest, Direction::After) => (1, last),
         (Anchor::Latest, Direction::After) | (Anchor::Earliest, Direction::Before) => (1, 0),
         (Anchor::Seq(s), dir) => seq_range(*s, dir, q.inclusive, last),
-        (Anchor::MsgId(id), dir) => match store.locate(id)? {
-            Some((c, s)) if c == q.conv => seq_range(s, dir, q.inclusive, last),
+        (Anchor::MsgId(id), dir) => match crate::protocol::parse_msg_id(id) {
+            Some((c, s)) if c == q.conv && s >= 1 && s <= last => {
+                seq_range(s, dir, q.inclusive, last)
+            }
             _ => {
                 return Err(err(
                     ErrorCode::MessageNotFound,

@@ -16,7 +16,7 @@ use crate::hub::event_frame;
 use crate::protocol::{ConvId, ConvKind, ErrorBody, ErrorCode, Event, Message, SendMessage};
 use crate::session::registry::{Outbound, Registry};
 use crate::store::{LogEntry, SentRecord, Store, TokenRecord};
-use crate::util::{now_ms, random_token};
+use crate::util::now_ms;
 
 /// A message on its way into the log.
 pub struct Draft {
@@ -171,7 +171,7 @@ fn commit(jobs: &mut Vec<Job>, store: &Store, registry: &Registry) -> bool {
         let s = &mut d.send;
         let msg = Message {
             conv: d.conv.id,
-            msg_id: random_token(20),
+            msg_id: crate::protocol::msg_id(d.conv.id, seq),
             seq,
             from: d.from.clone(),
             timestamp,
@@ -224,17 +224,6 @@ fn commit(jobs: &mut Vec<Job>, store: &Store, registry: &Registry) -> bool {
     if written.is_ok() {
         for (conv, seq, ts) in heads.values() {
             conv.advance(*seq, *ts);
-        }
-        for e in &entries {
-            // Sending means the sender has seen the conversation up to here,
-            // and the sending device has its own message.
-            let m = &e.msg;
-            if let Err(err) = store
-                .set_read_cursor(&m.from, m.conv, m.seq)
-                .and_then(|()| store.step_device_cursor(&m.from, &e.origin_device, m.conv, m.seq))
-            {
-                tracing::warn!(error = %err, "cursors not advanced");
-            }
         }
     }
 

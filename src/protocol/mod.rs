@@ -39,6 +39,22 @@ impl fmt::Debug for ConvId {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn msg_ids_round_trip_and_reject_others() {
+        let conv = ConvId([0xAB; 12]);
+        let id = msg_id(conv, 300);
+        assert_eq!(id.len(), 27);
+        assert_eq!(parse_msg_id(&id), Some((conv, 300)));
+        assert_eq!(parse_msg_id("Ab3dEfGhIjKlMnOpQrSt"), None);
+        assert_eq!(parse_msg_id(&format!("{id}A")), None);
+        assert_eq!(parse_msg_id(""), None);
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("a conversation id is 24 hex digits")]
 pub struct BadConvId;
@@ -50,6 +66,32 @@ impl FromStr for ConvId {
         hex::decode_to_slice(s, &mut out).map_err(|_| BadConvId)?;
         Ok(ConvId(out))
     }
+}
+
+/// A stored message's id: its conversation and seq, base64url without
+/// padding (27 characters). Deriving it means no id index to write per
+/// message; the position it reveals is in the message anyway.
+pub fn msg_id(conv: ConvId, seq: u64) -> String {
+    use base64::Engine;
+    let mut raw = [0u8; 20];
+    raw[..12].copy_from_slice(&conv.0);
+    raw[12..].copy_from_slice(&seq.to_be_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+/// The conversation and seq a stored message's id names; `None` for any
+/// other string (transient messages have random ids).
+pub fn parse_msg_id(id: &str) -> Option<(ConvId, u64)> {
+    use base64::Engine;
+    let mut raw = [0u8; 20];
+    let n = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode_slice(id, &mut raw)
+        .ok()?;
+    if n != 20 || id.len() != 27 {
+        return None;
+    }
+    let conv = ConvId(raw[..12].try_into().ok()?);
+    Some((conv, u64::from_be_bytes(raw[12..].try_into().ok()?)))
 }
 
 /// Client → server, on the connection's one bidirectional stream.

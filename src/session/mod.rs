@@ -410,9 +410,10 @@ impl Session {
                 Err(e) => Err(e),
                 Ok(SendPlan::Done(r)) => Ok(r),
                 Ok(SendPlan::Pending(p)) => {
-                    let writer = self.writer.clone();
+                    let (writer, hub) = (self.writer.clone(), self.hub.clone());
+                    let caller = self.caller.clone();
                     self.sends.spawn(async move {
-                        let result = p.wait().await.map(message::sent_reply);
+                        let result = message::finish_send(&hub, &caller, p).await;
                         if let Some(f) = response(id, result) {
                             writer.send(f);
                         }

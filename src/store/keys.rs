@@ -31,20 +31,6 @@ pub fn message(conv: ConvId, seq: u64) -> [u8; 21] {
     k
 }
 
-pub fn msg_index(msg_id: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + msg_id.len());
-    k.push(b'i');
-    k.extend_from_slice(msg_id.as_bytes());
-    k
-}
-
-pub fn conv_seq(conv: ConvId, seq: u64) -> [u8; 20] {
-    let mut v = [0u8; 20];
-    v[..12].copy_from_slice(&conv.0);
-    v[12..].copy_from_slice(&seq.to_be_bytes());
-    v
-}
-
 pub fn token(client: &str, token: &str) -> Vec<u8> {
     let mut k = vec![b'k'];
     k.extend_from_slice(&id(client));
@@ -74,13 +60,6 @@ pub fn outbox(id: u64) -> [u8; 8] {
 
 pub fn read_conv(b: &[u8]) -> Option<ConvId> {
     Some(ConvId(b.try_into().ok()?))
-}
-
-pub fn read_conv_seq(b: &[u8]) -> Option<(ConvId, u64)> {
-    if b.len() != 20 {
-        return None;
-    }
-    Some((read_conv(&b[..12])?, read_u64(&b[12..])?))
 }
 
 pub fn read_u64(b: &[u8]) -> Option<u64> {

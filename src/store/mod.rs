@@ -10,15 +10,15 @@
 //! | `unique`        | sha256(sorted members)(32)            | conv(12)                    |
 //! | `memberships`   | id(client) conv(12)                   | empty                       |
 //! | `log`           | `m` conv(12) seq(8)                   | [`LogEntry`]                |
-//! |                 | `i` msg_id                            | conv(12) seq(8)             |
 //! |                 | `k` id(client) token                  | [`SentRecord`]              |
 //! | `cursors`       | `d` id(client) id(device) conv(12)    | seq(8): acked by the device |
 //! |                 | `r` id(client) conv(12)               | seq(8): read by the client  |
 //! | `outbox`        | push_id(8)                            | [`OutboxRecord`]            |
 //! | `meta`          | `schema`                              | u32                         |
 //!
-//! Message, index and idempotency keys share the `log` tree so that one sled
-//! batch, which is atomic within a tree, writes all three.
+//! Message and idempotency keys share the `log` tree so that one sled batch,
+//! which is atomic within a tree, writes both. Message ids are derived from
+//! `(conv, seq)` (`protocol::msg_id`), so they need no index.
 //!
 //! The `outbox` holds after-hook calls waiting for delivery, keyed by an id
 //! that grows in push order. Pushes and removals do not wait for a flush: a
@@ -339,10 +339,6 @@ impl Store {
                 keys::message(e.msg.conv, e.msg.seq).to_vec(),
                 codec::encode(e)?,
             );
-            batch.insert(
-                keys::msg_index(&e.msg.msg_id),
-                keys::conv_seq(e.msg.conv, e.msg.seq).to_vec(),
-            );
         }
         for t in tokens {
             batch.insert(keys::token(t.client, t.token), codec::encode(&t.sent)?);
@@ -394,15 +390,6 @@ impl Store {
             out.reverse();
         }
         Ok(out)
-    }
-
-    pub fn locate(&self, msg_id: &str) -> Result<Option<(ConvId, u64)>> {
-        match self.log.get(keys::msg_index(msg_id))? {
-            None => Ok(None),
-            Some(v) => keys::read_conv_seq(&v)
-                .map(Some)
-                .ok_or(StoreError::Corrupt { tree: "log" }),
-        }
     }
 
     /// The smallest seq whose timestamp is `>= ts` (timestamps never decrease

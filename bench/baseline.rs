@@ -396,6 +396,7 @@ fn store_in(
                                 },
                                 origin_device: "default".into(),
                                 from_ip: "127.0.0.1".into(),
+                                to_peers: None,
                             }
                         })
                         .collect();

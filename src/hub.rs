@@ -4,11 +4,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
+use serde_json::{Map, Value};
 
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::conversation::ConversationTable;
-use crate::hooks::Hooks;
+use crate::hooks::{Before, Hook, Hooks};
 use crate::message::Pipeline;
 use crate::protocol::{ErrorBody, ErrorCode, Event, ServerFrame};
 use crate::session::registry::{Outbound, Registry};
@@ -69,6 +70,44 @@ impl Hub {
         if let Some(frame) = event_frame(ev) {
             self.registry
                 .send_to(clients, None, &Outbound::Frame(frame));
+        }
+    }
+}
+
+impl Hub {
+    /// Runs a before-hook when it is on. `Ok` carries the chain's merged
+    /// result (empty when the hook is off); `Err` is the client's answer: the
+    /// hook's own code when it rejected, LeanCloud's default for the hook
+    /// when it failed under the fail-closed policy.
+    pub async fn before_hook(
+        &self,
+        hook: Hook,
+        params: impl FnOnce() -> Value,
+    ) -> Result<Map<String, Value>, ErrorBody> {
+        if !self.hooks.enabled(hook) {
+            return Ok(Map::new());
+        }
+        let default = hook.reject_error();
+        match self.hooks.before(hook, params()).await {
+            Before::Proceed(result) => Ok(result),
+            Before::Rejected { code, detail } => Err(ErrorBody {
+                code: u16::try_from(code)
+                    .ok()
+                    .filter(|c| *c > 0)
+                    .unwrap_or(default.code()),
+                reason: default.reason().to_string(),
+                detail,
+            }),
+            Before::Failed { detail } => {
+                Err(ErrorBody::new(default, format!("hook failed: {detail}")))
+            }
+        }
+    }
+
+    /// Queues an after-hook when it is on; never delays the caller.
+    pub fn after_hook(&self, hook: Hook, order_key: &str, params: impl FnOnce() -> Value) {
+        if self.hooks.enabled(hook) {
+            self.hooks.after(hook, params(), order_key);
         }
     }
 }

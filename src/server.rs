@@ -95,11 +95,6 @@ impl Server {
         )?);
         let convs = ConversationTable::load(&store)?;
         let registry = Arc::new(Registry::default());
-        let pipeline = Pipeline::start(
-            store.clone(),
-            registry.clone(),
-            config.store.group_commit_max as usize,
-        );
         let mode = match config.auth.mode {
             AuthMode::Signature => auth::Mode::Signature,
             AuthMode::Open => auth::Mode::Open,
@@ -110,6 +105,12 @@ impl Server {
             &creds.master_key,
             store.clone(),
         )?);
+        let pipeline = Pipeline::start(
+            store.clone(),
+            registry.clone(),
+            hooks.clone(),
+            config.store.group_commit_max as usize,
+        );
         let authenticator = Authenticator::new(mode, creds, config.auth.signature_window_secs);
         let endpoint = transport::server_endpoint(
             config.server.listen,

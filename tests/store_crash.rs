@@ -38,6 +38,7 @@ fn entry(seq: u64) -> LogEntry {
         },
         origin_device: "d".into(),
         from_ip: "127.0.0.1".into(),
+        to_peers: None,
     }
 }
 

@@ -246,6 +246,7 @@ fn log_entry(conv: ConvId, seq: u64) -> LogEntry {
         msg,
         origin_device: "default".into(),
         from_ip: "10.0.0.7".into(),
+        to_peers: None,
     }
 }
 

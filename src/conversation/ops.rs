@@ -6,12 +6,14 @@ use std::sync::Arc;
 
 use crate::auth::valid_id;
 use crate::conversation::{Conv, unique_key};
+use crate::hooks::Hook;
 use crate::hub::{Caller, Hub};
 use crate::protocol::{
     ConvId, ConvKind, ConversationInfo, CreateConversation, ErrorBody, ErrorCode, Event,
 };
 use crate::store::ConversationRecord;
 use crate::util::now_ms;
+use serde_json::{Map, Value, json};
 
 const MAX_NAME_LEN: usize = 256;
 
@@ -98,6 +100,19 @@ pub async fn create(
             format!("more than {} members", hub.config.limits.max_members),
         ));
     }
+    hub.before_hook(Hook::ConversationStart, || {
+        let initial: &[String] = if room {
+            std::slice::from_ref(&caller.client)
+        } else {
+            &members
+        };
+        json!({
+            "initBy": caller.client,
+            "members": initial,
+            "attr": hook_attr(&req.name, &req.attr),
+        })
+    })
+    .await?;
     let unique = req.unique && !room;
     let now = now_ms();
     let rec = ConversationRecord {
@@ -149,6 +164,8 @@ pub async fn create(
     }
     hub.pipeline.barrier().await?;
     let info = conv.info(&caller.client);
+    let id = info.id.to_string();
+    hub.after_hook(Hook::ConversationStarted, &id, || json!({ "convId": id }));
     if !room {
         let others: Vec<String> = info
             .members
@@ -249,14 +266,18 @@ fn change_members(
 
 pub async fn join(hub: &Hub, caller: &Caller, conv: ConvId) -> Result<(), ErrorBody> {
     let c = lookup(hub, conv)?;
+    let me = std::slice::from_ref(&caller.client);
+    member_hook(hub, Hook::ConversationAdd, caller, conv, me).await?;
     let kind = c.state.read().rec.kind;
     if kind == ConvKind::ChatRoom {
         hub.registry.enter_room(&caller.client, conv);
         c.state.write().room.insert(caller.client.clone());
+        after_members(hub, Hook::ConversationAdded, caller, conv, me);
         return Ok(());
     }
-    let (added, _) = change_members(hub, &c, std::slice::from_ref(&caller.client), &[])?;
+    let (added, _) = change_members(hub, &c, me, &[])?;
     hub.pipeline.barrier().await?;
+    after_members(hub, Hook::ConversationAdded, caller, conv, &added);
     if !added.is_empty() {
         notify_members(
             hub,
@@ -284,6 +305,7 @@ pub async fn leave(hub: &Hub, caller: &Caller, conv: ConvId) -> Result<(), Error
     }
     let (_, removed) = change_members(hub, &c, &[], std::slice::from_ref(&caller.client))?;
     hub.pipeline.barrier().await?;
+    after_members(hub, Hook::ConversationRemoved, caller, conv, &removed);
     notify_members(
         hub,
         &c,
@@ -294,6 +316,64 @@ pub async fn leave(hub: &Hub, caller: &Caller, conv: ConvId) -> Result<(), Error
         },
     );
     Ok(())
+}
+
+/// The `attr` a conversation hook sees: LeanCloud keeps the name among the
+/// attributes, so it is merged in as `name`.
+fn hook_attr(name: &Option<String>, attr: &Option<String>) -> Value {
+    let mut obj: Map<String, Value> = attr
+        .as_deref()
+        .and_then(|a| serde_json::from_str(a).ok())
+        .unwrap_or_default();
+    if let Some(n) = name {
+        obj.insert("name".into(), Value::String(n.clone()));
+    }
+    Value::Object(obj)
+}
+
+/// Reads a hook's replacement `attr` back: `name` is the name, the rest the
+/// custom attributes (kept only if the request set them or the hook added some).
+fn split_hook_attr(
+    changed: &Map<String, Value>,
+    had_attr: bool,
+) -> Result<(Option<String>, Option<String>), ErrorBody> {
+    let mut rest = changed.clone();
+    let name = match rest.remove("name") {
+        Some(Value::String(n)) => Some(n),
+        _ => None,
+    };
+    let attr = (had_attr || !rest.is_empty()).then(|| Value::Object(rest).to_string());
+    check_name(&name)?;
+    Ok((name, attr))
+}
+
+/// `_conversationAdd` / `_conversationRemove`: may reject.
+async fn member_hook(
+    hub: &Hub,
+    hook: Hook,
+    caller: &Caller,
+    conv: ConvId,
+    members: &[String],
+) -> Result<(), ErrorBody> {
+    hub.before_hook(
+        hook,
+        || json!({ "initBy": caller.client, "members": members, "convId": conv.to_string() }),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// `_conversationAdded` / `_conversationRemoved`, when anyone changed.
+fn after_members(hub: &Hub, hook: Hook, caller: &Caller, conv: ConvId, members: &[String]) {
+    if members.is_empty() {
+        return;
+    }
+    let id = conv.to_string();
+    hub.after_hook(
+        hook,
+        &id,
+        || json!({ "initBy": caller.client, "convId": id, "members": members }),
+    );
 }
 
 /// Tells every current member (online room members, for chat rooms).
@@ -336,8 +416,10 @@ pub async fn add_members(
     let c = lookup(hub, conv)?;
     stored_kind(&c)?;
     require_admin(&c, caller)?;
+    member_hook(hub, Hook::ConversationAdd, caller, conv, &members).await?;
     let (added, _) = change_members(hub, &c, &members, &[])?;
     hub.pipeline.barrier().await?;
+    after_members(hub, Hook::ConversationAdded, caller, conv, &added);
     if !added.is_empty() {
         let ev = Event::Invited {
             conv,
@@ -369,8 +451,10 @@ pub async fn remove_members(
     if members.contains(&c.state.read().rec.creator) {
         return Err(err(ErrorCode::ConvApiFailed, "the owner cannot be removed"));
     }
+    member_hook(hub, Hook::ConversationRemove, caller, conv, &members).await?;
     let (_, removed) = change_members(hub, &c, &[], &members)?;
     hub.pipeline.barrier().await?;
+    after_members(hub, Hook::ConversationRemoved, caller, conv, &removed);
     if !removed.is_empty() {
         hub.notify(
             removed.iter().map(String::as_str),
@@ -402,6 +486,18 @@ pub async fn update(
     check_attr(&attr)?;
     check_name(&name)?;
     let c = lookup(hub, conv)?;
+    if !c.state.read().is_member(&caller.client) {
+        return Err(not_member(conv));
+    }
+    let result = hub
+        .before_hook(Hook::ConversationUpdate, || {
+            json!({ "initBy": caller.client, "convId": conv.to_string(), "attr": hook_attr(&name, &attr) })
+        })
+        .await?;
+    let (name, attr) = match result.get("attr") {
+        Some(Value::Object(changed)) => split_hook_attr(changed, attr.is_some())?,
+        _ => (name, attr),
+    };
     let audience = {
         let mut st = c.state.write();
         if !st.is_member(&caller.client) {
@@ -471,6 +567,17 @@ pub async fn set_muted(
     muted: bool,
 ) -> Result<(), ErrorBody> {
     let c = lookup(hub, conv)?;
+    if !c.state.read().is_member(&caller.client) {
+        return Err(not_member(conv));
+    }
+    // LeanCloud sends mute alone (never with attr) and reads only mute back.
+    let result = hub
+        .before_hook(
+            Hook::ConversationUpdate,
+            || json!({ "initBy": caller.client, "convId": conv.to_string(), "mute": muted }),
+        )
+        .await?;
+    let muted = result.get("mute").and_then(Value::as_bool).unwrap_or(muted);
     {
         let mut st = c.state.write();
         if !st.is_member(&caller.client) {

@@ -531,7 +531,8 @@ async fn failed_after_hooks_are_retried_in_order() {
     })
     .await;
     let mut cfg = section(&server.base());
-    cfg.timeout_ms = 300;
+    // Long enough that only the call that never answers times out.
+    cfg.timeout_ms = 1000;
     let (_dir, store) = store();
     let h = hooks(&cfg, &store);
     let (_stop, stop_rx) = broadcast::channel(1);

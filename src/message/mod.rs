@@ -1,6 +1,7 @@
 //! Messages: sending (stored or transient), history, read cursors and the
 //! offline-sync views a session needs at login.
 
+pub mod hooks;
 pub mod pipeline;
 
 pub use pipeline::{Committed, Draft, Pending, Pipeline};
@@ -83,14 +84,20 @@ pub enum SendPlan {
     Pending(Pending),
 }
 
-pub fn send(hub: &Hub, caller: &Caller, m: SendMessage) -> Result<SendPlan, ErrorBody> {
+/// Checks, runs `_messageReceived`, then sends. Callers keep one
+/// connection's sends in order by awaiting each before the next.
+pub async fn send(hub: &Hub, caller: &Caller, mut m: SendMessage) -> Result<SendPlan, ErrorBody> {
     validate(hub, &m)?;
     let conv = member_conv(hub, caller, m.conv)?;
+    let to_peers = hooks::received(hub, caller, &conv, &mut m).await?;
     if m.transient {
-        return Ok(SendPlan::Done(send_transient(hub, caller, &conv, m)));
+        return Ok(SendPlan::Done(send_transient(
+            hub, caller, &conv, m, to_peers,
+        )));
     }
     let pending = hub.pipeline.submit(Draft {
         conv,
+        to_peers,
         send: m,
         from: caller.client.clone(),
         origin_device: caller.device_id.clone(),
@@ -127,7 +134,13 @@ fn sent_reply(c: Committed) -> Reply {
 }
 
 /// Not stored, not acked, not redelivered: straight to whoever is online.
-fn send_transient(hub: &Hub, caller: &Caller, conv: &Conv, m: SendMessage) -> Reply {
+fn send_transient(
+    hub: &Hub,
+    caller: &Caller,
+    conv: &Conv,
+    m: SendMessage,
+    to_peers: Option<Vec<String>>,
+) -> Reply {
     let msg = Message {
         conv: m.conv,
         msg_id: random_token(20),
@@ -148,6 +161,27 @@ fn send_transient(hub: &Hub, caller: &Caller, conv: &Conv, m: SendMessage) -> Re
         timestamp: msg.timestamp,
         duplicate: false,
     };
+    let (kind, mut audience) = {
+        let st = conv.state.read();
+        (st.rec.kind, st.audience())
+    };
+    if let Some(peers) = &to_peers {
+        audience.retain(|a| peers.contains(a) || *a == caller.client);
+    }
+    let receivers: Vec<String> = audience
+        .iter()
+        .filter(|a| **a != caller.client)
+        .cloned()
+        .collect();
+    hooks::delivered(
+        &hub.hooks,
+        &hub.registry,
+        &tokio::runtime::Handle::current(),
+        kind,
+        &msg,
+        &caller.ip,
+        &receivers,
+    );
     let ev = ServerFrame::Event(Event::Message {
         msg,
         redelivered: false,
@@ -160,7 +194,6 @@ fn send_transient(hub: &Hub, caller: &Caller, conv: &Conv, m: SendMessage) -> Re
         datagram: datagram.into(),
         frame,
     };
-    let audience = conv.state.read().audience();
     hub.registry.send_to(
         audience.iter().map(String::as_str),
         Some(caller.conn_id),

@@ -12,6 +12,7 @@ use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
 use crate::conversation::Conv;
+use crate::hooks::Hooks;
 use crate::hub::event_frame;
 use crate::protocol::{ConvId, ConvKind, ErrorBody, ErrorCode, Event, Message, SendMessage};
 use crate::session::registry::{Outbound, Registry};
@@ -26,6 +27,8 @@ pub struct Draft {
     pub origin_device: String,
     pub origin_conn: u64,
     pub from_ip: String,
+    /// Receivers chosen by `_messageReceived`; `None` is every member.
+    pub to_peers: Option<Vec<String>>,
 }
 
 /// The answer to a send.
@@ -62,11 +65,23 @@ fn shutting_down() -> ErrorBody {
 }
 
 impl Pipeline {
-    pub fn start(store: Arc<Store>, registry: Arc<Registry>, group_max: usize) -> Self {
+    /// Must be called inside a tokio runtime: after-delivery hooks run on it.
+    pub fn start(
+        store: Arc<Store>,
+        registry: Arc<Registry>,
+        hooks: Arc<Hooks>,
+        group_max: usize,
+    ) -> Self {
+        let ctx = Ctx {
+            store,
+            registry,
+            hooks,
+            rt: tokio::runtime::Handle::current(),
+        };
         let (tx, rx) = crossbeam_channel::unbounded();
         let thread = std::thread::Builder::new()
             .name("tidings-commit".into())
-            .spawn(move || run(rx, &store, &registry, group_max.max(1)))
+            .spawn(move || run(rx, &ctx, group_max.max(1)))
             .ok();
         if thread.is_none() {
             tracing::error!("could not start the commit thread; every send will fail");
@@ -106,7 +121,15 @@ impl Pipeline {
     }
 }
 
-fn run(rx: Receiver<Job>, store: &Store, registry: &Registry, group_max: usize) {
+/// What the commit thread works with.
+struct Ctx {
+    store: Arc<Store>,
+    registry: Arc<Registry>,
+    hooks: Arc<Hooks>,
+    rt: tokio::runtime::Handle,
+}
+
+fn run(rx: Receiver<Job>, ctx: &Ctx, group_max: usize) {
     let mut jobs = Vec::with_capacity(group_max);
     while let Ok(first) = rx.recv() {
         jobs.push(first);
@@ -116,7 +139,7 @@ fn run(rx: Receiver<Job>, store: &Store, registry: &Registry, group_max: usize) 
                 Err(_) => break,
             }
         }
-        let stop = commit(&mut jobs, store, registry);
+        let stop = commit(&mut jobs, ctx);
         if stop {
             return;
         }
@@ -133,7 +156,8 @@ enum Outcome {
 }
 
 /// Commits one batch. Returns true when a Stop was seen.
-fn commit(jobs: &mut Vec<Job>, store: &Store, registry: &Registry) -> bool {
+fn commit(jobs: &mut Vec<Job>, ctx: &Ctx) -> bool {
+    let store = &*ctx.store;
     let mut entries: Vec<LogEntry> = Vec::new();
     let mut convs: Vec<Arc<Conv>> = Vec::new();
     let mut origin_conns: Vec<u64> = Vec::new();
@@ -194,6 +218,7 @@ fn commit(jobs: &mut Vec<Job>, store: &Store, registry: &Registry) -> bool {
             msg,
             origin_device: std::mem::take(&mut d.origin_device),
             from_ip: std::mem::take(&mut d.from_ip),
+            to_peers: d.to_peers.take(),
         });
         convs.push(d.conv.clone());
         origin_conns.push(d.origin_conn);
@@ -260,7 +285,7 @@ fn commit(jobs: &mut Vec<Job>, store: &Store, registry: &Registry) -> bool {
 
     if written.is_ok() {
         for ((entry, conv), origin) in entries.into_iter().zip(&convs).zip(origin_conns) {
-            fan_out(registry, conv, entry.msg, origin);
+            fan_out(ctx, conv, entry, origin);
         }
     }
     stop
@@ -268,11 +293,41 @@ fn commit(jobs: &mut Vec<Job>, store: &Store, registry: &Registry) -> bool {
 
 /// Hands a durable message to every online device of its audience, except the
 /// connection that sent it.
-fn fan_out(registry: &Registry, conv: &Conv, msg: Message, origin_conn: u64) {
-    let (conv_id, seq) = (msg.conv, msg.seq);
-    let from = msg.from.clone();
+fn fan_out(ctx: &Ctx, conv: &Conv, entry: LogEntry, origin_conn: u64) {
+    let (conv_id, seq) = (entry.msg.conv, entry.msg.seq);
+    let from = entry.msg.from.clone();
+    let st = conv.state.read();
+    let kind = st.rec.kind;
+    // A client's message to a system conversation is for the app, not the
+    // other subscribers; only the sender's other devices see it.
+    let audience: Vec<&str> = match kind {
+        ConvKind::System => vec![from.as_str()],
+        ConvKind::ChatRoom => st.room.iter().map(String::as_str).collect(),
+        ConvKind::Normal => st.rec.members.iter().map(String::as_str).collect(),
+    };
+    let to_peers = &entry.to_peers;
+    let audience: Vec<&str> = audience
+        .into_iter()
+        .filter(|a| *a == from || to_peers.as_ref().is_none_or(|p| p.iter().any(|p| p == a)))
+        .collect();
+    if kind != ConvKind::System {
+        let receivers: Vec<String> = audience
+            .iter()
+            .filter(|a| **a != from)
+            .map(|a| a.to_string())
+            .collect();
+        super::hooks::delivered(
+            &ctx.hooks,
+            &ctx.registry,
+            &ctx.rt,
+            kind,
+            &entry.msg,
+            &entry.from_ip,
+            &receivers,
+        );
+    }
     let Some(frame) = event_frame(Event::Message {
-        msg,
+        msg: entry.msg,
         redelivered: false,
     }) else {
         return;
@@ -282,18 +337,5 @@ fn fan_out(registry: &Registry, conv: &Conv, msg: Message, origin_conn: u64) {
         seq,
         frame,
     };
-    let st = conv.state.read();
-    match st.rec.kind {
-        // A client's message to a system conversation is for the app, not the
-        // other subscribers; only the sender's other devices see it.
-        ConvKind::System => registry.send_to([from.as_str()], Some(origin_conn), &out),
-        ConvKind::ChatRoom => {
-            registry.send_to(st.room.iter().map(String::as_str), Some(origin_conn), &out)
-        }
-        ConvKind::Normal => registry.send_to(
-            st.rec.members.iter().map(String::as_str),
-            Some(origin_conn),
-            &out,
-        ),
-    }
+    ctx.registry.send_to(audience, Some(origin_conn), &out);
 }

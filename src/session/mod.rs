@@ -16,14 +16,17 @@ use tokio::time::Instant;
 use tracing::{debug, info};
 
 use crate::conversation::ops as conv_ops;
+use crate::hooks::Hook;
 use crate::hub::{Caller, Hub, event_frame};
 use crate::message::{self, SendPlan};
 use crate::protocol::codes::close;
 use crate::protocol::{
-    ClientFrame, Command, ConvId, ErrorBody, ErrorCode, Event, Login, Reply, ServerFrame, SyncMode,
+    ClientFrame, Command, ConvId, ErrorBody, ErrorCode, Event, Login, Reply, SendMessage,
+    ServerFrame, SyncMode,
 };
 use crate::transport::frame::{self, FrameError, FrameReader};
 use registry::{DeviceHandle, Outbound};
+use serde_json::json;
 use writer::Writer;
 
 /// Unacked messages tracked per device before the oldest are left to the next sync.
@@ -192,8 +195,11 @@ struct Session {
     /// Highest seq already sent per conversation: live copies of messages a
     /// sync already sent are dropped.
     sent_max: HashMap<ConvId, u64>,
-    /// Send answers still awaiting their group flush.
+    /// Sends, in arrival order, to the send lane task (in `sends`).
+    send_lane: Option<mpsc::UnboundedSender<(u64, SendMessage)>>,
+    /// The send lane task.
     sends: JoinSet<()>,
+    tag: Option<String>,
 }
 
 impl Session {
@@ -266,6 +272,15 @@ impl Session {
             writer.send(f);
         }
         info!(client = %caller.client, device = %caller.device_id, conn = conn_id, "online");
+        let tag = login.tag.clone().filter(|t| !t.is_empty());
+        hub.after_hook(Hook::ClientOnline, &caller.client, || {
+            json!({
+                "peerId": caller.client,
+                "sourceIP": caller.ip,
+                "tag": tag.as_deref().unwrap_or(registry::DEFAULT_TAG),
+                "reconnect": u8::from(login.reconnect),
+            })
+        });
         let mut s = Session {
             hub,
             conn,
@@ -275,8 +290,18 @@ impl Session {
             inflight: HashMap::new(),
             inflight_len: 0,
             sent_max: HashMap::new(),
+            send_lane: None,
             sends: JoinSet::new(),
+            tag,
         };
+        let (lane_tx, lane_rx) = mpsc::unbounded_channel();
+        s.sends.spawn(send_lane(
+            s.hub.clone(),
+            s.caller.clone(),
+            s.writer.clone(),
+            lane_rx,
+        ));
+        s.send_lane = Some(lane_tx);
         if let Err(e) = s.sync(login.sync) {
             tracing::warn!(error = %e, "offline sync failed");
         }
@@ -345,8 +370,9 @@ impl Session {
         }
     }
 
-    /// Waits (bounded) for answers to sends already in the pipeline.
+    /// Waits (bounded) for answers to sends already received.
     async fn drain_sends(&mut self) {
+        self.send_lane = None;
         let grace = Duration::from_secs(self.hub.config.server.shutdown_grace_secs);
         let _ = tokio::time::timeout(grace, async {
             while self.sends.join_next().await.is_some() {}
@@ -367,6 +393,24 @@ impl Session {
         self.sends.abort_all();
         info!(client = %self.caller.client, conn = self.caller.conn_id, close_code = ended.close_code,
               error = ?ended.error.map(|e| e.code()), "offline");
+        let c = &self.caller;
+        self.hub.after_hook(Hook::ClientOffline, &c.client, || {
+            let mut p = json!({
+                "peerId": c.client,
+                "closeCode": ended.close_code,
+                "closeMsg": close_msg(ended.close_code),
+                "tag": self.tag.as_deref().unwrap_or(registry::DEFAULT_TAG),
+            });
+            // LeanCloud omits the address when the connection was lost.
+            if ended.close_code != close::CONNECTION_LOST {
+                p["sourceIP"] = json!(c.ip);
+            }
+            if let Some(e) = ended.error {
+                p["errorCode"] = json!(e.code());
+                p["errorMsg"] = json!(e.reason());
+            }
+            p
+        });
     }
 
     fn reply(&self, id: u64, result: Result<Reply, ErrorBody>) {
@@ -406,21 +450,14 @@ impl Session {
                     error: None,
                 });
             }
-            Command::Send(m) => match message::send(hub, caller, m) {
-                Err(e) => Err(e),
-                Ok(SendPlan::Done(r)) => Ok(r),
-                Ok(SendPlan::Pending(p)) => {
-                    let (writer, hub) = (self.writer.clone(), self.hub.clone());
-                    let caller = self.caller.clone();
-                    self.sends.spawn(async move {
-                        let result = message::finish_send(&hub, &caller, p).await;
-                        if let Some(f) = response(id, result) {
-                            writer.send(f);
-                        }
-                    });
-                    return None;
+            Command::Send(m) => {
+                // The lane keeps this connection's sends in order while a
+                // `_messageReceived` hook is awaited, without stalling reads.
+                if let Some(lane) = &self.send_lane {
+                    let _ = lane.send((id, m));
                 }
-            },
+                return None;
+            }
             Command::CreateConversation(c) => conv_ops::create(hub, caller, c)
                 .await
                 .map(Reply::Conversation),
@@ -583,6 +620,47 @@ impl Session {
                 Ok(())
             }
         }
+    }
+}
+
+/// Handles one connection's sends one after another: checks and the
+/// `_messageReceived` hook in order, then waits for group flushes in parallel.
+async fn send_lane(
+    hub: Arc<Hub>,
+    caller: Caller,
+    writer: Writer,
+    mut rx: mpsc::UnboundedReceiver<(u64, SendMessage)>,
+) {
+    let mut flushing = JoinSet::new();
+    while let Some((id, m)) = rx.recv().await {
+        let result = match message::send(&hub, &caller, m).await {
+            Ok(SendPlan::Pending(p)) => {
+                let (hub, caller, writer) = (hub.clone(), caller.clone(), writer.clone());
+                flushing.spawn(async move {
+                    let result = message::finish_send(&hub, &caller, p).await;
+                    if let Some(f) = response(id, result) {
+                        writer.send(f);
+                    }
+                });
+                None
+            }
+            Ok(SendPlan::Done(r)) => Some(Ok(r)),
+            Err(e) => Some(Err(e)),
+        };
+        if let Some(f) = result.and_then(|r| response(id, r)) {
+            writer.send(f);
+        }
+        while flushing.try_join_next().is_some() {}
+    }
+    while flushing.join_next().await.is_some() {}
+}
+
+fn close_msg(close_code: u8) -> &'static str {
+    match close_code {
+        close::LOGOUT => "logout",
+        close::TAG_CONFLICT => "logged in elsewhere with the same tag",
+        close::KICKED => "kicked by the app",
+        _ => "connection lost",
     }
 }
 

@@ -95,6 +95,19 @@ pub struct LogEntry {
     /// The sending device, so redelivery skips a device's own messages.
     pub origin_device: String,
     pub from_ip: String,
+    /// Receivers chosen by `_messageReceived` (`toPeers`); `None` is every member.
+    pub to_peers: Option<Vec<String>>,
+}
+
+impl LogEntry {
+    /// Whether `client` receives this message (senders always see their own).
+    pub fn reaches(&self, client: &str) -> bool {
+        self.msg.from == client
+            || self
+                .to_peers
+                .as_ref()
+                .is_none_or(|peers| peers.iter().any(|p| p == client))
+    }
 }
 
 /// The first answer to a send with an idempotency token.

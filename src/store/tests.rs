@@ -23,6 +23,7 @@ fn entry(c: ConvId, seq: u64, ts: u64) -> LogEntry {
         },
         origin_device: "default".into(),
         from_ip: "127.0.0.1".into(),
+        to_peers: None,
     }
 }
 

@@ -1,0 +1,175 @@
+//! The message hooks: `_messageReceived` before a message is stored,
+//! `_messageSent` and `_receiversOffline` after it is delivered. Parameter
+//! names are LeanCloud's, so LeanEngine hook code reads them unchanged.
+
+use serde_json::{Value, json};
+
+use crate::conversation::Conv;
+use crate::hooks::{self, Before, Hook, Hooks};
+use crate::hub::{Caller, Hub};
+use crate::protocol::{Content, ConvKind, ErrorBody, ErrorCode, Message, SendMessage};
+use crate::session::registry::Registry;
+use crate::util::now_ms;
+
+/// LeanCloud's `content` and `bin`: binary content travels as base64.
+fn content_params(c: &Content) -> (Value, bool) {
+    match c {
+        Content::Text(t) => (Value::String(t.clone()), false),
+        Content::Binary(b) => (Value::String(hooks::encode_bin(b)), true),
+    }
+}
+
+/// Runs `_messageReceived`. It may drop the message (the client gets the
+/// hook's code), replace its content, or choose its receivers (returned).
+pub async fn received(
+    hub: &Hub,
+    caller: &Caller,
+    conv: &Conv,
+    m: &mut SendMessage,
+) -> Result<Option<Vec<String>>, ErrorBody> {
+    let result = hub
+        .before_hook(Hook::MessageReceived, || {
+            let (kind, mut to_peers) = {
+                let st = conv.state.read();
+                (st.rec.kind, st.audience())
+            };
+            to_peers.retain(|p| *p != caller.client);
+            let (content, bin) = content_params(&m.content);
+            json!({
+                "fromPeer": caller.client,
+                "convId": conv.id.to_string(),
+                "toPeers": to_peers,
+                "transient": m.transient,
+                "bin": bin,
+                "content": content,
+                "receipt": m.receipt,
+                "timestamp": now_ms(),
+                "system": kind == ConvKind::System,
+                "sourceIP": caller.ip,
+                "mentionList": m.mention_list,
+                "mentionAll": m.mention_all,
+            })
+        })
+        .await?;
+    if let Some(Value::String(content)) = result.get("content") {
+        let was_bin = matches!(m.content, Content::Binary(_));
+        let bin = result
+            .get("bin")
+            .and_then(Value::as_bool)
+            .unwrap_or(was_bin);
+        m.content = if bin {
+            Content::Binary(hooks::decode_bin(content).map_err(|e| {
+                ErrorBody::new(
+                    ErrorCode::MessageRejectedByApp,
+                    format!("_messageReceived returned bad base64 content: {e}"),
+                )
+            })?)
+        } else {
+            Content::Text(content.clone())
+        };
+    }
+    Ok(result
+        .get("toPeers")
+        .and_then(Value::as_array)
+        .map(|peers| {
+            peers
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        }))
+}
+
+/// After delivery: `_messageSent` with who was online, and
+/// `_receiversOffline` (not for chat rooms) for those who were not.
+/// `receivers` excludes the sender. Never blocks the caller: the first is
+/// queued in the outbox, the second runs on `rt`.
+pub fn delivered(
+    hooks: &std::sync::Arc<Hooks>,
+    registry: &Registry,
+    rt: &tokio::runtime::Handle,
+    kind: ConvKind,
+    msg: &Message,
+    from_ip: &str,
+    receivers: &[String],
+) {
+    let sent = hooks.enabled(Hook::MessageSent);
+    let offline_hook = hooks.enabled(Hook::ReceiversOffline) && kind != ConvKind::ChatRoom;
+    if !sent && !offline_hook {
+        return;
+    }
+    let (online, offline): (Vec<&String>, Vec<&String>) =
+        receivers.iter().partition(|r| registry.is_online(r));
+    let (content, bin) = content_params(&msg.content);
+    let conv = msg.conv.to_string();
+    if sent {
+        let params = json!({
+            "fromPeer": msg.from,
+            "convId": conv,
+            "msgId": msg.msg_id,
+            "onlinePeers": online,
+            "offlinePeers": offline,
+            "transient": msg.transient,
+            "system": kind == ConvKind::System,
+            "bin": bin,
+            "content": content,
+            "receipt": msg.receipt,
+            "timestamp": msg.timestamp,
+            "sourceIP": from_ip,
+        });
+        hooks.after(Hook::MessageSent, params, &conv);
+    }
+    if offline_hook && !offline.is_empty() && !msg.transient {
+        let mentioned: Vec<&String> = if msg.mention_all {
+            Vec::new()
+        } else {
+            offline
+                .iter()
+                .copied()
+                .filter(|p| msg.mention_list.contains(p))
+                .collect()
+        };
+        let params = json!({
+            "fromPeer": msg.from,
+            "convId": conv,
+            "msgId": msg.msg_id,
+            "offlinePeers": offline,
+            "content": content,
+            "bin": bin,
+            "timestamp": msg.timestamp,
+            "mentionAll": msg.mention_all,
+            "mentionOfflinePeers": mentioned,
+            "pushData": msg.push_data,
+        });
+        let hooks = hooks.clone();
+        rt.spawn(async move {
+            let decision = hooks.before(Hook::ReceiversOffline, params.clone()).await;
+            push(&params, decision);
+        });
+    }
+}
+
+/// What `_receiversOffline` decided. Tidings has no push provider yet
+/// (APNs/FCM come with the push work); the decision is logged for now.
+fn push(params: &Value, decision: Before) {
+    let Before::Proceed(result) = decision else {
+        tracing::debug!(conv = %params["convId"], "receivers-offline hook failed; no push");
+        return;
+    };
+    if result.get("skip").and_then(Value::as_bool) == Some(true) {
+        return;
+    }
+    let peers = result
+        .get("offlinePeers")
+        .unwrap_or(&params["offlinePeers"]);
+    let payload = result
+        .get("pushMessage")
+        .cloned()
+        .unwrap_or_else(|| params["content"].clone());
+    let force = result
+        .get("force")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    tracing::info!(target: "tidings::push", conv = %params["convId"], msg = %params["msgId"],
+        peers = %peers, force, payload = %payload, "push notification (no provider configured)");
+}

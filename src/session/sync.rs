@@ -35,7 +35,8 @@ impl Session {
                 let own =
                     e.msg.from == self.caller.client && e.origin_device == self.caller.device_id;
                 let seq = e.msg.seq;
-                if own {
+                // Own messages, and those a hook's toPeers kept from this client.
+                if own || !e.reaches(&self.caller.client) {
                     self.sent_max.insert(id, seq);
                     continue;
                 }

@@ -100,6 +100,18 @@ pub async fn create(
             format!("more than {} members", hub.config.limits.max_members),
         ));
     }
+    let unique = req.unique && !room;
+    // Reopening an existing unique conversation creates nothing: no hook.
+    if unique {
+        let existing = hub
+            .store
+            .unique_get(&unique_key(&members))?
+            .and_then(|id| hub.convs.get(&id));
+        if let Some(c) = existing {
+            hub.pipeline.barrier().await?;
+            return Ok(c.info(&caller.client));
+        }
+    }
     hub.before_hook(Hook::ConversationStart, || {
         let initial: &[String] = if room {
             std::slice::from_ref(&caller.client)
@@ -113,7 +125,6 @@ pub async fn create(
         })
     })
     .await?;
-    let unique = req.unique && !room;
     let now = now_ms();
     let rec = ConversationRecord {
         id: ConvId::random(),

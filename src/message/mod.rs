@@ -90,6 +90,8 @@ pub async fn send(hub: &Hub, caller: &Caller, mut m: SendMessage) -> Result<Send
     validate(hub, &m)?;
     let conv = member_conv(hub, caller, m.conv)?;
     let to_peers = hooks::received(hub, caller, &conv, &mut m).await?;
+    // A hook's replacement content obeys the same limit.
+    validate(hub, &m)?;
     if m.transient {
         return Ok(SendPlan::Done(send_transient(
             hub, caller, &conv, m, to_peers,

@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub mod hook_server;
+
 use tidings::client::{Client, ClientEvent, ClientOptions, Events, Signer};
 use tidings::config::Config;
 use tidings::protocol::{ConvId, ConvKind, CreateConversation, Event, Message, SyncMode};

@@ -110,6 +110,7 @@ impl Server {
             registry.clone(),
             hooks.clone(),
             config.store.group_commit_max as usize,
+            Duration::from_micros(config.store.group_commit_linger_us),
         );
         let authenticator = Authenticator::new(mode, creds, config.auth.signature_window_secs);
         let endpoint = transport::server_endpoint(

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
@@ -46,6 +47,12 @@ enum Job {
     Stop,
 }
 
+impl Job {
+    fn is_barrier(&self) -> bool {
+        !matches!(self, Job::Append(..))
+    }
+}
+
 /// A submitted message awaiting its group flush.
 pub struct Pending(oneshot::Receiver<Result<Committed, ErrorBody>>);
 
@@ -71,6 +78,7 @@ impl Pipeline {
         registry: Arc<Registry>,
         hooks: Arc<Hooks>,
         group_max: usize,
+        linger: Duration,
     ) -> Self {
         let ctx = Ctx {
             store,
@@ -81,7 +89,7 @@ impl Pipeline {
         let (tx, rx) = crossbeam_channel::unbounded();
         let thread = std::thread::Builder::new()
             .name("tidings-commit".into())
-            .spawn(move || run(rx, &ctx, group_max.max(1)))
+            .spawn(move || run(rx, &ctx, group_max.max(1), linger))
             .ok();
         if thread.is_none() {
             tracing::error!("could not start the commit thread; every send will fail");
@@ -129,12 +137,20 @@ struct Ctx {
     rt: tokio::runtime::Handle,
 }
 
-fn run(rx: Receiver<Job>, ctx: &Ctx, group_max: usize) {
+fn run(rx: Receiver<Job>, ctx: &Ctx, group_max: usize, linger: Duration) {
     let mut jobs = Vec::with_capacity(group_max);
     while let Ok(first) = rx.recv() {
         jobs.push(first);
+        // Gather the group: whatever is queued, then whatever arrives within
+        // the linger. A barrier (a conversation change) does not wait.
+        let deadline = Instant::now() + linger;
         while jobs.len() < group_max {
-            match rx.try_recv() {
+            let next = match rx.try_recv() {
+                Ok(j) => Ok(j),
+                Err(_) if linger.is_zero() || jobs.iter().any(Job::is_barrier) => break,
+                Err(_) => rx.recv_deadline(deadline),
+            };
+            match next {
                 Ok(j) => jobs.push(j),
                 Err(_) => break,
             }

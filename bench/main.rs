@@ -4,6 +4,7 @@
 //! spent in CPU and memory. Usage and the scenarios: bench/README.md.
 
 mod baseline;
+mod hooks;
 mod im;
 mod load;
 mod mqtt;
@@ -50,7 +51,7 @@ enum Cmd {
     Baseline(LoadArgs),
     /// Group-committed store appends alone at --rate, as the server commits them: the storage limit.
     BaselineStore(LoadArgs),
-    /// Not available yet: hooks come with issue #4.
+    /// The `direct` load twice: without hooks, then with a no-op `_messageReceived` hook served locally.
     Hooks(LoadArgs),
     /// Not available yet: broadcasts come with issue #6.
     Broadcast(LoadArgs),
@@ -209,7 +210,7 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             print!("{}", report::compare(&files)?);
             return Ok(ExitCode::SUCCESS);
         }
-        Cmd::Hooks(_) => return Ok(not_yet("hooks", 4)),
+        Cmd::Hooks(a) => return hooks_main(a),
         Cmd::Broadcast(_) => return Ok(not_yet("broadcast", 6)),
         Cmd::Mqtt(m) => return mqtt_main(m),
         Cmd::Connect(a) => ("connect", a),
@@ -239,30 +240,7 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
                 json!({"store": "in-process", "fsync": args.fsync.unwrap_or(true)}),
             )
         }
-        _ => {
-            let target = Target::open(&args)?;
-            let described = target.describe();
-            let res = rt.block_on(async {
-                match name {
-                    "connect" => im::connect(&args, &target).await,
-                    "idle" => im::idle(&args, &target).await,
-                    "history" => im::history(&args, &target).await,
-                    _ => im::messages(name, &args, &target).await,
-                }
-            });
-            // Stopped whatever happened, so no server outlives the tool.
-            let stopped = target.stop();
-            let (m, s) = res?;
-            stopped?;
-            let where_ = match described["spawned"].as_bool() {
-                Some(true) => format!(
-                    "spawned server, fsync {}",
-                    described["fsync"].as_bool().unwrap_or(true)
-                ),
-                _ => format!("server at {}", described["addr"].as_str().unwrap_or("?")),
-            };
-            (m, format!("{s}; {where_}"), described)
-        }
+        _ => against_server(name, &args, &rt)?,
     };
     print!("{}", report::summary(&m, &setup));
     let mut results = report::to_json(&m);
@@ -279,6 +257,158 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
         report::write_json(path, &doc)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs an IM scenario against a spawned or existing server, stopping a
+/// spawned one whatever happens. Returns the figures, the setup line and
+/// the target's description.
+fn against_server(
+    name: &str,
+    args: &LoadArgs,
+    rt: &tokio::runtime::Runtime,
+) -> Result<(Measured, String, Value)> {
+    let target = Target::open(args)?;
+    let described = target.describe();
+    let res = rt.block_on(async {
+        match name {
+            "connect" => im::connect(args, &target).await,
+            "idle" => im::idle(args, &target).await,
+            "history" => im::history(args, &target).await,
+            _ => im::messages(name, args, &target).await,
+        }
+    });
+    // Stopped whatever happened, so no server outlives the tool.
+    let stopped = target.stop();
+    let (m, s) = res?;
+    stopped?;
+    let where_ = match described["spawned"].as_bool() {
+        Some(true) => format!(
+            "spawned server, fsync {}",
+            described["fsync"].as_bool().unwrap_or(true)
+        ),
+        _ => format!("server at {}", described["addr"].as_str().unwrap_or("?")),
+    };
+    Ok((m, format!("{s}; {where_}"), described))
+}
+
+/// `hooks`: the `direct` load on a fresh spawned server without hooks, then
+/// on another with `TIDINGS_HOOKS_BASE_URL` pointing at a local no-op hook
+/// endpoint; prints both side by side and checks the endpoint saw one
+/// `_messageReceived` per message sent.
+fn hooks_main(args: LoadArgs) -> Result<ExitCode> {
+    if args.server.is_some() || args.data_dir.is_some() || args.pin.is_some() {
+        eprintln!(
+            "tidings-bench: the hooked run needs a spawned server (it sets TIDINGS_HOOKS_BASE_URL); drop --server, --data-dir and --pin"
+        );
+        return Ok(ExitCode::from(2));
+    }
+    if args.payload < load::HEADER {
+        bail!("--payload must be at least {} bytes", load::HEADER);
+    }
+    if args.compare_baseline {
+        eprintln!("note: --compare-baseline applies to `direct` only");
+    }
+    if args
+        .server_env
+        .iter()
+        .any(|kv| kv.starts_with("TIDINGS_HOOKS_"))
+    {
+        eprintln!("note: TIDINGS_HOOKS_* from --server-env apply to both runs");
+    }
+    sys::raise_nofile();
+    let rt = runtime(args.threads)?;
+
+    let (mut plain, plain_setup, plain_target) = against_server("direct", &args, &rt)?;
+    plain.scenario = "hooks: no hook".into();
+    print!("{}", report::summary(&plain, &plain_setup));
+
+    let hook_server = hooks::HookServer::start()?;
+    let mut hooked_args = args.clone();
+    hooked_args
+        .server_env
+        .push(format!("TIDINGS_HOOKS_BASE_URL={}", hook_server.base_url()));
+    let (mut hooked, hooked_setup, hooked_target) = against_server("direct", &hooked_args, &rt)?;
+    hooked.scenario = "hooks: _messageReceived".into();
+    let calls = hook_server.counts();
+    let received_calls = hook_server.calls(RECEIVED_HOOK);
+    drop(hook_server);
+    let hooked_setup = format!("{hooked_setup}; no-op hooks at 127.0.0.1");
+    print!("{}", report::summary(&hooked, &hooked_setup));
+    rt.shutdown_timeout(Duration::from_secs(1));
+
+    let sent = hooked.extra["sent_total"].as_u64().unwrap_or(0);
+    let calls_ok = received_calls == sent;
+    print!("{}", hooks_table(&plain, &hooked));
+    let others: Vec<String> = calls
+        .iter()
+        .filter(|(k, _)| k.as_str() != RECEIVED_HOOK)
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    println!(
+        "hook calls: {RECEIVED_HOOK} {received_calls} for {sent} messages sent (warm-up included): {}",
+        if calls_ok { "ok" } else { "MISMATCH" }
+    );
+    if !others.is_empty() {
+        println!("other hook calls: {}", others.join(", "));
+    }
+
+    if let Some(path) = &args.json {
+        let results = json!({
+            "no_hook": report::to_json(&plain),
+            "hooked": report::to_json(&hooked),
+            "hook_server": {
+                "calls": calls,
+                "message_received_calls": received_calls,
+                "messages_sent": sent,
+                "calls_match": calls_ok,
+            },
+        });
+        let target = json!({"no_hook": plain_target, "hooked": hooked_target});
+        let doc = report::document("hooks", params(&args), target, results);
+        report::write_json(path, &doc)?;
+    }
+    Ok(if calls_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+const RECEIVED_HOOK: &str = "_messageReceived";
+
+/// The two `hooks` runs' key figures side by side.
+fn hooks_table(plain: &Measured, hooked: &Measured) -> String {
+    use std::fmt::Write as _;
+    let rate = |m: &Measured| {
+        let n = m.delivered.unwrap_or(m.ok);
+        let span = m.span_s.max(m.window_s);
+        if span > 0.0 {
+            format!("{:.0}", n as f64 / span)
+        } else {
+            "-".into()
+        }
+    };
+    let q = |m: &Measured, q: f64| {
+        m.latency
+            .as_ref()
+            .map_or("-".into(), |(_, h)| report::fmt_us(h.value_at_quantile(q)))
+    };
+    let cpu = |m: &Measured| {
+        m.server_us_per_unit()
+            .map_or("-".into(), |x| format!("{x:.1}"))
+    };
+    let mut s = String::new();
+    let _ = writeln!(s, "{:<22}{:>14}{:>18}", "", "no hook", "_messageReceived");
+    let rows: [(&str, String, String); 4] = [
+        ("delivered msgs/s", rate(plain), rate(hooked)),
+        ("latency p50", q(plain, 0.5), q(hooked, 0.5)),
+        ("latency p99", q(plain, 0.99), q(hooked, 0.99)),
+        ("server CPU µs/msg", cpu(plain), cpu(hooked)),
+    ];
+    for (what, a, b) in rows {
+        let _ = writeln!(s, "{what:<22}{a:>14}{b:>18}");
+    }
+    s
 }
 
 fn params(args: &impl Serialize) -> Value {

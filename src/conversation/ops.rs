@@ -288,18 +288,7 @@ pub async fn join(hub: &Hub, caller: &Caller, conv: ConvId) -> Result<(), ErrorB
     }
     let (added, _) = change_members(hub, &c, me, &[])?;
     hub.pipeline.barrier().await?;
-    after_members(hub, Hook::ConversationAdded, caller, conv, &added);
-    if !added.is_empty() {
-        notify_members(
-            hub,
-            &c,
-            Event::MembersJoined {
-                conv,
-                members: added,
-                by: caller.client.clone(),
-            },
-        );
-    }
+    announce_joined(hub, &c, caller, added);
     Ok(())
 }
 
@@ -387,6 +376,20 @@ fn after_members(hub: &Hub, hook: Hook, caller: &Caller, conv: ConvId, members: 
     );
 }
 
+/// After members joined or were added: the after-hook, and MembersJoined to everyone.
+fn announce_joined(hub: &Hub, c: &Conv, caller: &Caller, added: Vec<String>) {
+    if added.is_empty() {
+        return;
+    }
+    after_members(hub, Hook::ConversationAdded, caller, c.id, &added);
+    let ev = Event::MembersJoined {
+        conv: c.id,
+        members: added,
+        by: caller.client.clone(),
+    };
+    notify_members(hub, c, ev);
+}
+
 /// Tells every current member (online room members, for chat rooms).
 fn notify_members(hub: &Hub, c: &Conv, ev: Event) {
     let audience = c.state.read().audience();
@@ -430,23 +433,12 @@ pub async fn add_members(
     member_hook(hub, Hook::ConversationAdd, caller, conv, &members).await?;
     let (added, _) = change_members(hub, &c, &members, &[])?;
     hub.pipeline.barrier().await?;
-    after_members(hub, Hook::ConversationAdded, caller, conv, &added);
-    if !added.is_empty() {
-        let ev = Event::Invited {
-            conv,
-            by: caller.client.clone(),
-        };
-        hub.notify(added.iter().map(String::as_str), ev);
-        notify_members(
-            hub,
-            &c,
-            Event::MembersJoined {
-                conv,
-                members: added,
-                by: caller.client.clone(),
-            },
-        );
-    }
+    let ev = Event::Invited {
+        conv,
+        by: caller.client.clone(),
+    };
+    hub.notify(added.iter().map(String::as_str), ev);
+    announce_joined(hub, &c, caller, added);
     Ok(())
 }
 

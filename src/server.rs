@@ -137,6 +137,7 @@ impl Server {
         ));
         let (shutdown, _) = broadcast::channel(1);
         let hook_delivery = hooks.start(shutdown.subscribe());
+        tokio::spawn(log_hook_stats(hooks.clone(), shutdown.subscribe()));
         let (done_tx, done_rx) = mpsc::channel(1);
         let accept = tokio::spawn(accept_loop(
             hub.clone(),
@@ -154,6 +155,37 @@ impl Server {
             accept,
             hook_delivery,
         })
+    }
+}
+
+/// Until the admin API's `/metrics` exists, per-hook counters reach the
+/// operator through the log, once a minute while any hook has been used.
+async fn log_hook_stats(hooks: Arc<Hooks>, mut shutdown: broadcast::Receiver<()>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.recv() => return,
+        }
+        for s in hooks
+            .metrics()
+            .into_iter()
+            .filter(|s| s.calls > 0 || s.dropped > 0)
+        {
+            info!(
+                hook = %s.hook,
+                calls = s.calls,
+                failures = s.failures,
+                timeouts = s.timeouts,
+                rejections = s.rejections,
+                p50_us = s.latency_p50_us,
+                p99_us = s.latency_p99_us,
+                outbox = s.outbox_depth,
+                dropped = s.dropped,
+                "hook stats"
+            );
+        }
     }
 }
 

@@ -374,11 +374,7 @@ pub async fn messages(
     m.latency = Some(("scheduled send → receipt", t.latency.merged()));
     m.ack_latency = Some(("scheduled send → Sent reply", t.ack.merged()));
     m.connections = w.connections;
-    // Warm-up included: what the server saw in all, e.g. for `hooks`' call count.
-    m.extra.insert(
-        "sent_total".into(),
-        json!(t.launched.load(Ordering::Relaxed)),
-    );
+    m.sent_total = t.launched.load(Ordering::Relaxed);
     let (s0, s1) = (start.unwrap_or(end), end);
     m.server = Usage::new("server", before, s0.server, s1.server);
     m.generator = Usage::new("generator", None, s0.me, s1.me);

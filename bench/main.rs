@@ -336,7 +336,7 @@ fn hooks_main(args: LoadArgs) -> Result<ExitCode> {
     print!("{}", report::summary(&hooked, &hooked_setup));
     rt.shutdown_timeout(Duration::from_secs(1));
 
-    let sent = hooked.extra["sent_total"].as_u64().unwrap_or(0);
+    let sent = hooked.sent_total;
     let calls_ok = received_calls == sent;
     print!("{}", hooks_table(&plain, &hooked));
     let others: Vec<String> = calls

@@ -98,6 +98,8 @@ pub struct Measured {
     pub server: Option<Usage>,
     pub generator: Option<Usage>,
     pub connections: usize,
+    /// Messages handed to the clients, warm-up included (message scenarios only).
+    pub sent_total: u64,
     pub closed: u64,
     pub first_error: Option<String>,
     pub extra: Map<String, Value>,

@@ -138,15 +138,8 @@ impl Im {
 
 fn binary(conv: ConvId, body: Vec<u8>) -> SendMessage {
     SendMessage {
-        conv,
         content: Content::Binary(body),
-        mention_list: Vec::new(),
-        mention_all: false,
-        receipt: false,
-        transient: false,
-        will: false,
-        push_data: None,
-        token: None,
+        ..SendMessage::text(conv, "")
     }
 }
 

@@ -106,11 +106,13 @@ impl Conv {
 
 const SHARDS: usize = 64;
 
+type Shard = RwLock<HashMap<ConvId, Arc<Conv>>>;
+
 /// Conversations by id, sharded so unrelated conversations never share a
 /// lock; each shard on its own cache line, or readers on different cores
 /// would still fight over the lock words.
 pub struct ConversationTable {
-    shards: Vec<CachePadded<RwLock<HashMap<ConvId, Arc<Conv>>>>>,
+    shards: Vec<CachePadded<Shard>>,
 }
 
 impl ConversationTable {
@@ -131,7 +133,7 @@ impl ConversationTable {
         Ok(table)
     }
 
-    fn shard(&self, id: &ConvId) -> &RwLock<HashMap<ConvId, Arc<Conv>>> {
+    fn shard(&self, id: &ConvId) -> &Shard {
         // Ids are random, so their bytes spread evenly.
         &self.shards[id.0[11] as usize % SHARDS]
     }
@@ -142,10 +144,6 @@ impl ConversationTable {
 
     pub fn insert(&self, conv: Arc<Conv>) {
         self.shard(&conv.id).write().insert(conv.id, conv);
-    }
-
-    pub fn remove(&self, id: &ConvId) -> Option<Arc<Conv>> {
-        self.shard(id).write().remove(id)
     }
 
     pub fn len(&self) -> usize {

@@ -82,7 +82,8 @@ pub async fn received(
 
 /// After delivery: `_messageSent` with who was online, and
 /// `_receiversOffline` (not for chat rooms) for those who were not.
-/// `receivers` excludes the sender. Never blocks the caller: the first is
+/// `audience` is everyone the message reached, the sender included; it is
+/// only read when a hook is on. Never blocks the caller: the first hook is
 /// queued in the outbox, the second runs on `rt`.
 pub fn delivered(
     hooks: &std::sync::Arc<Hooks>,
@@ -91,15 +92,18 @@ pub fn delivered(
     kind: ConvKind,
     msg: &Message,
     from_ip: &str,
-    receivers: &[String],
+    audience: &[impl AsRef<str>],
 ) {
     let sent = hooks.enabled(Hook::MessageSent);
     let offline_hook = hooks.enabled(Hook::ReceiversOffline) && kind != ConvKind::ChatRoom;
     if !sent && !offline_hook {
         return;
     }
-    let (online, offline): (Vec<&String>, Vec<&String>) =
-        receivers.iter().partition(|r| registry.is_online(r));
+    let (online, offline): (Vec<&str>, Vec<&str>) = audience
+        .iter()
+        .map(AsRef::as_ref)
+        .filter(|r| *r != msg.from)
+        .partition(|r| registry.is_online(r));
     let (content, bin) = content_params(&msg.content);
     let conv = msg.conv.to_string();
     if sent {
@@ -120,13 +124,13 @@ pub fn delivered(
         hooks.after(Hook::MessageSent, params, &conv);
     }
     if offline_hook && !offline.is_empty() && !msg.transient {
-        let mentioned: Vec<&String> = if msg.mention_all {
+        let mentioned: Vec<&str> = if msg.mention_all {
             Vec::new()
         } else {
             offline
                 .iter()
                 .copied()
-                .filter(|p| msg.mention_list.contains(p))
+                .filter(|p| msg.mention_list.iter().any(|m| m == p))
                 .collect()
         };
         let params = json!({

@@ -40,7 +40,7 @@ fn member_conv(
     Ok(c)
 }
 
-fn validate(hub: &Hub, m: &SendMessage) -> Result<(), ErrorBody> {
+fn check_content(hub: &Hub, m: &SendMessage) -> Result<(), ErrorBody> {
     let max = hub.config.limits.max_content_bytes as usize;
     if m.content.len() > max {
         return Err(err(
@@ -51,6 +51,11 @@ fn validate(hub: &Hub, m: &SendMessage) -> Result<(), ErrorBody> {
             ),
         ));
     }
+    Ok(())
+}
+
+fn validate(hub: &Hub, m: &SendMessage) -> Result<(), ErrorBody> {
+    check_content(hub, m)?;
     if let Some(bad) = m.mention_list.iter().find(|id| !valid_id(id)) {
         return Err(err(
             ErrorCode::InvalidMessagingTarget,
@@ -91,7 +96,7 @@ pub async fn send(hub: &Hub, caller: &Caller, mut m: SendMessage) -> Result<Send
     let conv = member_conv(hub, caller, m.conv)?;
     let to_peers = hooks::received(hub, caller, &conv, &mut m).await?;
     // A hook's replacement content obeys the same limit.
-    validate(hub, &m)?;
+    check_content(hub, &m)?;
     if m.transient {
         return Ok(SendPlan::Done(send_transient(
             hub, caller, &conv, m, to_peers,
@@ -170,11 +175,6 @@ fn send_transient(
     if let Some(peers) = &to_peers {
         audience.retain(|a| peers.contains(a) || *a == caller.client);
     }
-    let receivers: Vec<String> = audience
-        .iter()
-        .filter(|a| **a != caller.client)
-        .cloned()
-        .collect();
     hooks::delivered(
         &hub.hooks,
         &hub.registry,
@@ -182,7 +182,7 @@ fn send_transient(
         kind,
         &msg,
         &caller.ip,
-        &receivers,
+        &audience,
     );
     let ev = ServerFrame::Event(Event::Message {
         msg,

@@ -327,11 +327,6 @@ fn fan_out(ctx: &Ctx, conv: &Conv, entry: LogEntry, origin_conn: u64) {
         .filter(|a| *a == from || to_peers.as_ref().is_none_or(|p| p.iter().any(|p| p == a)))
         .collect();
     if kind != ConvKind::System {
-        let receivers: Vec<String> = audience
-            .iter()
-            .filter(|a| **a != from)
-            .map(|a| a.to_string())
-            .collect();
         super::hooks::delivered(
             &ctx.hooks,
             &ctx.registry,
@@ -339,7 +334,7 @@ fn fan_out(ctx: &Ctx, conv: &Conv, entry: LogEntry, origin_conn: u64) {
             kind,
             &entry.msg,
             &entry.from_ip,
-            &receivers,
+            &audience,
         );
     }
     let Some(frame) = event_frame(Event::Message {

@@ -168,23 +168,6 @@ impl Registry {
             });
         }
     }
-
-    /// Every online device, for shutdown.
-    pub fn all_devices(&self) -> Vec<DeviceHandle> {
-        self.shards
-            .iter()
-            .flat_map(|s| {
-                s.read()
-                    .values()
-                    .flat_map(|e| e.devices.clone())
-                    .collect::<Vec<_>>()
-            })
-            .collect()
-    }
-
-    pub fn online_clients(&self) -> usize {
-        self.shards.iter().map(|s| s.read().len()).sum()
-    }
 }
 
 #[cfg(test)]

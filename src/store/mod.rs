@@ -268,11 +268,6 @@ impl Store {
         Ok(())
     }
 
-    pub fn remove_conversation(&self, id: ConvId) -> Result<()> {
-        self.conversations.remove(id.0)?;
-        Ok(())
-    }
-
     pub fn conversations(&self) -> Result<Vec<ConversationRecord>> {
         self.conversations
             .iter()

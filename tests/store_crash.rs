@@ -44,6 +44,7 @@ fn entry(seq: u64) -> LogEntry {
 
 /// The child: append until killed, printing the last durable seq after each batch.
 #[test]
+#[ignore = "the child half of store_survives_exit_mid_write, which runs it"]
 fn crash_child() {
     let Ok(dir) = std::env::var(CHILD_ENV) else {
         return; // Only meaningful when re-run by the parent.
@@ -87,7 +88,13 @@ fn store_survives_exit_mid_write() {
     let mut durable = 0u64;
     for _ in 0..12 {
         let mut child = Command::new(&exe)
-            .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "crash_child",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_ENV, dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -140,6 +140,25 @@ pull_sync_limit = 50
 # Most messages one history query returns (1 to 1000, LeanCloud's ceiling).
 history_max_limit = 1000
 
+[messages]
+# Whether senders may edit their messages (no time limit). When false an edit
+# is answered with 4406. LeanCloud's "Allow editing messages with SDK".
+allow_edit = true
+
+# Whether senders may recall their messages (no time limit). When false a
+# recall is answered with 4407.
+allow_recall = true
+
+# A word list for keyword filtering: one word or phrase per line, blank lines
+# and lines starting with # ignored. Matches are case-insensitive (Unicode)
+# substrings and are replaced by ***; the sender is told with reason -4408.
+# Re-read on every SIGHUP. Unset: no filtering.
+# keyword_file = "/etc/tidings/keywords.txt"
+
+# Least seconds between two _typingStarted hook calls for one client in one
+# conversation, so a chatty keyboard cannot flood the hook endpoint.
+typing_hook_interval_secs = 5
+
 [store]
 # Most sends committed by one flush. Sends arriving while a flush runs share
 # the next one, so one fdatasync pays for many messages; the cap keeps a burst
@@ -246,6 +265,7 @@ pub struct Config {
     pub auth: AuthSection,
     pub limits: LimitsSection,
     pub delivery: DeliverySection,
+    pub messages: MessagesSection,
     pub store: StoreSection,
     pub log: LogSection,
     pub hooks: HooksSection,
@@ -363,6 +383,31 @@ impl Default for DeliverySection {
             push_sync_limit: 20,
             pull_sync_limit: 50,
             history_max_limit: 1000,
+        }
+    }
+}
+
+/// Edit, recall, keyword filtering and typing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MessagesSection {
+    /// LeanCloud makes editing an app-wide switch.
+    pub allow_edit: bool,
+    /// LeanCloud makes recalling an app-wide switch.
+    pub allow_recall: bool,
+    /// Re-read on SIGHUP, so words can be added without a restart.
+    pub keyword_file: Option<PathBuf>,
+    /// Rate limit of `_typingStarted` per client and conversation.
+    pub typing_hook_interval_secs: u64,
+}
+
+impl Default for MessagesSection {
+    fn default() -> Self {
+        Self {
+            allow_edit: true,
+            allow_recall: true,
+            keyword_file: None,
+            typing_hook_interval_secs: 5,
         }
     }
 }
@@ -637,6 +682,10 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     ("delivery", "push_sync_limit", EnvKind::Value),
     ("delivery", "pull_sync_limit", EnvKind::Value),
     ("delivery", "history_max_limit", EnvKind::Value),
+    ("messages", "allow_edit", EnvKind::Value),
+    ("messages", "allow_recall", EnvKind::Value),
+    ("messages", "keyword_file", EnvKind::Str),
+    ("messages", "typing_hook_interval_secs", EnvKind::Value),
     ("store", "group_commit_max", EnvKind::Value),
     ("store", "group_commit_linger_us", EnvKind::Value),
     ("store", "fsync", EnvKind::Value),
@@ -805,6 +854,21 @@ impl Config {
             1000,
         )?;
 
+        let m = &self.messages;
+        if m
+            .keyword_file
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return invalid("messages.keyword_file", "must not be empty when set");
+        }
+        range(
+            "messages.typing_hook_interval_secs",
+            m.typing_hook_interval_secs,
+            0,
+            3600,
+        )?;
+
         let st = &self.store;
         if st.group_commit_max == 0 {
             return invalid("store.group_commit_max", "must be at least 1");
@@ -865,6 +929,9 @@ impl Config {
     /// every later reload until the restart happens.
     pub fn apply_live(&mut self, new: &Config) {
         self.log.level.clone_from(&new.log.level);
+        self.messages
+            .keyword_file
+            .clone_from(&new.messages.keyword_file);
         self.hooks.clone_from(&new.hooks);
     }
 
@@ -887,6 +954,7 @@ impl Config {
             auth: _,
             limits: _,
             delivery: _,
+            messages: _,
             store: _,
             log: _,
             hooks: _,
@@ -906,6 +974,12 @@ impl Config {
             pull_sync_limit,
             history_max_limit,
         });
+        diff!(messages: MessagesSection {
+            allow_edit,
+            allow_recall,
+            keyword_file,
+            typing_hook_interval_secs,
+        });
         diff!(store: StoreSection { group_commit_max, group_commit_linger_us, fsync, cache_capacity_mb });
         diff!(log: LogSection { level, format });
         diff!(hooks: HooksSection {
@@ -923,9 +997,10 @@ impl Config {
 }
 
 /// Keys a running server applies on reload; every other key is read once at
-/// start. The keyword list is meant to join this list.
+/// start. The keyword file is re-read on every reload, changed or not.
 pub const LIVE_KEYS: &[&str] = &[
     "log.level",
+    "messages.keyword_file",
     "hooks.base_url",
     "hooks.hook_key",
     "hooks.timeout_ms",

@@ -260,6 +260,7 @@ impl Session {
                         code: ErrorCode::SessionConflict.code(),
                         reason: reason.into(),
                         frame: frame.clone(),
+                        close_code: close::TAG_CONFLICT,
                     });
                 }
             }
@@ -552,6 +553,7 @@ impl Session {
                 code,
                 reason,
                 frame,
+                close_code,
             } => {
                 if let Some(f) = frame {
                     self.writer.send(f);
@@ -560,8 +562,12 @@ impl Session {
                 self.conn
                     .close(quinn::VarInt::from(code), reason.as_bytes());
                 return Some(Ended {
-                    close_code: close::TAG_CONFLICT,
-                    error: Some(ErrorCode::SessionConflict),
+                    close_code,
+                    error: Some(if close_code == close::KICKED {
+                        ErrorCode::KickedByApp
+                    } else {
+                        ErrorCode::SessionConflict
+                    }),
                 });
             }
         }

@@ -24,11 +24,13 @@ pub enum Outbound {
     /// A transient message: sent as a datagram when it fits, else on the stream.
     /// `datagram` is the bare encoding, `frame` the length-prefixed one.
     Transient { datagram: Bytes, frame: Bytes },
-    /// Close this session with a LeanCloud code (after sending `frame`, if any).
+    /// Close this session with a LeanCloud code (after sending `frame`, if
+    /// any); `close_code` is what `_clientOffline` reports (`close::*`).
     Close {
         code: u16,
         reason: String,
         frame: Option<Bytes>,
+        close_code: u8,
     },
 }
 
@@ -150,6 +152,37 @@ impl Registry {
         if let Some(e) = self.shards[shard_of(client)].read().get(client) {
             e.devices.iter().for_each(&mut f);
         }
+    }
+
+    /// Online devices of `client` as `(device_id, tag)`.
+    pub fn devices_of(&self, client: &str) -> Vec<(String, Option<String>)> {
+        let mut out = Vec::new();
+        self.for_each_device(client, |d| out.push((d.device_id.clone(), d.tag.clone())));
+        out
+    }
+
+    /// Closes every session of `client` with 4115 KICKED_BY_APP
+    /// (`_clientOffline` closeCode 4). Returns how many were told.
+    pub fn kick(&self, client: &str, reason: &str) -> usize {
+        use crate::protocol::{ErrorCode, Event, codes::close};
+        let code = ErrorCode::KickedByApp.code();
+        let frame = crate::hub::event_frame(Event::Closing {
+            code,
+            reason: reason.to_string(),
+        });
+        let mut n = 0;
+        self.for_each_device(client, |d| {
+            let out = Outbound::Close {
+                code,
+                reason: reason.to_string(),
+                frame: frame.clone(),
+                close_code: close::KICKED,
+            };
+            if d.tx.send(out).is_ok() {
+                n += 1;
+            }
+        });
+        n
     }
 
     /// Sends `out` to every device of every client in `clients`, except connection `skip`.

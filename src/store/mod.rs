@@ -31,6 +31,7 @@
 //! way means a redelivery, never a loss.
 
 pub mod keys;
+pub mod system;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -48,6 +49,9 @@ pub const TREES: &[&str] = &[
     "log",
     "cursors",
     "outbox",
+    "receipts",
+    "sys",
+    "broadcasts",
     "meta",
 ];
 
@@ -149,6 +153,12 @@ pub struct Store {
     log: sled::Tree,
     cursors: sled::Tree,
     outbox: sled::Tree,
+    receipts: sled::Tree,
+    /// System conversations: `_SysMessage` rows and their webhook queue
+    /// (`store::system`).
+    sys: sled::Tree,
+    /// TTL'd broadcasts (`store::system`).
+    broadcasts: sled::Tree,
     /// The next outbox id. Held while inserting, so ids reach the tree in
     /// id order and a reader that has seen id n never misses one below it.
     outbox_next: parking_lot::Mutex<u64>,
@@ -207,6 +217,9 @@ impl Store {
             log: db.open_tree("log")?,
             cursors: db.open_tree("cursors")?,
             outbox,
+            receipts: db.open_tree("receipts")?,
+            sys: db.open_tree("sys")?,
+            broadcasts: db.open_tree("broadcasts")?,
             outbox_next: parking_lot::Mutex::new(outbox_next),
             outbox_len: AtomicU64::new(outbox_len),
             db,

@@ -1391,6 +1391,7 @@ mod tests {
         full.auth.app_id = Some("a".into());
         full.auth.master_key = Some("m".into());
         full.hooks.base_url = Some("http://h".into());
+        full.messages.keyword_file = Some("w".into());
         full.hooks.hook_key = Some("k".into());
         let table = toml::Table::try_from(&full).unwrap();
         let mut from_struct: Vec<(String, String)> = Vec::new();
@@ -1459,6 +1460,12 @@ mod tests {
                 push_sync_limit: 1,
                 pull_sync_limit: 1,
                 history_max_limit: 1,
+            },
+            messages: MessagesSection {
+                allow_edit: false,
+                allow_recall: false,
+                keyword_file: Some("words.txt".into()),
+                typing_hook_interval_secs: 1,
             },
             store: StoreSection {
                 group_commit_max: 1,

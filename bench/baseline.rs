@@ -379,25 +379,17 @@ fn store_in(
                         .map(|&k| {
                             let i = (k % convs.len() as u64) as usize;
                             seqs[i] += 1;
-                            LogEntry {
-                                msg: Message {
-                                    conv: convs[i],
-                                    msg_id: tidings::util::random_token(20),
-                                    seq: seqs[i],
-                                    from: format!("s{i}"),
-                                    timestamp: tidings::util::now_ms(),
-                                    content: Content::Binary(payload(t.plan.at_ns(k), k, size)),
-                                    mention_list: Vec::new(),
-                                    mention_all: false,
-                                    receipt: false,
-                                    transient: false,
-                                    will: false,
-                                    push_data: None,
-                                },
-                                origin_device: "default".into(),
-                                from_ip: "127.0.0.1".into(),
-                                to_peers: None,
-                            }
+                            LogEntry::new(
+                                Message::new(
+                                    convs[i],
+                                    seqs[i],
+                                    format!("s{i}"),
+                                    tidings::util::now_ms(),
+                                    Content::Binary(payload(t.plan.at_ns(k), k, size)),
+                                ),
+                                "default",
+                                "127.0.0.1",
+                            )
                         })
                         .collect();
                     store.append_unsynced(&entries, &[])?;

@@ -445,6 +445,7 @@ pub async fn history(args: &LoadArgs, target: &Target) -> Result<(Measured, Stri
                 direction: Direction::Before,
                 inclusive: true,
                 limit,
+                lctype: None,
             };
             let (t, returned) = (t.clone(), returned.clone());
             tokio::spawn(async move {

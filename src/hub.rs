@@ -1,5 +1,6 @@
 //! The shared state of a running server, handed to every session.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -9,15 +10,21 @@ use serde_json::{Map, Value};
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::conversation::ConversationTable;
+use crate::filter::KeywordFilter;
 use crate::hooks::{Before, Hook, Hooks};
 use crate::message::Pipeline;
-use crate::protocol::{ErrorBody, ErrorCode, Event, ServerFrame};
+use crate::protocol::{ConvId, ErrorBody, ErrorCode, Event, ServerFrame};
 use crate::session::registry::{Outbound, Registry};
 use crate::store::{Store, StoreError};
 use crate::transport::frame;
 
 pub struct Hub {
     pub config: Config,
+    pub filter: KeywordFilter,
+    /// Will messages by client (one each, the latest wins).
+    pub wills: parking_lot::Mutex<HashMap<String, crate::message::will::Will>>,
+    /// When `_typingStarted` last went out per client and conversation.
+    pub typing_hooks: parking_lot::Mutex<HashMap<(String, ConvId), std::time::Instant>>,
     pub store: Arc<Store>,
     pub convs: ConversationTable,
     pub registry: Arc<Registry>,
@@ -39,8 +46,10 @@ pub struct Caller {
 }
 
 impl Hub {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: Config,
+        filter: KeywordFilter,
         store: Arc<Store>,
         convs: ConversationTable,
         registry: Arc<Registry>,
@@ -50,6 +59,9 @@ impl Hub {
     ) -> Self {
         Hub {
             config,
+            filter,
+            wills: parking_lot::Mutex::new(HashMap::new()),
+            typing_hooks: parking_lot::Mutex::new(HashMap::new()),
             store,
             convs,
             registry,

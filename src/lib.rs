@@ -10,6 +10,7 @@
 //! - [`store`]: the only user of sled: trees, key encodings, records, durable flush.
 //! - [`conversation`]: the lock-sharded conversation table and membership rules.
 //! - [`message`]: the group-commit pipeline that orders, stores and fans out messages.
+//! - [`filter`]: keyword filtering (aho-corasick, Unicode case-insensitive).
 //! - [`hooks`]: LeanCloud IM hooks over HTTP: before-hook chains and the after-hook outbox.
 //! - [`hub`]: the shared state of a running server, handed to every session.
 //! - [`session`]: one connection's login, commands, delivery and acks.
@@ -22,6 +23,7 @@ pub mod client;
 pub mod codec;
 pub mod config;
 pub mod conversation;
+pub mod filter;
 pub mod hooks;
 pub mod hub;
 pub mod message;

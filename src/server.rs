@@ -45,6 +45,8 @@ pub enum ServerError {
     Transport(#[from] TransportError),
     #[error("hooks: {0}")]
     Hooks(#[from] HookError),
+    #[error("keyword filter: {0}")]
+    Filter(#[from] crate::filter::FilterError),
 }
 
 impl ServerError {
@@ -126,8 +128,13 @@ impl Server {
             })?;
         write_addr_file(&dir, addr);
         info!(conversations = convs.len(), "store loaded");
+        let filter = crate::filter::KeywordFilter::load(config.messages.keyword_file.as_deref())?;
+        if !filter.is_empty() {
+            info!(words = filter.len(), "keyword filter loaded");
+        }
         let hub = Arc::new(Hub::new(
             config,
+            filter,
             store,
             convs,
             registry,

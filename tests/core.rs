@@ -667,6 +667,7 @@ async fn unknown_conversation_is_4303() {
         direction: Direction::Before,
         inclusive: false,
         limit: 10,
+        lctype: None,
     };
     assert_eq!(code_of(tom.history(q).await), 4303);
 }

@@ -119,6 +119,7 @@ async fn history(client: &Client, conv: ConvId) -> Vec<Message> {
                 direction: Direction::After,
                 inclusive: false,
                 limit: 1000,
+                lctype: None,
             })
             .await
             .expect("history");

@@ -17,29 +17,24 @@ const CONV: ConvId = ConvId([7; 12]);
 const BATCH: u64 = 16;
 
 fn entry(seq: u64) -> LogEntry {
-    LogEntry {
-        msg: Message {
-            conv: CONV,
+    LogEntry::new(
+        Message {
             msg_id: format!("id{seq}"),
-            seq,
-            from: "Tom".into(),
-            timestamp: seq,
             // Mixed sizes, some large enough to become sled blobs.
-            content: Content::Binary(vec![
-                seq as u8;
-                if seq.is_multiple_of(97) { 150_000 } else { 200 }
-            ]),
-            mention_list: vec![],
-            mention_all: false,
-            receipt: false,
-            transient: false,
-            will: false,
-            push_data: None,
+            ..Message::new(
+                CONV,
+                seq,
+                "Tom",
+                seq,
+                Content::Binary(vec![
+                    seq as u8;
+                    if seq.is_multiple_of(97) { 150_000 } else { 200 }
+                ]),
+            )
         },
-        origin_device: "d".into(),
-        from_ip: "127.0.0.1".into(),
-        to_peers: None,
-    }
+        "d",
+        "127.0.0.1",
+    )
 }
 
 /// The child: append until killed, printing the last durable seq after each batch.

@@ -398,6 +398,7 @@ async fn page(
             direction,
             inclusive,
             limit,
+            lctype: None,
         })
         .await
         .expect("history");
@@ -539,6 +540,7 @@ async fn history_pages_backwards_and_forwards() {
             direction: Before,
             inclusive: false,
             limit: 2,
+            lctype: None,
         })
         .await
         .unwrap();
@@ -555,6 +557,7 @@ async fn history_pages_backwards_and_forwards() {
         direction: After,
         inclusive: false,
         limit: 10,
+        lctype: None,
     };
     assert_eq!(
         code_of(jerry.history(q(Anchor::MsgId("nope".into()))).await),

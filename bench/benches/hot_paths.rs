@@ -56,18 +56,14 @@ fn text_100() -> String {
 
 fn sample_message(conv: ConvId, seq: u64) -> Message {
     Message {
-        conv,
         msg_id: format!("{seq:0>20}"),
-        seq,
-        from: "client-0042".into(),
-        timestamp: 1_700_000_000_000 + seq,
-        content: Content::Text(text_100()),
-        mention_list: Vec::new(),
-        mention_all: false,
-        receipt: false,
-        transient: false,
-        will: false,
-        push_data: None,
+        ..Message::new(
+            conv,
+            seq,
+            "client-0042",
+            1_700_000_000_000 + seq,
+            Content::Text(text_100()),
+        )
     }
 }
 
@@ -242,12 +238,7 @@ fn log_entry(conv: ConvId, seq: u64) -> LogEntry {
     let mut msg = sample_message(conv, seq);
     // Unique per run, like the pipeline's random 20-character ids.
     msg.msg_id = format!("{:0>12}{seq:0>8}", conv.0[0]);
-    LogEntry {
-        msg,
-        origin_device: "default".into(),
-        from_ip: "10.0.0.7".into(),
-        to_peers: None,
-    }
+    LogEntry::new(msg, "default", "10.0.0.7")
 }
 
 fn bench_store_append(c: &mut Criterion) {
@@ -310,6 +301,7 @@ fn bench_fanout(c: &mut Criterion) {
         conv,
         seq: 12_345,
         frame: frame::encode(&event_frame_value(conv)).expect("encode"),
+        receipt: None,
     };
     let mut g = c.benchmark_group("fanout");
     configure(&mut g, 30);

@@ -163,6 +163,7 @@ fn latest(conv: ConvId, limit: u32) -> HistoryQuery {
         direction: Direction::Before,
         inclusive: true,
         limit,
+        lctype: None,
     }
 }
 
@@ -248,6 +249,7 @@ async fn history(args: HistoryArgs, config: &Config) -> anyhow::Result<()> {
             direction: Direction::Before,
             inclusive: false,
             limit: args.limit,
+            lctype: None,
         },
         None => latest(args.conv, args.limit),
     };

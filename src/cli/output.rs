@@ -6,7 +6,7 @@ use std::io::Write;
 use anyhow::Context;
 use serde_json::{Value, json};
 use tidings::client::ClientEvent;
-use tidings::protocol::{Content, ConvKind, ConversationInfo, Event, Message, UnreadItem};
+use tidings::protocol::{Content, ConvKind, ConversationInfo, Event, Message, Reason, UnreadItem};
 
 /// Prints one line and flushes, so a pipe sees each event as it happens.
 pub fn emit(line: &impl std::fmt::Display) -> anyhow::Result<()> {
@@ -50,6 +50,21 @@ pub fn message(m: &Message) -> Value {
         }
         if m.mention_all {
             obj.insert("mentionAll".into(), Value::Bool(true));
+        }
+        if m.mentioned {
+            obj.insert("mentioned".into(), Value::Bool(true));
+        }
+        if m.receipt {
+            obj.insert("receipt".into(), Value::Bool(true));
+        }
+        if m.will {
+            obj.insert("will".into(), Value::Bool(true));
+        }
+        if let Some(t) = m.updated_at {
+            obj.insert("updatedAt".into(), json!(t));
+        }
+        if m.recalled {
+            obj.insert("recalled".into(), Value::Bool(true));
         }
     }
     v
@@ -140,7 +155,46 @@ pub fn event(ev: &ClientEvent) -> Value {
         Event::Closing { code, reason } => {
             json!({"event": "closing", "code": code, "reason": reason})
         }
+        Event::MessageUpdated { msg, reason } => patched("messageUpdated", msg, reason),
+        Event::MessageRecalled { msg, reason } => patched("messageRecalled", msg, reason),
+        Event::MessageDeleted {
+            conv,
+            msg_id,
+            seq,
+            by,
+        } => json!({
+            "event": "messageDeleted", "convId": conv.to_string(), "msgId": msg_id, "seq": seq, "by": by,
+        }),
+        Event::ConversationDeleted { conv, by } => {
+            json!({"event": "conversationDeleted", "convId": conv.to_string(), "by": by})
+        }
+        Event::LastDeliveredAt { conv, by, at } => json!({
+            "event": "lastDeliveredAt", "convId": conv.to_string(), "by": by, "at": at,
+        }),
+        Event::LastReadAt { conv, by, at } => json!({
+            "event": "lastReadAt", "convId": conv.to_string(), "by": by, "at": at,
+        }),
+        Event::Typing {
+            conv,
+            from,
+            started,
+        } => json!({
+            "event": "typing", "convId": conv.to_string(), "from": from, "started": started,
+        }),
     }
+}
+
+/// An edit or recall event: the message as now stored, and why when the
+/// server or a hook made the change.
+fn patched(name: &str, msg: &Message, reason: &Option<Reason>) -> Value {
+    let mut v = message(msg);
+    if let Value::Object(obj) = &mut v {
+        obj.insert("event".into(), json!(name));
+        if let Some(r) = reason {
+            obj.insert("reason".into(), json!({"code": r.code, "detail": r.detail}));
+        }
+    }
+    v
 }
 
 /// `HH:MM:SS` (UTC) of a millisecond timestamp.
@@ -169,18 +223,8 @@ mod tests {
 
     fn msg(content: Content) -> Message {
         Message {
-            conv: ConvId([0xab; 12]),
             msg_id: "m1".into(),
-            seq: 3,
-            from: "Jerry".into(),
-            timestamp: 3_723_000, // 01:02:03
-            content,
-            mention_list: Vec::new(),
-            mention_all: false,
-            receipt: false,
-            transient: false,
-            will: false,
-            push_data: None,
+            ..Message::new(ConvId([0xab; 12]), 3, "Jerry", 3_723_000, content) // 01:02:03
         }
     }
 

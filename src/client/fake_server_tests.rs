@@ -116,18 +116,15 @@ impl FakeConn {
 
 fn message(conv: ConvId, seq: u64, transient: bool) -> Message {
     Message {
-        conv,
         msg_id: format!("m{seq}"),
-        seq,
-        from: "Jerry".into(),
-        timestamp: 1000 + seq,
-        content: Content::Text(format!("hello {seq}")),
-        mention_list: Vec::new(),
-        mention_all: false,
-        receipt: false,
         transient,
-        will: false,
-        push_data: None,
+        ..Message::new(
+            conv,
+            seq,
+            "Jerry",
+            1000 + seq,
+            Content::Text(format!("hello {seq}")),
+        )
     }
 }
 

@@ -25,8 +25,8 @@ use driver::{Driver, Shared, Writer};
 
 use crate::codec::{self, CodecError};
 use crate::protocol::{
-    ClientFrame, Command, ConvId, ConvKind, ConversationInfo, CreateConversation, ErrorBody, Event,
-    HistoryQuery, Login, Message, Reply, SendMessage, SyncMode,
+    ClientFrame, Command, Content, ConvId, ConvKind, ConversationInfo, CreateConversation,
+    EditMessage, ErrorBody, Event, HistoryQuery, Login, Message, Reply, SendMessage, SyncMode,
 };
 use crate::transport::{self, FrameError, FrameReader, ServerTrust, TransportError, close_code};
 
@@ -550,6 +550,103 @@ impl Client {
             Reply::History { messages, more } => Ok((messages, more)),
             other => Err(unexpected("History", other)),
         }
+    }
+
+    async fn request_updated(&self, cmd: Command) -> Result<Message, ClientError> {
+        match self.request(cmd).await? {
+            Reply::Updated { msg } => Ok(msg),
+            other => Err(unexpected("Updated", other)),
+        }
+    }
+
+    /// Replaces the content (and mentions) of one of the caller's messages;
+    /// returns it as stored, after hooks and the keyword filter.
+    pub async fn edit(&self, edit: EditMessage) -> Result<Message, ClientError> {
+        self.request_updated(Command::EditMessage(edit)).await
+    }
+
+    /// [`Client::edit`] with new text and no mentions.
+    pub async fn edit_text(
+        &self,
+        conv: ConvId,
+        msg_id: &str,
+        text: &str,
+    ) -> Result<Message, ClientError> {
+        self.edit(EditMessage {
+            conv,
+            msg_id: msg_id.to_owned(),
+            content: Content::Text(text.to_owned()),
+            mention_list: Vec::new(),
+            mention_all: false,
+        })
+        .await
+    }
+
+    /// Recalls one of the caller's messages; returns it with the recalled marker.
+    pub async fn recall(&self, conv: ConvId, msg_id: &str) -> Result<Message, ClientError> {
+        self.request_updated(Command::RecallMessage {
+            conv,
+            msg_id: msg_id.to_owned(),
+        })
+        .await
+    }
+
+    /// Removes a message from history for everyone (its sender or a manager).
+    pub async fn delete_message(&self, conv: ConvId, msg_id: &str) -> Result<(), ClientError> {
+        self.request_ok(Command::DeleteMessage {
+            conv,
+            msg_id: msg_id.to_owned(),
+        })
+        .await
+    }
+
+    /// Deletes a conversation and its history (its owner or a manager).
+    pub async fn delete_conversation(&self, conv: ConvId) -> Result<(), ClientError> {
+        self.request_ok(Command::DeleteConversation { conv }).await
+    }
+
+    /// `(lastDeliveredAt, lastReadAt)` of the caller's messages in `conv`.
+    pub async fn receipts(&self, conv: ConvId) -> Result<(Option<u64>, Option<u64>), ClientError> {
+        match self.request(Command::Receipts { conv }).await? {
+            Reply::Receipts {
+                last_delivered_at,
+                last_read_at,
+            } => Ok((last_delivered_at, last_read_at)),
+            other => Err(unexpected("Receipts", other)),
+        }
+    }
+
+    /// Sets the caller's will message (replacing any earlier one): the server
+    /// sends it to `msg.conv` if this connection drops without a logout.
+    pub async fn set_will(&self, mut msg: SendMessage) -> Result<Sent, ClientError> {
+        msg.will = true;
+        msg.transient = false;
+        self.send(msg).await
+    }
+
+    /// Drops the caller's will message.
+    pub async fn clear_will(&self) -> Result<(), ClientError> {
+        self.request_ok(Command::ClearWill).await
+    }
+
+    /// Tells the online members of `conv` the caller started or stopped
+    /// typing. Fire and forget, over a datagram when the peer accepts them.
+    pub fn typing(&self, conv: ConvId, started: bool) -> Result<(), ClientError> {
+        let frame = ClientFrame::Typing { conv, started };
+        let conn = &self.inner.shared.conn;
+        let bytes = codec::encode(&frame)?;
+        if conn
+            .max_datagram_size()
+            .is_some_and(|max| bytes.len() <= max)
+            && conn.send_datagram(Bytes::from(bytes)).is_ok()
+        {
+            return Ok(());
+        }
+        let framed = transport::frame::encode(&frame)?;
+        self.inner
+            .out
+            .send(framed)
+            .map_err(|_| closed_error(&self.inner.shared))
     }
 
     /// Acknowledges everything of `conv` up to `seq`; sent with the next ack

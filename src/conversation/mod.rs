@@ -5,7 +5,7 @@ pub mod ops;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
 use parking_lot::RwLock;
@@ -22,6 +22,9 @@ pub struct Conv {
     /// pipeline, after the message is durable.
     last_seq: AtomicU64,
     last_ts: AtomicU64,
+    /// Set by a conversation delete; the commit thread then refuses writes
+    /// from sends that looked the conversation up just before.
+    deleted: AtomicBool,
 }
 
 pub struct ConvState {
@@ -46,6 +49,13 @@ impl ConvState {
         self.rec.creator == client || self.rec.managers.iter().any(|m| m == client)
     }
 
+    pub fn audience_len(&self) -> usize {
+        match self.rec.kind {
+            ConvKind::ChatRoom => self.room.len(),
+            _ => self.rec.members.len(),
+        }
+    }
+
     /// Who receives this conversation's messages.
     pub fn audience(&self) -> Vec<String> {
         match self.rec.kind {
@@ -65,7 +75,16 @@ impl Conv {
             }),
             last_seq: AtomicU64::new(last_seq),
             last_ts: AtomicU64::new(last_ts),
+            deleted: AtomicBool::new(false),
         }
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::Acquire)
+    }
+
+    pub fn mark_deleted(&self) {
+        self.deleted.store(true, Ordering::Release);
     }
 
     pub fn last_seq(&self) -> u64 {
@@ -144,6 +163,10 @@ impl ConversationTable {
 
     pub fn insert(&self, conv: Arc<Conv>) {
         self.shard(&conv.id).write().insert(conv.id, conv);
+    }
+
+    pub fn remove(&self, id: &ConvId) -> Option<Arc<Conv>> {
+        self.shard(id).write().remove(id)
     }
 
     pub fn len(&self) -> usize {

@@ -7,26 +7,34 @@ use serde_json::{Value, json};
 use crate::conversation::Conv;
 use crate::hooks::{self, Before, Hook, Hooks};
 use crate::hub::{Caller, Hub};
-use crate::protocol::{Content, ConvKind, ErrorBody, ErrorCode, Message, SendMessage};
+use crate::protocol::{Content, ConvKind, ErrorBody, Message, Reason, SendMessage};
 use crate::session::registry::Registry;
 use crate::util::now_ms;
 
 /// LeanCloud's `content` and `bin`: binary content travels as base64.
-fn content_params(c: &Content) -> (Value, bool) {
+pub(crate) fn content_params(c: &Content) -> (Value, bool) {
     match c {
         Content::Text(t) => (Value::String(t.clone()), false),
         Content::Binary(b) => (Value::String(hooks::encode_bin(b)), true),
     }
 }
 
+/// What a before-hook decided about a message it let through.
+pub struct Verdict {
+    /// Receivers it chose; `None` is every member.
+    pub to_peers: Option<Vec<String>>,
+    /// Set when it replaced the content.
+    pub reason: Option<Reason>,
+}
+
 /// Runs `_messageReceived`. It may drop the message (the client gets the
-/// hook's code), replace its content, or choose its receivers (returned).
+/// hook's code), replace its content, or choose its receivers.
 pub async fn received(
     hub: &Hub,
     caller: &Caller,
     conv: &Conv,
     m: &mut SendMessage,
-) -> Result<Option<Vec<String>>, ErrorBody> {
+) -> Result<Verdict, ErrorBody> {
     let result = hub
         .before_hook(Hook::MessageReceived, || {
             let (kind, mut to_peers) = {
@@ -51,24 +59,15 @@ pub async fn received(
             })
         })
         .await?;
-    if let Some(Value::String(content)) = result.get("content") {
-        let was_bin = matches!(m.content, Content::Binary(_));
-        let bin = result
-            .get("bin")
-            .and_then(Value::as_bool)
-            .unwrap_or(was_bin);
-        m.content = if bin {
-            Content::Binary(hooks::decode_bin(content).map_err(|e| {
-                ErrorBody::new(
-                    ErrorCode::MessageRejectedByApp,
-                    format!("_messageReceived returned bad base64 content: {e}"),
-                )
-            })?)
-        } else {
-            Content::Text(content.clone())
-        };
-    }
-    Ok(result
+    Ok(Verdict {
+        reason: replace_content(Hook::MessageReceived, &result, &mut m.content)?,
+        to_peers: to_peers_of(&result),
+    })
+}
+
+/// A hook's `toPeers`, when it returned one.
+pub(crate) fn to_peers_of(result: &serde_json::Map<String, Value>) -> Option<Vec<String>> {
+    result
         .get("toPeers")
         .and_then(Value::as_array)
         .map(|peers| {
@@ -77,7 +76,50 @@ pub async fn received(
                 .filter_map(Value::as_str)
                 .map(str::to_owned)
                 .collect()
-        }))
+        })
+}
+
+/// Applies a before-hook's `content`/`bin`. Returns the reason the sender
+/// is told when the content really changed: the hook's own positive `code`
+/// and `detail` if it gave them, else code 1.
+pub(crate) fn replace_content(
+    hook: Hook,
+    result: &serde_json::Map<String, Value>,
+    content: &mut Content,
+) -> Result<Option<Reason>, ErrorBody> {
+    let Some(Value::String(text)) = result.get("content") else {
+        return Ok(None);
+    };
+    let was_bin = matches!(content, Content::Binary(_));
+    let bin = result
+        .get("bin")
+        .and_then(Value::as_bool)
+        .unwrap_or(was_bin);
+    let new = if bin {
+        Content::Binary(hooks::decode_bin(text).map_err(|e| {
+            ErrorBody::new(
+                hook.reject_error(),
+                format!("{} returned bad base64 content: {e}", hook.name()),
+            )
+        })?)
+    } else {
+        Content::Text(text.clone())
+    };
+    if new == *content {
+        return Ok(None);
+    }
+    *content = new;
+    let code = result
+        .get("code")
+        .and_then(Value::as_i64)
+        .and_then(|c| i32::try_from(c).ok())
+        .filter(|c| *c > 0)
+        .unwrap_or(1);
+    let detail = result
+        .get("detail")
+        .and_then(Value::as_str)
+        .map_or_else(|| format!("modified by {}", hook.name()), str::to_owned);
+    Ok(Some(Reason { code, detail }))
 }
 
 /// After delivery: `_messageSent` with who was online, and

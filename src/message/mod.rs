@@ -2,21 +2,26 @@
 //! offline-sync views a session needs at login.
 
 pub mod hooks;
+pub mod patch;
 pub mod pipeline;
+pub mod receipts;
+pub mod typing;
+pub mod will;
 
-pub use pipeline::{Committed, Draft, Pending, Pipeline};
+pub use pipeline::{Change, Committed, Draft, PatchDraft, Pending, Pipeline};
 
 use crate::auth::valid_id;
 use crate::codec;
 use crate::conversation::Conv;
 use crate::hub::{Caller, Hub};
 use crate::protocol::{
-    Anchor, ConvId, ConvKind, Direction, ErrorBody, ErrorCode, Event, HistoryQuery, Message, Reply,
-    SendMessage, ServerFrame, UnreadItem,
+    Anchor, Content, ConvId, ConvKind, Direction, ErrorBody, ErrorCode, Event, HistoryQuery,
+    Message, Reason, Reply, SendMessage, ServerFrame, UnreadItem,
 };
 use crate::session::registry::Outbound;
 use crate::transport::frame;
 use crate::util::{now_ms, random_token};
+use bytes::Bytes;
 
 fn err(code: ErrorCode, detail: impl Into<String>) -> ErrorBody {
     ErrorBody::new(code, detail)
@@ -40,28 +45,33 @@ fn member_conv(
     Ok(c)
 }
 
-fn check_content(hub: &Hub, m: &SendMessage) -> Result<(), ErrorBody> {
+fn check_content(hub: &Hub, content: &Content) -> Result<(), ErrorBody> {
     let max = hub.config.limits.max_content_bytes as usize;
-    if m.content.len() > max {
+    if content.len() > max {
         return Err(err(
             ErrorCode::FrameTooLong,
             format!(
                 "content of {} bytes over limits.max_content_bytes ({max})",
-                m.content.len()
+                content.len()
             ),
         ));
     }
     Ok(())
 }
 
-fn validate(hub: &Hub, m: &SendMessage) -> Result<(), ErrorBody> {
-    check_content(hub, m)?;
-    if let Some(bad) = m.mention_list.iter().find(|id| !valid_id(id)) {
-        return Err(err(
+fn check_mentions(list: &[String]) -> Result<(), ErrorBody> {
+    match list.iter().find(|id| !valid_id(id)) {
+        Some(bad) => Err(err(
             ErrorCode::InvalidMessagingTarget,
             format!("invalid mention {bad:?}"),
-        ));
+        )),
+        None => Ok(()),
     }
+}
+
+fn validate(hub: &Hub, m: &SendMessage) -> Result<(), ErrorBody> {
+    check_content(hub, &m.content)?;
+    check_mentions(&m.mention_list)?;
     if let Some(p) = &m.push_data {
         serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(p).map_err(|e| {
             err(
@@ -82,25 +92,87 @@ fn validate(hub: &Hub, m: &SendMessage) -> Result<(), ErrorBody> {
     Ok(())
 }
 
-/// How a send proceeds: transient ones are answered at once; stored ones
-/// are queued in call order and answered after their group flush.
+/// How a send proceeds: transient ones and wills are answered at once;
+/// stored ones are queued in call order and answered after their group flush.
 pub enum SendPlan {
-    Done(Reply),
-    Pending(Pending),
+    Done(Reply, Option<Bytes>),
+    Pending(Pending, Option<Changed>),
 }
 
-/// Checks, runs `_messageReceived`, then sends. Callers keep one
-/// connection's sends in order by awaiting each before the next.
+/// The server or a hook changed what the sender sent: after the answer, the
+/// sender gets a MESSAGE_UPDATE with the stored version and why.
+pub struct Changed {
+    msg: Message,
+    reason: Reason,
+}
+
+impl Changed {
+    /// The event for the sender, once the message has its id and seq.
+    pub fn event(mut self, sent: &Reply) -> Option<Bytes> {
+        if let Reply::Sent {
+            msg_id,
+            seq,
+            timestamp,
+            ..
+        } = sent
+        {
+            self.msg.msg_id.clone_from(msg_id);
+            self.msg.seq = *seq;
+            self.msg.timestamp = *timestamp;
+            self.msg.updated_at = Some(*timestamp);
+        }
+        crate::hub::event_frame(Event::MessageUpdated {
+            msg: self.msg,
+            reason: Some(self.reason),
+        })
+    }
+}
+
+/// The reason a keyword-filtered message carries (LeanCloud's -4408).
+pub fn censored() -> Reason {
+    Reason {
+        code: -i32::from(ErrorCode::ModifiedByCensorship.code()),
+        detail: ErrorCode::ModifiedByCensorship.reason().to_owned(),
+    }
+}
+
+/// Runs the keyword filter after the hook, so a hook cannot put a filtered
+/// word back; returns why the content differs from what the client sent.
+fn filter_content(hub: &Hub, content: &mut Content, hook: Option<Reason>) -> Option<Reason> {
+    if hub.filter.apply(content) {
+        Some(censored())
+    } else {
+        hook
+    }
+}
+
+/// Checks, runs `_messageReceived` and the keyword filter, then sends.
+/// Callers keep one connection's sends in order by awaiting each before the next.
 pub async fn send(hub: &Hub, caller: &Caller, mut m: SendMessage) -> Result<SendPlan, ErrorBody> {
     validate(hub, &m)?;
     let conv = member_conv(hub, caller, m.conv)?;
-    let to_peers = hooks::received(hub, caller, &conv, &mut m).await?;
+    let received = hooks::received(hub, caller, &conv, &mut m).await?;
     // A hook's replacement content obeys the same limit.
-    check_content(hub, &m)?;
+    check_content(hub, &m.content)?;
+    let reason = filter_content(hub, &mut m.content, received.reason);
+    let to_peers = received.to_peers;
+    let changed = reason.map(|reason| Changed {
+        msg: Message {
+            mention_list: m.mention_list.clone(),
+            mention_all: m.mention_all,
+            transient: m.transient,
+            ..Message::new(m.conv, 0, caller.client.clone(), 0, m.content.clone())
+        },
+        reason,
+    });
+    if m.will {
+        let reply = will::set(hub, caller, m, to_peers);
+        return Ok(SendPlan::Done(reply, None));
+    }
     if m.transient {
-        return Ok(SendPlan::Done(send_transient(
-            hub, caller, &conv, m, to_peers,
-        )));
+        let reply = send_transient(hub, caller, &conv, m, to_peers);
+        let notice = changed.and_then(|c| c.event(&reply));
+        return Ok(SendPlan::Done(reply, notice));
     }
     let pending = hub.pipeline.submit(Draft {
         conv,
@@ -111,7 +183,7 @@ pub async fn send(hub: &Hub, caller: &Caller, mut m: SendMessage) -> Result<Send
         origin_conn: caller.conn_id,
         from_ip: caller.ip.clone(),
     })?;
-    Ok(SendPlan::Pending(pending))
+    Ok(SendPlan::Pending(pending, changed))
 }
 
 /// Waits for a queued send's group flush, then moves the sender's cursors:
@@ -149,18 +221,11 @@ fn send_transient(
     to_peers: Option<Vec<String>>,
 ) -> Reply {
     let msg = Message {
-        conv: m.conv,
         msg_id: random_token(20),
-        seq: 0,
-        from: caller.client.clone(),
-        timestamp: now_ms(),
-        content: m.content,
         mention_list: m.mention_list,
         mention_all: m.mention_all,
-        receipt: false,
         transient: true,
-        will: false,
-        push_data: None,
+        ..Message::new(m.conv, 0, caller.client.clone(), now_ms(), m.content)
     };
     let reply = Reply::Sent {
         msg_id: msg.msg_id.clone(),
@@ -168,11 +233,24 @@ fn send_transient(
         timestamp: msg.timestamp,
         duplicate: false,
     };
+    deliver_online(hub, caller, conv, msg, to_peers.as_deref());
+    reply
+}
+
+/// Hands an unstored message (transient, or a will) to the online members
+/// it is for, except the connection `caller` is on.
+pub(crate) fn deliver_online(
+    hub: &Hub,
+    caller: &Caller,
+    conv: &Conv,
+    msg: Message,
+    to_peers: Option<&[String]>,
+) {
     let (kind, mut audience) = {
         let st = conv.state.read();
         (st.rec.kind, st.audience())
     };
-    if let Some(peers) = &to_peers {
+    if let Some(peers) = to_peers {
         audience.retain(|a| peers.contains(a) || *a == caller.client);
     }
     hooks::delivered(
@@ -184,24 +262,22 @@ fn send_transient(
         &caller.ip,
         &audience,
     );
-    let ev = ServerFrame::Event(Event::Message {
-        msg,
-        redelivered: false,
-    });
-    let (Ok(datagram), Ok(frame)) = (codec::encode(&ev), frame::encode(&ev)) else {
-        tracing::error!("encoding a transient message failed");
-        return reply;
-    };
-    let out = Outbound::Transient {
-        datagram: datagram.into(),
-        frame,
-    };
-    hub.registry.send_to(
-        audience.iter().map(String::as_str),
-        Some(caller.conn_id),
-        &out,
-    );
-    reply
+    let audience: Vec<&str> = audience.iter().map(String::as_str).collect();
+    for (group, msg) in pipeline::per_receiver(&audience, &msg) {
+        let ev = ServerFrame::Event(Event::Message {
+            msg,
+            redelivered: false,
+        });
+        let (Ok(datagram), Ok(frame)) = (codec::encode(&ev), frame::encode(&ev)) else {
+            tracing::error!("encoding an unstored message failed");
+            return;
+        };
+        let out = Outbound::Transient {
+            datagram: datagram.into(),
+            frame,
+        };
+        hub.registry.send_to(group, Some(caller.conn_id), &out);
+    }
 }
 
 pub fn history(hub: &Hub, caller: &Caller, q: HistoryQuery) -> Result<Reply, ErrorBody> {
@@ -255,9 +331,17 @@ pub fn history(hub: &Hub, caller: &Caller, q: HistoryQuery) -> Result<Reply, Err
         }
     };
     let newest_first = q.direction == Direction::Before;
-    let mut page = store.messages(q.conv, lo, hi, limit + 1, newest_first)?;
-    let more = page.len() > limit;
-    if more {
+    let lctype = q.lctype;
+    let (mut page, cut) = store.messages_where(
+        q.conv,
+        (lo, hi),
+        limit + 1,
+        newest_first,
+        HISTORY_MAX_SCAN,
+        |e| !e.deleted && lctype.is_none_or(|t| lctype_of(&e.msg.content) == Some(t)),
+    )?;
+    let more = cut || page.len() > limit;
+    if page.len() > limit {
         if newest_first {
             page.remove(0);
         } else {
@@ -265,9 +349,31 @@ pub fn history(hub: &Hub, caller: &Caller, q: HistoryQuery) -> Result<Reply, Err
         }
     }
     Ok(Reply::History {
-        messages: page.into_iter().map(|e| e.msg).collect(),
+        messages: page
+            .into_iter()
+            .map(|e| e.msg.for_receiver(&caller.client))
+            .collect(),
         more,
     })
+}
+
+/// Most log entries one history query looks at: a `_lctype` filter over a
+/// long conversation answers a partial page with `more` instead of scanning
+/// it all.
+const HISTORY_MAX_SCAN: usize = 20_000;
+
+/// The `_lctype` of a typed message (JSON text with an integer `_lctype`).
+pub fn lctype_of(c: &Content) -> Option<i32> {
+    let Content::Text(t) = c else { return None };
+    if !t.trim_start().starts_with('{') {
+        return None;
+    }
+    #[derive(serde::Deserialize)]
+    struct Typed {
+        #[serde(rename = "_lctype")]
+        lctype: i32,
+    }
+    serde_json::from_str::<Typed>(t).ok().map(|t| t.lctype)
 }
 
 fn seq_range(s: u64, dir: Direction, inclusive: bool, last: u64) -> (u64, u64) {
@@ -289,7 +395,11 @@ pub fn read(
     let c = member_conv(hub, caller, conv)?;
     let last = c.last_seq();
     let seq = seq.unwrap_or(last).min(last);
+    let before = hub.store.read_cursor(&caller.client, conv)?;
     hub.store.set_read_cursor(&caller.client, conv, seq)?;
+    if seq > before {
+        receipts::on_read(hub, &c, &caller.client, before, seq)?;
+    }
     if let Some(f) = crate::hub::event_frame(Event::ReadUpdated { conv, seq }) {
         hub.registry.send_to(
             [caller.client.as_str()],
@@ -321,8 +431,16 @@ pub fn unread_summary(hub: &Hub, client: &str, limit: usize) -> Result<Vec<Unrea
             Ok(UnreadItem {
                 conv,
                 count,
-                last_message: hub.store.last_message(conv)?.map(|e| e.msg),
+                last_message: last_visible(hub, conv)?.map(|m| m.for_receiver(client)),
             })
         })
         .collect()
+}
+
+/// The newest message still in history (deleted ones leave tombstones).
+pub fn last_visible(hub: &Hub, conv: ConvId) -> Result<Option<Message>, ErrorBody> {
+    let (mut found, _) = hub
+        .store
+        .messages_where(conv, (1, u64::MAX), 1, true, 1000, |e| !e.deleted)?;
+    Ok(found.pop().map(|e| e.msg))
 }

@@ -15,7 +15,10 @@ use tokio::sync::oneshot;
 use crate::conversation::Conv;
 use crate::hooks::Hooks;
 use crate::hub::event_frame;
-use crate::protocol::{ConvId, ConvKind, ErrorBody, ErrorCode, Event, Message, SendMessage};
+use crate::protocol::{
+    Content, ConvId, ConvKind, ErrorBody, ErrorCode, Event, Message, RECALLED_CONTENT, Reason,
+    SendMessage,
+};
 use crate::session::registry::{Outbound, Registry};
 use crate::store::{LogEntry, SentRecord, Store, TokenRecord};
 use crate::util::now_ms;
@@ -39,25 +42,55 @@ pub struct Committed {
     pub duplicate: bool,
 }
 
+/// What a patch does to a stored message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    Edit {
+        content: Content,
+        mention_list: Vec<String>,
+        mention_all: bool,
+    },
+    /// The content becomes [`RECALLED_CONTENT`].
+    Recall,
+    /// Out of history for everyone; a content-less tombstone stays.
+    Delete,
+}
+
+/// A change to a stored message on its way into the log.
+pub struct PatchDraft {
+    pub conv: Arc<Conv>,
+    pub seq: u64,
+    pub change: Change,
+    pub by: String,
+    /// Only the message's sender may make it (edit, recall).
+    pub sender_only: bool,
+    pub origin_conn: u64,
+    pub reason: Option<Reason>,
+    /// Receivers of the event chosen by `_messageUpdate`; `None` is everyone
+    /// the message reached.
+    pub to_peers: Option<Vec<String>>,
+}
+
 type Reply<T> = oneshot::Sender<Result<T, ErrorBody>>;
 
 enum Job {
     Append(Box<Draft>, Reply<Committed>),
+    Patch(Box<PatchDraft>, Reply<LogEntry>),
     Barrier(Reply<()>),
     Stop,
 }
 
 impl Job {
     fn is_barrier(&self) -> bool {
-        !matches!(self, Job::Append(..))
+        matches!(self, Job::Barrier(_) | Job::Stop)
     }
 }
 
-/// A submitted message awaiting its group flush.
-pub struct Pending(oneshot::Receiver<Result<Committed, ErrorBody>>);
+/// A submitted job awaiting its group flush.
+pub struct Pending<T = Committed>(oneshot::Receiver<Result<T, ErrorBody>>);
 
-impl Pending {
-    pub async fn wait(self) -> Result<Committed, ErrorBody> {
+impl<T> Pending<T> {
+    pub async fn wait(self) -> Result<T, ErrorBody> {
         self.0.await.map_err(|_| shutting_down())?
     }
 }
@@ -105,6 +138,16 @@ impl Pipeline {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(Job::Append(Box::new(draft), tx))
+            .map_err(|_| shutting_down())?;
+        Ok(Pending(rx))
+    }
+
+    /// Queues a change to a stored message; resolves with the entry as
+    /// stored once durable, after the change went out to online members.
+    pub fn patch(&self, draft: PatchDraft) -> Result<Pending<LogEntry>, ErrorBody> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Job::Patch(Box::new(draft), tx))
             .map_err(|_| shutting_down())?;
         Ok(Pending(rx))
     }
@@ -168,76 +211,75 @@ enum Outcome {
     Duplicate(SentRecord),
     /// Same token as an earlier draft in this very batch.
     DuplicateOf(usize),
+    Patched(usize),
     Failed(ErrorBody),
+}
+
+/// What goes out after the flush, in job order.
+enum Notice {
+    New {
+        entry: usize,
+        origin_conn: u64,
+    },
+    Patch {
+        entry: usize,
+        draft: Box<PatchDraft>,
+    },
+}
+
+/// The batch being built: entries in log order and where each message is.
+#[derive(Default)]
+struct Batch {
+    entries: Vec<LogEntry>,
+    convs: Vec<Arc<Conv>>,
+    /// (conv, seq) → index in `entries`, for patches of messages in this batch.
+    at: HashMap<(ConvId, u64), usize>,
+    /// Patch keys the rewrites replace.
+    stale: Vec<(u64, ConvId, u64)>,
+}
+
+impl Batch {
+    fn push(&mut self, e: LogEntry, conv: Arc<Conv>) -> usize {
+        let i = self.entries.len();
+        self.at.insert((e.msg.conv, e.msg.seq), i);
+        self.entries.push(e);
+        self.convs.push(conv);
+        i
+    }
 }
 
 /// Commits one batch. Returns true when a Stop was seen.
 fn commit(jobs: &mut Vec<Job>, ctx: &Ctx) -> bool {
     let store = &*ctx.store;
-    let mut entries: Vec<LogEntry> = Vec::new();
-    let mut convs: Vec<Arc<Conv>> = Vec::new();
-    let mut origin_conns: Vec<u64> = Vec::new();
+    let mut b = Batch::default();
     // Per conversation: its handle and the seq and timestamp assigned so far.
     let mut heads: HashMap<ConvId, (Arc<Conv>, u64, u64)> = HashMap::new();
     let mut batch_tokens: HashMap<(String, String), usize> = HashMap::new();
     let mut outcomes: Vec<Outcome> = Vec::new();
+    let mut notices: Vec<Notice> = Vec::new();
     let now = now_ms();
 
     for job in jobs.iter_mut() {
-        let Job::Append(d, _) = job else { continue };
-        if let Some(tok) = &d.send.token {
-            if let Some(&i) = batch_tokens.get(&(d.from.clone(), tok.clone())) {
-                outcomes.push(Outcome::DuplicateOf(i));
-                continue;
-            }
-            match store.sent_by_token(&d.from, tok) {
-                Ok(Some(rec)) => {
-                    outcomes.push(Outcome::Duplicate(rec));
-                    continue;
+        match job {
+            Job::Append(d, _) => {
+                let o = append(d, &mut b, &mut heads, &mut batch_tokens, store, now);
+                if let Outcome::New(entry) = o {
+                    notices.push(Notice::New {
+                        entry,
+                        origin_conn: d.origin_conn,
+                    });
                 }
-                Ok(None) => {}
-                Err(e) => {
-                    outcomes.push(Outcome::Failed(e.into()));
-                    continue;
-                }
+                outcomes.push(o);
             }
+            Job::Patch(p, _) => {
+                let o = match apply_patch(p, &mut b, store, now) {
+                    Ok(i) => Outcome::Patched(i),
+                    Err(e) => Outcome::Failed(e),
+                };
+                outcomes.push(o);
+            }
+            Job::Barrier(_) | Job::Stop => {}
         }
-        let head = heads
-            .entry(d.conv.id)
-            .or_insert_with(|| (d.conv.clone(), d.conv.last_seq(), d.conv.last_ts()));
-        head.1 += 1;
-        head.2 = head.2.max(now);
-        let (seq, timestamp) = (head.1, head.2);
-        let s = &mut d.send;
-        let msg = Message {
-            conv: d.conv.id,
-            msg_id: crate::protocol::msg_id(d.conv.id, seq),
-            seq,
-            from: d.from.clone(),
-            timestamp,
-            content: std::mem::replace(
-                &mut s.content,
-                crate::protocol::Content::Text(String::new()),
-            ),
-            mention_list: std::mem::take(&mut s.mention_list),
-            mention_all: s.mention_all,
-            receipt: s.receipt,
-            transient: false,
-            will: s.will,
-            push_data: s.push_data.take(),
-        };
-        if let Some(tok) = &s.token {
-            batch_tokens.insert((d.from.clone(), tok.clone()), entries.len());
-        }
-        outcomes.push(Outcome::New(entries.len()));
-        entries.push(LogEntry {
-            msg,
-            origin_device: std::mem::take(&mut d.origin_device),
-            from_ip: std::mem::take(&mut d.from_ip),
-            to_peers: d.to_peers.take(),
-        });
-        convs.push(d.conv.clone());
-        origin_conns.push(d.origin_conn);
     }
 
     let sent_of = |e: &LogEntry| SentRecord {
@@ -251,13 +293,13 @@ fn commit(jobs: &mut Vec<Job>, ctx: &Ctx) -> bool {
         .map(|((client, token), &i)| TokenRecord {
             client,
             token,
-            sent: sent_of(&entries[i]),
+            sent: sent_of(&b.entries[i]),
         })
         .collect();
 
     // One write and one flush for the whole batch, barriers included.
     let written = store
-        .append_unsynced(&entries, &tokens)
+        .write_unsynced(&b.entries, &tokens, &b.stale)
         .and_then(|()| store.flush_durable())
         .map_err(ErrorBody::from);
     drop(tokens);
@@ -270,6 +312,7 @@ fn commit(jobs: &mut Vec<Job>, ctx: &Ctx) -> bool {
 
     let mut outcomes = outcomes.into_iter();
     let mut stop = false;
+    let mut patch_replies = Vec::new();
     for job in jobs.drain(..) {
         match job {
             Job::Append(_, reply) => {
@@ -281,17 +324,37 @@ fn commit(jobs: &mut Vec<Job>, ctx: &Ctx) -> bool {
                     }),
                     (Err(e), _) => Err(e.clone()),
                     (Ok(()), Some(Outcome::New(i))) => Ok(Committed {
-                        sent: sent_of(&entries[i]),
+                        sent: sent_of(&b.entries[i]),
                         duplicate: false,
                     }),
                     (Ok(()), Some(Outcome::DuplicateOf(i))) => Ok(Committed {
-                        sent: sent_of(&entries[i]),
+                        sent: sent_of(&b.entries[i]),
                         duplicate: true,
                     }),
-                    (Ok(()), None) => Err(ErrorBody::new(ErrorCode::InternalError, "lost outcome")),
+                    (Ok(()), _) => Err(ErrorBody::new(ErrorCode::InternalError, "lost outcome")),
                 };
                 let _ = reply.send(result);
             }
+            Job::Patch(draft, reply) => match (&written, outcomes.next()) {
+                (_, Some(Outcome::Failed(e))) => {
+                    let _ = reply.send(Err(e));
+                }
+                (Err(e), _) => {
+                    let _ = reply.send(Err(e.clone()));
+                }
+                (Ok(()), Some(Outcome::Patched(entry))) => {
+                    // Answered after its event went out, so an editor that
+                    // then reads history or waits on peers sees it settled.
+                    patch_replies.push((entry, reply));
+                    notices.push(Notice::Patch { entry, draft });
+                }
+                (Ok(()), _) => {
+                    let _ = reply.send(Err(ErrorBody::new(
+                        ErrorCode::InternalError,
+                        "lost outcome",
+                    )));
+                }
+            },
             Job::Barrier(reply) => {
                 let _ = reply.send(written.clone());
             }
@@ -300,32 +363,216 @@ fn commit(jobs: &mut Vec<Job>, ctx: &Ctx) -> bool {
     }
 
     if written.is_ok() {
-        for ((entry, conv), origin) in entries.into_iter().zip(&convs).zip(origin_conns) {
-            fan_out(ctx, conv, entry, origin);
+        // Appends first (in job order), then patches: a patch never touches
+        // a message appended in its own batch, whose id nobody knew yet.
+        notices.sort_by_key(|n| matches!(n, Notice::Patch { .. }));
+        for n in notices {
+            match n {
+                Notice::New { entry, origin_conn } => {
+                    fan_out(ctx, &b.convs[entry], b.entries[entry].clone(), origin_conn)
+                }
+                Notice::Patch { entry, draft } => fan_out_patch(ctx, &b.entries[entry], &draft),
+            }
+        }
+        for (entry, reply) in patch_replies {
+            let _ = reply.send(Ok(b.entries[entry].clone()));
         }
     }
     stop
+}
+
+/// Assigns a draft its seq and adds it to the batch (or finds its token).
+fn append(
+    d: &mut Draft,
+    b: &mut Batch,
+    heads: &mut HashMap<ConvId, (Arc<Conv>, u64, u64)>,
+    batch_tokens: &mut HashMap<(String, String), usize>,
+    store: &Store,
+    now: u64,
+) -> Outcome {
+    if d.conv.is_deleted() {
+        return Outcome::Failed(ErrorBody::new(
+            ErrorCode::ConvNotFound,
+            format!("conversation {} was deleted", d.conv.id),
+        ));
+    }
+    if let Some(tok) = &d.send.token {
+        if let Some(&i) = batch_tokens.get(&(d.from.clone(), tok.clone())) {
+            return Outcome::DuplicateOf(i);
+        }
+        match store.sent_by_token(&d.from, tok) {
+            Ok(Some(rec)) => return Outcome::Duplicate(rec),
+            Ok(None) => {}
+            Err(e) => return Outcome::Failed(e.into()),
+        }
+    }
+    let head = heads
+        .entry(d.conv.id)
+        .or_insert_with(|| (d.conv.clone(), d.conv.last_seq(), d.conv.last_ts()));
+    head.1 += 1;
+    head.2 = head.2.max(now);
+    let (seq, timestamp) = (head.1, head.2);
+    // Receipts exist only between two members (LeanCloud's rule).
+    let receipt = d.send.receipt && d.conv.state.read().audience_len() <= 2;
+    let s = &mut d.send;
+    let msg = Message {
+        mention_list: std::mem::take(&mut s.mention_list),
+        mention_all: s.mention_all,
+        receipt,
+        push_data: s.push_data.take(),
+        ..Message::new(
+            d.conv.id,
+            seq,
+            d.from.clone(),
+            timestamp,
+            std::mem::replace(&mut s.content, Content::Text(String::new())),
+        )
+    };
+    let entry = LogEntry {
+        to_peers: d.to_peers.take(),
+        ..LogEntry::new(
+            msg,
+            std::mem::take(&mut d.origin_device),
+            std::mem::take(&mut d.from_ip),
+        )
+    };
+    let i = b.push(entry, d.conv.clone());
+    if let Some(tok) = &s.token {
+        batch_tokens.insert((d.from.clone(), tok.clone()), i);
+    }
+    Outcome::New(i)
+}
+
+fn not_found(p: &PatchDraft, why: &str) -> ErrorBody {
+    ErrorBody::new(
+        ErrorCode::MessageNotFound,
+        format!(
+            "{} in {}: {why}",
+            crate::protocol::msg_id(p.conv.id, p.seq),
+            p.conv.id
+        ),
+    )
+}
+
+/// Rewrites a stored (or just batched) message; checks again what the
+/// caller checked, since the message may have changed while it waited.
+fn apply_patch(p: &PatchDraft, b: &mut Batch, store: &Store, now: u64) -> Result<usize, ErrorBody> {
+    if p.conv.is_deleted() {
+        return Err(ErrorBody::new(
+            ErrorCode::ConvNotFound,
+            format!("conversation {} was deleted", p.conv.id),
+        ));
+    }
+    let i = match b.at.get(&(p.conv.id, p.seq)) {
+        Some(&i) => i,
+        None => {
+            let e = store
+                .message(p.conv.id, p.seq)?
+                .ok_or_else(|| not_found(p, "no such message"))?;
+            if let Some(at) = e.msg.updated_at {
+                b.stale.push((at, p.conv.id, p.seq));
+            }
+            b.push(e, p.conv.clone())
+        }
+    };
+    let e = &mut b.entries[i];
+    if e.deleted {
+        return Err(not_found(p, "it was deleted"));
+    }
+    if p.change != Change::Delete && e.msg.recalled {
+        return Err(not_found(p, "it was recalled"));
+    }
+    if p.sender_only && e.msg.from != p.by {
+        return Err(ErrorBody::new(
+            ErrorCode::OwnershipRequired,
+            "only the sender may change a message",
+        ));
+    }
+    // Strictly increasing per message, so its patch key moves forward.
+    let at = now.max(e.msg.updated_at.map_or(0, |t| t + 1));
+    let m = &mut e.msg;
+    match &p.change {
+        Change::Edit {
+            content,
+            mention_list,
+            mention_all,
+        } => {
+            m.content = content.clone();
+            m.mention_list = mention_list.clone();
+            m.mention_all = *mention_all;
+        }
+        Change::Recall => {
+            m.content = Content::Text(RECALLED_CONTENT.to_owned());
+            m.recalled = true;
+            m.mention_list.clear();
+            m.mention_all = false;
+        }
+        Change::Delete => {
+            m.content = Content::Text(String::new());
+            m.mention_list.clear();
+            m.mention_all = false;
+            m.push_data = None;
+            e.deleted = true;
+        }
+    }
+    e.msg.updated_at = Some(at);
+    e.reason = p.reason.clone();
+    e.patched_by = Some(p.by.clone());
+    Ok(i)
+}
+
+/// The message as each receiver should see it: at most two variants, those
+/// it mentions and the rest, so a send to 500 members encodes two frames.
+pub fn per_receiver<'a>(audience: &[&'a str], msg: &Message) -> Vec<(Vec<&'a str>, Message)> {
+    if msg.mention_all || msg.mention_list.is_empty() {
+        let m = msg.clone().for_receiver("");
+        return vec![(audience.to_vec(), m)];
+    }
+    let (named, rest): (Vec<&str>, Vec<&str>) = audience
+        .iter()
+        .partition(|a| msg.mention_list.iter().any(|m| m == *a));
+    let mut out = Vec::with_capacity(2);
+    if let Some(first) = named.first() {
+        let m = msg.clone().for_receiver(first);
+        out.push((named, m));
+    }
+    if !rest.is_empty() {
+        out.push((rest, msg.clone().for_receiver("")));
+    }
+    out
+}
+
+/// Who receives a conversation's traffic now: members (online room members
+/// for chat rooms), narrowed to `to_peers` when a hook chose; the sender
+/// always. A client's message to a system conversation is for the app, not
+/// the other subscribers, so only the sender's devices see it.
+fn audience_of<'a>(
+    st: &'a crate::conversation::ConvState,
+    from: &'a str,
+    to_peers: &[&Option<Vec<String>>],
+) -> Vec<&'a str> {
+    let all: Vec<&str> = match st.rec.kind {
+        ConvKind::System => vec![from],
+        ConvKind::ChatRoom => st.room.iter().map(String::as_str).collect(),
+        ConvKind::Normal => st.rec.members.iter().map(String::as_str).collect(),
+    };
+    all.into_iter()
+        .filter(|a| {
+            *a == from
+                || to_peers
+                    .iter()
+                    .all(|tp| tp.as_ref().is_none_or(|p| p.iter().any(|p| p == a)))
+        })
+        .collect()
 }
 
 /// Hands a durable message to every online device of its audience, except the
 /// connection that sent it.
 fn fan_out(ctx: &Ctx, conv: &Conv, entry: LogEntry, origin_conn: u64) {
     let (conv_id, seq) = (entry.msg.conv, entry.msg.seq);
-    let from = entry.msg.from.clone();
     let st = conv.state.read();
     let kind = st.rec.kind;
-    // A client's message to a system conversation is for the app, not the
-    // other subscribers; only the sender's other devices see it.
-    let audience: Vec<&str> = match kind {
-        ConvKind::System => vec![from.as_str()],
-        ConvKind::ChatRoom => st.room.iter().map(String::as_str).collect(),
-        ConvKind::Normal => st.rec.members.iter().map(String::as_str).collect(),
-    };
-    let to_peers = &entry.to_peers;
-    let audience: Vec<&str> = audience
-        .into_iter()
-        .filter(|a| *a == from || to_peers.as_ref().is_none_or(|p| p.iter().any(|p| p == a)))
-        .collect();
+    let audience = audience_of(&st, &entry.msg.from, &[&entry.to_peers]);
     if kind != ConvKind::System {
         super::hooks::delivered(
             &ctx.hooks,
@@ -337,16 +584,58 @@ fn fan_out(ctx: &Ctx, conv: &Conv, entry: LogEntry, origin_conn: u64) {
             &audience,
         );
     }
-    let Some(frame) = event_frame(Event::Message {
-        msg: entry.msg,
-        redelivered: false,
-    }) else {
-        return;
+    let receipt = entry.msg.receipt.then(|| {
+        (
+            Arc::<str>::from(entry.msg.from.as_str()),
+            entry.msg.timestamp,
+        )
+    });
+    for (group, msg) in per_receiver(&audience, &entry.msg) {
+        let Some(frame) = event_frame(Event::Message {
+            msg,
+            redelivered: false,
+        }) else {
+            continue;
+        };
+        let out = Outbound::Message {
+            conv: conv_id,
+            seq,
+            frame,
+            receipt: receipt.clone(),
+        };
+        ctx.registry.send_to(group, Some(origin_conn), &out);
+    }
+}
+
+/// Tells online members about an edit, recall or delete.
+fn fan_out_patch(ctx: &Ctx, entry: &LogEntry, p: &PatchDraft) {
+    let st = p.conv.state.read();
+    let audience = audience_of(&st, &entry.msg.from, &[&entry.to_peers, &p.to_peers]);
+    let groups = if entry.deleted {
+        vec![(audience, entry.msg.clone())]
+    } else {
+        per_receiver(&audience, &entry.msg)
     };
-    let out = Outbound::Message {
-        conv: conv_id,
-        seq,
-        frame,
-    };
-    ctx.registry.send_to(audience, Some(origin_conn), &out);
+    for (group, msg) in groups {
+        let ev = match &p.change {
+            Change::Edit { .. } => Event::MessageUpdated {
+                msg,
+                reason: p.reason.clone(),
+            },
+            Change::Recall => Event::MessageRecalled {
+                msg,
+                reason: p.reason.clone(),
+            },
+            Change::Delete => Event::MessageDeleted {
+                conv: msg.conv,
+                msg_id: msg.msg_id,
+                seq: msg.seq,
+                by: p.by.clone(),
+            },
+        };
+        if let Some(f) = event_frame(ev) {
+            ctx.registry
+                .send_to(group, Some(p.origin_conn), &Outbound::Frame(f));
+        }
+    }
 }

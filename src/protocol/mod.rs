@@ -103,6 +103,9 @@ pub enum ClientFrame {
     Ack { acks: Vec<(ConvId, u64)> },
     /// Keeps the session inside the idle timeout; no answer.
     Ping,
+    /// The caller started or stopped typing in `conv`. Best sent as a QUIC
+    /// datagram; never answered, dropped when not allowed.
+    Typing { conv: ConvId, started: bool },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -158,6 +161,37 @@ pub enum Command {
         seq: Option<u64>,
     },
     History(HistoryQuery),
+    /// Replaces a message's content and mentions; the sender only.
+    EditMessage(EditMessage),
+    /// Replaces a message with the recalled marker; the sender only.
+    RecallMessage {
+        conv: ConvId,
+        msg_id: String,
+    },
+    /// Removes a message from history for everyone; the sender or a manager.
+    DeleteMessage {
+        conv: ConvId,
+        msg_id: String,
+    },
+    /// Deletes the conversation and its history; the owner or a manager.
+    DeleteConversation {
+        conv: ConvId,
+    },
+    /// When the other member last received and read the caller's messages.
+    Receipts {
+        conv: ConvId,
+    },
+    /// Drops the caller's will message, if it has one.
+    ClearWill,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EditMessage {
+    pub conv: ConvId,
+    pub msg_id: String,
+    pub content: Content,
+    pub mention_list: Vec<String>,
+    pub mention_all: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -288,6 +322,8 @@ pub struct HistoryQuery {
     pub inclusive: bool,
     /// At most `history.max_limit` (1000).
     pub limit: u32,
+    /// Only typed messages with this `_lctype` (see `client::typed`).
+    pub lctype: Option<i32>,
 }
 
 /// Server → client. Responses and events share the stream, so events are
@@ -324,6 +360,15 @@ pub enum Reply {
         messages: Vec<Message>,
         /// More messages lie beyond the returned page in the query's direction.
         more: bool,
+    },
+    /// An edit or recall: the message as now stored.
+    Updated {
+        msg: Message,
+    },
+    /// Milliseconds since the epoch; `None` until it first happened.
+    Receipts {
+        last_delivered_at: Option<u64>,
+        last_read_at: Option<u64>,
     },
 }
 
@@ -389,6 +434,63 @@ pub struct Message {
     pub transient: bool,
     pub will: bool,
     pub push_data: Option<String>,
+    /// Set per receiver: its client id is in `mention_list`, or `mention_all`.
+    pub mentioned: bool,
+    /// Set per receiver: `mention_all`.
+    pub mentioned_all: bool,
+    /// When it was last edited or recalled (ms); `None` if never.
+    pub updated_at: Option<u64>,
+    /// Recalled: `content` is the recalled marker ([`RECALLED_CONTENT`]).
+    pub recalled: bool,
+}
+
+/// What a recalled message's content becomes: LeanCloud's RecalledMessage
+/// type, so LeanCloud-style typed-message code renders it.
+pub const RECALLED_CONTENT: &str = r#"{"_lctype":-127}"#;
+
+impl Message {
+    /// A stored message with every option off; `msg_id` derived from `(conv, seq)`.
+    pub fn new(
+        conv: ConvId,
+        seq: u64,
+        from: impl Into<String>,
+        timestamp: u64,
+        content: Content,
+    ) -> Message {
+        Message {
+            conv,
+            msg_id: msg_id(conv, seq),
+            seq,
+            from: from.into(),
+            timestamp,
+            content,
+            mention_list: Vec::new(),
+            mention_all: false,
+            receipt: false,
+            transient: false,
+            will: false,
+            push_data: None,
+            mentioned: false,
+            mentioned_all: false,
+            updated_at: None,
+            recalled: false,
+        }
+    }
+
+    /// This message as `client` receives it: the mention flags are per receiver.
+    pub fn for_receiver(mut self, client: &str) -> Message {
+        self.mentioned_all = self.mention_all;
+        self.mentioned = self.mention_all || self.mention_list.iter().any(|m| m == client);
+        self
+    }
+}
+
+/// Why a message changed. Positive codes come from the app's hooks,
+/// negative ones from the server (-4408: keyword filter).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reason {
+    pub code: i32,
+    pub detail: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -401,11 +503,19 @@ pub struct UnreadItem {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Event {
     /// A new message, or a redelivery of one this device has not acked.
-    Message { msg: Message, redelivered: bool },
+    Message {
+        msg: Message,
+        redelivered: bool,
+    },
     /// This device lost its `<clientId, tag>` to a newer login (closeCode 3, 4111).
-    Conflict { code: u16, reason: String },
+    Conflict {
+        code: u16,
+        reason: String,
+    },
     /// Pull-mode sync at login: conversations with unread messages.
-    Unread { items: Vec<UnreadItem> },
+    Unread {
+        items: Vec<UnreadItem>,
+    },
     /// Push-mode sync finished; `skipped` counts missed messages beyond the per-conversation limit, left for history.
     SyncDone {
         conversations: u32,
@@ -413,7 +523,10 @@ pub enum Event {
         skipped: u64,
     },
     /// Another device of this client read the conversation up to `seq`.
-    ReadUpdated { conv: ConvId, seq: u64 },
+    ReadUpdated {
+        conv: ConvId,
+        seq: u64,
+    },
     MembersJoined {
         conv: ConvId,
         members: Vec<String>,
@@ -425,9 +538,15 @@ pub enum Event {
         by: String,
     },
     /// The caller was added to a conversation.
-    Invited { conv: ConvId, by: String },
+    Invited {
+        conv: ConvId,
+        by: String,
+    },
     /// The caller was removed from a conversation.
-    Kicked { conv: ConvId, by: String },
+    Kicked {
+        conv: ConvId,
+        by: String,
+    },
     ConversationUpdated {
         conv: ConvId,
         by: String,
@@ -435,5 +554,48 @@ pub enum Event {
         attr: Option<String>,
     },
     /// The server is closing this connection; the QUIC close carries the same code.
-    Closing { code: u16, reason: String },
+    Closing {
+        code: u16,
+        reason: String,
+    },
+    /// LeanCloud's MESSAGE_UPDATE: an edit, or the server or a hook changed
+    /// the caller's message (`reason` set then).
+    MessageUpdated {
+        msg: Message,
+        reason: Option<Reason>,
+    },
+    /// LeanCloud's MESSAGE_RECALL: `msg` carries the recalled marker.
+    MessageRecalled {
+        msg: Message,
+        reason: Option<Reason>,
+    },
+    /// The message was removed from history.
+    MessageDeleted {
+        conv: ConvId,
+        msg_id: String,
+        seq: u64,
+        by: String,
+    },
+    ConversationDeleted {
+        conv: ConvId,
+        by: String,
+    },
+    /// Receipt: `by` has received the caller's messages sent up to `at` (ms).
+    LastDeliveredAt {
+        conv: ConvId,
+        by: String,
+        at: u64,
+    },
+    /// Receipt: `by` has read the caller's messages sent up to `at` (ms).
+    LastReadAt {
+        conv: ConvId,
+        by: String,
+        at: u64,
+    },
+    /// `from` started or stopped typing; sent as a datagram when it fits.
+    Typing {
+        conv: ConvId,
+        from: String,
+        started: bool,
+    },
 }

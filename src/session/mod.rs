@@ -178,7 +178,7 @@ async fn await_login(
                     writer.send(f);
                 }
             }
-            ClientFrame::Ack { .. } | ClientFrame::Ping => {}
+            ClientFrame::Ack { .. } | ClientFrame::Ping | ClientFrame::Typing { .. } => {}
         }
     }
 }
@@ -189,8 +189,9 @@ struct Session {
     writer: Writer,
     caller: Caller,
     device_rx: mpsc::UnboundedReceiver<Outbound>,
-    /// Sent but unacked stored messages, oldest first per conversation.
-    inflight: HashMap<ConvId, VecDeque<(u64, Instant)>>,
+    /// Sent but unacked stored messages, oldest first per conversation,
+    /// with the sender and time of those that want a delivery receipt.
+    inflight: HashMap<ConvId, VecDeque<Inflight>>,
     inflight_len: usize,
     /// Highest seq already sent per conversation: live copies of messages a
     /// sync already sent are dropped.
@@ -200,7 +201,18 @@ struct Session {
     /// The send lane task.
     sends: JoinSet<()>,
     tag: Option<String>,
+    /// The last typing state relayed per conversation, to drop repeats.
+    typing: HashMap<ConvId, (bool, Instant)>,
 }
+
+struct Inflight {
+    seq: u64,
+    sent_at: Instant,
+    receipt: Option<(Arc<str>, u64)>,
+}
+
+/// A repeated typing state inside this window is not relayed again.
+const TYPING_REPEAT: Duration = Duration::from_secs(1);
 
 impl Session {
     async fn open(
@@ -294,6 +306,7 @@ impl Session {
             send_lane: None,
             sends: JoinSet::new(),
             tag,
+            typing: HashMap::new(),
         };
         let (lane_tx, lane_rx) = mpsc::unbounded_channel();
         s.sends.spawn(send_lane(
@@ -305,6 +318,13 @@ impl Session {
         s.send_lane = Some(lane_tx);
         if let Err(e) = s.sync(login.sync) {
             tracing::warn!(error = %e, "offline sync failed");
+        }
+        if let Err(e) = s.sync_patches() {
+            tracing::warn!(error = %e, "patch sync failed");
+        }
+        match message::receipts::owed(&s.hub, &s.caller.client) {
+            Ok(frames) => frames.into_iter().for_each(|f| s.writer.send(f)),
+            Err(e) => tracing::warn!(error = %e, "owed receipts not sent"),
         }
         Some(s)
     }
@@ -356,7 +376,16 @@ impl Session {
                     close_with(&self.conn, &self.writer, ErrorCode::ServerShutdown, "server shutting down").await;
                     return Ended { close_code: close::CONNECTION_LOST, error: Some(ErrorCode::ServerShutdown) };
                 }
-                _ = self.conn.closed() => return lost(),
+                d = self.conn.read_datagram() => match d {
+                    Ok(bytes) => {
+                        idle_deadline = Instant::now() + idle;
+                        // Datagrams carry only fire-and-forget frames; a bad one is dropped.
+                        if let Ok(ClientFrame::Typing { conv, started }) = crate::codec::decode(&bytes) {
+                            self.typing(conv, started);
+                        }
+                    }
+                    Err(_) => return lost(),
+                },
                 Some(_) = self.sends.join_next(), if !self.sends.is_empty() => {}
             }
         }
@@ -382,6 +411,13 @@ impl Session {
     }
 
     fn finish(&mut self, ended: &Ended) {
+        // A drop without a logout sends the will; a server shutdown is not
+        // the client going away.
+        if ended.close_code == close::CONNECTION_LOST
+            && ended.error != Some(ErrorCode::ServerShutdown)
+        {
+            message::will::fire(&self.hub, &self.caller);
+        }
         let rooms = self
             .hub
             .registry
@@ -428,6 +464,10 @@ impl Session {
                 self.ack(&acks);
                 None
             }
+            ClientFrame::Typing { conv, started } => {
+                self.typing(conv, started);
+                None
+            }
             ClientFrame::Request { id, cmd } => self.command(id, cmd).await,
         }
     }
@@ -442,6 +482,7 @@ impl Session {
                 "already logged in",
             )),
             Command::Logout => {
+                message::will::forget(hub, caller);
                 self.reply(id, Ok(Reply::Ok));
                 self.drain_sends().await;
                 self.writer.drain(Duration::from_millis(500)).await;
@@ -486,6 +527,19 @@ impl Session {
             Command::Unmute { conv } => ok(conv_ops::set_muted(hub, caller, conv, false).await),
             Command::Read { conv, seq } => message::read(hub, caller, conv, seq),
             Command::History(q) => message::history(hub, caller, q),
+            Command::EditMessage(e) => message::patch::edit(hub, caller, e).await,
+            Command::RecallMessage { conv, msg_id } => {
+                message::patch::recall(hub, caller, conv, &msg_id).await
+            }
+            Command::DeleteMessage { conv, msg_id } => {
+                message::patch::delete(hub, caller, conv, &msg_id).await
+            }
+            Command::DeleteConversation { conv } => ok(conv_ops::delete(hub, caller, conv).await),
+            Command::Receipts { conv } => message::receipts::query(hub, caller, conv),
+            Command::ClearWill => {
+                message::will::clear(hub, caller);
+                Ok(Reply::Ok)
+            }
         };
         self.reply(id, result);
         None
@@ -500,9 +554,13 @@ impl Session {
             if seq > c.last_seq() {
                 continue;
             }
+            // The newest acked message that wants a receipt, per sender.
+            let mut receipt: Option<(Arc<str>, u64)> = None;
             if let Some(q) = self.inflight.get_mut(&conv) {
-                while q.front().is_some_and(|(s, _)| *s <= seq) {
-                    q.pop_front();
+                while q.front().is_some_and(|i| i.seq <= seq) {
+                    if let Some(i) = q.pop_front() {
+                        receipt = i.receipt.or(receipt);
+                    }
                     self.inflight_len -= 1;
                 }
                 if q.is_empty() {
@@ -513,30 +571,62 @@ impl Session {
             if let Err(e) = self.hub.store.set_device_cursor(client, device, conv, seq) {
                 tracing::warn!(error = %e, "device cursor not saved");
             }
+            if let Some((sender, at)) = receipt
+                && let Err(e) =
+                    message::receipts::on_delivered(&self.hub, conv, client, &sender, at)
+            {
+                tracing::warn!(error = %e, "delivery receipt not recorded");
+            }
         }
     }
 
-    fn track(&mut self, conv: ConvId, seq: u64) {
+    /// Notes a stored message sent to this device. `receipt` is its sender
+    /// and time when it wants a delivery receipt (ignored for our own).
+    fn track(&mut self, conv: ConvId, seq: u64, receipt: Option<(Arc<str>, u64)>) {
         let max = self.sent_max.entry(conv).or_insert(0);
         *max = (*max).max(seq);
         if self.inflight_len >= MAX_INFLIGHT {
             // The device is not acking; its cursor stays put, so the next sync covers these.
             return;
         }
-        self.inflight
-            .entry(conv)
-            .or_default()
-            .push_back((seq, Instant::now()));
+        let receipt = receipt.filter(|(from, _)| **from != *self.caller.client);
+        self.inflight.entry(conv).or_default().push_back(Inflight {
+            seq,
+            sent_at: Instant::now(),
+            receipt,
+        });
         self.inflight_len += 1;
+    }
+
+    /// Relays a typing change, unless it repeats the last one within a second.
+    fn typing(&mut self, conv: ConvId, started: bool) {
+        let now = Instant::now();
+        if let Some((last, at)) = self.typing.get(&conv)
+            && *last == started
+            && now.duration_since(*at) < TYPING_REPEAT
+        {
+            return;
+        }
+        if self.typing.len() > 1000 {
+            self.typing
+                .retain(|_, (_, at)| now.duration_since(*at) < TYPING_REPEAT);
+        }
+        self.typing.insert(conv, (started, now));
+        message::typing::relay(&self.hub, &self.caller, conv, started);
     }
 
     async fn deliver(&mut self, out: Outbound) -> Option<Ended> {
         match out {
-            Outbound::Message { conv, seq, frame } => {
+            Outbound::Message {
+                conv,
+                seq,
+                frame,
+                receipt,
+            } => {
                 if self.sent_max.get(&conv).is_some_and(|m| *m >= seq) {
                     return None;
                 }
-                self.track(conv, seq);
+                self.track(conv, seq, receipt);
                 self.writer.send(frame);
             }
             Outbound::Frame(f) => self.writer.send(f),
@@ -575,6 +665,7 @@ impl Session {
     }
 
     /// Resends, from the log, every message unacked for longer than `timeout`.
+    /// One deleted meanwhile counts as acked: there is nothing left to send.
     fn redeliver(&mut self, timeout: Duration) {
         let now = Instant::now();
         let due: Vec<(ConvId, u64, u64)> = self
@@ -582,9 +673,9 @@ impl Session {
             .iter()
             .filter(|(_, q)| {
                 q.front()
-                    .is_some_and(|(_, t)| now.duration_since(*t) >= timeout)
+                    .is_some_and(|i| now.duration_since(i.sent_at) >= timeout)
             })
-            .filter_map(|(c, q)| Some((*c, q.front()?.0, q.back()?.0)))
+            .filter_map(|(c, q)| Some((*c, q.front()?.seq, q.back()?.seq)))
             .collect();
         for (conv, lo, hi) in due {
             let entries = match self.hub.store.messages(conv, lo, hi, usize::MAX, false) {
@@ -597,19 +688,30 @@ impl Session {
             let Some(q) = self.inflight.get_mut(&conv) else {
                 continue;
             };
-            for (seq, at) in q.iter_mut() {
-                if now.duration_since(*at) < timeout {
+            let before = q.len();
+            q.retain(|i| {
+                entries
+                    .iter()
+                    .find(|e| e.msg.seq == i.seq)
+                    .is_some_and(|e| !e.deleted)
+            });
+            self.inflight_len -= before - q.len();
+            for i in q.iter_mut() {
+                if now.duration_since(i.sent_at) < timeout {
                     break;
                 }
-                *at = now;
-                if let Some(e) = entries.iter().find(|e| e.msg.seq == *seq)
+                i.sent_at = now;
+                if let Some(e) = entries.iter().find(|e| e.msg.seq == i.seq)
                     && let Some(f) = event_frame(Event::Message {
-                        msg: e.msg.clone(),
+                        msg: e.msg.clone().for_receiver(&self.caller.client),
                         redelivered: true,
                     })
                 {
                     self.writer.send(f);
                 }
+            }
+            if q.is_empty() {
+                self.inflight.remove(&conv);
             }
         }
     }
@@ -640,21 +742,33 @@ async fn send_lane(
     let mut flushing = JoinSet::new();
     while let Some((id, m)) = rx.recv().await {
         let result = match message::send(&hub, &caller, m).await {
-            Ok(SendPlan::Pending(p)) => {
+            Ok(SendPlan::Pending(p, changed)) => {
                 let (hub, caller, writer) = (hub.clone(), caller.clone(), writer.clone());
                 flushing.spawn(async move {
                     let result = message::finish_send(&hub, &caller, p).await;
+                    let notice = match (&result, changed) {
+                        (Ok(sent), Some(c)) => c.event(sent),
+                        _ => None,
+                    };
                     if let Some(f) = response(id, result) {
+                        writer.send(f);
+                    }
+                    if let Some(f) = notice {
                         writer.send(f);
                     }
                 });
                 None
             }
-            Ok(SendPlan::Done(r)) => Some(Ok(r)),
-            Err(e) => Some(Err(e)),
+            Ok(SendPlan::Done(r, notice)) => Some((Ok(r), notice)),
+            Err(e) => Some((Err(e), None)),
         };
-        if let Some(f) = result.and_then(|r| response(id, r)) {
-            writer.send(f);
+        if let Some((r, notice)) = result {
+            if let Some(f) = response(id, r) {
+                writer.send(f);
+            }
+            if let Some(f) = notice {
+                writer.send(f);
+            }
         }
         while flushing.try_join_next().is_some() {}
     }

@@ -1,6 +1,7 @@
 //! Who is online: every logged-in device, by client id.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use crossbeam_utils::CachePadded;
@@ -18,6 +19,8 @@ pub enum Outbound {
         conv: ConvId,
         seq: u64,
         frame: Bytes,
+        /// Sender and timestamp when the sender asked for receipts.
+        receipt: Option<(Arc<str>, u64)>,
     },
     /// Any other encoded frame for the stream.
     Frame(Bytes),
@@ -152,6 +155,15 @@ impl Registry {
         if let Some(e) = self.shards[shard_of(client)].read().get(client) {
             e.devices.iter().for_each(&mut f);
         }
+    }
+
+    /// Sends `out` to one connection of `client`.
+    pub fn send_to_conn(&self, client: &str, conn_id: u64, out: &Outbound) {
+        self.for_each_device(client, |d| {
+            if d.conn_id == conn_id {
+                let _ = d.tx.send(out.clone());
+            }
+        });
     }
 
     /// Online devices of `client` as `(device_id, tag)`.

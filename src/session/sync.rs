@@ -1,8 +1,15 @@
 //! Push-mode offline sync: what this device missed, up to a limit per conversation.
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
 use super::Session;
 use crate::hub::event_frame;
-use crate::protocol::{ErrorBody, Event};
+use crate::protocol::{ConvId, ErrorBody, Event};
+
+/// Most patches (edits, recalls, deletes) shown to a device at login; older
+/// ones it sees in history.
+const PATCH_SYNC_LIMIT: usize = 1000;
 
 impl Session {
     /// For each of the client's conversations, sends the newest messages past
@@ -35,17 +42,22 @@ impl Session {
                 let own =
                     e.msg.from == self.caller.client && e.origin_device == self.caller.device_id;
                 let seq = e.msg.seq;
-                // Own messages, and those a hook's toPeers kept from this client.
-                if own || !e.reaches(&self.caller.client) {
+                // Own messages, deleted ones, and those a hook's toPeers kept
+                // from this client.
+                if own || e.deleted || !e.reaches(&self.caller.client) {
                     self.sent_max.insert(id, seq);
                     continue;
                 }
+                let receipt = e
+                    .msg
+                    .receipt
+                    .then(|| (Arc::<str>::from(e.msg.from.as_str()), e.msg.timestamp));
                 if let Some(f) = event_frame(Event::Message {
-                    msg: e.msg,
+                    msg: e.msg.for_receiver(&self.caller.client),
                     redelivered: true,
                 }) {
                     self.writer.send(f);
-                    self.track(id, seq);
+                    self.track(id, seq, receipt);
                     sent += 1;
                 }
             }
@@ -56,6 +68,58 @@ impl Session {
             skipped,
         }) {
             self.writer.send(f);
+        }
+        Ok(())
+    }
+}
+
+impl Session {
+    /// Shows this device the edits, recalls and deletes made in its client's
+    /// conversations since it last logged in. A device seen for the first
+    /// time has nothing to catch up on: history already has the changes.
+    pub(super) fn sync_patches(&mut self) -> Result<(), ErrorBody> {
+        let store = self.hub.store.clone();
+        let (client, device) = (&self.caller.client, &self.caller.device_id);
+        let now = crate::util::now_ms();
+        let since = store.patch_cursor(client, device)?;
+        // Set before the scan: this session is registered, so later patches reach it live.
+        store.set_patch_cursor(client, device, now)?;
+        let Some(since) = since else {
+            return Ok(());
+        };
+        let mine: HashSet<ConvId> = store.memberships_of(client)?.into_iter().collect();
+        let mut seen = HashSet::new();
+        for (_, conv, seq) in store.patches_since(since, PATCH_SYNC_LIMIT)? {
+            if !mine.contains(&conv) || !seen.insert((conv, seq)) {
+                continue;
+            }
+            let Some(e) = store.message(conv, seq)? else {
+                continue;
+            };
+            if !e.reaches(client) {
+                continue;
+            }
+            let ev = if e.deleted {
+                Event::MessageDeleted {
+                    conv,
+                    msg_id: e.msg.msg_id,
+                    seq,
+                    by: e.patched_by.unwrap_or_default(),
+                }
+            } else if e.msg.recalled {
+                Event::MessageRecalled {
+                    msg: e.msg.for_receiver(client),
+                    reason: e.reason,
+                }
+            } else {
+                Event::MessageUpdated {
+                    msg: e.msg.for_receiver(client),
+                    reason: e.reason,
+                }
+            };
+            if let Some(f) = event_frame(ev) {
+                self.writer.send(f);
+            }
         }
         Ok(())
     }

@@ -38,6 +38,68 @@ pub fn token(client: &str, token: &str) -> Vec<u8> {
     k
 }
 
+/// A patch (edit, recall, delete) at `ms`; time first so a scan from a
+/// device's cursor finds what it has not been shown.
+pub fn patch(ms: u64, conv: ConvId, seq: u64) -> [u8; 29] {
+    let mut k = [0u8; 29];
+    k[0] = b'u';
+    k[1..9].copy_from_slice(&ms.to_be_bytes());
+    k[9..21].copy_from_slice(&conv.0);
+    k[21..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+pub fn read_patch(k: &[u8]) -> Option<(u64, ConvId, u64)> {
+    if k.len() != 29 || k[0] != b'u' {
+        return None;
+    }
+    Some((
+        read_u64(&k[1..9])?,
+        read_conv(&k[9..21])?,
+        read_u64(&k[21..])?,
+    ))
+}
+
+pub fn patch_cursor(client: &str, device: &str) -> Vec<u8> {
+    let mut k = vec![b'p'];
+    k.extend_from_slice(&id(client));
+    k.extend_from_slice(&id(device));
+    k
+}
+
+pub fn receipt(conv: ConvId, client: &str) -> Vec<u8> {
+    let mut k = vec![b's'];
+    k.extend_from_slice(&conv.0);
+    k.extend_from_slice(&id(client));
+    k
+}
+
+pub fn owed_receipt_prefix(client: &str) -> Vec<u8> {
+    let mut k = vec![b'q'];
+    k.extend_from_slice(&id(client));
+    k
+}
+
+pub fn owed_receipt(client: &str, conv: ConvId) -> Vec<u8> {
+    let mut k = owed_receipt_prefix(client);
+    k.extend_from_slice(&conv.0);
+    k
+}
+
+pub fn u64_pair(a: u64, b: u64) -> [u8; 16] {
+    let mut v = [0u8; 16];
+    v[..8].copy_from_slice(&a.to_be_bytes());
+    v[8..].copy_from_slice(&b.to_be_bytes());
+    v
+}
+
+pub fn read_u64_pair(v: &[u8]) -> Option<(u64, u64)> {
+    if v.len() != 16 {
+        return None;
+    }
+    Some((read_u64(&v[..8])?, read_u64(&v[8..])?))
+}
+
 pub fn device_cursor(client: &str, device: &str, conv: ConvId) -> Vec<u8> {
     let mut k = vec![b'd'];
     k.extend_from_slice(&id(client));

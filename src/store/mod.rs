@@ -11,10 +11,20 @@
 //! | `memberships`   | id(client) conv(12)                   | empty                       |
 //! | `log`           | `m` conv(12) seq(8)                   | [`LogEntry`]                |
 //! |                 | `k` id(client) token                  | [`SentRecord`]              |
+//! |                 | `u` ms(8) conv(12) seq(8)             | empty: patched at ms        |
 //! | `cursors`       | `d` id(client) id(device) conv(12)    | seq(8): acked by the device |
 //! |                 | `r` id(client) conv(12)               | seq(8): read by the client  |
+//! |                 | `p` id(client) id(device)             | ms(8): patches synced up to |
+//! | `receipts`      | `s` conv(12) id(client)               | delivered ms(8) read ms(8)  |
+//! |                 | `q` id(client) conv(12)               | empty: receipt owed         |
 //! | `outbox`        | push_id(8)                            | [`OutboxRecord`]            |
+//! | `sys`, `broadcasts` | see [`system`]                    |                             |
 //! | `meta`          | `schema`                              | u32                         |
+//!
+//! An edit, recall or delete rewrites the message's `m` record in place (a
+//! delete leaves a content-less tombstone, so seqs and ids are never reused)
+//! and moves its `u` key to the new time; a device's `p` cursor says which
+//! patches its client has already been shown.
 //!
 //! Message and idempotency keys share the `log` tree so that one sled batch,
 //! which is atomic within a tree, writes both. Message ids are derived from
@@ -31,6 +41,7 @@
 //! way means a redelivery, never a loss.
 
 pub mod keys;
+mod migrate;
 pub mod system;
 
 use std::fs::File;
@@ -40,7 +51,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, CodecError};
-use crate::protocol::{ConvId, ConvKind, Message};
+use crate::protocol::{ConvId, ConvKind, Message, Reason};
 
 pub const TREES: &[&str] = &[
     "conversations",
@@ -55,7 +66,9 @@ pub const TREES: &[&str] = &[
     "meta",
 ];
 
-pub const SCHEMA_VERSION: u32 = 1;
+/// 2: `Message` and `LogEntry` gained the edit/recall/delete fields
+/// (`migrate` upgrades a version-1 data dir in place).
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -101,9 +114,28 @@ pub struct LogEntry {
     pub from_ip: String,
     /// Receivers chosen by `_messageReceived` (`toPeers`); `None` is every member.
     pub to_peers: Option<Vec<String>>,
+    /// Removed from history; the record stays, without content, so the seq
+    /// is never reused.
+    pub deleted: bool,
+    /// Why the server or a hook last changed it, for patch sync.
+    pub reason: Option<Reason>,
+    /// Who last edited, recalled or deleted it.
+    pub patched_by: Option<String>,
 }
 
 impl LogEntry {
+    pub fn new(msg: Message, origin_device: impl Into<String>, from_ip: impl Into<String>) -> Self {
+        LogEntry {
+            msg,
+            origin_device: origin_device.into(),
+            from_ip: from_ip.into(),
+            to_peers: None,
+            deleted: false,
+            reason: None,
+            patched_by: None,
+        }
+    }
+
     /// Whether `client` receives this message (senders always see their own).
     pub fn reaches(&self, client: &str) -> bool {
         self.msg.from == client
@@ -191,7 +223,11 @@ impl Store {
             }
             Some(v) => {
                 let found = keys::read_u32(&v).ok_or(StoreError::Corrupt { tree: "meta" })?;
-                if found != SCHEMA_VERSION {
+                if found == 1 {
+                    migrate::v1_to_v2(&db)?;
+                    meta.insert(b"schema", &SCHEMA_VERSION.to_be_bytes())?;
+                    db.flush()?;
+                } else if found != SCHEMA_VERSION {
                     return Err(StoreError::Schema { found });
                 }
             }
@@ -281,6 +317,11 @@ impl Store {
         Ok(())
     }
 
+    pub fn remove_conversation(&self, id: ConvId) -> Result<()> {
+        self.conversations.remove(id.0)?;
+        Ok(())
+    }
+
     pub fn conversations(&self) -> Result<Vec<ConversationRecord>> {
         self.conversations
             .iter()
@@ -354,12 +395,30 @@ impl Store {
 
     /// The batch write alone, for callers that group several appends under one flush.
     pub fn append_unsynced(&self, entries: &[LogEntry], tokens: &[TokenRecord<'_>]) -> Result<()> {
+        self.write_unsynced(entries, tokens, &[])
+    }
+
+    /// One atomic batch: new and rewritten messages (a rewritten one, with
+    /// `updated_at`, gets a patch key at that time), idempotency tokens, and
+    /// the `(ms, conv, seq)` patch keys the rewrites replace.
+    pub fn write_unsynced(
+        &self,
+        entries: &[LogEntry],
+        tokens: &[TokenRecord<'_>],
+        stale_patches: &[(u64, ConvId, u64)],
+    ) -> Result<()> {
         let mut batch = sled::Batch::default();
+        for &(at, conv, seq) in stale_patches {
+            batch.remove(keys::patch(at, conv, seq).to_vec());
+        }
         for e in entries {
             batch.insert(
                 keys::message(e.msg.conv, e.msg.seq).to_vec(),
                 codec::encode(e)?,
             );
+            if let Some(at) = e.msg.updated_at {
+                batch.insert(keys::patch(at, e.msg.conv, e.msg.seq).to_vec(), &[]);
+            }
         }
         for t in tokens {
             batch.insert(keys::token(t.client, t.token), codec::encode(&t.sent)?);
@@ -411,6 +470,92 @@ impl Store {
             out.reverse();
         }
         Ok(out)
+    }
+
+    /// Like [`Store::messages`], keeping only entries `keep` accepts and
+    /// looking at no more than `max_scan` entries. The flag says the scan
+    /// stopped at `max_scan` with the range not exhausted.
+    pub fn messages_where(
+        &self,
+        conv: ConvId,
+        (lo, hi): (u64, u64),
+        limit: usize,
+        newest_first: bool,
+        max_scan: usize,
+        keep: impl Fn(&LogEntry) -> bool,
+    ) -> Result<(Vec<LogEntry>, bool)> {
+        if lo > hi || limit == 0 {
+            return Ok((Vec::new(), false));
+        }
+        let range = self
+            .log
+            .range(keys::message(conv, lo)..=keys::message(conv, hi));
+        let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = if newest_first
+        {
+            Box::new(range.rev())
+        } else {
+            Box::new(range)
+        };
+        let mut out = Vec::new();
+        let mut scanned = 0;
+        for kv in iter {
+            if out.len() == limit {
+                break;
+            }
+            if scanned == max_scan {
+                if newest_first {
+                    out.reverse();
+                }
+                return Ok((out, true));
+            }
+            scanned += 1;
+            let e: LogEntry = codec::decode(&kv?.1)?;
+            if keep(&e) {
+                out.push(e);
+            }
+        }
+        if newest_first {
+            out.reverse();
+        }
+        Ok((out, false))
+    }
+
+    /// Patches `(ms, conv, seq)` made after `after_ms`, oldest first, at most `limit`.
+    pub fn patches_since(&self, after_ms: u64, limit: usize) -> Result<Vec<(u64, ConvId, u64)>> {
+        let Some(from) = after_ms.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        let start = keys::patch(from, ConvId([0; 12]), 0);
+        self.log
+            .range(start.to_vec()..)
+            .keys()
+            .take_while(|k| k.as_ref().map_or(true, |k| k.first() == Some(&b'u')))
+            .take(limit)
+            .map(|k| keys::read_patch(&k?).ok_or(StoreError::Corrupt { tree: "log" }))
+            .collect()
+    }
+
+    /// Removes every message record of `conv` (after a conversation delete).
+    pub fn remove_log(&self, conv: ConvId) -> Result<u64> {
+        let mut n = 0;
+        loop {
+            let mut batch = sled::Batch::default();
+            let mut in_batch = 0;
+            for k in self
+                .log
+                .scan_prefix(keys::message_prefix(conv))
+                .keys()
+                .take(1000)
+            {
+                batch.remove(k?);
+                in_batch += 1;
+            }
+            if in_batch == 0 {
+                return Ok(n);
+            }
+            self.log.apply_batch(batch)?;
+            n += in_batch;
+        }
     }
 
     /// The smallest seq whose timestamp is `>= ts` (timestamps never decrease
@@ -481,6 +626,21 @@ impl Store {
         Ok(())
     }
 
+    /// Until when (ms) this device has been shown patches; `None` for a
+    /// device never seen.
+    pub fn patch_cursor(&self, client: &str, device: &str) -> Result<Option<u64>> {
+        match self.cursors.get(keys::patch_cursor(client, device))? {
+            None => Ok(None),
+            Some(v) => Ok(Some(
+                keys::read_u64(&v).ok_or(StoreError::Corrupt { tree: "cursors" })?,
+            )),
+        }
+    }
+
+    pub fn set_patch_cursor(&self, client: &str, device: &str, ms: u64) -> Result<()> {
+        self.raise(&keys::patch_cursor(client, device), ms)
+    }
+
     pub fn read_cursor(&self, client: &str, conv: ConvId) -> Result<u64> {
         self.read_cursor_key(&keys::read_cursor(client, conv))
     }
@@ -503,6 +663,59 @@ impl Store {
             None => Ok(0),
             Some(v) => keys::read_u64(&v).ok_or(StoreError::Corrupt { tree: "cursors" }),
         }
+    }
+
+    // ---- receipts ----
+
+    /// Raises what `client` has received (`delivered`) or read in `conv` to
+    /// `ms`; returns the new `(delivered, read)`.
+    pub fn raise_receipt(
+        &self,
+        conv: ConvId,
+        client: &str,
+        delivered: Option<u64>,
+        read: Option<u64>,
+    ) -> Result<(u64, u64)> {
+        let new = self
+            .receipts
+            .update_and_fetch(keys::receipt(conv, client), |old| {
+                let (d, r) = old.and_then(keys::read_u64_pair).unwrap_or((0, 0));
+                let d = d.max(delivered.unwrap_or(0));
+                let r = r.max(read.unwrap_or(0));
+                Some(keys::u64_pair(d, r).to_vec())
+            })?;
+        new.as_deref()
+            .and_then(keys::read_u64_pair)
+            .ok_or(StoreError::Corrupt { tree: "receipts" })
+    }
+
+    /// What `client` has received and read in `conv` (0 when never).
+    pub fn receipt(&self, conv: ConvId, client: &str) -> Result<(u64, u64)> {
+        match self.receipts.get(keys::receipt(conv, client))? {
+            None => Ok((0, 0)),
+            Some(v) => keys::read_u64_pair(&v).ok_or(StoreError::Corrupt { tree: "receipts" }),
+        }
+    }
+
+    /// Notes that `client` was offline when a receipt for `conv` was due.
+    pub fn owe_receipt(&self, client: &str, conv: ConvId) -> Result<()> {
+        self.receipts
+            .insert(keys::owed_receipt(client, conv), &[])?;
+        Ok(())
+    }
+
+    /// Takes the conversations `client` is owed receipts for.
+    pub fn take_owed_receipts(&self, client: &str) -> Result<Vec<ConvId>> {
+        let prefix = keys::owed_receipt_prefix(client);
+        let mut out = Vec::new();
+        for k in self.receipts.scan_prefix(&prefix).keys() {
+            let k = k?;
+            if let Some(conv) = keys::read_conv(&k[prefix.len()..]) {
+                out.push(conv);
+            }
+            self.receipts.remove(k)?;
+        }
+        Ok(out)
     }
 
     // ---- the hook outbox ----

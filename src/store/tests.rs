@@ -6,25 +6,14 @@ fn conv(b: u8) -> ConvId {
 }
 
 fn entry(c: ConvId, seq: u64, ts: u64) -> LogEntry {
-    LogEntry {
-        msg: Message {
-            conv: c,
+    LogEntry::new(
+        Message {
             msg_id: format!("m{}-{seq}", c.0[0]),
-            seq,
-            from: "Tom".into(),
-            timestamp: ts,
-            content: Content::Text(format!("hello {seq}")),
-            mention_list: vec![],
-            mention_all: false,
-            receipt: false,
-            transient: false,
-            will: false,
-            push_data: None,
+            ..Message::new(c, seq, "Tom", ts, Content::Text(format!("hello {seq}")))
         },
-        origin_device: "default".into(),
-        from_ip: "127.0.0.1".into(),
-        to_peers: None,
-    }
+        "default",
+        "127.0.0.1",
+    )
 }
 
 #[test]

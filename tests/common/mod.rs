@@ -173,6 +173,7 @@ pub async fn full_history(c: &Client, conv: ConvId) -> Vec<Message> {
                 direction: Direction::After,
                 inclusive: false,
                 limit: 1000,
+                lctype: None,
             })
             .await
             .expect("history");

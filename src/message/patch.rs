@@ -1,0 +1,234 @@
+//! Changing sent messages: edit and recall (the sender only, each behind a
+//! config switch, through `_messageUpdate`), and delete (the sender or a
+//! conversation manager; Skygear's `after_message_deleted`).
+
+use serde_json::json;
+
+use super::hooks::{content_params, replace_content, to_peers_of};
+use super::{Change, PatchDraft, check_content, check_mentions, filter_content, member_conv};
+use crate::hooks::Hook;
+use crate::hub::{Caller, Hub, event_frame};
+use crate::protocol::{
+    Content, ConvId, ConvKind, EditMessage, ErrorBody, ErrorCode, Event, Reply, parse_msg_id,
+};
+use crate::session::registry::Outbound;
+use crate::store::LogEntry;
+
+fn err(code: ErrorCode, detail: impl Into<String>) -> ErrorBody {
+    ErrorBody::new(code, detail)
+}
+
+/// The stored message `msg_id` names in `conv`, if it is still there.
+fn target(hub: &Hub, conv: ConvId, msg_id: &str) -> Result<LogEntry, ErrorBody> {
+    let missing = || {
+        err(
+            ErrorCode::MessageNotFound,
+            format!("no message {msg_id} in {conv}"),
+        )
+    };
+    let (c, seq) = parse_msg_id(msg_id)
+        .filter(|(c, _)| *c == conv)
+        .ok_or_else(missing)?;
+    let e = hub.store.message(c, seq)?.ok_or_else(missing)?;
+    if e.deleted {
+        return Err(missing());
+    }
+    Ok(e)
+}
+
+fn own(e: &LogEntry, caller: &Caller) -> Result<(), ErrorBody> {
+    if e.msg.from != caller.client {
+        return Err(err(
+            ErrorCode::OwnershipRequired,
+            "only the sender may change a message",
+        ));
+    }
+    if e.msg.recalled {
+        return Err(err(ErrorCode::MessageNotFound, "the message was recalled"));
+    }
+    Ok(())
+}
+
+/// `_messageUpdate`: may drop the change (4405 or the hook's code), replace
+/// an edit's content, or narrow who hears about it.
+async fn update_hook(
+    hub: &Hub,
+    caller: &Caller,
+    e: &LogEntry,
+    content: &mut Content,
+    recall: bool,
+) -> Result<(Option<Vec<String>>, Option<crate::protocol::Reason>), ErrorBody> {
+    let conv = hub
+        .convs
+        .get(&e.msg.conv)
+        .ok_or_else(|| err(ErrorCode::ConvNotFound, "conversation gone"))?;
+    let result = hub
+        .before_hook(Hook::MessageUpdate, || {
+            let (kind, mut to_peers) = {
+                let st = conv.state.read();
+                (st.rec.kind, st.audience())
+            };
+            to_peers.retain(|p| *p != caller.client && e.reaches(p));
+            let (content, bin) = content_params(content);
+            json!({
+                "fromPeer": caller.client,
+                "convId": e.msg.conv.to_string(),
+                "toPeers": to_peers,
+                "bin": bin,
+                "content": content,
+                "timestamp": e.msg.timestamp,
+                "msgId": e.msg.msg_id,
+                "sourceIP": caller.ip,
+                "recall": recall,
+                "system": kind == ConvKind::System,
+            })
+        })
+        .await?;
+    let reason = if recall {
+        None
+    } else {
+        replace_content(Hook::MessageUpdate, &result, content)?
+    };
+    Ok((to_peers_of(&result), reason))
+}
+
+/// Queues the change and waits for it to be durable and announced.
+async fn commit(hub: &Hub, draft: PatchDraft) -> Result<LogEntry, ErrorBody> {
+    hub.pipeline.patch(draft)?.wait().await
+}
+
+/// Tells the caller's own connection why the server or a hook changed its edit.
+fn tell_editor(hub: &Hub, caller: &Caller, e: &LogEntry) {
+    if let Some(reason) = &e.reason
+        && let Some(f) = event_frame(Event::MessageUpdated {
+            msg: e.msg.clone().for_receiver(&caller.client),
+            reason: Some(reason.clone()),
+        })
+    {
+        hub.registry
+            .send_to_conn(&caller.client, caller.conn_id, &Outbound::Frame(f));
+    }
+}
+
+pub async fn edit(hub: &Hub, caller: &Caller, req: EditMessage) -> Result<Reply, ErrorBody> {
+    if !hub.config.messages.allow_edit {
+        return Err(err(
+            ErrorCode::EditDisabled,
+            "editing messages is turned off",
+        ));
+    }
+    let conv = member_conv(hub, caller, req.conv)?;
+    let e = target(hub, req.conv, &req.msg_id)?;
+    own(&e, caller)?;
+    check_content(hub, &req.content)?;
+    check_mentions(&req.mention_list)?;
+    let mut content = req.content;
+    let (to_peers, hook_reason) = update_hook(hub, caller, &e, &mut content, false).await?;
+    check_content(hub, &content)?;
+    let reason = filter_content(hub, &mut content, hook_reason);
+    let stored = commit(
+        hub,
+        PatchDraft {
+            conv,
+            seq: e.msg.seq,
+            change: Change::Edit {
+                content,
+                mention_list: req.mention_list,
+                mention_all: req.mention_all,
+            },
+            by: caller.client.clone(),
+            sender_only: true,
+            origin_conn: caller.conn_id,
+            reason,
+            to_peers,
+        },
+    )
+    .await?;
+    tell_editor(hub, caller, &stored);
+    Ok(Reply::Updated {
+        msg: stored.msg.for_receiver(&caller.client),
+    })
+}
+
+pub async fn recall(
+    hub: &Hub,
+    caller: &Caller,
+    conv_id: ConvId,
+    msg_id: &str,
+) -> Result<Reply, ErrorBody> {
+    if !hub.config.messages.allow_recall {
+        return Err(err(
+            ErrorCode::RecallDisabled,
+            "recalling messages is turned off",
+        ));
+    }
+    let conv = member_conv(hub, caller, conv_id)?;
+    let e = target(hub, conv_id, msg_id)?;
+    own(&e, caller)?;
+    let mut content = e.msg.content.clone();
+    let (to_peers, _) = update_hook(hub, caller, &e, &mut content, true).await?;
+    let stored = commit(
+        hub,
+        PatchDraft {
+            conv,
+            seq: e.msg.seq,
+            change: Change::Recall,
+            by: caller.client.clone(),
+            sender_only: true,
+            origin_conn: caller.conn_id,
+            reason: None,
+            to_peers,
+        },
+    )
+    .await?;
+    Ok(Reply::Updated {
+        msg: stored.msg.for_receiver(&caller.client),
+    })
+}
+
+pub async fn delete(
+    hub: &Hub,
+    caller: &Caller,
+    conv_id: ConvId,
+    msg_id: &str,
+) -> Result<Reply, ErrorBody> {
+    let conv = member_conv(hub, caller, conv_id)?;
+    let e = target(hub, conv_id, msg_id)?;
+    let (admin, members) = {
+        let st = conv.state.read();
+        (st.is_admin(&caller.client), st.audience())
+    };
+    if e.msg.from != caller.client && !admin {
+        return Err(err(
+            ErrorCode::OwnershipRequired,
+            "only the sender or a conversation manager may delete a message",
+        ));
+    }
+    let stored = commit(
+        hub,
+        PatchDraft {
+            conv,
+            seq: e.msg.seq,
+            change: Change::Delete,
+            by: caller.client.clone(),
+            sender_only: false,
+            origin_conn: caller.conn_id,
+            reason: None,
+            to_peers: None,
+        },
+    )
+    .await?;
+    let key = conv_id.to_string();
+    hub.after_hook(Hook::MessageDeleted, &key, || {
+        json!({
+            "convId": key,
+            "msgId": stored.msg.msg_id,
+            "fromPeer": e.msg.from,
+            "deletedBy": caller.client,
+            "timestamp": e.msg.timestamp,
+            "deletedAt": stored.msg.updated_at,
+            "members": members,
+        })
+    });
+    Ok(Reply::Ok)
+}

@@ -1,0 +1,83 @@
+//! Typing indicators: transient events to the online members, over QUIC
+//! datagrams when they fit, plus Skygear's `typing_started` hook
+//! (`_typingStarted`), rate-limited per client and conversation.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::codec;
+use crate::hooks::Hook;
+use crate::hub::{Caller, Hub};
+use crate::protocol::{ConvId, Event, ServerFrame};
+use crate::session::registry::Outbound;
+use crate::transport::frame;
+use crate::util::now_ms;
+
+/// Entries in the hook rate-limit table before stale ones are swept.
+const SWEEP_AT: usize = 10_000;
+
+/// Relays a typing change; silently dropped when the caller is not a member
+/// (there is no answer to a datagram).
+pub fn relay(hub: &Hub, caller: &Caller, conv_id: ConvId, started: bool) {
+    let Some(conv) = hub.convs.get(&conv_id) else {
+        return;
+    };
+    let members = {
+        let st = conv.state.read();
+        if !st.is_member(&caller.client) {
+            return;
+        }
+        st.audience()
+    };
+    let ev = ServerFrame::Event(Event::Typing {
+        conv: conv_id,
+        from: caller.client.clone(),
+        started,
+    });
+    if let (Ok(datagram), Ok(frame)) = (codec::encode(&ev), frame::encode(&ev)) {
+        let out = Outbound::Transient {
+            datagram: datagram.into(),
+            frame,
+        };
+        let others = members
+            .iter()
+            .map(String::as_str)
+            .filter(|m| *m != caller.client);
+        hub.registry.send_to(others, None, &out);
+    }
+    if started && hook_due(hub, &caller.client, conv_id) {
+        let key = conv_id.to_string();
+        hub.after_hook(Hook::TypingStarted, &key, || {
+            let now = now_ms();
+            json!({
+                "convId": key,
+                "fromPeer": caller.client,
+                "members": members,
+                "events": [{ "clientId": caller.client, "event": "begin", "at": now }],
+                "timestamp": now,
+            })
+        });
+    }
+}
+
+/// Whether `_typingStarted` may go out for this client and conversation now.
+fn hook_due(hub: &Hub, client: &str, conv: ConvId) -> bool {
+    if !hub.hooks.enabled(Hook::TypingStarted) {
+        return false;
+    }
+    let every = Duration::from_secs(hub.config.messages.typing_hook_interval_secs);
+    let now = Instant::now();
+    let mut last = hub.typing_hooks.lock();
+    if last.len() >= SWEEP_AT {
+        last.retain(|_, t| now.duration_since(*t) < every);
+    }
+    let key = (client.to_owned(), conv);
+    match last.get(&key) {
+        Some(t) if now.duration_since(*t) < every => false,
+        _ => {
+            last.insert(key, now);
+            true
+        }
+    }
+}

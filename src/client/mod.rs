@@ -10,6 +10,7 @@
 
 mod acks;
 mod driver;
+pub mod typed;
 
 use std::fmt;
 use std::net::SocketAddr;

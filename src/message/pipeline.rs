@@ -369,7 +369,7 @@ fn commit(jobs: &mut Vec<Job>, ctx: &Ctx) -> bool {
         for n in notices {
             match n {
                 Notice::New { entry, origin_conn } => {
-                    fan_out(ctx, &b.convs[entry], b.entries[entry].clone(), origin_conn)
+                    fan_out(ctx, &b.convs[entry], &b.entries[entry], origin_conn)
                 }
                 Notice::Patch { entry, draft } => fan_out_patch(ctx, &b.entries[entry], &draft),
             }
@@ -568,7 +568,7 @@ fn audience_of<'a>(
 
 /// Hands a durable message to every online device of its audience, except the
 /// connection that sent it.
-fn fan_out(ctx: &Ctx, conv: &Conv, entry: LogEntry, origin_conn: u64) {
+fn fan_out(ctx: &Ctx, conv: &Conv, entry: &LogEntry, origin_conn: u64) {
     let (conv_id, seq) = (entry.msg.conv, entry.msg.seq);
     let st = conv.state.read();
     let kind = st.rec.kind;

@@ -39,6 +39,27 @@ fn key_encodings_are_byte_exact() {
         keys::read_cursor("Tom", c),
         [b"r\x03Tom".as_slice(), &[0xAB; 12]].concat()
     );
+    assert_eq!(
+        keys::patch(0x0102, c, 7).as_slice(),
+        [
+            b"u".as_slice(),
+            &[0, 0, 0, 0, 0, 0, 1, 2],
+            &[0xAB; 12],
+            &[0, 0, 0, 0, 0, 0, 0, 7]
+        ]
+        .concat()
+    );
+    assert_eq!(keys::read_patch(&keys::patch(9, c, 7)), Some((9, c, 7)));
+    assert_eq!(keys::patch_cursor("Tom", "pc"), b"p\x03Tom\x02pc");
+    assert_eq!(
+        keys::receipt(c, "Tom"),
+        [b"s".as_slice(), &[0xAB; 12], b"\x03Tom"].concat()
+    );
+    assert_eq!(
+        keys::owed_receipt("Tom", c),
+        [b"q\x03Tom".as_slice(), &[0xAB; 12]].concat()
+    );
+    assert_eq!(keys::read_u64_pair(&keys::u64_pair(1, 2)), Some((1, 2)));
     assert_eq!(keys::outbox(0x0102), [0, 0, 0, 0, 0, 0, 1, 2]);
     assert_eq!(keys::outbox(u64::MAX), [0xFF; 8]);
     assert_eq!(keys::read_u64(&keys::outbox(77)), Some(77));
@@ -186,4 +207,74 @@ fn large_values_go_through_synced_blobs() {
     }
     let s = Store::open(dir.path(), 8 << 20, true).unwrap();
     assert_eq!(s.message(c, 2).unwrap().unwrap(), big(2));
+}
+
+#[test]
+fn patches_rewrite_in_place_and_index_by_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), 1 << 20, false).unwrap();
+    let (a, b) = (conv(1), conv(2));
+    s.append(&(1..=5).map(|q| entry(a, q, q)).collect::<Vec<_>>(), &[])
+        .unwrap();
+    s.append(&[entry(b, 1, 1)], &[]).unwrap();
+    // Edit a/2 at t=100, then again at t=200: the first patch key goes.
+    let mut e = s.message(a, 2).unwrap().unwrap();
+    e.msg.updated_at = Some(100);
+    s.write_unsynced(std::slice::from_ref(&e), &[], &[])
+        .unwrap();
+    e.msg.updated_at = Some(200);
+    e.msg.content = Content::Text("edited".into());
+    s.write_unsynced(std::slice::from_ref(&e), &[], &[(100, a, 2)])
+        .unwrap();
+    let mut d = s.message(b, 1).unwrap().unwrap();
+    d.deleted = true;
+    d.msg.updated_at = Some(150);
+    s.write_unsynced(&[d], &[], &[]).unwrap();
+    assert_eq!(
+        s.patches_since(0, 10).unwrap(),
+        vec![(150, b, 1), (200, a, 2)]
+    );
+    assert_eq!(s.patches_since(150, 10).unwrap(), vec![(200, a, 2)]);
+    assert!(s.patches_since(200, 10).unwrap().is_empty());
+    assert_eq!(
+        s.message(a, 2).unwrap().unwrap().msg.content,
+        Content::Text("edited".into())
+    );
+    // Filtered paging skips tombstones and stops at max_scan.
+    let (page, cut) = s
+        .messages_where(a, (1, 5), 2, true, 100, |e| e.msg.seq != 4)
+        .unwrap();
+    assert_eq!(page.iter().map(|e| e.msg.seq).collect::<Vec<_>>(), [3, 5]);
+    assert!(!cut);
+    let (page, cut) = s.messages_where(a, (1, 5), 10, false, 2, |_| true).unwrap();
+    assert_eq!(page.len(), 2);
+    assert!(cut);
+    assert_eq!(s.remove_log(a).unwrap(), 5);
+    assert!(s.messages(a, 1, 5, 10, false).unwrap().is_empty());
+    assert_eq!(s.messages(b, 1, 1, 10, false).unwrap().len(), 1);
+}
+
+#[test]
+fn receipts_only_rise_and_owed_ones_are_taken_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), 1 << 20, false).unwrap();
+    let c = conv(3);
+    assert_eq!(s.receipt(c, "Jerry").unwrap(), (0, 0));
+    assert_eq!(
+        s.raise_receipt(c, "Jerry", Some(10), None).unwrap(),
+        (10, 0)
+    );
+    assert_eq!(
+        s.raise_receipt(c, "Jerry", Some(5), Some(7)).unwrap(),
+        (10, 7)
+    );
+    assert_eq!(s.receipt(c, "Jerry").unwrap(), (10, 7));
+    s.owe_receipt("Tom", c).unwrap();
+    s.owe_receipt("Tom", c).unwrap();
+    assert_eq!(s.take_owed_receipts("Tom").unwrap(), vec![c]);
+    assert!(s.take_owed_receipts("Tom").unwrap().is_empty());
+    assert_eq!(s.patch_cursor("Tom", "pc").unwrap(), None);
+    s.set_patch_cursor("Tom", "pc", 42).unwrap();
+    s.set_patch_cursor("Tom", "pc", 41).unwrap();
+    assert_eq!(s.patch_cursor("Tom", "pc").unwrap(), Some(42));
 }

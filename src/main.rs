@@ -324,6 +324,14 @@ fn reload_config(path: Option<&Path>, running: &mut Config, log: &LogControl, hu
             }
         }
     };
+    // The word list is re-read on every reload: its file changes, not the key.
+    match hub.filter.reload(new.messages.keyword_file.as_deref()) {
+        Ok(words) if new.messages.keyword_file.is_some() => {
+            info!(words, "keyword list reloaded");
+        }
+        Ok(_) => {}
+        Err(e) => error!(error = %e, "could not reload the keyword list; the old one stays"),
+    }
     for key in live {
         if key.starts_with("hooks.") && !hooks_applied {
             continue;

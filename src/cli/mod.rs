@@ -2,22 +2,31 @@
 //! lines for scripts. All of them find the local server's address,
 //! certificate pin and credentials in its data dir unless told otherwise.
 
+mod actions;
 mod connect;
 pub mod hooks;
 mod output;
 
 use std::collections::HashSet;
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde_json::json;
-use tidings::client::{Client, ClientEvent};
+use tidings::client::{Client, ClientError, ClientEvent};
 use tidings::config::Config;
-use tidings::protocol::{Anchor, ConvId, Direction, Event, HistoryQuery, SendMessage, SyncMode};
+use tidings::protocol::{
+    Anchor, Content, ConvId, Direction, EditMessage, Event, HistoryQuery, SendMessage, SyncMode,
+};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+use actions::{Mentions, TypedArgs};
 pub use connect::Common;
 use output::emit;
+
+/// Time for a connection closed on purpose (no logout) to tell the server
+/// before the process exits.
+const ABORT_LINGER: Duration = Duration::from_millis(200);
 
 /// Messages of history shown when a chat starts.
 const CHAT_BACKLOG: u32 = 10;
@@ -35,6 +44,23 @@ pub enum ClientCommand {
     Conversations(ConvArgs),
     /// Print events as JSON lines until Ctrl-C, --count messages or --timeout.
     Listen(ListenArgs),
+    /// Edit one of your messages (new text, mentions); print it as stored.
+    Edit(actions::EditArgs),
+    /// Recall one of your messages; print it with the recalled marker.
+    Recall(actions::MsgArgs),
+    /// Delete a message from history for everyone (its sender or a manager).
+    DeleteMessage(actions::MsgArgs),
+    /// Delete a conversation and its history (its owner or a manager).
+    DeleteConversation(actions::ConvArg),
+    /// Print when the other member last received and last read your messages
+    /// (conversations of two, messages sent with --receipt).
+    Receipts(actions::ConvArg),
+    /// Mark a conversation read on all your devices; the sender of a
+    /// --receipt message gets a read receipt.
+    Read(actions::ReadArgs),
+    /// Tell the conversation's online members you started (or, with --stop,
+    /// stopped) typing. Best effort, like any typing indicator.
+    Typing(actions::TypingArgs),
 }
 
 /// Who to talk to: a person (their unique conversation with you) or a conversation id.
@@ -55,6 +81,13 @@ pub struct ChatArgs {
     pub common: Common,
     #[command(flatten)]
     pub target: Target,
+    /// Ask for delivery and read receipts on what you send.
+    #[arg(long)]
+    pub receipt: bool,
+    /// A will message: sent to the conversation if this chat drops without
+    /// logging out (Ctrl-C, a kill, network loss), not on /quit.
+    #[arg(long, value_name = "TEXT")]
+    pub will: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -65,9 +98,25 @@ pub struct SendArgs {
     pub target: Target,
     /// Message text.
     pub text: String,
+    #[command(flatten)]
+    pub mentions: Mentions,
+    #[command(flatten)]
+    pub typed: TypedArgs,
+    /// Ask for delivery and read receipts (conversations of two members).
+    #[arg(long)]
+    pub receipt: bool,
     /// Not stored; reaches only members online now.
     #[arg(long)]
     pub transient: bool,
+    /// Push payload kept with the message, a JSON object.
+    #[arg(long, value_name = "JSON")]
+    pub push_data: Option<String>,
+    /// Make this your will message instead of sending it now: it goes to the
+    /// conversation when this connection drops without logging out. The
+    /// command stays connected until Ctrl-C or SIGTERM, then drops the
+    /// connection, which sends it.
+    #[arg(long, conflicts_with_all = ["transient", "token"])]
+    pub will: bool,
     /// Idempotency token: resending with the same token returns the first receipt.
     #[arg(long)]
     pub token: Option<String>,
@@ -84,6 +133,10 @@ pub struct HistoryArgs {
     /// Only messages older than this one.
     #[arg(long, value_name = "MSGID")]
     pub before: Option<String>,
+    /// Only typed messages with this _lctype (-1 text, -2 image, …). The
+    /// server looks through at most 20,000 messages per query.
+    #[arg(long = "type", value_name = "LCTYPE", allow_negative_numbers = true)]
+    pub lctype: Option<i32>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -124,15 +177,34 @@ pub async fn run(cmd: ClientCommand, config: &Config) -> anyhow::Result<()> {
         ClientCommand::History(a) => history(a, config).await,
         ClientCommand::Conversations(a) => conversations(a, config).await,
         ClientCommand::Listen(a) => listen(a, config).await,
+        ClientCommand::Edit(a) => actions::edit(a, config).await,
+        ClientCommand::Recall(a) => actions::recall(a, config).await,
+        ClientCommand::DeleteMessage(a) => actions::delete_message(a, config).await,
+        ClientCommand::DeleteConversation(a) => actions::delete_conversation(a, config).await,
+        ClientCommand::Receipts(a) => actions::receipts(a, config).await,
+        ClientCommand::Read(a) => actions::read(a, config).await,
+        ClientCommand::Typing(a) => actions::typing(a, config).await,
     }
 }
 
-/// One-shot commands log in in pull mode without acking, so they neither
-/// receive nor consume the device's missed messages; a later `listen` or
-/// `chat` still gets them.
-async fn one_shot(common: &Common, config: &Config) -> anyhow::Result<Client> {
-    let (client, _events) = common.connect(config, SyncMode::Pull, false).await?;
-    Ok(client)
+/// Runs a one-shot command: logs in, does `work`, and logs out whether the
+/// work succeeded or not. One-shot commands log in in pull mode without
+/// acking, so they neither receive nor consume the device's missed messages;
+/// a later `listen` or `chat` still gets them.
+///
+/// The logout matters on failure too: a process that just exits leaves its
+/// connection to time out on the server, and the client counts as online
+/// (receipts go to it instead of waiting for its next login) until then.
+async fn one_shot(
+    common: &Common,
+    config: &Config,
+    work: impl AsyncFnOnce(&Client) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let (client, events) = common.connect(config, SyncMode::Pull, false).await?;
+    drop(events);
+    let result = work(&client).await;
+    finish(&client).await;
+    result
 }
 
 /// Logging out is a courtesy once the work is done; its failure changes nothing.
@@ -167,53 +239,233 @@ fn latest(conv: ConvId, limit: u32) -> HistoryQuery {
     }
 }
 
+/// What a line typed into `chat` asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Input<'a> {
+    Send(&'a str),
+    Edit(&'a str),
+    Recall,
+    Help,
+    Quit,
+    Nothing,
+    Unknown(&'a str),
+}
+
+const CHAT_HELP: &str = "\
+-- lines are sent as messages; @name mentions name, @all everyone --
+-- /edit TEXT   replace your last message     /recall  recall it --
+-- /quit        log out and leave (Ctrl-C leaves without logging out) --
+-- //text       send a line that starts with / --";
+
+fn parse_input(line: &str) -> Input<'_> {
+    let text = line.trim_end_matches(['\r', '\n']);
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Input::Nothing;
+    }
+    // `//text` sends `/text`.
+    if let Some(rest) = text.trim_start().strip_prefix('/')
+        && rest.starts_with('/')
+    {
+        return Input::Send(rest);
+    }
+    let Some(cmd) = trimmed.strip_prefix('/') else {
+        return Input::Send(text);
+    };
+    let (name, arg) = cmd.split_once(char::is_whitespace).unwrap_or((cmd, ""));
+    let arg = arg.trim();
+    match name {
+        "quit" | "exit" => Input::Quit,
+        "help" => Input::Help,
+        "recall" => Input::Recall,
+        "edit" if !arg.is_empty() => Input::Edit(arg),
+        _ => Input::Unknown(trimmed),
+    }
+}
+
+/// `@name` words of a chat line: who it mentions, and whether `@all`.
+fn mentions_in(text: &str) -> (Vec<String>, bool) {
+    let mut list: Vec<String> = Vec::new();
+    let mut all = false;
+    for word in text.split_whitespace() {
+        let Some(id) = word.strip_prefix('@') else {
+            continue;
+        };
+        let id = id.trim_end_matches([',', '.', ':', ';', '!', '?', ')']);
+        if id.is_empty() {
+            continue;
+        }
+        if id == "all" {
+            all = true;
+        } else if !list.iter().any(|m| m == id) {
+            list.push(id.to_owned());
+        }
+    }
+    (list, all)
+}
+
+/// A refusal from the server is reported and the chat goes on; anything
+/// else (a lost connection) ends it.
+fn refused<T>(what: &str, r: Result<T, ClientError>) -> anyhow::Result<Option<T>> {
+    match r {
+        Ok(t) => Ok(Some(t)),
+        Err(e @ ClientError::Server(_)) => {
+            eprintln!("{what}: {e}");
+            Ok(None)
+        }
+        Err(e) => Err(e).context(what.to_owned()),
+    }
+}
+
+/// The chat's line for an event. A delivery receipt no newer than a read
+/// receipt already shown says nothing new (read implies delivered; the read
+/// can come first, since the chat reads what it shows at once).
+fn chat_event(view: &output::ChatView<'_>, ev: &Event, read_upto: &mut u64) -> Option<String> {
+    match ev {
+        Event::LastReadAt { conv, at, .. } if *conv == view.conv => {
+            *read_upto = (*read_upto).max(*at);
+        }
+        Event::LastDeliveredAt { conv, at, .. } if *conv == view.conv && *at <= *read_upto => {
+            return None;
+        }
+        _ => {}
+    }
+    view.event(ev)
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+async fn stop_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+/// Leaves without logging out, as a device dropping off would: the server
+/// sends the client's will message, if it set one from this connection.
+async fn drop_connection(client: &Client) {
+    client.abort();
+    tokio::time::sleep(ABORT_LINGER).await;
+}
+
 async fn chat(args: ChatArgs, config: &Config) -> anyhow::Result<()> {
     let (client, mut events) = args.common.connect(config, SyncMode::Push, true).await?;
     let conv = resolve_target(&client, &args.target).await?;
+    let view = output::ChatView {
+        conv,
+        me: client.client_id(),
+        color: std::io::stdout().is_terminal(),
+    };
     let (backlog, _) = client
         .history(latest(conv, CHAT_BACKLOG))
         .await
         .context("loading recent messages")?;
-    emit(&format!("-- conversation {conv}; /quit to leave --"))?;
+    emit(&format!(
+        "-- conversation {conv}; /help for commands, /quit to leave --"
+    ))?;
     // Push sync may deliver again what the backlog already showed.
     let shown: HashSet<String> = backlog.iter().map(|m| m.msg_id.clone()).collect();
     for m in &backlog {
-        emit(&output::chat_line(m))?;
+        emit(&view.line(m))?;
     }
     let _ = client.read(conv, None).await;
+    if let Some(text) = &args.will {
+        client
+            .set_will(SendMessage::text(conv, text.clone()))
+            .await
+            .context("setting the will message")?;
+    }
 
+    let mut last_sent: Option<String> = None;
+    let mut read_upto = 0;
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let stop = stop_signal();
+    tokio::pin!(stop);
     loop {
         tokio::select! {
+            r = &mut stop => {
+                r?;
+                drop_connection(&client).await;
+                return Ok(());
+            }
             line = lines.next_line() => {
                 let Some(line) = line.context("reading stdin")? else { break };
-                let text = line.trim_end_matches(['\r', '\n']);
-                if text.trim() == "/quit" {
-                    break;
-                }
-                if text.trim().is_empty() {
-                    continue;
-                }
-                match client.send_text(conv, text).await {
-                    Ok(_) => {}
-                    Err(e @ tidings::client::ClientError::Server(_)) => eprintln!("not sent: {e}"),
-                    Err(e) => return Err(e).context("sending"),
+                match parse_input(&line) {
+                    Input::Nothing => {}
+                    Input::Quit => break,
+                    Input::Help => eprintln!("{CHAT_HELP}"),
+                    Input::Unknown(cmd) => eprintln!("unknown command {cmd:?}; /help lists them"),
+                    Input::Send(text) => {
+                        let (mention_list, mention_all) = mentions_in(text);
+                        let msg = SendMessage {
+                            mention_list,
+                            mention_all,
+                            receipt: args.receipt,
+                            ..SendMessage::text(conv, text)
+                        };
+                        if let Some(sent) = refused("not sent", client.send(msg).await)? {
+                            last_sent = Some(sent.msg_id);
+                        }
+                    }
+                    Input::Edit(text) => {
+                        let Some(msg_id) = last_sent.clone() else {
+                            eprintln!("nothing of yours to edit in this chat yet");
+                            continue;
+                        };
+                        let (mention_list, mention_all) = mentions_in(text);
+                        let edit = EditMessage {
+                            conv,
+                            msg_id,
+                            content: Content::Text(text.to_owned()),
+                            mention_list,
+                            mention_all,
+                        };
+                        if let Some(m) = refused("not edited", client.edit(edit).await)? {
+                            emit(&view.line(&m))?;
+                        }
+                    }
+                    Input::Recall => {
+                        let Some(msg_id) = last_sent.clone() else {
+                            eprintln!("nothing of yours to recall in this chat yet");
+                            continue;
+                        };
+                        if let Some(m) = refused("not recalled", client.recall(conv, &msg_id).await)? {
+                            last_sent = None;
+                            emit(&view.line(&m))?;
+                        }
+                    }
                 }
             }
             ev = events.recv() => match ev {
                 Some(ClientEvent::Server(Event::Message { msg, .. })) => {
                     if msg.conv == conv && !shown.contains(&msg.msg_id) {
-                        emit(&output::chat_line(&msg))?;
+                        emit(&view.line(&msg))?;
+                        // Shown is read: a sender who asked gets a read receipt.
+                        if msg.seq > 0 && msg.from != client.client_id() {
+                            let _ = client.read(conv, Some(msg.seq)).await;
+                        }
                     }
                 }
                 Some(ClientEvent::Server(Event::Conflict { code, reason })) => {
                     eprintln!("-- logged in elsewhere ({code} {reason}) --");
                 }
+                Some(ClientEvent::Server(ev)) => {
+                    if let Some(line) = chat_event(&view, &ev, &mut read_upto) {
+                        emit(&line)?;
+                    }
+                    let gone = matches!(ev, Event::ConversationDeleted { conv: c, .. } | Event::Kicked { conv: c, .. } if c == conv);
+                    if gone {
+                        finish(&client).await;
+                        return Ok(());
+                    }
+                }
                 Some(ClientEvent::Closed { code, reason }) => {
                     let code = code.map(|c| format!(" ({c})")).unwrap_or_default();
                     bail!("connection closed{code}: {reason}");
                 }
-                Some(_) => {}
                 None => bail!("connection closed"),
             },
         }
@@ -224,24 +476,93 @@ async fn chat(args: ChatArgs, config: &Config) -> anyhow::Result<()> {
 }
 
 async fn send(args: SendArgs, config: &Config) -> anyhow::Result<()> {
-    let client = one_shot(&args.common, config).await?;
-    let conv = resolve_target(&client, &args.target).await?;
-    let mut msg = SendMessage::text(conv, args.text);
-    msg.transient = args.transient;
-    msg.token = args.token;
-    let sent = client.send(msg).await.context("sending")?;
+    let content = args.typed.content(args.text)?;
+    let push_data = match &args.push_data {
+        Some(p) => {
+            actions::json_object(p, "--push-data")?;
+            Some(p.clone())
+        }
+        None => None,
+    };
+    let msg = |conv| SendMessage {
+        conv,
+        content,
+        mention_list: args.mentions.mention,
+        mention_all: args.mentions.mention_all,
+        receipt: args.receipt,
+        transient: args.transient,
+        will: false,
+        push_data,
+        token: args.token,
+    };
+    if args.will {
+        return send_will(&args.common, &args.target, msg, config).await;
+    }
+    one_shot(&args.common, config, async |client| {
+        let conv = resolve_target(client, &args.target).await?;
+        let sent = client.send(msg(conv)).await.context("sending")?;
+        emit(&json!({
+            "convId": conv.to_string(),
+            "msgId": sent.msg_id,
+            "timestamp": sent.timestamp,
+            "seq": sent.seq,
+        }))
+    })
+    .await
+}
+
+/// `send --will`: sets the will, then holds the connection until Ctrl-C or
+/// SIGTERM and drops it without logging out, which is what sends the will.
+async fn send_will(
+    common: &Common,
+    target: &Target,
+    msg: impl FnOnce(ConvId) -> SendMessage,
+    config: &Config,
+) -> anyhow::Result<()> {
+    let (client, mut events) = common.connect(config, SyncMode::Pull, false).await?;
+    let set = async {
+        let conv = resolve_target(&client, target).await?;
+        let sent = client
+            .set_will(msg(conv))
+            .await
+            .context("setting the will message")?;
+        anyhow::Ok((conv, sent))
+    };
+    let (conv, sent) = match set.await {
+        Ok(r) => r,
+        Err(e) => {
+            finish(&client).await;
+            return Err(e);
+        }
+    };
     emit(&json!({
         "convId": conv.to_string(),
         "msgId": sent.msg_id,
         "timestamp": sent.timestamp,
-        "seq": sent.seq,
+        "will": true,
     }))?;
-    finish(&client).await;
-    Ok(())
+    let stop = stop_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            r = &mut stop => {
+                r?;
+                drop_connection(&client).await;
+                return Ok(());
+            }
+            ev = events.recv() => match ev {
+                Some(ClientEvent::Closed { code, reason }) => {
+                    let code = code.map(|c| format!(" ({c})")).unwrap_or_default();
+                    bail!("connection closed{code}: {reason}");
+                }
+                Some(_) => {}
+                None => bail!("connection closed"),
+            },
+        }
+    }
 }
 
 async fn history(args: HistoryArgs, config: &Config) -> anyhow::Result<()> {
-    let client = one_shot(&args.common, config).await?;
     let query = match args.before {
         Some(id) => HistoryQuery {
             conv: args.conv,
@@ -249,29 +570,35 @@ async fn history(args: HistoryArgs, config: &Config) -> anyhow::Result<()> {
             direction: Direction::Before,
             inclusive: false,
             limit: args.limit,
-            lctype: None,
+            lctype: args.lctype,
         },
-        None => latest(args.conv, args.limit),
+        None => HistoryQuery {
+            lctype: args.lctype,
+            ..latest(args.conv, args.limit)
+        },
     };
-    let (messages, _more) = client.history(query).await.context("reading history")?;
-    for m in &messages {
-        emit(&output::message(m))?;
-    }
-    finish(&client).await;
-    Ok(())
+    one_shot(&args.common, config, async |client| {
+        let (messages, _more) = client.history(query).await.context("reading history")?;
+        for m in &messages {
+            emit(&output::message(m))?;
+        }
+        Ok(())
+    })
+    .await
 }
 
 async fn conversations(args: ConvArgs, config: &Config) -> anyhow::Result<()> {
-    let client = one_shot(&args.common, config).await?;
-    let list = client
-        .conversations(args.limit)
-        .await
-        .context("listing conversations")?;
-    for c in &list {
-        emit(&output::conversation(c))?;
-    }
-    finish(&client).await;
-    Ok(())
+    one_shot(&args.common, config, async |client| {
+        let list = client
+            .conversations(args.limit)
+            .await
+            .context("listing conversations")?;
+        for c in &list {
+            emit(&output::conversation(c))?;
+        }
+        Ok(())
+    })
+    .await
 }
 
 async fn listen(args: ListenArgs, config: &Config) -> anyhow::Result<()> {
@@ -370,6 +697,224 @@ mod tests {
         ));
         assert!(
             TestCli::try_parse_from(["t", "history", "--as", "J", "--conv", "nothex"]).is_err()
+        );
+    }
+
+    const CONV: &str = "abababababababababababab";
+
+    fn parse(args: &[&str]) -> ClientCommand {
+        let mut argv = vec!["t"];
+        argv.extend_from_slice(args);
+        match TestCli::try_parse_from(argv) {
+            Ok(c) => c.cmd,
+            Err(e) => panic!("{args:?}: {e}"),
+        }
+    }
+
+    #[test]
+    fn send_takes_every_message_option() {
+        let c = parse(&[
+            "send",
+            "--as",
+            "Tom",
+            "--conv",
+            CONV,
+            "--mention",
+            "Jerry",
+            "--mention",
+            "Spike",
+            "--mention-all",
+            "--receipt",
+            "--push-data",
+            r#"{"alert":"hi"}"#,
+            "--type",
+            "-2",
+            "--attrs",
+            r#"{"w":1}"#,
+            "hi",
+        ]);
+        let ClientCommand::Send(a) = c else {
+            panic!("{c:?}")
+        };
+        assert_eq!(a.mentions.mention, ["Jerry", "Spike"]);
+        assert!(a.mentions.mention_all && a.receipt && !a.will && !a.transient);
+        assert_eq!(a.push_data.as_deref(), Some(r#"{"alert":"hi"}"#));
+        assert_eq!(a.typed.lctype, Some(-2));
+        assert_eq!(a.text, "hi");
+        let c = parse(&["send", "--as", "Tom", "--to", "Jerry", "--will", "bye"]);
+        assert!(matches!(
+            c,
+            ClientCommand::Send(SendArgs { will: true, .. })
+        ));
+        let c = parse(&["send", "--as", "Tom", "--to", "Jerry", "--transient", "x"]);
+        assert!(matches!(
+            c,
+            ClientCommand::Send(SendArgs {
+                transient: true,
+                ..
+            })
+        ));
+        // A will is not transient, and is not resent by token.
+        for bad in [
+            &[
+                "send",
+                "--as",
+                "T",
+                "--to",
+                "J",
+                "--will",
+                "--transient",
+                "x",
+            ][..],
+            &[
+                "send", "--as", "T", "--to", "J", "--will", "--token", "k", "x",
+            ],
+            &["send", "--as", "T", "--to", "J", "--type", "one", "x"],
+        ] {
+            let mut argv = vec!["t"];
+            argv.extend_from_slice(bad);
+            assert!(TestCli::try_parse_from(argv).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn message_commands_take_positional_ids() {
+        let c = parse(&[
+            "edit",
+            "--as",
+            "Tom",
+            CONV,
+            "MSG",
+            "new text",
+            "--mention",
+            "Jerry",
+            "--type",
+            "-1",
+        ]);
+        let ClientCommand::Edit(a) = c else {
+            panic!("{c:?}")
+        };
+        assert_eq!(a.conv.to_string(), CONV);
+        assert_eq!((a.msg_id.as_str(), a.text.as_str()), ("MSG", "new text"));
+        assert_eq!(a.mentions.mention, ["Jerry"]);
+        assert_eq!(a.typed.lctype, Some(-1));
+        assert!(matches!(
+            parse(&["recall", "--as", "Tom", CONV, "MSG"]),
+            ClientCommand::Recall(actions::MsgArgs { ref msg_id, .. }) if msg_id == "MSG"
+        ));
+        assert!(matches!(
+            parse(&["delete-message", "--as", "Tom", CONV, "MSG"]),
+            ClientCommand::DeleteMessage(_)
+        ));
+        assert!(matches!(
+            parse(&["delete-conversation", "--as", "Tom", CONV]),
+            ClientCommand::DeleteConversation(_)
+        ));
+        assert!(matches!(
+            parse(&["receipts", "--as", "Tom", CONV]),
+            ClientCommand::Receipts(_)
+        ));
+        assert!(matches!(
+            parse(&["read", "--as", "Jerry", CONV, "--seq", "3"]),
+            ClientCommand::Read(actions::ReadArgs { seq: Some(3), .. })
+        ));
+        assert!(matches!(
+            parse(&["typing", "--as", "Jerry", CONV]),
+            ClientCommand::Typing(actions::TypingArgs { stop: false, .. })
+        ));
+        assert!(matches!(
+            parse(&["typing", "--as", "Jerry", CONV, "--stop"]),
+            ClientCommand::Typing(actions::TypingArgs { stop: true, .. })
+        ));
+        assert!(matches!(
+            parse(&["history", "--as", "J", "--conv", CONV, "--type", "-5"]),
+            ClientCommand::History(HistoryArgs {
+                lctype: Some(-5),
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse(&[
+                "chat",
+                "--as",
+                "Tom",
+                "--to",
+                "Jerry",
+                "--receipt",
+                "--will",
+                "bye"
+            ]),
+            ClientCommand::Chat(ChatArgs {
+                receipt: true,
+                will: Some(_),
+                ..
+            })
+        ));
+        // The ids are required and a conversation id is checked.
+        for bad in [
+            &["recall", "--as", "Tom", CONV][..],
+            &["edit", "--as", "Tom", CONV, "MSG"],
+            &["receipts", "--as", "Tom", "nothex"],
+            &["typing", "--as", "Tom"],
+        ] {
+            let mut argv = vec!["t"];
+            argv.extend_from_slice(bad);
+            assert!(TestCli::try_parse_from(argv).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn chat_input_lines() {
+        assert_eq!(parse_input("hello\n"), Input::Send("hello"));
+        assert_eq!(parse_input("  \r\n"), Input::Nothing);
+        assert_eq!(parse_input("/quit"), Input::Quit);
+        assert_eq!(parse_input(" /help "), Input::Help);
+        assert_eq!(parse_input("/recall"), Input::Recall);
+        assert_eq!(parse_input("/edit  fixed it "), Input::Edit("fixed it"));
+        assert_eq!(parse_input("/edit"), Input::Unknown("/edit"));
+        assert_eq!(parse_input("/qiut"), Input::Unknown("/qiut"));
+        assert_eq!(
+            parse_input("//quit is a command"),
+            Input::Send("/quit is a command")
+        );
+    }
+
+    #[test]
+    fn a_delivery_receipt_behind_a_read_one_is_not_shown() {
+        let conv: ConvId = CONV.parse().unwrap();
+        let view = output::ChatView {
+            conv,
+            me: "Tom",
+            color: false,
+        };
+        let mut upto = 0;
+        let delivered = |at| Event::LastDeliveredAt {
+            conv,
+            by: "Jerry".into(),
+            at,
+        };
+        let read = |at| Event::LastReadAt {
+            conv,
+            by: "Jerry".into(),
+            at,
+        };
+        assert!(chat_event(&view, &delivered(5), &mut upto).is_some());
+        assert!(chat_event(&view, &read(7), &mut upto).is_some());
+        assert_eq!(chat_event(&view, &delivered(7), &mut upto), None);
+        assert!(chat_event(&view, &delivered(8), &mut upto).is_some());
+    }
+
+    #[test]
+    fn chat_lines_mention_by_at_name() {
+        assert_eq!(mentions_in("no mentions"), (vec![], false));
+        assert_eq!(
+            mentions_in("@Jerry, look: @Spike! and @Jerry again"),
+            (vec!["Jerry".to_owned(), "Spike".to_owned()], false)
+        );
+        assert_eq!(mentions_in("hey @all"), (vec![], true));
+        assert_eq!(
+            mentions_in("mail tom@example.com or @ alone"),
+            (vec![], false)
         );
     }
 }

@@ -6,7 +6,10 @@ use std::io::Write;
 use anyhow::Context;
 use serde_json::{Value, json};
 use tidings::client::ClientEvent;
-use tidings::protocol::{Content, ConvKind, ConversationInfo, Event, Message, Reason, UnreadItem};
+use tidings::client::typed::{self, TypedMessage};
+use tidings::protocol::{
+    Content, ConvId, ConvKind, ConversationInfo, ErrorCode, Event, Message, Reason, UnreadItem,
+};
 
 /// Prints one line and flushes, so a pipe sees each event as it happens.
 pub fn emit(line: &impl std::fmt::Display) -> anyhow::Result<()> {
@@ -54,11 +57,22 @@ pub fn message(m: &Message) -> Value {
         if m.mentioned {
             obj.insert("mentioned".into(), Value::Bool(true));
         }
+        if m.mentioned_all {
+            obj.insert("mentionedAll".into(), Value::Bool(true));
+        }
+        if let Some(t) = typed_of(m) {
+            obj.insert("lctype".into(), json!(t.lctype));
+        }
         if m.receipt {
             obj.insert("receipt".into(), Value::Bool(true));
         }
         if m.will {
             obj.insert("will".into(), Value::Bool(true));
+        }
+        if let Some(p) = &m.push_data {
+            // Stored as JSON object text; shown as the object when it parses.
+            let v = serde_json::from_str::<Value>(p).unwrap_or_else(|_| Value::String(p.clone()));
+            obj.insert("pushData".into(), v);
         }
         if let Some(t) = m.updated_at {
             obj.insert("updatedAt".into(), json!(t));
@@ -208,18 +222,179 @@ pub fn clock(ms: u64) -> String {
     )
 }
 
-/// `[HH:MM:SS] Jerry: text`, binary content as `<N bytes>`.
-pub fn chat_line(m: &Message) -> String {
+/// The typed message a message's content holds, if any.
+fn typed_of(m: &Message) -> Option<TypedMessage> {
+    TypedMessage::parse(&m.content)
+}
+
+/// A typed message for people: its text, behind a tag for anything that
+/// is not plain text (`[image https://…] caption`).
+fn typed_body(t: &TypedMessage) -> String {
+    let text = t.text.as_deref().unwrap_or("");
+    let tag = match t.lctype {
+        typed::TEXT => return text.to_owned(),
+        typed::RECALLED => return "(recalled)".to_owned(),
+        typed::IMAGE | typed::AUDIO | typed::VIDEO | typed::FILE => {
+            let kind = typed::type_name(t.lctype).unwrap_or("file");
+            match &t.file {
+                Some(f) => match f.name() {
+                    Some(name) => format!("[{kind} {name} {}]", f.url),
+                    None => format!("[{kind} {}]", f.url),
+                },
+                None => format!("[{kind}]"),
+            }
+        }
+        typed::LOCATION => match &t.location {
+            Some(l) => format!("[location {}, {}]", l.latitude, l.longitude),
+            None => "[location]".to_owned(),
+        },
+        n => {
+            // The app's own type: its text, else its own fields.
+            let rest = if text.is_empty() && !t.fields.is_empty() {
+                Value::Object(t.fields.clone()).to_string()
+            } else {
+                text.to_owned()
+            };
+            return if rest.is_empty() {
+                format!("[type {n}]")
+            } else {
+                format!("[type {n}] {rest}")
+            };
+        }
+    };
+    if text.is_empty() {
+        tag
+    } else {
+        format!("{tag} {text}")
+    }
+}
+
+/// What a message says, for people.
+fn body(m: &Message) -> String {
+    if m.recalled {
+        return "(recalled)".to_owned();
+    }
     match &m.content {
-        Content::Text(t) => format!("[{}] {}: {}", clock(m.timestamp), m.from, t),
-        Content::Binary(b) => format!("[{}] {}: <{} bytes>", clock(m.timestamp), m.from, b.len()),
+        Content::Binary(b) => format!("<{} bytes>", b.len()),
+        Content::Text(t) => match TypedMessage::from_json(t) {
+            Some(typed) => typed_body(&typed),
+            None => t.clone(),
+        },
+    }
+}
+
+/// Why the server or a hook changed a message, for people.
+fn reason_note(r: &Reason) -> String {
+    if r.code == -i32::from(ErrorCode::ModifiedByCensorship.code()) {
+        "filtered".to_owned()
+    } else if r.code > 0 {
+        format!("changed by the app: {}", r.detail)
+    } else {
+        format!("changed by the server: {} {}", r.code, r.detail)
+    }
+}
+
+const BOLD_YELLOW: &str = "\x1b[1;33m";
+const RESET: &str = "\x1b[0m";
+
+/// How `chat` shows messages and events: those of one conversation, as
+/// seen by one client.
+pub struct ChatView<'a> {
+    pub conv: ConvId,
+    /// The reader: its own messages are never marked as mentioning it.
+    pub me: &'a str,
+    /// Highlight mentions with ANSI colour (when stdout is a terminal).
+    pub color: bool,
+}
+
+impl ChatView<'_> {
+    /// `[HH:MM:SS] Jerry: text`. Binary content shows as `<N bytes>`, typed
+    /// messages by their text and kind, recalled ones as `(recalled)`,
+    /// edited ones with `(edited)`. Someone else's message that mentions the
+    /// reader is marked `[@you]` (or `[@all]`) and, with colour, bold yellow.
+    pub fn line(&self, m: &Message) -> String {
+        let mut line = format!("[{}] {}: {}", clock(m.timestamp), m.from, body(m));
+        if m.updated_at.is_some() && !m.recalled {
+            line.push_str(" (edited)");
+        }
+        let mark = if m.from == self.me {
+            None
+        } else if m.mentioned_all {
+            Some("[@all]")
+        } else if m.mentioned {
+            Some("[@you]")
+        } else {
+            None
+        };
+        match mark {
+            Some(mark) if self.color => format!("{BOLD_YELLOW}{line}  {mark}{RESET}"),
+            Some(mark) => format!("{line}  {mark}"),
+            None => line,
+        }
+    }
+
+    /// The line for an event; `None` for events the chat does not show
+    /// (other conversations, typing stopped, sync chatter).
+    pub fn event(&self, ev: &Event) -> Option<String> {
+        let conv = self.conv;
+        let note = |text: String| Some(format!("-- {text} --"));
+        match ev {
+            Event::Message { msg, .. } if msg.conv == conv => Some(self.line(msg)),
+            Event::MessageUpdated { msg, reason } if msg.conv == conv => {
+                let line = self.line(msg);
+                Some(match reason {
+                    Some(r) => format!("{line} ({})", reason_note(r)),
+                    None => line,
+                })
+            }
+            Event::MessageRecalled { msg, .. } if msg.conv == conv => Some(self.line(msg)),
+            Event::MessageDeleted {
+                conv: c, seq, by, ..
+            } if *c == conv => note(format!("message #{seq} deleted by {by}")),
+            Event::ConversationDeleted { conv: c, by } if *c == conv => {
+                note(format!("conversation deleted by {by}"))
+            }
+            Event::Typing {
+                conv: c,
+                from,
+                started: true,
+            } if *c == conv => note(format!("{from} is typing…")),
+            Event::LastDeliveredAt { conv: c, by, at } if *c == conv => note(format!(
+                "✓ delivered to {by} (your messages up to {})",
+                clock(*at)
+            )),
+            Event::LastReadAt { conv: c, by, at } if *c == conv => note(format!(
+                "✓✓ read by {by} (your messages up to {})",
+                clock(*at)
+            )),
+            Event::MembersJoined {
+                conv: c,
+                members,
+                by,
+            } if *c == conv => note(format!("{} joined (by {by})", members.join(", "))),
+            Event::MembersLeft {
+                conv: c,
+                members,
+                by,
+            } if *c == conv => note(format!("{} left (by {by})", members.join(", "))),
+            Event::Kicked { conv: c, by } if *c == conv => {
+                note(format!("you were removed by {by}"))
+            }
+            Event::ConversationUpdated {
+                conv: c, by, name, ..
+            } if *c == conv => note(match name {
+                Some(n) => format!("{by} renamed the conversation to {n:?}"),
+                None => format!("{by} updated the conversation"),
+            }),
+            _ => None,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tidings::protocol::ConvId;
+    use tidings::client::typed::LcFile;
 
     fn msg(content: Content) -> Message {
         Message {
@@ -228,29 +403,258 @@ mod tests {
         }
     }
 
+    fn text(t: &str) -> Message {
+        msg(Content::Text(t.into()))
+    }
+
+    /// Tom's plain view of conversation abab…
+    const TOM: ChatView<'static> = ChatView {
+        conv: ConvId([0xab; 12]),
+        me: "Tom",
+        color: false,
+    };
+
+    fn chat_line(m: &Message, color: bool) -> String {
+        ChatView { color, ..TOM }.line(m)
+    }
+
     #[test]
     fn messages_render_text_and_binary() {
-        let v = message(&msg(Content::Text("hi".into())));
+        let v = message(&text("hi"));
         assert_eq!(v["convId"], "abababababababababababab");
         assert_eq!(v["data"], "hi");
         assert_eq!(v["seq"], 3);
+        assert!(v.get("lctype").is_none());
         let v = message(&msg(Content::Binary(vec![1, 2])));
         assert_eq!(v["bin"], "0102");
         assert!(v.get("data").is_none());
+        assert_eq!(chat_line(&text("hi"), false), "[01:02:03] Jerry: hi");
         assert_eq!(
-            chat_line(&msg(Content::Text("hi".into()))),
-            "[01:02:03] Jerry: hi"
+            chat_line(&msg(Content::Binary(vec![0; 5])), false),
+            "[01:02:03] Jerry: <5 bytes>"
+        );
+    }
+
+    #[test]
+    fn message_json_carries_the_advanced_fields() {
+        let m = Message {
+            mention_list: vec!["Tom".into()],
+            mention_all: true,
+            mentioned: true,
+            mentioned_all: true,
+            receipt: true,
+            will: true,
+            push_data: Some(r#"{"alert":"hi"}"#.into()),
+            updated_at: Some(5),
+            ..text(r#"{"_lctype":-1,"_lctext":"hi"}"#)
+        };
+        let v = message(&m);
+        assert_eq!(v["mentionList"], json!(["Tom"]));
+        assert_eq!(v["mentionAll"], true);
+        assert_eq!(v["mentioned"], true);
+        assert_eq!(v["mentionedAll"], true);
+        assert_eq!(v["receipt"], true);
+        assert_eq!(v["will"], true);
+        assert_eq!(v["pushData"], json!({"alert": "hi"}));
+        assert_eq!(v["updatedAt"], 5);
+        assert_eq!(v["lctype"], -1);
+        let recalled = Message {
+            recalled: true,
+            ..text(tidings::protocol::RECALLED_CONTENT)
+        };
+        let v = message(&recalled);
+        assert_eq!(v["recalled"], true);
+        assert_eq!(v["lctype"], -127);
+    }
+
+    #[test]
+    fn chat_lines_show_typed_messages_by_kind() {
+        let line = |t: TypedMessage| chat_line(&text(&t.to_json()), false);
+        assert_eq!(line(TypedMessage::text("yo")), "[01:02:03] Jerry: yo");
+        assert_eq!(
+            line(TypedMessage::image("https://x/c.png").with_text("cat")),
+            "[01:02:03] Jerry: [image https://x/c.png] cat"
         );
         assert_eq!(
-            chat_line(&msg(Content::Binary(vec![0; 5]))),
-            "[01:02:03] Jerry: <5 bytes>"
+            line(TypedMessage::file(
+                LcFile::new("https://x/a.pdf").with_meta("name", "a.pdf")
+            )),
+            "[01:02:03] Jerry: [file a.pdf https://x/a.pdf]"
+        );
+        assert_eq!(
+            line(TypedMessage::location(31.5, 121.25)),
+            "[01:02:03] Jerry: [location 31.5, 121.25]"
+        );
+        assert_eq!(
+            line(TypedMessage::custom(7, Default::default()).with_text("hey")),
+            "[01:02:03] Jerry: [type 7] hey"
+        );
+        assert_eq!(
+            line(TypedMessage::custom(7, Default::default()).with_field("op", "kick")),
+            r#"[01:02:03] Jerry: [type 7] {"op":"kick"}"#
+        );
+        // Text that only looks like JSON stays as it is.
+        assert_eq!(
+            chat_line(&text("{not json"), false),
+            "[01:02:03] Jerry: {not json"
+        );
+    }
+
+    #[test]
+    fn chat_lines_mark_edits_recalls_and_mentions() {
+        let edited = Message {
+            updated_at: Some(9),
+            ..text("fixed")
+        };
+        assert_eq!(
+            chat_line(&edited, false),
+            "[01:02:03] Jerry: fixed (edited)"
+        );
+        let recalled = Message {
+            recalled: true,
+            updated_at: Some(9),
+            ..text(tidings::protocol::RECALLED_CONTENT)
+        };
+        assert_eq!(chat_line(&recalled, false), "[01:02:03] Jerry: (recalled)");
+        let to_me = Message {
+            mentioned: true,
+            ..text("hi @Tom")
+        };
+        assert_eq!(
+            chat_line(&to_me, false),
+            "[01:02:03] Jerry: hi @Tom  [@you]"
+        );
+        assert_eq!(
+            chat_line(&to_me, true),
+            "\x1b[1;33m[01:02:03] Jerry: hi @Tom  [@you]\x1b[0m"
+        );
+        let to_all = Message {
+            mentioned: true,
+            mentioned_all: true,
+            ..text("hi all")
+        };
+        assert_eq!(
+            chat_line(&to_all, false),
+            "[01:02:03] Jerry: hi all  [@all]"
+        );
+    }
+
+    #[test]
+    fn chat_events_in_the_conversation() {
+        let conv = ConvId([0xab; 12]);
+        let other = ConvId([1; 12]);
+        let show = |ev: Event| TOM.event(&ev);
+        assert_eq!(
+            show(Event::Typing {
+                conv,
+                from: "Jerry".into(),
+                started: true
+            })
+            .as_deref(),
+            Some("-- Jerry is typing… --")
+        );
+        assert_eq!(
+            show(Event::Typing {
+                conv,
+                from: "Jerry".into(),
+                started: false
+            }),
+            None
+        );
+        assert_eq!(
+            show(Event::Typing {
+                conv: other,
+                from: "Jerry".into(),
+                started: true
+            }),
+            None
+        );
+        assert_eq!(
+            show(Event::LastDeliveredAt {
+                conv,
+                by: "Jerry".into(),
+                at: 3_723_000
+            })
+            .as_deref(),
+            Some("-- ✓ delivered to Jerry (your messages up to 01:02:03) --")
+        );
+        assert_eq!(
+            show(Event::LastReadAt {
+                conv,
+                by: "Jerry".into(),
+                at: 3_723_000
+            })
+            .as_deref(),
+            Some("-- ✓✓ read by Jerry (your messages up to 01:02:03) --")
+        );
+        assert_eq!(
+            show(Event::MessageDeleted {
+                conv,
+                msg_id: "m1".into(),
+                seq: 3,
+                by: "Tom".into()
+            })
+            .as_deref(),
+            Some("-- message #3 deleted by Tom --")
+        );
+        assert_eq!(
+            show(Event::ConversationDeleted {
+                conv,
+                by: "Tom".into()
+            })
+            .as_deref(),
+            Some("-- conversation deleted by Tom --")
+        );
+        let filtered = Event::MessageUpdated {
+            msg: Message {
+                updated_at: Some(1),
+                ..text("holy ***")
+            },
+            reason: Some(Reason {
+                code: -4408,
+                detail: "MESSAGE_MODIFIED_BY_CENSORSHIP".into(),
+            }),
+        };
+        assert_eq!(
+            show(filtered).as_deref(),
+            Some("[01:02:03] Jerry: holy *** (edited) (filtered)")
+        );
+        let by_hook = Event::MessageUpdated {
+            msg: text("x"),
+            reason: Some(Reason {
+                code: 1,
+                detail: "spam".into(),
+            }),
+        };
+        assert_eq!(
+            show(by_hook).as_deref(),
+            Some("[01:02:03] Jerry: x (changed by the app: spam)")
+        );
+        let recalled = Event::MessageRecalled {
+            msg: Message {
+                recalled: true,
+                ..text(tidings::protocol::RECALLED_CONTENT)
+            },
+            reason: None,
+        };
+        assert_eq!(
+            show(recalled).as_deref(),
+            Some("[01:02:03] Jerry: (recalled)")
+        );
+        assert_eq!(
+            show(Event::SyncDone {
+                conversations: 1,
+                messages: 1,
+                skipped: 0
+            }),
+            None
         );
     }
 
     #[test]
     fn events_carry_a_discriminator() {
         let ev = ClientEvent::Server(Event::Message {
-            msg: msg(Content::Text("hi".into())),
+            msg: text("hi"),
             redelivered: true,
         });
         let v = event(&ev);
@@ -261,5 +665,31 @@ mod tests {
             reason: "x".into(),
         });
         assert_eq!(v, json!({"event": "closed", "code": 4111, "reason": "x"}));
+        let conv = ConvId([0xab; 12]);
+        let v = event(&ClientEvent::Server(Event::MessageRecalled {
+            msg: text("{}"),
+            reason: Some(Reason {
+                code: -4408,
+                detail: "d".into(),
+            }),
+        }));
+        assert_eq!(v["event"], "messageRecalled");
+        assert_eq!(v["reason"], json!({"code": -4408, "detail": "d"}));
+        let v = event(&ClientEvent::Server(Event::Typing {
+            conv,
+            from: "Jerry".into(),
+            started: false,
+        }));
+        assert_eq!(
+            v,
+            json!({"event": "typing", "convId": conv.to_string(), "from": "Jerry", "started": false})
+        );
+        let v = event(&ClientEvent::Server(Event::LastReadAt {
+            conv,
+            by: "Jerry".into(),
+            at: 7,
+        }));
+        assert_eq!(v["event"], "lastReadAt");
+        assert_eq!(v["at"], 7);
     }
 }

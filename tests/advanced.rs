@@ -3,8 +3,8 @@
 //! switches, refusals, patch sync and `_messageUpdate`), delete of messages
 //! and conversations (and their hooks), delivery and read receipts (across
 //! a restart, for a sender who was away), will messages, the keyword filter
-//! (Unicode, case, typed content, after `_messageReceived`, SIGHUP reload of
-//! the real binary), typing over datagrams and its rate-limited hook,
+//! (Unicode, case, typed content, after `_messageReceived`; its SIGHUP reload
+//! is in `tests/reload.rs`), typing over datagrams and its rate-limited hook,
 //! `_lctype` history filtering, transient messages and pushData.
 //!
 //! Negative checks ("no such event") send a marker message after the action
@@ -15,22 +15,17 @@
 mod adv;
 mod common;
 
-use std::io::BufRead;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use adv::*;
 use common::hook_server::{Answer, HookServer};
 use common::*;
 use serde_json::json;
-use tidings::client::{Client, ClientError, ClientEvent, ClientOptions, Signer};
+use tidings::client::{ClientError, ClientEvent};
 use tidings::protocol::{
     Anchor, Content, ConvId, Direction, EditMessage, Event, Message, RECALLED_CONTENT, Reason,
     SendMessage, msg_id,
 };
-use tidings::transport::ServerTrust;
-use tidings::transport::tls::{data_dir_fingerprint, parse_fingerprint};
 
 /// LeanCloud's reason code for a keyword-filtered message.
 const CENSORED: i32 = -4408;
@@ -1334,124 +1329,6 @@ async fn keyword_filter_runs_after_the_message_received_hook() {
     assert_eq!(
         text(&full_history(&tom, conv).await[0]),
         "you are a ***, ***"
-    );
-}
-
-/// The real `tidings` binary, killed on drop; its stderr lines go to a channel.
-struct ServerProcess {
-    child: Child,
-    addr: std::net::SocketAddr,
-    log: std::sync::mpsc::Receiver<String>,
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl ServerProcess {
-    fn spawn(data: &Path, keywords: &Path) -> ServerProcess {
-        let addr_file = data.join(tidings::server::ADDR_FILE);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tidings"))
-            .arg("serve")
-            .env_remove("TIDINGS_CONFIG")
-            .env_remove("RUST_LOG")
-            .env("TIDINGS_SERVER_DATA_DIR", data)
-            .env("TIDINGS_SERVER_LISTEN", "127.0.0.1:0")
-            .env("TIDINGS_ADMIN_LISTEN", "127.0.0.1:0")
-            .env("TIDINGS_MESSAGES_KEYWORD_FILE", keywords)
-            .env("TIDINGS_STORE_CACHE_CAPACITY_MB", "16")
-            .env("TIDINGS_LOG_LEVEL", "info")
-            .env("TIDINGS_LOG_FORMAT", "json")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn tidings serve");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, log) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines() {
-                let Ok(line) = line else { return };
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        // The server writes its address once it listens.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let addr = loop {
-            if let Ok(text) = std::fs::read_to_string(&addr_file)
-                && let Ok(a) = text.trim().parse()
-            {
-                break a;
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                let lines: Vec<String> = log.try_iter().collect();
-                panic!("tidings serve exited with {status}: {lines:#?}");
-            }
-            assert!(Instant::now() < deadline, "server did not start within 30s");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        ServerProcess { child, addr, log }
-    }
-
-    fn options(&self, data: &Path, who: &str) -> ClientOptions {
-        let creds = tidings::auth::Credentials::load(data).expect("credentials");
-        let pin = parse_fingerprint(&data_dir_fingerprint(data).expect("cert")).expect("pin");
-        ClientOptions::new(
-            self.addr,
-            ServerTrust::Pin(pin),
-            creds.app_id,
-            Signer::MasterKey(creds.master_key),
-            who,
-        )
-    }
-
-    /// Waits (bounded) for a log line containing `needle`.
-    fn wait_log(&self, needle: &str) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.log.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return,
-                Ok(_) => {}
-                Err(_) => panic!("no log line with {needle:?} within {WAIT:?}"),
-            }
-        }
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keyword_file_is_read_again_on_sighup() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let words = keyword_file(dir.path(), "crap\n");
-    let server = tokio::task::block_in_place(|| ServerProcess::spawn(&data, &words));
-    let (tom, _tev) = Client::connect(server.options(&data, "Tom")).await.unwrap();
-    let (_jerry, mut jev) = Client::connect(server.options(&data, "Jerry"))
-        .await
-        .unwrap();
-    let conv = tom.create_unique(strs(&["Jerry"])).await.unwrap().id;
-    tom.send_text(conv, "crap and heck").await.unwrap();
-    assert_eq!(
-        text(&expect_message(&mut jev, "before the reload").await),
-        "*** and heck"
-    );
-
-    std::fs::write(&words, "crap\nheck\n").unwrap();
-    let pid = i32::try_from(server.child.id()).unwrap();
-    // SAFETY: a plain kill(2) on our own child's pid.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
-    tokio::task::block_in_place(|| server.wait_log("config reloaded"));
-
-    tom.send_text(conv, "crap and heck").await.unwrap();
-    assert_eq!(
-        text(&expect_message(&mut jev, "after the reload").await),
-        "*** and ***",
-        "the word added to the file is filtered after SIGHUP"
     );
 }
 

@@ -189,6 +189,17 @@ level = "info"
 # to stderr.
 format = "text"
 
+[admin]
+# The admin REST API (LeanCloud's /1.2/rtm paths, plus /healthz and
+# /metrics): how an app backend creates system conversations, sends to users
+# and reads history. Every /1.2 call needs X-LC-Id: <app_id> and
+# X-LC-Key: <master_key>,master, sent in clear over plain HTTP, so keep it on
+# loopback or a private network.
+enabled = true
+
+# TCP address of the admin API. Loopback by default, like server.listen.
+listen = "127.0.0.1:7451"
+
 [hooks]
 # LeanCloud-style hooks: HTTP calls to your app server that follow
 # LeanEngine's contract, so hook code written for LeanCloud runs unchanged.
@@ -268,6 +279,7 @@ pub struct Config {
     pub messages: MessagesSection,
     pub store: StoreSection,
     pub log: LogSection,
+    pub admin: AdminSection,
     pub hooks: HooksSection,
 }
 
@@ -463,6 +475,25 @@ impl Default for LogSection {
         Self {
             level: "info".to_owned(),
             format: LogFormat::Text,
+        }
+    }
+}
+
+/// The admin REST API (`crate::admin`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminSection {
+    /// On by default: it is how an app backend drives system conversations.
+    pub enabled: bool,
+    /// Loopback by default: the master key travels in a header, in clear.
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 7451)),
         }
     }
 }
@@ -692,6 +723,8 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     ("store", "cache_capacity_mb", EnvKind::Value),
     ("log", "level", EnvKind::Str),
     ("log", "format", EnvKind::Str),
+    ("admin", "enabled", EnvKind::Value),
+    ("admin", "listen", EnvKind::Str),
     ("hooks", "base_url", EnvKind::Str),
     ("hooks", "hook_key", EnvKind::Str),
     ("hooks", "timeout_ms", EnvKind::Value),
@@ -855,8 +888,7 @@ impl Config {
         )?;
 
         let m = &self.messages;
-        if m
-            .keyword_file
+        if m.keyword_file
             .as_ref()
             .is_some_and(|p| p.as_os_str().is_empty())
         {
@@ -907,6 +939,7 @@ impl Config {
                 );
             }
         }
+        // [admin]: both keys are fully checked by their types.
         self.hooks.validate()
     }
 
@@ -957,6 +990,7 @@ impl Config {
             messages: _,
             store: _,
             log: _,
+            admin: _,
             hooks: _,
         } = self;
         diff!(server: ServerSection { listen, data_dir, tls_cert, tls_key, shutdown_grace_secs });
@@ -982,6 +1016,7 @@ impl Config {
         });
         diff!(store: StoreSection { group_commit_max, group_commit_linger_us, fsync, cache_capacity_mb });
         diff!(log: LogSection { level, format });
+        diff!(admin: AdminSection { enabled, listen });
         diff!(hooks: HooksSection {
             base_url,
             hook_key,
@@ -1477,6 +1512,10 @@ mod tests {
                 level: "debug".into(),
                 format: LogFormat::Json,
             },
+            admin: AdminSection {
+                enabled: false,
+                listen: "0.0.0.0:1".parse().unwrap(),
+            },
             hooks: HooksSection {
                 base_url: Some("http://h".into()),
                 hook_key: Some("k".into()),
@@ -1583,6 +1622,28 @@ enabled = false
         assert!(
             err.to_string().contains("TIDINGS_HOOKS_FAIL_POLICY"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn admin_section_defaults_and_env() {
+        let c = Config::default();
+        assert!(c.admin.enabled);
+        assert_eq!(c.admin.listen, "127.0.0.1:7451".parse().unwrap());
+        let c = load_env(
+            "[admin]\nenabled = false\n",
+            &[("TIDINGS_ADMIN_LISTEN", "0.0.0.0:8451")],
+        )
+        .unwrap();
+        assert!(!c.admin.enabled);
+        assert_eq!(c.admin.listen, "0.0.0.0:8451".parse().unwrap());
+        let err = load_env("", &[("TIDINGS_ADMIN_LISTEN", "7451")]).unwrap_err();
+        assert!(err.to_string().contains("TIDINGS_ADMIN_LISTEN"), "{err}");
+        let mut new = c.clone();
+        new.admin.listen = "127.0.0.1:1".parse().unwrap();
+        assert_eq!(
+            c.live_changes(&new),
+            (vec![], vec!["admin.listen".to_owned()])
         );
     }
 

@@ -15,9 +15,12 @@
 //! - [`hub`]: the shared state of a running server, handed to every session.
 //! - [`session`]: one connection's login, commands, delivery and acks.
 //! - [`server`]: start-up, the accept loop and graceful shutdown.
+//! - [`admin`]: the admin REST API (LeanCloud's `/1.2/rtm`), `/healthz` and `/metrics`.
+//! - [`metrics`]: process-wide counters and histograms for `/metrics`.
 //! - [`client`]: the async client library used by the CLI, tests and bench.
 //! - [`config`]: the documented configuration struct.
 
+pub mod admin;
 pub mod auth;
 pub mod client;
 pub mod codec;
@@ -27,6 +30,7 @@ pub mod filter;
 pub mod hooks;
 pub mod hub;
 pub mod message;
+pub mod metrics;
 pub mod protocol;
 pub mod server;
 pub mod session;

@@ -57,6 +57,8 @@ enum Command {
     /// Call the app server's hooks by hand, as the server would.
     #[command(subcommand)]
     Hooks(cli::hooks::HooksCommand),
+    /// Call the admin REST API: system conversations, history, presence, kick, stats.
+    Admin(cli::admin::AdminArgs),
     #[command(flatten)]
     Client(cli::ClientCommand),
 }
@@ -95,6 +97,10 @@ fn main() -> ExitCode {
         },
         Command::Hooks(cmd) => match load_config(path) {
             Ok(config) => run_cli(async move { cli::hooks::run(cmd, &config).await }),
+            Err(code) => code,
+        },
+        Command::Admin(args) => match load_config(path) {
+            Ok(config) => run_cli(async move { cli::admin::run(args, &config).await }),
             Err(code) => code,
         },
     }

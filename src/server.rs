@@ -13,6 +13,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::admin::{self, AdminError, AdminServer, AdminState};
 use crate::auth::{self, Authenticator, Credentials};
 use crate::config::{AuthMode, Config};
 use crate::conversation::ConversationTable;
@@ -45,6 +46,8 @@ pub enum ServerError {
     Transport(#[from] TransportError),
     #[error("hooks: {0}")]
     Hooks(#[from] HookError),
+    #[error("admin API: {0}")]
+    Admin(#[from] AdminError),
     #[error("keyword filter: {0}")]
     Filter(#[from] crate::filter::FilterError),
 }
@@ -67,6 +70,8 @@ pub struct RunningServer {
     done_rx: mpsc::Receiver<()>,
     accept: JoinHandle<()>,
     hook_delivery: JoinHandle<()>,
+    /// `None` when `admin.enabled` is off.
+    admin: Option<AdminServer>,
 }
 
 impl Server {
@@ -143,8 +148,21 @@ impl Server {
             hooks.clone(),
         ));
         let (shutdown, _) = broadcast::channel(1);
+        // Before any task starts, so a port in use leaves nothing running.
+        let admin = if hub.config.admin.enabled {
+            let state = AdminState::new(hub.clone(), Some(endpoint.clone()));
+            let a =
+                AdminServer::start(state, hub.config.admin.listen, shutdown.subscribe()).await?;
+            info!(addr = %a.local_addr(), "admin API listening");
+            write_admin_addr_file(&hub.config.server.data_dir, a.local_addr());
+            Some(a)
+        } else {
+            None
+        };
         let hook_delivery = hooks.start(shutdown.subscribe());
-        tokio::spawn(log_hook_stats(hooks.clone(), shutdown.subscribe()));
+        if admin.is_none() {
+            tokio::spawn(log_hook_stats(hooks.clone(), shutdown.subscribe()));
+        }
         let (done_tx, done_rx) = mpsc::channel(1);
         let accept = tokio::spawn(accept_loop(
             hub.clone(),
@@ -161,11 +179,12 @@ impl Server {
             done_rx,
             accept,
             hook_delivery,
+            admin,
         })
     }
 }
 
-/// Until the admin API's `/metrics` exists, per-hook counters reach the
+/// With the admin API (and its `/metrics`) off, per-hook counters reach the
 /// operator through the log, once a minute while any hook has been used.
 async fn log_hook_stats(hooks: Arc<Hooks>, mut shutdown: broadcast::Receiver<()>) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
@@ -193,6 +212,12 @@ async fn log_hook_stats(hooks: Arc<Hooks>, mut shutdown: broadcast::Receiver<()>
                 "hook stats"
             );
         }
+    }
+}
+
+fn write_admin_addr_file(dir: &Path, addr: SocketAddr) {
+    if let Err(e) = std::fs::write(dir.join(admin::ADDR_FILE), addr.to_string()) {
+        warn!(error = %e, "could not write {}; `tidings admin` needs --url", admin::ADDR_FILE);
     }
 }
 
@@ -245,6 +270,11 @@ impl RunningServer {
         &self.hub
     }
 
+    /// The admin API's bound address, when it is on.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(AdminServer::local_addr)
+    }
+
     /// Stops accepting, closes every session with a reason once its pending
     /// sends are answered, drains the commit pipeline and flushes the store.
     pub async fn shutdown(mut self) -> Result<(), ServerError> {
@@ -258,6 +288,10 @@ impl RunningServer {
             .is_err()
         {
             warn!("sessions still open after the grace period; closing anyway");
+        }
+        // Its requests may be waiting on the pipeline, which still runs.
+        if let Some(a) = self.admin.take() {
+            a.join(grace).await;
         }
         // The outbox is in sled: what is undelivered waits for the next start.
         let _ = (&mut self.hook_delivery).await;

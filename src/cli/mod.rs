@@ -3,6 +3,7 @@
 //! certificate pin and credentials in its data dir unless told otherwise.
 
 mod actions;
+pub mod admin;
 mod connect;
 pub mod hooks;
 mod output;

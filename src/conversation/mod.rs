@@ -2,6 +2,7 @@
 //! the rules of membership and roles.
 
 pub mod ops;
+pub mod system;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub mod admin;
 pub mod hook_server;
 
 use tidings::client::{Client, ClientEvent, ClientOptions, Events, Signer};
@@ -27,6 +28,7 @@ pub struct TestServer {
 pub fn test_config(dir: &Path) -> Config {
     let mut c = Config::default();
     c.server.listen = "127.0.0.1:0".parse().unwrap();
+    c.admin.listen = "127.0.0.1:0".parse().unwrap();
     c.server.data_dir = dir.to_path_buf();
     c.server.shutdown_grace_secs = 2;
     c.store.cache_capacity_mb = 16;

@@ -1,0 +1,383 @@
+//! The admin REST API: LeanCloud's `/1.2/rtm` paths and JSON shapes on a
+//! TCP listener of its own (`[admin]`, `127.0.0.1:7451` by default), so an
+//! app backend written for LeanCloud moves by changing its base URL.
+//!
+//! Every path except `/healthz` and `/metrics` needs `X-LC-Id: <app id>`
+//! and `X-LC-Key: <master key>,master`; anything else is answered 401.
+//! Errors are `{"code", "error"}` with LeanCloud's codes (see [`error`]).
+//! The probe and the scrape stay open because load balancers and
+//! Prometheus rarely send custom headers, and they reveal no content.
+//!
+//! | path | |
+//! |---|---|
+//! | `GET /healthz` | the commit pipeline answers a durable barrier |
+//! | `GET /metrics` | Prometheus text |
+//! | `POST/GET /1.2/rtm/service-conversations` | create, list |
+//! | `GET/PUT/DELETE …/{id}` | one system conversation |
+//! | `POST/GET …/{id}/subscribers`, `DELETE …/subscribers/{client}`, `GET …/subscribers/count` | subscribers |
+//! | `POST …/{id}/messages` | send to chosen subscribers |
+//! | `GET …/{id}/subscribers/{client}/messages` | what it sent one subscriber |
+//! | `GET /1.2/rtm/conversations/{id}/messages` | any conversation's history |
+//! | `GET /1.2/rtm/clients/{client}/messages` | what a client sent |
+//! | `GET /1.2/rtm/clients/{client}/online`, `POST /1.2/rtm/clients/online-check` | presence |
+//! | `POST /1.2/rtm/clients/{client}/kick` | close its devices with 4115 |
+//! | `GET /1.2/rtm/stats` | online and daily user counts |
+
+mod clients;
+pub mod error;
+mod history;
+mod service;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+
+use crate::conversation::system::SendLocks;
+use crate::hooks::HookStats;
+use crate::hub::Hub;
+use crate::metrics::{Exposition, METRICS};
+use error::{ApiError, NO_ROUTE};
+
+/// Written into the data dir at start: the admin API's bound address, for
+/// `tidings admin`.
+pub const ADDR_FILE: &str = "admin.addr";
+
+/// How long `/healthz` waits for the commit pipeline.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AdminState(Arc<Inner>);
+
+struct Inner {
+    hub: Arc<Hub>,
+    /// The QUIC endpoint, for its connection count.
+    endpoint: Option<quinn::Endpoint>,
+    locks: SendLocks,
+}
+
+impl AdminState {
+    pub fn new(hub: Arc<Hub>, endpoint: Option<quinn::Endpoint>) -> Self {
+        AdminState(Arc::new(Inner {
+            hub,
+            endpoint,
+            locks: SendLocks::default(),
+        }))
+    }
+
+    fn hub(&self) -> &Arc<Hub> {
+        &self.0.hub
+    }
+
+    fn locks(&self) -> &SendLocks {
+        &self.0.locks
+    }
+
+    /// Open QUIC connections, logged in or not yet.
+    fn connections(&self) -> usize {
+        self.0.endpoint.as_ref().map_or(0, |e| e.open_connections())
+    }
+}
+
+/// A running admin API.
+pub struct AdminServer {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl AdminServer {
+    /// Binds `listen` and serves until `shutdown` fires; requests under way
+    /// then finish, up to the caller's patience (see [`AdminServer::join`]).
+    pub async fn start(
+        state: AdminState,
+        listen: SocketAddr,
+        mut shutdown: broadcast::Receiver<()>,
+    ) -> Result<AdminServer, AdminError> {
+        let bind = |source| AdminError::Bind {
+            addr: listen,
+            source,
+        };
+        let listener = TcpListener::bind(listen).await.map_err(bind)?;
+        let addr = listener.local_addr().map_err(bind)?;
+        let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = shutdown.recv().await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "admin API stopped");
+            }
+        });
+        Ok(AdminServer { addr, task })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Waits for the graceful stop, at most `grace`; then cuts what is left.
+    pub async fn join(mut self, grace: Duration) {
+        if tokio::time::timeout(grace, &mut self.task).await.is_err() {
+            tracing::warn!(
+                "admin API requests still running after the grace period; dropping them"
+            );
+            self.task.abort();
+        }
+    }
+}
+
+/// Every route, behind the credentials check.
+pub fn router(state: AdminState) -> Router {
+    let sc = "/1.2/rtm/service-conversations";
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route(sc, post(service::create).get(service::list))
+        .route(
+            &format!("{sc}/{{id}}"),
+            get(service::get)
+                .put(service::update)
+                .delete(service::delete),
+        )
+        .route(
+            &format!("{sc}/{{id}}/subscribers"),
+            post(service::subscribe).get(service::subscribers),
+        )
+        .route(
+            &format!("{sc}/{{id}}/subscribers/count"),
+            get(service::subscriber_count),
+        )
+        .route(
+            &format!("{sc}/{{id}}/subscribers/{{client}}"),
+            axum::routing::delete(service::unsubscribe),
+        )
+        .route(
+            &format!("{sc}/{{id}}/subscribers/{{client}}/messages"),
+            get(history::subscriber),
+        )
+        .route(&format!("{sc}/{{id}}/messages"), post(service::send))
+        .route(
+            "/1.2/rtm/conversations/{id}/messages",
+            get(history::conversation),
+        )
+        .route("/1.2/rtm/clients/{client}/messages", get(history::client))
+        .route("/1.2/rtm/clients/{client}/online", get(clients::online))
+        .route("/1.2/rtm/clients/online-check", post(clients::online_check))
+        .route("/1.2/rtm/clients/check-online", post(clients::online_check))
+        .route("/1.2/rtm/clients/{client}/kick", post(clients::kick))
+        .route("/1.2/rtm/stats", get(clients::stats))
+        .fallback(no_route)
+        .method_not_allowed_fallback(no_method)
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .with_state(state)
+}
+
+async fn no_route() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, NO_ROUTE, "no such endpoint")
+}
+
+async fn no_method() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        StatusCode::METHOD_NOT_ALLOWED.as_u16(),
+        "method not allowed here",
+    )
+}
+
+/// Comparing secrets in time that does not depend on where they differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// LeanCloud's master-key check: `X-LC-Id` is the app id and `X-LC-Key` is
+/// `<master key>,master`.
+fn authorized(state: &AdminState, headers: &HeaderMap) -> bool {
+    let creds = state.hub().auth.credentials();
+    let (Some(id), Some(key)) = (headers.get("x-lc-id"), headers.get("x-lc-key")) else {
+        return false;
+    };
+    let Some(key) = key.as_bytes().strip_suffix(b",master") else {
+        return false;
+    };
+    same(id.as_bytes(), creds.app_id.as_bytes()) & same(key, creds.master_key.as_bytes())
+}
+
+async fn authenticate(State(state): State<AdminState>, req: Request, next: Next) -> Response {
+    let open = matches!(req.uri().path(), "/healthz" | "/metrics");
+    if open || authorized(&state, req.headers()) {
+        next.run(req).await
+    } else {
+        ApiError::unauthorized().into_response()
+    }
+}
+
+/// 200 once a barrier through the commit pipeline is durable, so a wedged
+/// disk or commit thread shows here; 503 otherwise.
+async fn healthz(State(state): State<AdminState>) -> Response {
+    match tokio::time::timeout(HEALTH_TIMEOUT, state.hub().pipeline.barrier()).await {
+        Ok(Ok(())) => axum::Json(json!({"status": "ok"})).into_response(),
+        Ok(Err(e)) => ApiError::from(e).into_response(),
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            crate::protocol::ErrorCode::InternalError.code(),
+            "the commit pipeline did not answer in time",
+        )
+        .into_response(),
+    }
+}
+
+async fn metrics(State(state): State<AdminState>) -> Response {
+    let hub = state.hub();
+    let mut out = Exposition::default();
+    out.gauge(
+        "tidings_connections",
+        "Open QUIC connections, logged in or not yet.",
+        state.connections() as u64,
+    );
+    out.gauge(
+        "tidings_conversations",
+        "Conversations in the table.",
+        hub.convs.len() as u64,
+    );
+    METRICS.render(&mut out);
+    render_hooks(&mut out, &hub.hooks.metrics());
+    out.gauge(
+        "tidings_hook_outbox_records",
+        "After-hook calls waiting in the on-disk outbox.",
+        hub.hooks.outbox_len(),
+    );
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out.finish(),
+    )
+        .into_response()
+}
+
+fn render_hooks(out: &mut Exposition, stats: &[HookStats]) {
+    type Field = fn(&HookStats) -> u64;
+    let counters: [(&str, &str, Field); 5] = [
+        (
+            "tidings_hook_calls_total",
+            "HTTP calls to hook endpoints, retries included.",
+            |s| s.calls,
+        ),
+        (
+            "tidings_hook_failures_total",
+            "Failed hook calls, timeouts included.",
+            |s| s.failures,
+        ),
+        (
+            "tidings_hook_timeouts_total",
+            "Hook calls that hit their timeout.",
+            |s| s.timeouts,
+        ),
+        (
+            "tidings_hook_rejections_total",
+            "Before-hook chains that ended in drop or reject.",
+            |s| s.rejections,
+        ),
+        (
+            "tidings_hook_dropped_total",
+            "After-hook calls dropped because the outbox was full.",
+            |s| s.dropped,
+        ),
+    ];
+    let label = |s: &HookStats| vec![("hook", s.hook.name().to_owned())];
+    for (name, help, field) in counters {
+        out.labeled(
+            name,
+            help,
+            "counter",
+            stats.iter().map(|s| (label(s), field(s) as f64)),
+        );
+    }
+    out.labeled(
+        "tidings_hook_outbox_depth",
+        "After-hook calls of this hook waiting in the outbox.",
+        "gauge",
+        stats.iter().map(|s| (label(s), s.outbox_depth as f64)),
+    );
+    out.labeled(
+        "tidings_hook_latency_seconds",
+        "Hook call latency quantiles since start.",
+        "gauge",
+        stats.iter().flat_map(|s| {
+            [("0.5", s.latency_p50_us), ("0.99", s.latency_p99_us)].map(|(q, us)| {
+                (
+                    vec![
+                        ("hook", s.hook.name().to_owned()),
+                        ("quantile", q.to_owned()),
+                    ],
+                    us as f64 / 1e6,
+                )
+            })
+        }),
+    );
+}
+
+/// `2015-07-30T14:37:42.584Z`: LeanCloud's date strings, from ms since the
+/// epoch (UTC, proleptic Gregorian; Howard Hinnant's civil-from-days).
+pub fn iso_date(ms: u64) -> String {
+    let days = (ms / 86_400_000) as i64;
+    let rem = ms % 86_400_000;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3_600_000,
+        rem / 60_000 % 60,
+        rem / 1000 % 60,
+        rem % 1000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_dates_match_leanclouds() {
+        assert_eq!(iso_date(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso_date(1_438_267_062_584), "2015-07-30T14:37:42.584Z");
+        assert_eq!(iso_date(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(iso_date(1_798_761_599_999), "2026-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same(b"abc", b"abc"));
+        assert!(!same(b"abc", b"abd"));
+        assert!(!same(b"abc", b"ab"));
+        assert!(same(b"", b""));
+    }
+}

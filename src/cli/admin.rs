@@ -1,0 +1,591 @@
+//! `tidings admin …`: the admin REST API from the command line, so an
+//! operator needs no curl. The API's address and the credentials come from
+//! the local server's data dir (`admin.addr`, `credentials.json`) unless
+//! given; answers print as JSON lines, one per row for listings.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use reqwest::Method;
+use serde_json::{Map, Value, json};
+use tidings::admin::ADDR_FILE;
+use tidings::auth::{CREDENTIALS_FILE, Credentials};
+use tidings::config::Config;
+
+use super::connect::Secret;
+use super::output::emit;
+
+/// An operator's call should fail fast when the server is not there.
+const TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, clap::Args)]
+pub struct AdminArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+    #[command(subcommand)]
+    pub cmd: AdminCommand,
+}
+
+/// Where the API is and how to authenticate.
+#[derive(Debug, clap::Args)]
+pub struct Conn {
+    /// Base URL of the admin API. Default: http://<data-dir>/admin.addr's address, else the config's admin.listen.
+    #[arg(long, global = true, value_name = "URL")]
+    pub url: Option<String>,
+    /// Application id. Default: the config's, else <data-dir>/credentials.json's.
+    #[arg(long, global = true, value_name = "ID")]
+    pub app_id: Option<String>,
+    /// Master key. Default: the config's, else <data-dir>/credentials.json's.
+    #[arg(long, global = true, value_name = "KEY")]
+    pub master_key: Option<Secret>,
+    /// Data dir of the local server, where the defaults above are looked up.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum AdminCommand {
+    /// System (service) conversations: official accounts and bots.
+    #[command(subcommand)]
+    Service(ServiceCommand),
+    /// Message history as JSON lines, newest first (see --reversed).
+    History(HistoryArgs),
+    /// Whether a client is online, and on which devices.
+    Online { client: String },
+    /// Close every device of a client (4115 KICKED_BY_APP).
+    Kick {
+        client: String,
+        /// Shown to the client; at most 20 characters.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Online and daily user counts.
+    Stats,
+    /// The Prometheus metrics, as text.
+    Metrics,
+    /// Exits 0 when the server is healthy.
+    Health,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ServiceCommand {
+    /// Create one; prints {"objectId", "createdAt"}.
+    Create {
+        #[arg(long)]
+        name: Option<String>,
+        /// Custom attributes, a JSON object.
+        #[arg(long, value_name = "JSON")]
+        attr: Option<String>,
+    },
+    /// List them, oldest first.
+    List {
+        #[arg(long)]
+        skip: Option<usize>,
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    Get {
+        id: String,
+    },
+    /// Change the name or the attributes.
+    Update {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Replaces the attributes: a JSON object.
+        #[arg(long, value_name = "JSON")]
+        attr: Option<String>,
+    },
+    /// Delete it with its subscriptions and history.
+    Delete {
+        id: String,
+    },
+    Subscribe {
+        id: String,
+        #[arg(required = true)]
+        clients: Vec<String>,
+    },
+    Unsubscribe {
+        id: String,
+        #[arg(required = true)]
+        clients: Vec<String>,
+    },
+    /// Subscribers by client id, one JSON line each.
+    Subscribers {
+        id: String,
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Start after this client id.
+        #[arg(long, value_name = "CLIENT_ID")]
+        after: Option<String>,
+    },
+    /// Send to some subscribers; prints {"msg-id", "timestamp"}.
+    Send {
+        id: String,
+        /// The sender shown to the receivers.
+        #[arg(long, value_name = "CLIENT_ID")]
+        from: String,
+        /// A receiver (up to 20; repeat the flag or separate with commas).
+        #[arg(
+            long = "to",
+            value_name = "CLIENT_ID",
+            required = true,
+            value_delimiter = ','
+        )]
+        to: Vec<String>,
+        /// Not stored; only receivers online now get it.
+        #[arg(long)]
+        transient: bool,
+        /// Push payload, a JSON object.
+        #[arg(long, value_name = "JSON")]
+        push_data: Option<String>,
+        /// Message text (JSON text for typed messages).
+        text: String,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group = clap::ArgGroup::new("whose").required(true).args(["conv", "client", "service"]))]
+pub struct HistoryArgs {
+    /// A conversation's messages.
+    #[arg(long, value_name = "ID")]
+    pub conv: Option<String>,
+    /// What a client sent.
+    #[arg(long, value_name = "CLIENT_ID")]
+    pub client: Option<String>,
+    /// What a system conversation sent one subscriber (with --subscriber).
+    #[arg(long, value_name = "ID", requires = "subscriber")]
+    pub service: Option<String>,
+    #[arg(long, value_name = "CLIENT_ID", requires = "service")]
+    pub subscriber: Option<String>,
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Oldest first.
+    #[arg(long)]
+    pub reversed: bool,
+    /// Start at this message (LeanCloud's msgid).
+    #[arg(long, value_name = "MSGID")]
+    pub msgid: Option<String>,
+    /// Start at this time, ms (LeanCloud's timestamp).
+    #[arg(long, value_name = "MS")]
+    pub timestamp: Option<u64>,
+    /// Stop at this message.
+    #[arg(long, value_name = "MSGID")]
+    pub till_msgid: Option<String>,
+    /// Stop at this time, ms.
+    #[arg(long, value_name = "MS")]
+    pub till_timestamp: Option<u64>,
+    #[arg(long)]
+    pub include_start: bool,
+    #[arg(long)]
+    pub include_stop: bool,
+}
+
+pub async fn run(args: AdminArgs, config: &Config) -> anyhow::Result<()> {
+    let api = Api::new(&args.conn, config)?;
+    match args.cmd {
+        AdminCommand::Service(cmd) => service(&api, cmd).await,
+        AdminCommand::History(h) => history(&api, h).await,
+        AdminCommand::Online { client } => {
+            let path = format!("/1.2/rtm/clients/{}/online", seg(&client));
+            emit(&api.call(Method::GET, &path, None).await?)
+        }
+        AdminCommand::Kick { client, reason } => {
+            let path = format!("/1.2/rtm/clients/{}/kick", seg(&client));
+            let body = reason.map_or_else(|| json!({}), |r| json!({ "reason": r }));
+            emit(&api.call(Method::POST, &path, Some(body)).await?)
+        }
+        AdminCommand::Stats => emit(&api.call(Method::GET, "/1.2/rtm/stats", None).await?),
+        AdminCommand::Metrics => {
+            let text = api.text("/metrics").await?;
+            print!("{text}");
+            Ok(())
+        }
+        AdminCommand::Health => emit(&api.call(Method::GET, "/healthz", None).await?),
+    }
+}
+
+fn object(flag: &str, text: &str) -> anyhow::Result<Value> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        _ => bail!("{flag} must be a JSON object"),
+    }
+}
+
+async fn service(api: &Api, cmd: ServiceCommand) -> anyhow::Result<()> {
+    const SC: &str = "/1.2/rtm/service-conversations";
+    match cmd {
+        ServiceCommand::Create { name, attr } => {
+            let mut body = Map::new();
+            if let Some(n) = name {
+                body.insert("name".into(), Value::String(n));
+            }
+            if let Some(a) = attr {
+                body.insert("attr".into(), object("--attr", &a)?);
+            }
+            emit(
+                &api.call(Method::POST, SC, Some(Value::Object(body)))
+                    .await?,
+            )
+        }
+        ServiceCommand::List { skip, limit } => {
+            let q = query(&[
+                ("skip", skip.map(|s| s.to_string())),
+                ("limit", limit.map(|l| l.to_string())),
+            ]);
+            let answer = api.call(Method::GET, &format!("{SC}{q}"), None).await?;
+            lines(&answer["results"])
+        }
+        ServiceCommand::Get { id } => emit(
+            &api.call(Method::GET, &format!("{SC}/{}", seg(&id)), None)
+                .await?,
+        ),
+        ServiceCommand::Update { id, name, attr } => {
+            let mut body = Map::new();
+            if let Some(n) = name {
+                body.insert("name".into(), Value::String(n));
+            }
+            if let Some(a) = attr {
+                body.insert("attr".into(), object("--attr", &a)?);
+            }
+            if body.is_empty() {
+                bail!("nothing to update: pass --name or --attr");
+            }
+            let path = format!("{SC}/{}", seg(&id));
+            emit(
+                &api.call(Method::PUT, &path, Some(Value::Object(body)))
+                    .await?,
+            )
+        }
+        ServiceCommand::Delete { id } => emit(
+            &api.call(Method::DELETE, &format!("{SC}/{}", seg(&id)), None)
+                .await?,
+        ),
+        ServiceCommand::Subscribe { id, clients } => {
+            let path = format!("{SC}/{}/subscribers", seg(&id));
+            for c in clients {
+                api.call(Method::POST, &path, Some(json!({ "client_id": c })))
+                    .await
+                    .with_context(|| format!("subscribing {c}"))?;
+                emit(&json!({ "subscribed": c }))?;
+            }
+            Ok(())
+        }
+        ServiceCommand::Unsubscribe { id, clients } => {
+            for c in clients {
+                let path = format!("{SC}/{}/subscribers/{}", seg(&id), seg(&c));
+                api.call(Method::DELETE, &path, None)
+                    .await
+                    .with_context(|| format!("unsubscribing {c}"))?;
+                emit(&json!({ "unsubscribed": c }))?;
+            }
+            Ok(())
+        }
+        ServiceCommand::Subscribers { id, limit, after } => {
+            let q = query(&[
+                ("limit", limit.map(|l| l.to_string())),
+                ("client_id", after),
+            ]);
+            let path = format!("{SC}/{}/subscribers{q}", seg(&id));
+            lines(&api.call(Method::GET, &path, None).await?)
+        }
+        ServiceCommand::Send {
+            id,
+            from,
+            to,
+            transient,
+            push_data,
+            text,
+        } => {
+            let mut body = json!({
+                "from_client": from,
+                "to_clients": to,
+                "message": text,
+                "transient": transient,
+            });
+            if let Some(p) = push_data {
+                body["push_data"] = object("--push-data", &p)?;
+            }
+            let path = format!("{SC}/{}/messages", seg(&id));
+            emit(&api.call(Method::POST, &path, Some(body)).await?)
+        }
+    }
+}
+
+async fn history(api: &Api, h: HistoryArgs) -> anyhow::Result<()> {
+    let path = match (&h.conv, &h.client, &h.service, &h.subscriber) {
+        (Some(c), ..) => format!("/1.2/rtm/conversations/{}/messages", seg(c)),
+        (None, Some(c), ..) => format!("/1.2/rtm/clients/{}/messages", seg(c)),
+        (None, None, Some(s), Some(c)) => format!(
+            "/1.2/rtm/service-conversations/{}/subscribers/{}/messages",
+            seg(s),
+            seg(c)
+        ),
+        _ => bail!("pass --conv, --client, or --service with --subscriber"),
+    };
+    let flag = |b: bool| b.then(|| "true".to_owned());
+    let q = query(&[
+        ("limit", h.limit.map(|l| l.to_string())),
+        ("reversed", flag(h.reversed)),
+        ("msgid", h.msgid),
+        ("timestamp", h.timestamp.map(|t| t.to_string())),
+        ("till_msgid", h.till_msgid),
+        ("till_timestamp", h.till_timestamp.map(|t| t.to_string())),
+        ("include_start", flag(h.include_start)),
+        ("include_stop", flag(h.include_stop)),
+    ]);
+    lines(&api.call(Method::GET, &format!("{path}{q}"), None).await?)
+}
+
+/// Each element of a JSON array on its own line.
+fn lines(v: &Value) -> anyhow::Result<()> {
+    match v {
+        Value::Array(items) => items.iter().try_for_each(emit),
+        other => emit(other),
+    }
+}
+
+/// A path segment, percent-encoded (client ids may hold any character).
+fn seg(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `?k=v&…` of the parameters that are set, or nothing.
+fn query(params: &[(&str, Option<String>)]) -> String {
+    let set: Vec<String> = params
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", seg(v))))
+        .collect();
+    if set.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", set.join("&"))
+    }
+}
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    app_id: String,
+    master_key: String,
+}
+
+impl Api {
+    fn new(conn: &Conn, config: &Config) -> anyhow::Result<Api> {
+        let data_dir = conn
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| config.server.data_dir.clone());
+        let base = match &conn.url {
+            Some(u) => u.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", admin_addr(&data_dir, config)?),
+        };
+        let (app_id, master_key) = credentials(conn, config, &data_dir)?;
+        Ok(Api {
+            http: http_client()?,
+            base,
+            app_id,
+            master_key,
+        })
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(u16, String)> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self
+            .http
+            .request(method, &url)
+            .header("X-LC-Id", &self.app_id)
+            .header("X-LC-Key", format!("{},master", self.master_key));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("calling {url} (is the server running?)"))?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.context("reading the answer")?;
+        Ok((status, text))
+    }
+
+    /// The JSON answer of a successful call; an error answer becomes the error.
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let (status, text) = self.send(method, path, body).await?;
+        let v: Value =
+            serde_json::from_str(&text).map_err(|_| anyhow!("HTTP {status}, not JSON: {text}"))?;
+        if !(200..300).contains(&status) {
+            match (v["code"].as_u64(), v["error"].as_str()) {
+                (Some(code), Some(error)) => bail!("HTTP {status}: {code} {error}"),
+                _ => bail!("HTTP {status}: {text}"),
+            }
+        }
+        Ok(v)
+    }
+
+    async fn text(&self, path: &str) -> anyhow::Result<String> {
+        let (status, text) = self.send(Method::GET, path, None).await?;
+        if status != 200 {
+            bail!("HTTP {status}: {text}");
+        }
+        Ok(text)
+    }
+}
+
+/// The running server's admin address from the data dir, else the config's.
+fn admin_addr(data_dir: &Path, config: &Config) -> anyhow::Result<SocketAddr> {
+    let file = data_dir.join(ADDR_FILE);
+    let addr = match std::fs::read_to_string(&file) {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .with_context(|| format!("{} does not hold an address; pass --url", file.display()))?,
+        Err(_) => config.admin.listen,
+    };
+    // A wildcard bind is reached through loopback.
+    Ok(match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
+        _ => addr,
+    })
+}
+
+/// Flags first, then the config, then the data dir: the server's precedence.
+fn credentials(conn: &Conn, config: &Config, data_dir: &Path) -> anyhow::Result<(String, String)> {
+    let stored = || Credentials::load(data_dir).ok();
+    let app_id = conn
+        .app_id
+        .clone()
+        .or_else(|| config.auth.app_id.clone())
+        .or_else(|| stored().map(|c| c.app_id));
+    let key = conn
+        .master_key
+        .as_ref()
+        .map(|k| k.0.clone())
+        .or_else(|| config.auth.master_key.clone())
+        .or_else(|| stored().map(|c| c.master_key));
+    match (app_id, key) {
+        (Some(a), Some(k)) => Ok((a, k)),
+        _ => bail!(
+            "the admin API needs the app id and master key: pass --app-id and --master-key, \
+             or start the server once so {} exists (or pass --data-dir)",
+            data_dir.join(CREDENTIALS_FILE).display()
+        ),
+    }
+}
+
+/// Our ring-based rustls with the platform's roots, as for hook calls, so
+/// an https URL (a TLS proxy in front of the API) works too.
+fn http_client() -> anyhow::Result<reqwest::Client> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls_platform_verifier::Verifier::new(provider.clone())
+        .map_err(|e| anyhow!("TLS verifier: {e}"))?;
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS")?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .timeout(TIMEOUT)
+        .no_proxy()
+        .user_agent(concat!("tidings/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("building the HTTP client")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct TestCli {
+        #[command(flatten)]
+        args: AdminArgs,
+    }
+
+    #[test]
+    fn commands_parse() {
+        use clap::CommandFactory;
+        TestCli::command().debug_assert();
+        let c = TestCli::try_parse_from([
+            "t", "service", "send", "abc", "--from", "Bot", "--to", "a,b", "--to", "c", "hi",
+        ])
+        .unwrap();
+        match c.args.cmd {
+            AdminCommand::Service(ServiceCommand::Send { to, text, .. }) => {
+                assert_eq!(to, ["a", "b", "c"]);
+                assert_eq!(text, "hi");
+            }
+            other => panic!("{other:?}"),
+        }
+        let c =
+            TestCli::try_parse_from(["t", "--data-dir", "/d", "history", "--conv", "x"]).unwrap();
+        assert_eq!(c.args.conn.data_dir.as_deref(), Some(Path::new("/d")));
+        assert!(TestCli::try_parse_from(["t", "history"]).is_err());
+        assert!(TestCli::try_parse_from(["t", "history", "--service", "x"]).is_err());
+        assert!(
+            TestCli::try_parse_from(["t", "service", "send", "x", "--from", "b", "hi"]).is_err()
+        );
+    }
+
+    #[test]
+    fn segments_and_queries_are_encoded() {
+        assert_eq!(seg("Tom"), "Tom");
+        assert_eq!(seg("a b/c?"), "a%20b%2Fc%3F");
+        assert_eq!(seg("é"), "%C3%A9");
+        assert_eq!(query(&[("a", None)]), "");
+        assert_eq!(
+            query(&[
+                ("limit", Some("2".into())),
+                ("x", None),
+                ("client_id", Some("a&b".into()))
+            ]),
+            "?limit=2&client_id=a%26b"
+        );
+    }
+
+    #[test]
+    fn address_and_credentials_come_from_the_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::default();
+        let conn = Conn {
+            url: None,
+            app_id: None,
+            master_key: None,
+            data_dir: Some(dir.path().to_path_buf()),
+        };
+        assert_eq!(
+            admin_addr(dir.path(), &config).unwrap(),
+            config.admin.listen
+        );
+        assert!(credentials(&conn, &config, dir.path()).is_err());
+        std::fs::write(dir.path().join(ADDR_FILE), "0.0.0.0:9451\n").unwrap();
+        assert_eq!(
+            admin_addr(dir.path(), &config).unwrap(),
+            "127.0.0.1:9451".parse::<SocketAddr>().unwrap()
+        );
+        let creds = Credentials::load_or_create(dir.path(), None, None).unwrap();
+        assert_eq!(
+            credentials(&conn, &config, dir.path()).unwrap(),
+            (creds.app_id, creds.master_key)
+        );
+    }
+}

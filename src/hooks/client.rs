@@ -12,7 +12,10 @@ use super::{Hook, HookError};
 use crate::config::{FailPolicy, HooksSection};
 
 /// Result keys that steer the chain; they are not changes to the request.
-const CONTROL_KEYS: [&str; 4] = ["drop", "reject", "code", "detail"];
+/// `code` and `detail` of a hook that let the request through stay in the
+/// merged result (they explain a content change) but never touch the params.
+const CONTROL_KEYS: [&str; 2] = ["drop", "reject"];
+const REASON_KEYS: [&str; 2] = ["code", "detail"];
 
 /// Most of a failed answer's body kept for the error text.
 const ERROR_BODY_EXCERPT: usize = 512;
@@ -301,6 +304,10 @@ impl HookClient {
             }
             for (k, v) in reply.result {
                 if CONTROL_KEYS.contains(&k.as_str()) {
+                    continue;
+                }
+                if REASON_KEYS.contains(&k.as_str()) {
+                    merged.insert(k, v);
                     continue;
                 }
                 if let Some(p) = params.as_object_mut().and_then(|p| p.get_mut(&k)) {

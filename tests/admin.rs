@@ -456,15 +456,18 @@ async fn transient_sends_reach_only_who_is_online_and_are_not_stored() {
     a.subscribe(&id, "alice").await;
     a.subscribe(&id, "dave").await;
     let (_alice, mut aev) = s.connect("alice").await;
+    let (_ticker, mut tev) = s.connect("Ticker").await;
+    let send = format!("{}/messages", sc(&id));
     let sent = a
         .post(
-            &format!("{}/messages", sc(&id)),
+            &send,
             json!({
                 "from_client": "Ticker",
                 "to_clients": ["alice", "dave"],
                 "message": "tick",
                 "transient": true,
                 "push_data": {"alert": "tick"},
+                "priority": "high",
             }),
         )
         .await
@@ -475,11 +478,32 @@ async fn transient_sends_reach_only_who_is_online_and_are_not_stored() {
     assert!(m.transient);
     assert_eq!(m.seq, 0);
     assert_eq!(text(&m), "tick");
+    // The sender's own devices get a copy unless no_sync says otherwise.
+    let copy = tev.next_message(WAIT).await.expect("the sender's copy");
+    assert_eq!(copy.msg_id, m.msg_id);
+    let quiet = a
+        .post(
+            &send,
+            json!({
+                "from_client": "Ticker",
+                "to_clients": ["alice"],
+                "message": "tock",
+                "transient": true,
+                "no_sync": true,
+            }),
+        )
+        .await
+        .expect(200);
+    let m = aev.next_message(WAIT).await.expect("alice gets it");
+    assert_eq!(m.msg_id, quiet["msg-id"].as_str().expect("msg-id"));
+    let (stored, _) = a.send_to(&id, "Ticker", &["alice"], "stored").await;
+    let next = tev.next_message(WAIT).await.expect("the stored copy");
+    assert_eq!(next.msg_id, stored, "no_sync kept the transient one away");
     let rows = a
         .get(&format!("/1.2/rtm/conversations/{id}/messages"))
         .await
         .expect(200);
-    assert_eq!(rows, json!([]));
+    assert_eq!(ids(&rows), [stored.as_str()]);
     let (_dave, mut dev) = s.connect_raw(s.options("dave")).await;
     assert!(synced(&mut dev).await.is_empty());
 }

@@ -227,8 +227,8 @@ pub struct SendReq {
     /// An object, or its JSON text.
     push_data: Option<Value>,
     /// Accepted for compatibility; every message has the same priority here.
-    #[allow(dead_code)]
-    priority: Option<String>,
+    #[serde(rename = "priority")]
+    _priority: Option<String>,
 }
 
 fn push_data(v: Option<Value>) -> ApiResult<Option<String>> {

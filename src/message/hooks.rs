@@ -165,7 +165,8 @@ pub fn delivered(
         });
         hooks.after(Hook::MessageSent, params, &conv);
     }
-    if offline_hook && !offline.is_empty() && !msg.transient {
+    // Transient messages and wills reach only who is online: nothing to push.
+    if offline_hook && !offline.is_empty() && !msg.transient && !msg.will {
         let mentioned: Vec<&str> = if msg.mention_all {
             Vec::new()
         } else {

@@ -13,7 +13,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::admin::{self, AdminError, AdminServer, AdminState};
+use crate::admin::{self, AdminError, AdminServer, AdminState, Target};
 use crate::auth::{self, Authenticator, Credentials};
 use crate::config::{AuthMode, Config};
 use crate::conversation::ConversationTable;
@@ -72,6 +72,9 @@ pub struct RunningServer {
     hook_delivery: JoinHandle<()>,
     /// `None` when `admin.enabled` is off.
     admin: Option<AdminServer>,
+    /// What the admin API serves from; it holds it weakly, so dropping this
+    /// releases the hub and the endpoint whatever its connections do.
+    _admin_target: Option<Arc<Target>>,
 }
 
 impl Server {
@@ -149,15 +152,20 @@ impl Server {
         ));
         let (shutdown, _) = broadcast::channel(1);
         // Before any task starts, so a port in use leaves nothing running.
-        let admin = if hub.config.admin.enabled {
-            let state = AdminState::new(hub.clone(), Some(endpoint.clone()));
-            let a =
-                AdminServer::start(state, hub.config.admin.listen, shutdown.subscribe()).await?;
-            info!(addr = %a.local_addr(), "admin API listening");
-            write_admin_addr_file(&hub.config.server.data_dir, a.local_addr());
-            Some(a)
-        } else {
-            None
+        let admin_target = hub
+            .config
+            .admin
+            .enabled
+            .then(|| Target::new(hub.clone(), Some(endpoint.clone())));
+        let admin = match &admin_target {
+            Some(t) => {
+                let (state, listen) = (AdminState::new(t), hub.config.admin.listen);
+                let a = AdminServer::start(state, listen, shutdown.subscribe()).await?;
+                info!(addr = %a.local_addr(), "admin API listening");
+                write_admin_addr_file(&hub.config.server.data_dir, a.local_addr());
+                Some(a)
+            }
+            None => None,
         };
         let hook_delivery = hooks.start(shutdown.subscribe());
         if admin.is_none() {
@@ -180,6 +188,7 @@ impl Server {
             accept,
             hook_delivery,
             admin,
+            _admin_target: admin_target,
         })
     }
 }

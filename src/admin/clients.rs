@@ -2,11 +2,10 @@
 //! client off, and the app-wide counts.
 
 use axum::Json;
-use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::AdminState;
+use super::Served;
 use super::error::{ApiError, ApiResult, Body, Segments};
 use crate::auth::valid_id;
 use crate::metrics::METRICS;
@@ -27,7 +26,7 @@ fn check_client(client: &str) -> ApiResult<()> {
 
 /// `{"client_id", "online", "devices": [{"device_id", "tag"}]}`.
 pub async fn online(
-    State(st): State<AdminState>,
+    Served(st): Served,
     Segments(client): Segments<String>,
 ) -> ApiResult<Json<Value>> {
     check_client(&client)?;
@@ -52,10 +51,7 @@ pub struct CheckReq {
 }
 
 /// LeanCloud's batch check: `{"results": [the online ones]}`.
-pub async fn online_check(
-    State(st): State<AdminState>,
-    Body(req): Body<CheckReq>,
-) -> ApiResult<Json<Value>> {
+pub async fn online_check(Served(st): Served, Body(req): Body<CheckReq>) -> ApiResult<Json<Value>> {
     if req.client_ids.len() > MAX_CHECK {
         return Err(ApiError::bad_params(format!(
             "at most {MAX_CHECK} client_ids per check"
@@ -79,7 +75,7 @@ pub struct KickReq {
 /// (`_clientOffline` closeCode 4). Kicking a client that is offline is not
 /// an error, as on LeanCloud.
 pub async fn kick(
-    State(st): State<AdminState>,
+    Served(st): Served,
     Segments(client): Segments<String>,
     Body(req): Body<KickReq>,
 ) -> ApiResult<Json<Value>> {
@@ -97,7 +93,7 @@ pub async fn kick(
 
 /// LeanCloud's `{"result": {"online_user_count", "user_count_today"}}`,
 /// plus Tidings' own counts beside them.
-pub async fn stats(State(st): State<AdminState>) -> Json<Value> {
+pub async fn stats(Served(st): Served) -> Json<Value> {
     let hub = st.hub();
     let connections = st.connections();
     Json(json!({

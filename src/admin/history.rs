@@ -13,11 +13,10 @@ use std::cmp::Ordering;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::AdminState;
+use super::Served;
 use super::error::{ApiError, ApiResult, Params, Segments, conv_id};
 use crate::auth::valid_id;
 use crate::conversation::system;
@@ -248,7 +247,7 @@ async fn answer(
 
 /// `GET /1.2/rtm/conversations/{id}/messages`: any kind of conversation.
 pub async fn conversation(
-    State(st): State<AdminState>,
+    Served(st): Served,
     Segments(id): Segments<String>,
     Params(p): Params<HistoryParams>,
 ) -> ApiResult<Json<Value>> {
@@ -267,7 +266,7 @@ pub async fn conversation(
 /// `GET /1.2/rtm/clients/{client_id}/messages`: what the client sent, in
 /// the conversations it is a member (or subscriber) of now.
 pub async fn client(
-    State(st): State<AdminState>,
+    Served(st): Served,
     Segments(client): Segments<String>,
     Params(p): Params<HistoryParams>,
 ) -> ApiResult<Json<Value>> {
@@ -286,7 +285,7 @@ pub async fn client(
 /// `GET /1.2/rtm/service-conversations/{id}/subscribers/{client_id}/messages`:
 /// what the system conversation sent that subscriber.
 pub async fn subscriber(
-    State(st): State<AdminState>,
+    Served(st): Served,
     Segments((id, client)): Segments<(String, String)>,
     Params(p): Params<HistoryParams>,
 ) -> ApiResult<Json<Value>> {
@@ -294,9 +293,7 @@ pub async fn subscriber(
     system::lookup(st.hub(), id)?;
     answer(st.hub().clone(), p, move |hub, q| {
         run(hub, &[id], q, |e| {
-            e.to_peers
-                .as_ref()
-                .is_some_and(|to| to.contains(&client))
+            e.to_peers.as_ref().is_some_and(|to| to.contains(&client))
         })
     })
     .await

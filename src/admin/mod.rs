@@ -29,11 +29,12 @@ mod history;
 mod service;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -65,37 +66,68 @@ pub enum AdminError {
     },
 }
 
-/// What every handler shares.
-#[derive(Clone)]
-pub struct AdminState(Arc<Inner>);
-
-struct Inner {
+/// What the admin API serves from; the running server owns it.
+pub struct Target {
     hub: Arc<Hub>,
     /// The QUIC endpoint, for its connection count.
     endpoint: Option<quinn::Endpoint>,
     locks: SendLocks,
 }
 
-impl AdminState {
-    pub fn new(hub: Arc<Hub>, endpoint: Option<quinn::Endpoint>) -> Self {
-        AdminState(Arc::new(Inner {
+impl Target {
+    pub fn new(hub: Arc<Hub>, endpoint: Option<quinn::Endpoint>) -> Arc<Target> {
+        Arc::new(Target {
             hub,
             endpoint,
             locks: SendLocks::default(),
-        }))
+        })
     }
 
     fn hub(&self) -> &Arc<Hub> {
-        &self.0.hub
+        &self.hub
     }
 
     fn locks(&self) -> &SendLocks {
-        &self.0.locks
+        &self.locks
     }
 
     /// Open QUIC connections, logged in or not yet.
     fn connections(&self) -> usize {
-        self.0.endpoint.as_ref().map_or(0, |e| e.open_connections())
+        self.endpoint.as_ref().map_or(0, |e| e.open_connections())
+    }
+}
+
+/// The router's state: the target, held weakly. An HTTP connection task
+/// can outlive the admin API's shutdown by a moment; it must not keep the
+/// store (and its file lock) or the UDP socket open after the server is
+/// gone, or a restart on the same data dir could fail.
+#[derive(Clone)]
+pub struct AdminState(Weak<Target>);
+
+impl AdminState {
+    pub fn new(target: &Arc<Target>) -> Self {
+        AdminState(Arc::downgrade(target))
+    }
+
+    fn target(&self) -> Result<Arc<Target>, ApiError> {
+        self.0.upgrade().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                crate::protocol::ErrorCode::ServerShutdown.code(),
+                "the server is shutting down",
+            )
+        })
+    }
+}
+
+/// A handler's hold on the target for the length of one request.
+pub struct Served(pub Arc<Target>);
+
+impl FromRequestParts<AdminState> for Served {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(_parts: &mut Parts, state: &AdminState) -> Result<Self, ApiError> {
+        state.target().map(Served)
     }
 }
 
@@ -211,8 +243,8 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 
 /// LeanCloud's master-key check: `X-LC-Id` is the app id and `X-LC-Key` is
 /// `<master key>,master`.
-fn authorized(state: &AdminState, headers: &HeaderMap) -> bool {
-    let creds = state.hub().auth.credentials();
+fn authorized(target: &Target, headers: &HeaderMap) -> bool {
+    let creds = target.hub().auth.credentials();
     let (Some(id), Some(key)) = (headers.get("x-lc-id"), headers.get("x-lc-key")) else {
         return false;
     };
@@ -224,7 +256,11 @@ fn authorized(state: &AdminState, headers: &HeaderMap) -> bool {
 
 async fn authenticate(State(state): State<AdminState>, req: Request, next: Next) -> Response {
     let open = matches!(req.uri().path(), "/healthz" | "/metrics");
-    if open || authorized(&state, req.headers()) {
+    let allowed = match state.target() {
+        Ok(t) => open || authorized(&t, req.headers()),
+        Err(e) => return e.into_response(),
+    };
+    if allowed {
         next.run(req).await
     } else {
         ApiError::unauthorized().into_response()
@@ -233,7 +269,7 @@ async fn authenticate(State(state): State<AdminState>, req: Request, next: Next)
 
 /// 200 once a barrier through the commit pipeline is durable, so a wedged
 /// disk or commit thread shows here; 503 otherwise.
-async fn healthz(State(state): State<AdminState>) -> Response {
+async fn healthz(Served(state): Served) -> Response {
     match tokio::time::timeout(HEALTH_TIMEOUT, state.hub().pipeline.barrier()).await {
         Ok(Ok(())) => axum::Json(json!({"status": "ok"})).into_response(),
         Ok(Err(e)) => ApiError::from(e).into_response(),
@@ -246,7 +282,7 @@ async fn healthz(State(state): State<AdminState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<AdminState>) -> Response {
+async fn metrics(Served(state): Served) -> Response {
     let hub = state.hub();
     let mut out = Exposition::default();
     out.gauge(

@@ -4,13 +4,13 @@
 use std::net::SocketAddr;
 
 use axum::Json;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::ConnectInfo;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::error::{ApiError, ApiResult, Body, Params, Segments, conv_id};
-use super::{AdminState, iso_date};
+use super::{Served, iso_date};
 use crate::conversation::system::{self, AppMessage, Service, Update};
 use crate::protocol::Content;
 
@@ -51,7 +51,7 @@ pub struct CreateReq {
 }
 
 pub async fn create(
-    State(st): State<AdminState>,
+    Served(st): Served,
     Body(req): Body<CreateReq>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let s = system::create(st.hub(), req.name, req.attr).await?;
@@ -71,10 +71,7 @@ pub struct ListParams {
 
 /// LeanCloud takes a `where` query here; equality on `name` and `objectId`
 /// is what a system-conversation listing needs.
-pub async fn list(
-    State(st): State<AdminState>,
-    Params(p): Params<ListParams>,
-) -> ApiResult<Json<Value>> {
+pub async fn list(Served(st): Served, Params(p): Params<ListParams>) -> ApiResult<Json<Value>> {
     let (mut name, mut object_id) = (None, None);
     if let Some(w) = &p.filter {
         let w: Map<String, Value> = serde_json::from_str(w)
@@ -104,17 +101,14 @@ pub async fn list(
     Ok(Json(json!({ "results": results })))
 }
 
-pub async fn get(
-    State(st): State<AdminState>,
-    Segments(id): Segments<String>,
-) -> ApiResult<Json<Value>> {
+pub async fn get(Served(st): Served, Segments(id): Segments<String>) -> ApiResult<Json<Value>> {
     let s = system::get(st.hub(), conv_id(&id)?)?;
     Ok(Json(service_json(&s)))
 }
 
 /// Body: `name`, `attr` (replaces the object) and `attr.<key>` (sets one).
 pub async fn update(
-    State(st): State<AdminState>,
+    Served(st): Served,
     Segments(id): Segments<String>,
     Body(body): Body<Map<String, Value>>,
 ) -> ApiResult<Json<Value>> {
@@ -147,10 +141,7 @@ pub async fn update(
     ))
 }
 
-pub async fn delete(
-    State(st): State<AdminState>,
-    Segments(id): Segments<String>,
-) -> ApiResult<Json<Value>> {
+pub async fn delete(Served(st): Served, Segments(id): Segments<String>) -> ApiResult<Json<Value>> {
     let id = conv_id(&id)?;
     system::delete(st.hub(), id).await?;
     st.locks().forget(id);
@@ -164,7 +155,7 @@ pub struct SubscribeReq {
 }
 
 pub async fn subscribe(
-    State(st): State<AdminState>,
+    Served(st): Served,
     Segments(id): Segments<String>,
     Body(req): Body<SubscribeReq>,
 ) -> ApiResult<Json<Value>> {
@@ -173,7 +164,7 @@ pub async fn subscribe(
 }
 
 pub async fn unsubscribe(
-    State(st): State<AdminState>,
+    Served(st): Served,
     Segments((id, client)): Segments<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     system::unsubscribe(st.hub(), conv_id(&id)?, &client).await?;
@@ -190,7 +181,7 @@ pub struct SubscribersParams {
 /// LeanCloud's shape: `[{"timestamp", "subscriber", "conv_id"}]`, by
 /// client id; page on with the last `subscriber` as `client_id`.
 pub async fn subscribers(
-    State(st): State<AdminState>,
+    Served(st): Served,
     Segments(id): Segments<String>,
     Params(p): Params<SubscribersParams>,
 ) -> ApiResult<Json<Value>> {
@@ -206,7 +197,7 @@ pub async fn subscribers(
 }
 
 pub async fn subscriber_count(
-    State(st): State<AdminState>,
+    Served(st): Served,
     Segments(id): Segments<String>,
 ) -> ApiResult<Json<Value>> {
     let n = system::subscriber_count(st.hub(), conv_id(&id)?)?;
@@ -249,7 +240,7 @@ fn push_data(v: Option<Value>) -> ApiResult<Option<String>> {
 
 /// `{"msg-id", "timestamp"}` once stored (at once for a transient message).
 pub async fn send(
-    State(st): State<AdminState>,
+    Served(st): Served,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Segments(id): Segments<String>,
     Body(req): Body<SendReq>,

@@ -367,6 +367,17 @@ async fn subscribers_are_members_listed_by_client_id() {
         a.post(&subs, json!({"client": "x"})).await.error(400).0,
         4301
     );
+    // A client named like the count endpoint is still a client.
+    a.subscribe(&id, "count").await;
+    let (m, _) = a.send_to(&id, "News", &["count"], "for count").await;
+    let got = a.get(&format!("{subs}/count/messages")).await.expect(200);
+    assert_eq!(ids(&got), [m.as_str()]);
+    assert_eq!(
+        a.delete(&format!("{subs}/count")).await.expect(200),
+        json!({})
+    );
+    let count = a.get(&format!("{subs}/count")).await.expect(200);
+    assert_eq!(count, json!({"count": 2}));
 }
 
 // ---------------------------------------------------------- sending ----

@@ -197,7 +197,7 @@ pub fn router(state: AdminState) -> Router {
         )
         .route(
             &format!("{sc}/{{id}}/subscribers/count"),
-            get(service::subscriber_count),
+            get(service::subscriber_count).delete(service::unsubscribe_count),
         )
         .route(
             &format!("{sc}/{{id}}/subscribers/{{client}}"),

@@ -171,6 +171,16 @@ pub async fn unsubscribe(
     Ok(Json(json!({})))
 }
 
+/// `DELETE …/subscribers/count` is the count endpoint's path, so a client
+/// named `count` is unsubscribed here.
+pub async fn unsubscribe_count(
+    Served(st): Served,
+    Segments(id): Segments<String>,
+) -> ApiResult<Json<Value>> {
+    system::unsubscribe(st.hub(), conv_id(&id)?, "count").await?;
+    Ok(Json(json!({})))
+}
+
 #[derive(Deserialize)]
 pub struct SubscribersParams {
     limit: Option<usize>,

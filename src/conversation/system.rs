@@ -377,6 +377,7 @@ pub async fn send(
         origin_conn: 0,
         from_ip: m.from_ip,
         to_peers: Some(to.clone()),
+        inbound: false,
     })?;
     let committed = pending.wait().await?;
     deliver(hub, id, committed.sent.seq, &m.from, &to)?;

@@ -174,6 +174,7 @@ pub async fn send(hub: &Hub, caller: &Caller, mut m: SendMessage) -> Result<Send
         let notice = changed.and_then(|c| c.event(&reply));
         return Ok(SendPlan::Done(reply, notice));
     }
+    let inbound = conv.state.read().rec.kind == ConvKind::System;
     let pending = hub.pipeline.submit(Draft {
         conv,
         to_peers,
@@ -182,6 +183,7 @@ pub async fn send(hub: &Hub, caller: &Caller, mut m: SendMessage) -> Result<Send
         origin_device: caller.device_id.clone(),
         origin_conn: caller.conn_id,
         from_ip: caller.ip.clone(),
+        inbound,
     })?;
     Ok(SendPlan::Pending(pending, changed))
 }

@@ -31,8 +31,12 @@ pub struct Draft {
     pub origin_device: String,
     pub origin_conn: u64,
     pub from_ip: String,
-    /// Receivers chosen by `_messageReceived`; `None` is every member.
+    /// Receivers chosen by `_messageReceived` (or the app, for a system
+    /// conversation); `None` is every member.
     pub to_peers: Option<Vec<String>>,
+    /// A client writing to a system conversation: the message also goes to
+    /// the app's webhook (issue #6).
+    pub inbound: bool,
 }
 
 /// The answer to a send.
@@ -236,6 +240,8 @@ struct Batch {
     at: HashMap<(ConvId, u64), usize>,
     /// Patch keys the rewrites replace.
     stale: Vec<(u64, ConvId, u64)>,
+    /// Messages for the system-conversation webhook.
+    inbound: Vec<(ConvId, u64)>,
 }
 
 impl Batch {
@@ -299,7 +305,7 @@ fn commit(jobs: &mut Vec<Job>, ctx: &Ctx) -> bool {
 
     // One write and one flush for the whole batch, barriers included.
     let written = store
-        .write_unsynced(&b.entries, &tokens, &b.stale)
+        .write_unsynced(&b.entries, &tokens, &b.stale, &b.inbound)
         .and_then(|()| store.flush_durable())
         .map_err(ErrorBody::from);
     drop(tokens);
@@ -437,6 +443,9 @@ fn append(
         )
     };
     let i = b.push(entry, d.conv.clone());
+    if d.inbound {
+        b.inbound.push((d.conv.id, seq));
+    }
     if let Some(tok) = &s.token {
         batch_tokens.insert((d.from.clone(), tok.clone()), i);
     }
@@ -544,15 +553,25 @@ pub fn per_receiver<'a>(audience: &[&'a str], msg: &Message) -> Vec<(Vec<&'a str
 
 /// Who receives a conversation's traffic now: members (online room members
 /// for chat rooms), narrowed to `to_peers` when a hook chose; the sender
-/// always. A client's message to a system conversation is for the app, not
-/// the other subscribers, so only the sender's devices see it.
+/// always. In a system conversation clients write to the app, not to each
+/// other: a message reaches only the sender and whom the app named in
+/// `to_peers` (the first list).
 fn audience_of<'a>(
     st: &'a crate::conversation::ConvState,
     from: &'a str,
-    to_peers: &[&Option<Vec<String>>],
+    to_peers: &[&'a Option<Vec<String>>],
 ) -> Vec<&'a str> {
     let all: Vec<&str> = match st.rec.kind {
-        ConvKind::System => vec![from],
+        ConvKind::System => std::iter::once(from)
+            .chain(
+                to_peers
+                    .first()
+                    .and_then(|tp| tp.as_ref())
+                    .into_iter()
+                    .flatten()
+                    .map(String::as_str),
+            )
+            .collect(),
         ConvKind::ChatRoom => st.room.iter().map(String::as_str).collect(),
         ConvKind::Normal => st.rec.members.iter().map(String::as_str).collect(),
     };

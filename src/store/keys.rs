@@ -60,6 +60,20 @@ pub fn read_patch(k: &[u8]) -> Option<(u64, ConvId, u64)> {
     ))
 }
 
+/// A client's message to a system conversation, queued for the webhook.
+pub fn webhook(conv: ConvId, seq: u64) -> [u8; 21] {
+    let mut k = message(conv, seq);
+    k[0] = b'y';
+    k
+}
+
+pub fn read_webhook(k: &[u8]) -> Option<(ConvId, u64)> {
+    if k.len() != 21 || k[0] != b'y' {
+        return None;
+    }
+    Some((read_conv(&k[1..13])?, read_u64(&k[13..])?))
+}
+
 pub fn patch_cursor(client: &str, device: &str) -> Vec<u8> {
     let mut k = vec![b'p'];
     k.extend_from_slice(&id(client));

@@ -12,6 +12,7 @@
 //! | `log`           | `m` conv(12) seq(8)                   | [`LogEntry`]                |
 //! |                 | `k` id(client) token                  | [`SentRecord`]              |
 //! |                 | `u` ms(8) conv(12) seq(8)             | empty: patched at ms        |
+//! |                 | `y` conv(12) seq(8)                   | empty: for the system webhook |
 //! | `cursors`       | `d` id(client) id(device) conv(12)    | seq(8): acked by the device |
 //! |                 | `r` id(client) conv(12)               | seq(8): read by the client  |
 //! |                 | `p` id(client) id(device)             | ms(8): patches synced up to |
@@ -395,19 +396,25 @@ impl Store {
 
     /// The batch write alone, for callers that group several appends under one flush.
     pub fn append_unsynced(&self, entries: &[LogEntry], tokens: &[TokenRecord<'_>]) -> Result<()> {
-        self.write_unsynced(entries, tokens, &[])
+        self.write_unsynced(entries, tokens, &[], &[])
     }
 
     /// One atomic batch: new and rewritten messages (a rewritten one, with
-    /// `updated_at`, gets a patch key at that time), idempotency tokens, and
-    /// the `(ms, conv, seq)` patch keys the rewrites replace.
+    /// `updated_at`, gets a patch key at that time), idempotency tokens, the
+    /// `(ms, conv, seq)` patch keys the rewrites replace, and the clients'
+    /// messages to system conversations that the webhook is to carry (queued
+    /// with the message itself, so a crash cannot lose one).
     pub fn write_unsynced(
         &self,
         entries: &[LogEntry],
         tokens: &[TokenRecord<'_>],
         stale_patches: &[(u64, ConvId, u64)],
+        for_webhook: &[(ConvId, u64)],
     ) -> Result<()> {
         let mut batch = sled::Batch::default();
+        for &(conv, seq) in for_webhook {
+            batch.insert(keys::webhook(conv, seq).to_vec(), &[]);
+        }
         for &(at, conv, seq) in stale_patches {
             batch.remove(keys::patch(at, conv, seq).to_vec());
         }
@@ -533,6 +540,27 @@ impl Store {
             .take(limit)
             .map(|k| keys::read_patch(&k?).ok_or(StoreError::Corrupt { tree: "log" }))
             .collect()
+    }
+
+    /// Messages waiting for the system-conversation webhook, oldest first
+    /// per conversation, at most `limit`.
+    pub fn webhook_pending(&self, limit: usize) -> Result<Vec<(ConvId, u64)>> {
+        self.log
+            .scan_prefix([b'y'])
+            .keys()
+            .take(limit)
+            .map(|k| keys::read_webhook(&k?).ok_or(StoreError::Corrupt { tree: "log" }))
+            .collect()
+    }
+
+    /// Takes messages off the webhook queue (delivered, or given up on).
+    pub fn webhook_done(&self, done: &[(ConvId, u64)]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for &(conv, seq) in done {
+            batch.remove(keys::webhook(conv, seq).to_vec());
+        }
+        self.log.apply_batch(batch)?;
+        Ok(())
     }
 
     /// Removes every message record of `conv` (after a conversation delete).

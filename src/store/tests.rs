@@ -50,6 +50,9 @@ fn key_encodings_are_byte_exact() {
         .concat()
     );
     assert_eq!(keys::read_patch(&keys::patch(9, c, 7)), Some((9, c, 7)));
+    assert_eq!(keys::webhook(c, 7)[0], b'y');
+    assert_eq!(keys::webhook(c, 7)[1..], keys::message(c, 7)[1..]);
+    assert_eq!(keys::read_webhook(&keys::webhook(c, 7)), Some((c, 7)));
     assert_eq!(keys::patch_cursor("Tom", "pc"), b"p\x03Tom\x02pc");
     assert_eq!(
         keys::receipt(c, "Tom"),
@@ -220,16 +223,19 @@ fn patches_rewrite_in_place_and_index_by_time() {
     // Edit a/2 at t=100, then again at t=200: the first patch key goes.
     let mut e = s.message(a, 2).unwrap().unwrap();
     e.msg.updated_at = Some(100);
-    s.write_unsynced(std::slice::from_ref(&e), &[], &[])
+    s.write_unsynced(std::slice::from_ref(&e), &[], &[], &[])
         .unwrap();
     e.msg.updated_at = Some(200);
     e.msg.content = Content::Text("edited".into());
-    s.write_unsynced(std::slice::from_ref(&e), &[], &[(100, a, 2)])
+    s.write_unsynced(std::slice::from_ref(&e), &[], &[(100, a, 2)], &[])
         .unwrap();
     let mut d = s.message(b, 1).unwrap().unwrap();
     d.deleted = true;
     d.msg.updated_at = Some(150);
-    s.write_unsynced(&[d], &[], &[]).unwrap();
+    s.write_unsynced(&[d], &[], &[], &[(b, 1)]).unwrap();
+    assert_eq!(s.webhook_pending(10).unwrap(), vec![(b, 1)]);
+    s.webhook_done(&[(b, 1)]).unwrap();
+    assert!(s.webhook_pending(10).unwrap().is_empty());
     assert_eq!(
         s.patches_since(0, 10).unwrap(),
         vec![(150, b, 1), (200, a, 2)]

@@ -44,7 +44,6 @@ use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
-use crate::conversation::system::SendLocks;
 use crate::hooks::HookStats;
 use crate::hub::Hub;
 use crate::metrics::{Exposition, METRICS};
@@ -71,24 +70,15 @@ pub struct Target {
     hub: Arc<Hub>,
     /// The QUIC endpoint, for its connection count.
     endpoint: Option<quinn::Endpoint>,
-    locks: SendLocks,
 }
 
 impl Target {
     pub fn new(hub: Arc<Hub>, endpoint: Option<quinn::Endpoint>) -> Arc<Target> {
-        Arc::new(Target {
-            hub,
-            endpoint,
-            locks: SendLocks::default(),
-        })
+        Arc::new(Target { hub, endpoint })
     }
 
     fn hub(&self) -> &Arc<Hub> {
         &self.hub
-    }
-
-    fn locks(&self) -> &SendLocks {
-        &self.locks
     }
 
     /// Open QUIC connections, logged in or not yet.

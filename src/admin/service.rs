@@ -144,7 +144,6 @@ pub async fn update(
 pub async fn delete(Served(st): Served, Segments(id): Segments<String>) -> ApiResult<Json<Value>> {
     let id = conv_id(&id)?;
     system::delete(st.hub(), id).await?;
-    st.locks().forget(id);
     Ok(Json(json!({})))
 }
 
@@ -265,7 +264,7 @@ pub async fn send(
         push_data: push_data(req.push_data)?,
         from_ip: peer.ip().to_string(),
     };
-    let sent = system::send(st.hub(), st.locks(), id, m).await?;
+    let sent = system::send(st.hub(), id, m).await?;
     Ok(Json(
         json!({"msg-id": sent.msg_id, "timestamp": sent.timestamp}),
     ))

@@ -10,14 +10,13 @@
 //! A client's message to it reaches only the app (and the sender's other
 //! devices); the app answers through [`send`], to chosen subscribers.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
 use crate::auth::valid_id;
 use crate::conversation::Conv;
-use crate::hub::{Hub, event_frame};
+use crate::hub::Hub;
 use crate::message::Draft;
 use crate::metrics::METRICS;
 use crate::protocol::{
@@ -296,22 +295,6 @@ pub struct AppMessage {
     pub from_ip: String,
 }
 
-/// One lock per conversation, held from submit to delivery, so the app's
-/// messages reach each device in seq order (a session drops a live message
-/// older than one it has already been sent).
-#[derive(Default)]
-pub struct SendLocks(parking_lot::Mutex<HashMap<ConvId, Arc<tokio::sync::Mutex<()>>>>);
-
-impl SendLocks {
-    fn of(&self, id: ConvId) -> Arc<tokio::sync::Mutex<()>> {
-        self.0.lock().entry(id).or_default().clone()
-    }
-
-    pub fn forget(&self, id: ConvId) {
-        self.0.lock().remove(&id);
-    }
-}
-
 /// What a send answers: LeanCloud's `{"msg-id", "timestamp"}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sent {
@@ -349,71 +332,35 @@ fn check_message(hub: &Hub, m: &mut AppMessage) -> Result<(), ErrorBody> {
 
 /// Sends to `m.to` through system conversation `id`. A stored message goes
 /// through the commit pipeline like any other (history, offline sync for
-/// subscribers, redelivery); the answer comes once it is durable.
-pub async fn send(
-    hub: &Hub,
-    locks: &SendLocks,
-    id: ConvId,
-    mut m: AppMessage,
-) -> Result<Sent, ErrorBody> {
+/// subscribers, redelivery), whose fan-out gives a system conversation's
+/// message to its sender and the receivers it names; the answer comes once
+/// it is durable.
+pub async fn send(hub: &Hub, id: ConvId, mut m: AppMessage) -> Result<Sent, ErrorBody> {
     check_message(hub, &mut m)?;
     let conv = lookup(hub, id)?;
     if m.transient {
         return Ok(send_transient(hub, id, m));
     }
-    let lock = locks.of(id);
-    let _order = lock.lock().await;
     let mut send = SendMessage::text(id, String::new());
     send.content = m.content;
     send.push_data = m.push_data;
-    let to = m.to;
     let pending = hub.pipeline.submit(Draft {
         conv,
         send,
-        from: m.from.clone(),
+        from: m.from,
         // No device and no connection of any client: every device of the
         // sender gets a copy, and sync never takes it for the sender's own.
         origin_device: String::new(),
         origin_conn: 0,
         from_ip: m.from_ip,
-        to_peers: Some(to.clone()),
+        to_peers: Some(m.to),
         inbound: false,
     })?;
     let committed = pending.wait().await?;
-    deliver(hub, id, committed.sent.seq, &m.from, &to)?;
     Ok(Sent {
         msg_id: committed.sent.msg_id,
         timestamp: committed.sent.timestamp,
     })
-}
-
-/// Hands a committed message to the receivers' online devices. The commit
-/// pipeline's fan-out gives a system conversation's message to its sender
-/// only (clients write to the app, not to each other), so the app's chosen
-/// receivers are served here. A copy that also comes from the pipeline is
-/// dropped by the session as already sent.
-fn deliver(hub: &Hub, id: ConvId, seq: u64, from: &str, to: &[String]) -> Result<(), ErrorBody> {
-    let Some(entry) = hub.store.message(id, seq)? else {
-        return Ok(());
-    };
-    let Some(frame) = event_frame(Event::Message {
-        msg: entry.msg,
-        redelivered: false,
-    }) else {
-        return Ok(());
-    };
-    let out = Outbound::Message {
-        conv: id,
-        seq,
-        frame,
-        receipt: None,
-    };
-    hub.registry.send_to(
-        to.iter().map(String::as_str).filter(|c| *c != from),
-        None,
-        &out,
-    );
-    Ok(())
 }
 
 /// Not stored: straight to the receivers online now.

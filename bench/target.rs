@@ -174,6 +174,7 @@ impl Target {
         cmd.arg("serve")
             .env("TIDINGS_SERVER_DATA_DIR", &data)
             .env("TIDINGS_SERVER_LISTEN", "127.0.0.1:0")
+            .env("TIDINGS_ADMIN_ENABLED", "false")
             .env("TIDINGS_LOG_LEVEL", "warn")
             .stdin(Stdio::null());
         let out = std::fs::File::create(&log)?;

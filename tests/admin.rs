@@ -810,11 +810,9 @@ async fn stats_and_metrics_count_what_happened() {
     }
 }
 
-/// Needs the session-side increments of `tidings::metrics::METRICS`
-/// (logins, messages in and out, flush and delivery timings), which live in
-/// files this change does not touch.
+/// The session and pipeline feed `tidings::metrics::METRICS`: logins,
+/// messages in and out, flush and delivery timings.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "waits for the METRICS increments in session/ and message/"]
 async fn session_counters_move() {
     use tidings::metrics::METRICS;
     let s = TestServer::start().await;

@@ -6,72 +6,27 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use rand::Rng;
-use tidings::client::{Client, ClientOptions, Signer};
+use tidings::client::{Client, ClientOptions};
 use tidings::protocol::{Anchor, ConvId, Direction, HistoryQuery, Message, SendMessage};
-use tidings::transport::ServerTrust;
-use tidings::transport::tls::{data_dir_fingerprint, parse_fingerprint};
+
+#[path = "common/process.rs"]
+mod process;
+use process::{ServerProcess, options, spawn_server};
 
 const ROUNDS: usize = 6;
 const SENDERS: usize = 4;
 
-/// Kills the child on drop so a failing assertion never leaks a server.
-struct ServerProcess {
-    child: Child,
-    addr: std::net::SocketAddr,
+fn spawn(dir: &Path) -> ServerProcess {
+    spawn_server(dir, &[("TIDINGS_STORE_CACHE_CAPACITY_MB", "16".as_ref())])
 }
 
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn_server(dir: &Path) -> ServerProcess {
-    let addr_file = dir.join(tidings::server::ADDR_FILE);
-    let _ = std::fs::remove_file(&addr_file);
-    let child = Command::new(env!("CARGO_BIN_EXE_tidings"))
-        .arg("serve")
-        .env("TIDINGS_SERVER_DATA_DIR", dir)
-        .env("TIDINGS_SERVER_LISTEN", "127.0.0.1:0")
-        .env("TIDINGS_LOG_LEVEL", "warn")
-        .env("TIDINGS_STORE_CACHE_CAPACITY_MB", "16")
-        .env_remove("TIDINGS_CONFIG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn tidings serve");
-    // The server writes its bound address once it listens: wait for that event, bounded.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let addr = loop {
-        if let Ok(text) = std::fs::read_to_string(&addr_file)
-            && let Ok(a) = text.trim().parse()
-        {
-            break a;
-        }
-        assert!(Instant::now() < deadline, "server did not start within 30s");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    ServerProcess { child, addr }
-}
-
-fn options(dir: &Path, addr: std::net::SocketAddr, who: &str) -> ClientOptions {
-    let creds = tidings::auth::Credentials::load(dir).expect("credentials");
-    let pin = parse_fingerprint(&data_dir_fingerprint(dir).expect("cert")).expect("pin");
-    let mut o = ClientOptions::new(
-        addr,
-        ServerTrust::Pin(pin),
-        creds.app_id,
-        Signer::MasterKey(creds.master_key),
-        who,
-    );
+fn client_options(dir: &Path, addr: std::net::SocketAddr, who: &str) -> ClientOptions {
+    let mut o = options(dir, addr, who);
     o.request_timeout = Duration::from_secs(3);
     o
 }
@@ -171,12 +126,13 @@ async fn acknowledged_messages_survive_sigkill() {
     let mut conv = None;
     let mut rng = rand::thread_rng();
     for round in 0..ROUNDS {
-        let mut server = spawn_server(&dir);
+        let mut server = spawn(&dir);
         let mut clients = Vec::new();
         for s in 0..SENDERS {
-            let (c, _events) = Client::connect(options(&dir, server.addr, &format!("sender{s}")))
-                .await
-                .expect("sender logs in");
+            let (c, _events) =
+                Client::connect(client_options(&dir, server.addr, &format!("sender{s}")))
+                    .await
+                    .expect("sender logs in");
             clients.push(c);
         }
         let conv_id = match conv {
@@ -224,8 +180,8 @@ async fn acknowledged_messages_survive_sigkill() {
     }
 
     // Final check, then a graceful SIGTERM that must exit 0.
-    let mut server = spawn_server(&dir);
-    let (reader, _ev) = Client::connect(options(&dir, server.addr, "sender0"))
+    let mut server = spawn(&dir);
+    let (reader, _ev) = Client::connect(client_options(&dir, server.addr, "sender0"))
         .await
         .expect("reader logs in");
     let conv_id = conv.expect("conversation created");

@@ -2,67 +2,23 @@
 //! without a restart, and a broken list leaves the running one in place.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tidings::client::{Client, ClientEvent, ClientOptions, Events, Signer};
+use tidings::client::{Client, ClientEvent, Events};
 use tidings::protocol::{
     Anchor, Content, ConvId, ConvKind, CreateConversation, Direction, Event, HistoryQuery,
 };
-use tidings::transport::ServerTrust;
-use tidings::transport::tls::{data_dir_fingerprint, parse_fingerprint};
+
+#[path = "common/process.rs"]
+mod process;
+use process::{ServerProcess, options, spawn_server};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-struct ServerProcess(Child);
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(dir: &Path, words: &Path) -> (ServerProcess, std::net::SocketAddr) {
-    let addr_file = dir.join(tidings::server::ADDR_FILE);
-    let child = Command::new(env!("CARGO_BIN_EXE_tidings"))
-        .arg("serve")
-        .env("TIDINGS_SERVER_DATA_DIR", dir)
-        .env("TIDINGS_SERVER_LISTEN", "127.0.0.1:0")
-        .env("TIDINGS_ADMIN_ENABLED", "false")
-        .env("TIDINGS_MESSAGES_KEYWORD_FILE", words)
-        .env("TIDINGS_LOG_LEVEL", "warn")
-        .env_remove("TIDINGS_CONFIG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn tidings serve");
-    let server = ServerProcess(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let addr = loop {
-        if let Ok(text) = std::fs::read_to_string(&addr_file)
-            && let Ok(a) = text.trim().parse()
-        {
-            break a;
-        }
-        assert!(Instant::now() < deadline, "server did not start within 30s");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    (server, addr)
-}
-
 async fn connect(dir: &Path, addr: std::net::SocketAddr, who: &str) -> (Client, Events) {
-    let creds = tidings::auth::Credentials::load(dir).expect("credentials");
-    let pin = parse_fingerprint(&data_dir_fingerprint(dir).expect("cert")).expect("pin");
-    let o = ClientOptions::new(
-        addr,
-        ServerTrust::Pin(pin),
-        creds.app_id,
-        Signer::MasterKey(creds.master_key),
-        who,
-    );
-    Client::connect(o).await.expect("connect")
+    Client::connect(options(dir, addr, who))
+        .await
+        .expect("connect")
 }
 
 /// What history stored for the newest message.
@@ -85,7 +41,7 @@ async fn stored(tom: &Client, conv: ConvId) -> String {
 }
 
 fn hup(server: &ServerProcess) {
-    let pid = libc::pid_t::try_from(server.0.id()).expect("pid");
+    let pid = libc::pid_t::try_from(server.child.id()).expect("pid");
     // SAFETY: signalling our own child process.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
 }
@@ -95,8 +51,11 @@ async fn sighup_rereads_the_keyword_list() {
     let dir = tempfile::tempdir().expect("tempdir");
     let words = dir.path().join("words.txt");
     std::fs::write(&words, "alpha\n").expect("words");
-    let (server, addr) = spawn(dir.path(), &words);
-    let (tom, mut events) = connect(dir.path(), addr, "Tom").await;
+    let server = spawn_server(
+        dir.path(),
+        &[("TIDINGS_MESSAGES_KEYWORD_FILE", words.as_os_str())],
+    );
+    let (tom, mut events) = connect(dir.path(), server.addr, "Tom").await;
     let conv = tom
         .create_conversation(CreateConversation {
             members: vec!["Jerry".into()],

@@ -35,29 +35,6 @@ async fn send_spaced(c: &Client, conv: ConvId, prefix: &str, n: usize) -> Vec<Se
     out
 }
 
-/// Push-mode sync as seen by a fresh login: the synced messages (all flagged
-/// redelivered) and the SyncDone counts.
-async fn push_sync(ev: &mut Events) -> (Vec<Message>, (u32, u32, u64)) {
-    let mut msgs = Vec::new();
-    let done = ev
-        .wait_for(WAIT, |e| match e {
-            ClientEvent::Server(Event::Message { msg, redelivered }) => {
-                assert!(*redelivered, "synced messages are flagged redelivered");
-                msgs.push(msg.clone());
-                None
-            }
-            ClientEvent::Server(Event::SyncDone {
-                conversations,
-                messages,
-                skipped,
-            }) => Some((*conversations, *messages, *skipped)),
-            _ => None,
-        })
-        .await
-        .expect("SyncDone");
-    (msgs, done)
-}
-
 /// Pull-mode sync: the Unread items; no message may be pushed before them.
 async fn pull_sync(ev: &mut Events) -> Vec<UnreadItem> {
     ev.wait_for(WAIT, |e| match e {

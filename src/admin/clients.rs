@@ -98,9 +98,7 @@ pub async fn stats(Served(st): Served) -> Json<Value> {
     let connections = st.connections();
     Json(json!({
         "result": {
-            // The registry cannot count clients yet: a client online on two
-            // devices counts twice here.
-            "online_user_count": connections,
+            "online_user_count": hub.registry.online_count(),
             "user_count_today": METRICS.users_today(),
             "connections": connections,
             "conversations": hub.convs.len(),

@@ -155,7 +155,13 @@ pub async fn send(hub: &Hub, caller: &Caller, mut m: SendMessage) -> Result<Send
     // A hook's replacement content obeys the same limit.
     check_content(hub, &m.content)?;
     let reason = filter_content(hub, &mut m.content, received.reason);
-    let to_peers = received.to_peers;
+    let inbound = conv.state.read().rec.kind == ConvKind::System;
+    // A client writes to the app, not to the other subscribers.
+    let to_peers = if inbound {
+        Some(received.to_peers.unwrap_or_default())
+    } else {
+        received.to_peers
+    };
     let changed = reason.map(|reason| Changed {
         msg: Message {
             mention_list: m.mention_list.clone(),
@@ -170,11 +176,11 @@ pub async fn send(hub: &Hub, caller: &Caller, mut m: SendMessage) -> Result<Send
         return Ok(SendPlan::Done(reply, None));
     }
     if m.transient {
+        crate::metrics::METRICS.messages_in(1);
         let reply = send_transient(hub, caller, &conv, m, to_peers);
         let notice = changed.and_then(|c| c.event(&reply));
         return Ok(SendPlan::Done(reply, notice));
     }
-    let inbound = conv.state.read().rec.kind == ConvKind::System;
     let pending = hub.pipeline.submit(Draft {
         conv,
         to_peers,
@@ -222,11 +228,19 @@ fn send_transient(
     m: SendMessage,
     to_peers: Option<Vec<String>>,
 ) -> Reply {
+    let (mut msg, reply) = unstored(caller, m);
+    msg.transient = true;
+    deliver_online(hub, caller, conv, msg, to_peers.as_deref());
+    reply
+}
+
+/// A message that is never stored (transient, or a will): a random id, seq
+/// 0, and the answer its sender gets.
+pub(crate) fn unstored(caller: &Caller, m: SendMessage) -> (Message, Reply) {
     let msg = Message {
         msg_id: random_token(20),
         mention_list: m.mention_list,
         mention_all: m.mention_all,
-        transient: true,
         ..Message::new(m.conv, 0, caller.client.clone(), now_ms(), m.content)
     };
     let reply = Reply::Sent {
@@ -235,8 +249,7 @@ fn send_transient(
         timestamp: msg.timestamp,
         duplicate: false,
     };
-    deliver_online(hub, caller, conv, msg, to_peers.as_deref());
-    reply
+    (msg, reply)
 }
 
 /// Hands an unstored message (transient, or a will) to the online members
@@ -334,13 +347,19 @@ pub fn history(hub: &Hub, caller: &Caller, q: HistoryQuery) -> Result<Reply, Err
     };
     let newest_first = q.direction == Direction::Before;
     let lctype = q.lctype;
+    // A system conversation's subscribers see only their own exchanges.
+    let own_only = conv.state.read().rec.kind == ConvKind::System;
     let (mut page, cut) = store.messages_where(
         q.conv,
         (lo, hi),
         limit + 1,
         newest_first,
         HISTORY_MAX_SCAN,
-        |e| !e.deleted && lctype.is_none_or(|t| lctype_of(&e.msg.content) == Some(t)),
+        |e| {
+            !e.deleted
+                && (!own_only || e.reaches(&caller.client))
+                && lctype.is_none_or(|t| lctype_of(&e.msg.content) == Some(t))
+        },
     )?;
     let more = cut || page.len() > limit;
     if page.len() > limit {

@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 use crate::conversation::Conv;
 use crate::hooks::Hooks;
 use crate::hub::event_frame;
+use crate::metrics::METRICS;
 use crate::protocol::{
     Content, ConvId, ConvKind, ErrorBody, ErrorCode, Event, Message, RECALLED_CONTENT, Reason,
     SendMessage,
@@ -304,10 +305,12 @@ fn commit(jobs: &mut Vec<Job>, ctx: &Ctx) -> bool {
         .collect();
 
     // One write and one flush for the whole batch, barriers included.
+    let flush_started = std::time::Instant::now();
     let written = store
         .write_unsynced(&b.entries, &tokens, &b.stale, &b.inbound)
         .and_then(|()| store.flush_durable())
         .map_err(ErrorBody::from);
+    METRICS.flush.observe(flush_started.elapsed());
     drop(tokens);
 
     if written.is_ok() {
@@ -588,6 +591,7 @@ fn audience_of<'a>(
 /// Hands a durable message to every online device of its audience, except the
 /// connection that sent it.
 fn fan_out(ctx: &Ctx, conv: &Conv, entry: &LogEntry, origin_conn: u64) {
+    METRICS.messages_in(1);
     let (conv_id, seq) = (entry.msg.conv, entry.msg.seq);
     let st = conv.state.read();
     let kind = st.rec.kind;
@@ -624,6 +628,7 @@ fn fan_out(ctx: &Ctx, conv: &Conv, entry: &LogEntry, origin_conn: u64) {
         };
         ctx.registry.send_to(group, Some(origin_conn), &out);
     }
+    METRICS.delivered(entry.msg.timestamp);
 }
 
 /// Tells online members about an edit, recall or delete.

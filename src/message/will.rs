@@ -5,10 +5,10 @@
 //! Held in memory only: a server restart closes every connection with 4202,
 //! which is not the client going away, so there is nothing to send then.
 
-use super::deliver_online;
+use super::{deliver_online, unstored};
 use crate::hub::{Caller, Hub};
 use crate::protocol::{ConvId, Message, Reply, SendMessage};
-use crate::util::{now_ms, random_token};
+use crate::util::now_ms;
 
 pub struct Will {
     caller: Caller,
@@ -20,22 +20,12 @@ pub struct Will {
 /// Parks `m` (already checked, hooked and filtered) as the caller's will,
 /// replacing any earlier one.
 pub fn set(hub: &Hub, caller: &Caller, m: SendMessage, to_peers: Option<Vec<String>>) -> Reply {
-    let msg = Message {
-        msg_id: random_token(20),
-        mention_list: m.mention_list,
-        mention_all: m.mention_all,
-        will: true,
-        ..Message::new(m.conv, 0, caller.client.clone(), now_ms(), m.content)
-    };
-    let reply = Reply::Sent {
-        msg_id: msg.msg_id.clone(),
-        seq: 0,
-        timestamp: msg.timestamp,
-        duplicate: false,
-    };
+    let conv = m.conv;
+    let (mut msg, reply) = unstored(caller, m);
+    msg.will = true;
     let will = Will {
         caller: caller.clone(),
-        conv: m.conv,
+        conv,
         msg,
         to_peers,
     };

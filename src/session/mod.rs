@@ -19,6 +19,7 @@ use crate::conversation::ops as conv_ops;
 use crate::hooks::Hook;
 use crate::hub::{Caller, Hub, event_frame};
 use crate::message::{self, SendPlan};
+use crate::metrics::METRICS;
 use crate::protocol::codes::close;
 use crate::protocol::{
     ClientFrame, Command, ConvId, ErrorBody, ErrorCode, Event, Login, Reply, SendMessage,
@@ -161,6 +162,7 @@ async fn await_login(
                 cmd: Command::Login(login),
             } => {
                 if let Err(e) = hub.auth.check(&login, crate::util::now_secs()) {
+                    METRICS.login_refused();
                     let (code, detail) = (e.code, e.detail.clone());
                     if let Some(f) = response(id, Err(e)) {
                         writer.send(f);
@@ -285,6 +287,7 @@ impl Session {
             writer.send(f);
         }
         info!(client = %caller.client, device = %caller.device_id, conn = conn_id, "online");
+        METRICS.login(&caller.client);
         let tag = login.tag.clone().filter(|t| !t.is_empty());
         hub.after_hook(Hook::ClientOnline, &caller.client, || {
             json!({
@@ -628,6 +631,7 @@ impl Session {
                 }
                 self.track(conv, seq, receipt);
                 self.writer.send(frame);
+                METRICS.messages_out(1);
             }
             Outbound::Frame(f) => self.writer.send(f),
             Outbound::Transient { datagram, frame } => {
@@ -638,6 +642,7 @@ impl Session {
                 if !fits || self.conn.send_datagram(datagram).is_err() {
                     self.writer.send(frame);
                 }
+                METRICS.messages_out(1);
             }
             Outbound::Close {
                 code,
@@ -708,6 +713,7 @@ impl Session {
                     })
                 {
                     self.writer.send(f);
+                    METRICS.messages_out(1);
                 }
             }
             if q.is_empty() {

@@ -129,6 +129,11 @@ impl Registry {
         }
     }
 
+    /// Clients with at least one device online.
+    pub fn online_count(&self) -> usize {
+        self.shards.iter().map(|s| s.read().len()).sum()
+    }
+
     pub fn is_online(&self, client: &str) -> bool {
         self.shards[shard_of(client)].read().contains_key(client)
     }

@@ -59,6 +59,7 @@ impl Session {
                     self.writer.send(f);
                     self.track(id, seq, receipt);
                     sent += 1;
+                    crate::metrics::METRICS.messages_out(1);
                 }
             }
         }

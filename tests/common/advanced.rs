@@ -173,29 +173,6 @@ pub fn ids(msgs: &[Message]) -> Vec<&str> {
     msgs.iter().map(|m| m.msg_id.as_str()).collect()
 }
 
-/// Push-mode sync as a fresh login sees it: the synced messages, then the
-/// `SyncDone` counts `(conversations, messages, skipped)`.
-pub async fn push_sync(ev: &mut Events) -> (Vec<Message>, (u32, u32, u64)) {
-    let mut msgs = Vec::new();
-    let done = ev
-        .wait_for(WAIT, |e| match e {
-            ClientEvent::Server(Event::Message { msg, redelivered }) => {
-                assert!(*redelivered, "synced messages are flagged redelivered");
-                msgs.push(msg.clone());
-                None
-            }
-            ClientEvent::Server(Event::SyncDone {
-                conversations,
-                messages,
-                skipped,
-            }) => Some((*conversations, *messages, *skipped)),
-            _ => None,
-        })
-        .await
-        .expect("SyncDone");
-    (msgs, done)
-}
-
 /// Whether `e` is a delivery or read receipt.
 pub fn is_receipt(e: &Event) -> bool {
     matches!(e, Event::LastDeliveredAt { .. } | Event::LastReadAt { .. })

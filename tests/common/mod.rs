@@ -71,7 +71,23 @@ impl TestServer {
         if let Some(s) = self.server.take() {
             s.shutdown().await.expect("clean shutdown");
         }
-        self.server = Some(Server::start(self.config.clone()).await.expect("restart"));
+        // sled 0.34 can hold the data dir's file lock a moment after the last
+        // handle is dropped (spacejam/sled#1234): retry that one error, bounded.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match Server::start(self.config.clone()).await {
+                Ok(s) => {
+                    self.server = Some(s);
+                    return;
+                }
+                Err(e)
+                    if e.to_string().contains("lock") && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("restart: {e}"),
+            }
+        }
     }
 
     pub async fn stop(&mut self) {
@@ -188,4 +204,27 @@ pub async fn full_history(c: &Client, conv: ConvId) -> Vec<Message> {
             return out;
         }
     }
+}
+
+/// Push-mode sync as a fresh login sees it: the synced messages, then the
+/// `SyncDone` counts `(conversations, messages, skipped)`.
+pub async fn push_sync(ev: &mut Events) -> (Vec<Message>, (u32, u32, u64)) {
+    let mut msgs = Vec::new();
+    let done = ev
+        .wait_for(WAIT, |e| match e {
+            ClientEvent::Server(Event::Message { msg, redelivered }) => {
+                assert!(*redelivered, "synced messages are flagged redelivered");
+                msgs.push(msg.clone());
+                None
+            }
+            ClientEvent::Server(Event::SyncDone {
+                conversations,
+                messages,
+                skipped,
+            }) => Some((*conversations, *messages, *skipped)),
+            _ => None,
+        })
+        .await
+        .expect("SyncDone");
+    (msgs, done)
 }

@@ -42,6 +42,10 @@ const MAX_CACHE_MB: u64 = 1 << 20;
 /// request, so anything longer is a mistake, not a setting.
 const MAX_HOOK_TIMEOUT_MS: u64 = 600_000;
 
+/// Bounds of `system.webhook_timeout_ms`: LeanCloud's 5 s is the default;
+/// a longer wait only delays the rest of the queue.
+const MAX_WEBHOOK_TIMEOUT_MS: u64 = 60_000;
+
 /// Bounds of `hooks.max_response_bytes`: below 1 KiB even a small rewrite
 /// does not fit; above 64 MiB one answer could pin a lot of memory.
 const MIN_HOOK_RESPONSE_BYTES: u64 = 1024;
@@ -200,6 +204,20 @@ enabled = true
 # TCP address of the admin API. Loopback by default, like server.listen.
 listen = "127.0.0.1:7451"
 
+[system]
+# System conversations (official accounts, bots) are driven through the
+# admin API. Clients' messages to them are kept as LeanCloud's _SysMessage
+# rows (GET /1.1/classes/_SysMessage) and, when webhook_url is set, POSTed
+# there in batches: a JSON array of rows, in order per conversation, from a
+# queue in the store that a restart does not lose. Each POST carries X-LC-Id
+# and, when hooks.hook_key is set, X-LC-Hook-Key. Unset: rows are only kept.
+# webhook_url = "http://127.0.0.1:3000/sys-messages"
+
+# Milliseconds one webhook POST may take, answer included (LeanCloud's 5 s).
+# A failed POST is retried up to 3 times, after a quarter of this, then half,
+# then all of it; then its batch is given up (logged and counted).
+webhook_timeout_ms = 5000
+
 [hooks]
 # LeanCloud-style hooks: HTTP calls to your app server that follow
 # LeanEngine's contract, so hook code written for LeanCloud runs unchanged.
@@ -280,6 +298,7 @@ pub struct Config {
     pub store: StoreSection,
     pub log: LogSection,
     pub admin: AdminSection,
+    pub system: SystemSection,
     pub hooks: HooksSection,
 }
 
@@ -494,6 +513,27 @@ impl Default for AdminSection {
         Self {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 7451)),
+        }
+    }
+}
+
+/// System conversations: the webhook for clients' messages to them
+/// (`crate::sysmsg`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SystemSection {
+    /// Where batches of `_SysMessage` rows are POSTed; unset, they are
+    /// only kept for the admin API's query.
+    pub webhook_url: Option<String>,
+    /// LeanCloud's 5 s; tests use less.
+    pub webhook_timeout_ms: u64,
+}
+
+impl Default for SystemSection {
+    fn default() -> Self {
+        Self {
+            webhook_url: None,
+            webhook_timeout_ms: 5000,
         }
     }
 }
@@ -725,6 +765,8 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     ("log", "format", EnvKind::Str),
     ("admin", "enabled", EnvKind::Value),
     ("admin", "listen", EnvKind::Str),
+    ("system", "webhook_url", EnvKind::Str),
+    ("system", "webhook_timeout_ms", EnvKind::Value),
     ("hooks", "base_url", EnvKind::Str),
     ("hooks", "hook_key", EnvKind::Str),
     ("hooks", "timeout_ms", EnvKind::Value),
@@ -940,6 +982,22 @@ impl Config {
             }
         }
         // [admin]: both keys are fully checked by their types.
+        let sys = &self.system;
+        if let Some(url) = &sys.webhook_url {
+            http_url("system.webhook_url", url)?;
+            if a.app_id.as_deref().is_some_and(|id| !is_header_text(id)) {
+                return invalid(
+                    "auth.app_id",
+                    "must be printable ASCII when system.webhook_url is set (it is sent as a header)",
+                );
+            }
+        }
+        range(
+            "system.webhook_timeout_ms",
+            sys.webhook_timeout_ms,
+            1,
+            MAX_WEBHOOK_TIMEOUT_MS,
+        )?;
         self.hooks.validate()
     }
 
@@ -991,6 +1049,7 @@ impl Config {
             store: _,
             log: _,
             admin: _,
+            system: _,
             hooks: _,
         } = self;
         diff!(server: ServerSection { listen, data_dir, tls_cert, tls_key, shutdown_grace_secs });
@@ -1017,6 +1076,7 @@ impl Config {
         diff!(store: StoreSection { group_commit_max, group_commit_linger_us, fsync, cache_capacity_mb });
         diff!(log: LogSection { level, format });
         diff!(admin: AdminSection { enabled, listen });
+        diff!(system: SystemSection { webhook_url, webhook_timeout_ms });
         diff!(hooks: HooksSection {
             base_url,
             hook_key,
@@ -1428,6 +1488,7 @@ mod tests {
         full.hooks.base_url = Some("http://h".into());
         full.messages.keyword_file = Some("w".into());
         full.hooks.hook_key = Some("k".into());
+        full.system.webhook_url = Some("http://w".into());
         let table = toml::Table::try_from(&full).unwrap();
         let mut from_struct: Vec<(String, String)> = Vec::new();
         for (section, v) in &table {
@@ -1515,6 +1576,10 @@ mod tests {
             admin: AdminSection {
                 enabled: false,
                 listen: "0.0.0.0:1".parse().unwrap(),
+            },
+            system: SystemSection {
+                webhook_url: Some("http://w".into()),
+                webhook_timeout_ms: 1,
             },
             hooks: HooksSection {
                 base_url: Some("http://h".into()),
@@ -1644,6 +1709,62 @@ enabled = false
         assert_eq!(
             c.live_changes(&new),
             (vec![], vec!["admin.listen".to_owned()])
+        );
+    }
+
+    #[test]
+    fn system_section_defaults_env_and_checks() {
+        let c = Config::default();
+        assert_eq!(c.system.webhook_url, None);
+        assert_eq!(c.system.webhook_timeout_ms, 5000);
+        let c = load_env(
+            "[system]\nwebhook_timeout_ms = 200\n",
+            &[("TIDINGS_SYSTEM_WEBHOOK_URL", "http://127.0.0.1:3000/sys")],
+        )
+        .unwrap();
+        assert_eq!(
+            c.system.webhook_url.as_deref(),
+            Some("http://127.0.0.1:3000/sys")
+        );
+        assert_eq!(c.system.webhook_timeout_ms, 200);
+        let cases: &[(&str, &str)] = &[
+            (
+                "[system]\nwebhook_url = \"ftp://x/\"\n",
+                "system.webhook_url",
+            ),
+            ("[system]\nwebhook_url = \"nope\"\n", "system.webhook_url"),
+            (
+                "[system]\nwebhook_timeout_ms = 0\n",
+                "system.webhook_timeout_ms",
+            ),
+            (
+                "[system]\nwebhook_timeout_ms = 60001\n",
+                "system.webhook_timeout_ms",
+            ),
+            (
+                "[auth]\napp_id = \"caf\u{e9}\"\n[system]\nwebhook_url = \"http://h\"\n",
+                "auth.app_id",
+            ),
+        ];
+        for (text, key) in cases {
+            match Config::load_from_str(text) {
+                Err(e @ ConfigError::Invalid { .. }) => {
+                    assert!(e.to_string().starts_with(key), "{text:?}: {e}")
+                }
+                other => panic!("{text:?}: expected Invalid({key}), got {other:?}"),
+            }
+        }
+        let err = load_env("", &[("TIDINGS_SYSTEM_WEBHOOK_TIMEOUT_MS", "soon")]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("TIDINGS_SYSTEM_WEBHOOK_TIMEOUT_MS"),
+            "{err}"
+        );
+        let mut new = c.clone();
+        new.system.webhook_url = None;
+        assert_eq!(
+            c.live_changes(&new),
+            (vec![], vec!["system.webhook_url".to_owned()])
         );
     }
 

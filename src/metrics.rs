@@ -89,6 +89,16 @@ pub struct Metrics {
     /// One group commit's write plus durable flush.
     pub flush: Histogram,
     today: Mutex<Option<Today>>,
+    webhook_posts: AtomicU64,
+    webhook_failures: AtomicU64,
+    webhook_timeouts: AtomicU64,
+    webhook_delivered: AtomicU64,
+    webhook_given_up: AtomicU64,
+    broadcasts: AtomicU64,
+    broadcast_deliveries: AtomicU64,
+    broadcasts_swept: AtomicU64,
+    /// One broadcast's online fan-out, first client to last.
+    pub broadcast_fan_out: Histogram,
 }
 
 /// The counters of this process.
@@ -106,6 +116,15 @@ impl Metrics {
             delivery: Histogram::new(),
             flush: Histogram::new(),
             today: Mutex::new(None),
+            webhook_posts: AtomicU64::new(0),
+            webhook_failures: AtomicU64::new(0),
+            webhook_timeouts: AtomicU64::new(0),
+            webhook_delivered: AtomicU64::new(0),
+            webhook_given_up: AtomicU64::new(0),
+            broadcasts: AtomicU64::new(0),
+            broadcast_deliveries: AtomicU64::new(0),
+            broadcasts_swept: AtomicU64::new(0),
+            broadcast_fan_out: Histogram::new(),
         }
     }
 
@@ -148,6 +167,39 @@ impl Metrics {
     pub fn delivered(&self, timestamp_ms: u64) {
         let ms = now_ms().saturating_sub(timestamp_ms);
         self.delivery.observe(Duration::from_millis(ms));
+    }
+
+    /// One POST of a `_SysMessage` batch to the webhook, and how it ended.
+    pub fn webhook_post(&self, ok: bool, timed_out: bool) {
+        self.webhook_posts.fetch_add(1, Relaxed);
+        if !ok {
+            self.webhook_failures.fetch_add(1, Relaxed);
+        }
+        if timed_out {
+            self.webhook_timeouts.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Messages the webhook took (`delivered`) or that were given up on
+    /// after every retry failed.
+    pub fn webhook_done(&self, delivered: u64, given_up: u64) {
+        self.webhook_delivered.fetch_add(delivered, Relaxed);
+        self.webhook_given_up.fetch_add(given_up, Relaxed);
+    }
+
+    /// A broadcast sent (stored or transient).
+    pub fn broadcast(&self) {
+        self.broadcasts.fetch_add(1, Relaxed);
+    }
+
+    /// Broadcast messages handed to clients, live or at login.
+    pub fn broadcast_delivered(&self, n: u64) {
+        self.broadcast_deliveries.fetch_add(n, Relaxed);
+    }
+
+    /// Expired broadcast records removed by the sweep.
+    pub fn broadcasts_swept(&self, n: u64) {
+        self.broadcasts_swept.fetch_add(n, Relaxed);
     }
 
     pub fn logins(&self) -> u64 {
@@ -199,6 +251,56 @@ impl Metrics {
             out,
             "tidings_store_flush_seconds",
             "One group commit: the log write and its durable flush.",
+        );
+        let counters = [
+            (
+                "tidings_sys_webhook_posts_total",
+                "POSTs of _SysMessage batches to the system webhook, retries included.",
+                &self.webhook_posts,
+            ),
+            (
+                "tidings_sys_webhook_failures_total",
+                "Failed system webhook POSTs, timeouts included.",
+                &self.webhook_failures,
+            ),
+            (
+                "tidings_sys_webhook_timeouts_total",
+                "System webhook POSTs that hit system.webhook_timeout_ms.",
+                &self.webhook_timeouts,
+            ),
+            (
+                "tidings_sys_webhook_delivered_total",
+                "Clients' messages to system conversations the webhook took.",
+                &self.webhook_delivered,
+            ),
+            (
+                "tidings_sys_webhook_given_up_total",
+                "Clients' messages to system conversations given up on after every retry failed.",
+                &self.webhook_given_up,
+            ),
+            (
+                "tidings_broadcasts_total",
+                "Broadcasts sent through the admin API, stored or transient.",
+                &self.broadcasts,
+            ),
+            (
+                "tidings_broadcast_deliveries_total",
+                "Broadcast messages handed to clients, live or at login.",
+                &self.broadcast_deliveries,
+            ),
+            (
+                "tidings_broadcasts_swept_total",
+                "Expired broadcast records removed by the background sweep.",
+                &self.broadcasts_swept,
+            ),
+        ];
+        for (name, help, value) in counters {
+            out.counter(name, help, value.load(Relaxed));
+        }
+        self.broadcast_fan_out.render(
+            out,
+            "tidings_broadcast_fanout_seconds",
+            "One broadcast's online fan-out, from the first client to the last.",
         );
     }
 }

@@ -202,6 +202,29 @@ impl Registry {
         n
     }
 
+    /// How many shards [`Registry::online_in_shard`] takes, `0..shard_count()`.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The clients online in one shard (none past the last), so a walk over
+    /// every online client holds one shard's lock at a time, and briefly.
+    pub fn online_in_shard(&self, shard: usize) -> Vec<String> {
+        self.shards
+            .get(shard)
+            .map(|s| s.read().keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Sends `out` to every device of `client`; whether any device took it.
+    pub fn send_to_client(&self, client: &str, out: &Outbound) -> bool {
+        let mut took = false;
+        self.for_each_device(client, |d| {
+            took |= d.tx.send(out.clone()).is_ok();
+        });
+        took
+    }
+
     /// Sends `out` to every device of every client in `clients`, except connection `skip`.
     pub fn send_to<'a>(
         &self,
@@ -260,6 +283,31 @@ mod tests {
             r.register("Jerry", e, true).unwrap().is_empty(),
             "\"default\" never conflicts"
         );
+    }
+
+    #[test]
+    fn shards_cover_every_online_client_once() {
+        let r = Registry::default();
+        let mut rxs = Vec::new();
+        for i in 0..200u64 {
+            let (d, rx) = dev(i, None);
+            r.register(&format!("c{i}"), d, false).unwrap();
+            rxs.push(rx);
+        }
+        let mut seen: Vec<String> = (0..r.shard_count())
+            .flat_map(|i| r.online_in_shard(i))
+            .collect();
+        seen.sort();
+        let mut all: Vec<String> = (0..200).map(|i| format!("c{i}")).collect();
+        all.sort();
+        assert_eq!(seen, all);
+        assert!(r.online_in_shard(r.shard_count()).is_empty());
+        assert!(r.send_to_client("c7", &Outbound::Frame(Bytes::from_static(b"x"))));
+        assert!(matches!(rxs[7].try_recv(), Ok(Outbound::Frame(_))));
+        assert!(!r.send_to_client("nobody", &Outbound::Frame(Bytes::new())));
+        drop(rxs);
+        // A session whose receiver is gone takes nothing.
+        assert!(!r.send_to_client("c7", &Outbound::Frame(Bytes::new())));
     }
 
     #[test]

@@ -136,7 +136,7 @@ impl Im {
     }
 }
 
-fn binary(conv: ConvId, body: Vec<u8>) -> SendMessage {
+pub(crate) fn binary(conv: ConvId, body: Vec<u8>) -> SendMessage {
     SendMessage {
         content: Content::Binary(body),
         ..SendMessage::text(conv, "")
@@ -145,7 +145,7 @@ fn binary(conv: ConvId, body: Vec<u8>) -> SendMessage {
 
 /// Feeds one client's received messages to its [`Receiver`] until the
 /// connection ends or the task is aborted.
-async fn receive(mut events: Events, mut r: Receiver, t: Arc<Tracker>) {
+pub(crate) async fn receive(mut events: Events, mut r: Receiver, t: Arc<Tracker>) {
     while let Some(ev) = events.recv().await {
         match ev {
             ClientEvent::Server(Event::Message { msg, .. }) => {
@@ -166,15 +166,15 @@ async fn receive(mut events: Events, mut r: Receiver, t: Arc<Tracker>) {
 }
 
 /// Who sends into which conversation and who listens, for one message scenario.
-struct Wiring {
-    senders: Vec<(Client, ConvId)>,
-    receivers: Vec<Events>,
-    fanout: u32,
-    connections: usize,
-    setup: String,
+pub(crate) struct Wiring {
+    pub senders: Vec<(Client, ConvId)>,
+    pub receivers: Vec<Events>,
+    pub fanout: u32,
+    pub connections: usize,
+    pub setup: String,
 }
 
-async fn wire_direct(im: &Arc<Im>, args: &LoadArgs, p: &Progress) -> Result<Wiring> {
+pub(crate) async fn wire_direct(im: &Arc<Im>, args: &LoadArgs, p: &Progress) -> Result<Wiring> {
     let pairs = args.pairs.max(1);
     let mut ids = Vec::with_capacity(2 * pairs);
     for i in 0..pairs {

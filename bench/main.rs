@@ -4,6 +4,7 @@
 //! spent in CPU and memory. Usage and the scenarios: bench/README.md.
 
 mod baseline;
+mod broadcast;
 mod hooks;
 mod im;
 mod load;
@@ -53,7 +54,7 @@ enum Cmd {
     BaselineStore(LoadArgs),
     /// The `direct` load twice: without hooks, then with a no-op `_messageReceived` hook served locally.
     Hooks(LoadArgs),
-    /// Not available yet: broadcasts come with issue #6.
+    /// --clients online clients, --count broadcasts at --rate/s through the admin API, with a small `direct` load alongside.
     Broadcast(LoadArgs),
     /// The `direct` load against an MQTT broker, QoS 1 (see bench/compare-mosquitto.sh).
     Mqtt(MqttArgs),
@@ -148,6 +149,24 @@ pub struct LoadArgs {
     /// Generator worker threads; it shares the machine with the server, so keep it small.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// broadcast: clients online to receive the broadcasts [default: 2000; at most 100000].
+    #[arg(long)]
+    pub clients: Option<usize>,
+    /// broadcast: broadcasts in the window [default: 20], sent at --rate per second [default: 2].
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// broadcast: subscribe the clients to the service conversation and broadcast to its subscribers, instead of a global broadcast.
+    #[arg(long)]
+    pub subscribe: bool,
+    /// broadcast: one-to-one pairs of the `direct` load run alongside (0 for none).
+    #[arg(long, default_value_t = 50)]
+    pub direct_pairs: usize,
+    /// broadcast: offered rate of that `direct` load, msgs/s.
+    #[arg(long, default_value_t = 500.0)]
+    pub direct_rate: f64,
+    /// The running server's admin API (broadcast) [default: admin.addr in --data-dir].
+    #[arg(long)]
+    pub admin: Option<SocketAddr>,
     /// direct: also run baseline and baseline-store with the same parameters and print the ratio.
     #[arg(long)]
     pub compare_baseline: bool,
@@ -193,13 +212,6 @@ fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-fn not_yet(name: &str, issue: u32) -> ExitCode {
-    eprintln!(
-        "tidings-bench: scenario `{name}` is not available yet (it comes with issue #{issue})"
-    );
-    ExitCode::from(2)
-}
-
 fn run(cmd: Cmd) -> Result<ExitCode> {
     let (name, args) = match cmd {
         Cmd::BaselineRelayServer { listen } => {
@@ -211,7 +223,7 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         Cmd::Hooks(a) => return hooks_main(a),
-        Cmd::Broadcast(_) => return Ok(not_yet("broadcast", 6)),
+        Cmd::Broadcast(a) => return broadcast::main(a),
         Cmd::Mqtt(m) => return mqtt_main(m),
         Cmd::Connect(a) => ("connect", a),
         Cmd::Idle(a) => ("idle", a),

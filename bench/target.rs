@@ -94,14 +94,38 @@ pub struct Target {
     pub pid: Option<u32>,
     pub spawned: Option<Spawned>,
     pub fsync: Option<bool>,
+    /// The admin REST API's address, where the scenario asked for it (`broadcast`).
+    pub admin: Option<SocketAddr>,
 }
 
 impl Target {
     pub fn open(args: &LoadArgs) -> Result<Target> {
+        Self::open_with(args, false)
+    }
+
+    /// As [`Target::open`], plus the admin API's address: a spawned server
+    /// gets its admin listener on `127.0.0.1:0`; an existing one needs
+    /// `--admin ADDR` or a `--data-dir` holding `admin.addr`.
+    pub fn open_admin(args: &LoadArgs) -> Result<Target> {
+        Self::open_with(args, true)
+    }
+
+    fn open_with(args: &LoadArgs, admin: bool) -> Result<Target> {
         if args.server.is_some() || args.data_dir.is_some() || args.pin.is_some() {
-            Self::attach(args)
+            let mut t = Self::attach(args)?;
+            if admin {
+                t.admin = Some(match (args.admin, args.data_dir.as_deref()) {
+                    (Some(a), _) => a,
+                    (None, Some(d)) => read_addr_file(d, tidings::admin::ADDR_FILE)
+                        .context("the admin API's address (or give --admin ADDR)")?,
+                    (None, None) => {
+                        bail!("--admin ADDR is needed to reach an existing server's admin API")
+                    }
+                });
+            }
+            Ok(t)
         } else {
-            Self::spawn(args)
+            Self::spawn(args, admin)
         }
     }
 
@@ -153,10 +177,11 @@ impl Target {
             pid: args.server_pid,
             spawned: None,
             fsync: None,
+            admin: None,
         })
     }
 
-    fn spawn(args: &LoadArgs) -> Result<Target> {
+    fn spawn(args: &LoadArgs, admin: bool) -> Result<Target> {
         let bin = match &args.tidings_bin {
             Some(b) => b.clone(),
             None => sibling_binary("tidings")?,
@@ -174,7 +199,8 @@ impl Target {
         cmd.arg("serve")
             .env("TIDINGS_SERVER_DATA_DIR", &data)
             .env("TIDINGS_SERVER_LISTEN", "127.0.0.1:0")
-            .env("TIDINGS_ADMIN_ENABLED", "false")
+            .env("TIDINGS_ADMIN_ENABLED", admin.to_string())
+            .env("TIDINGS_ADMIN_LISTEN", "127.0.0.1:0")
             .env("TIDINGS_LOG_LEVEL", "warn")
             .stdin(Stdio::null());
         let out = std::fs::File::create(&log)?;
@@ -198,12 +224,20 @@ impl Target {
             log,
         };
         let addr_file = data.join(tidings::server::ADDR_FILE);
+        let admin_file = data.join(tidings::admin::ADDR_FILE);
         let deadline = Instant::now() + START_TIMEOUT;
-        let addr = loop {
-            if let Ok(text) = std::fs::read_to_string(&addr_file)
-                && let Ok(a) = text.trim().parse::<SocketAddr>()
-            {
-                break a;
+        let (addr, admin_addr) = loop {
+            let read = |f: &Path| {
+                std::fs::read_to_string(f)
+                    .ok()
+                    .and_then(|t| t.trim().parse::<SocketAddr>().ok())
+            };
+            if let Some(a) = read(&addr_file) {
+                match (admin, read(&admin_file)) {
+                    (false, _) => break (a, None),
+                    (true, Some(b)) => break (a, Some(b)),
+                    (true, None) => {}
+                }
             }
             if let Some(c) = spawned.child.as_mut()
                 && let Some(status) = c.try_wait()?
@@ -212,8 +246,9 @@ impl Target {
             }
             if Instant::now() > deadline {
                 bail!(
-                    "the server wrote no {} within {:?}:\n{}",
+                    "the server wrote no {}{} within {:?}:\n{}",
                     addr_file.display(),
+                    if admin { " or admin.addr" } else { "" },
                     START_TIMEOUT,
                     spawned.log_tail()
                 );
@@ -229,6 +264,7 @@ impl Target {
             pid: spawned.pid(),
             spawned: Some(spawned),
             fsync: Some(args.fsync.unwrap_or(true)),
+            admin: admin_addr,
         })
     }
 
@@ -238,6 +274,7 @@ impl Target {
             "spawned": self.spawned.is_some(),
             "pid": self.pid,
             "fsync": self.fsync,
+            "admin": self.admin.map(|a| a.to_string()),
         })
     }
 
@@ -254,7 +291,11 @@ impl Target {
 }
 
 fn read_addr(dir: &Path) -> Result<SocketAddr> {
-    let f = dir.join(tidings::server::ADDR_FILE);
+    read_addr_file(dir, tidings::server::ADDR_FILE)
+}
+
+fn read_addr_file(dir: &Path, name: &str) -> Result<SocketAddr> {
+    let f = dir.join(name);
     let text = std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
     text.trim()
         .parse()

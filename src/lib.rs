@@ -16,12 +16,15 @@
 //! - [`session`]: one connection's login, commands, delivery and acks.
 //! - [`server`]: start-up, the accept loop and graceful shutdown.
 //! - [`admin`]: the admin REST API (LeanCloud's `/1.2/rtm`), `/healthz` and `/metrics`.
+//! - [`broadcast`]: TTL'd broadcasts: the online fan-out in bounded steps, the login catch-up, the sweep.
+//! - [`sysmsg`]: `_SysMessage`, clients' messages to system conversations: rows, query, webhook worker.
 //! - [`metrics`]: process-wide counters and histograms for `/metrics`.
 //! - [`client`]: the async client library used by the CLI, tests and bench.
 //! - [`config`]: the documented configuration struct.
 
 pub mod admin;
 pub mod auth;
+pub mod broadcast;
 pub mod client;
 pub mod codec;
 pub mod config;
@@ -35,5 +38,6 @@ pub mod protocol;
 pub mod server;
 pub mod session;
 pub mod store;
+pub mod sysmsg;
 pub mod transport;
 pub mod util;

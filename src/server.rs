@@ -50,6 +50,8 @@ pub enum ServerError {
     Admin(#[from] AdminError),
     #[error("keyword filter: {0}")]
     Filter(#[from] crate::filter::FilterError),
+    #[error("system webhook: {0}")]
+    Webhook(#[from] crate::sysmsg::WebhookError),
 }
 
 impl ServerError {
@@ -70,6 +72,8 @@ pub struct RunningServer {
     done_rx: mpsc::Receiver<()>,
     accept: JoinHandle<()>,
     hook_delivery: JoinHandle<()>,
+    /// The `_SysMessage` webhook worker and the broadcast sweep.
+    system_tasks: Vec<JoinHandle<()>>,
     /// `None` when `admin.enabled` is off.
     admin: Option<AdminServer>,
     /// What the admin API serves from; it holds it weakly, so dropping this
@@ -115,6 +119,11 @@ impl Server {
             &creds.master_key,
             store.clone(),
         )?);
+        let webhook = crate::sysmsg::Webhook::new(
+            &config.system,
+            &creds.app_id,
+            config.hooks.hook_key.as_deref(),
+        )?;
         let pipeline = Pipeline::start(
             store.clone(),
             registry.clone(),
@@ -168,6 +177,10 @@ impl Server {
             None => None,
         };
         let hook_delivery = hooks.start(shutdown.subscribe());
+        let system_tasks = vec![
+            crate::sysmsg::start(&hub, webhook, shutdown.subscribe()),
+            crate::broadcast::start_sweeper(&hub, shutdown.subscribe()),
+        ];
         if admin.is_none() {
             tokio::spawn(log_hook_stats(hooks.clone(), shutdown.subscribe()));
         }
@@ -187,6 +200,7 @@ impl Server {
             done_rx,
             accept,
             hook_delivery,
+            system_tasks,
             admin,
             _admin_target: admin_target,
         })
@@ -304,6 +318,11 @@ impl RunningServer {
         }
         // The outbox is in sled: what is undelivered waits for the next start.
         let _ = (&mut self.hook_delivery).await;
+        // So is the webhook's queue; the worker may be waiting on the
+        // pipeline, which still runs.
+        for t in self.system_tasks.drain(..) {
+            let _ = tokio::time::timeout(grace, t).await;
+        }
         let hub = self.hub.clone();
         tokio::task::spawn_blocking(move || {
             hub.pipeline.stop();

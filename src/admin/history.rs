@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use super::Served;
 use super::error::{ApiError, ApiResult, Params, Segments, conv_id};
 use crate::auth::valid_id;
+use crate::broadcast::is_broadcast;
 use crate::conversation::system;
 use crate::hooks::encode_bin;
 use crate::hub::Hub;
@@ -283,7 +284,8 @@ pub async fn client(
 }
 
 /// `GET /1.2/rtm/service-conversations/{id}/subscribers/{client_id}/messages`:
-/// what the system conversation sent that subscriber.
+/// what the system conversation sent that subscriber: the app's sends
+/// naming it, and the broadcasts (expired ones too).
 pub async fn subscriber(
     Served(st): Served,
     Segments((id, client)): Segments<(String, String)>,
@@ -293,7 +295,7 @@ pub async fn subscriber(
     system::lookup(st.hub(), id)?;
     answer(st.hub().clone(), p, move |hub, q| {
         run(hub, &[id], q, |e| {
-            e.to_peers.as_ref().is_some_and(|to| to.contains(&client))
+            e.to_peers.as_ref().is_some_and(|to| to.contains(&client)) || is_broadcast(e)
         })
     })
     .await

@@ -16,6 +16,9 @@
 //! | `GET/PUT/DELETE …/{id}` | one system conversation |
 //! | `POST/GET …/{id}/subscribers`, `DELETE …/subscribers/{client}`, `GET …/subscribers/count` | subscribers |
 //! | `POST …/{id}/messages` | send to chosen subscribers |
+//! | `POST …/{id}/broadcasts` | broadcast to its subscribers |
+//! | `POST/GET /1.2/rtm/broadcasts`, `DELETE …/{msg_id}` | broadcast to every client, list, stop |
+//! | `GET /1.1/classes/_SysMessage`, `GET …/{id}/sys-messages` | clients' messages to system conversations |
 //! | `GET …/{id}/subscribers/{client}/messages` | what it sent one subscriber |
 //! | `GET /1.2/rtm/conversations/{id}/messages` | any conversation's history |
 //! | `GET /1.2/rtm/clients/{client}/messages` | what a client sent |
@@ -23,10 +26,12 @@
 //! | `POST /1.2/rtm/clients/{client}/kick` | close its devices with 4115 |
 //! | `GET /1.2/rtm/stats` | online and daily user counts |
 
+mod broadcasts;
 mod clients;
 pub mod error;
 mod history;
 mod service;
+mod sys_messages;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
@@ -198,6 +203,23 @@ pub fn router(state: AdminState) -> Router {
             get(history::subscriber),
         )
         .route(&format!("{sc}/{{id}}/messages"), post(service::send))
+        .route(
+            &format!("{sc}/{{id}}/broadcasts"),
+            post(broadcasts::service),
+        )
+        .route(
+            &format!("{sc}/{{id}}/sys-messages"),
+            get(sys_messages::of_service),
+        )
+        .route(
+            "/1.2/rtm/broadcasts",
+            post(broadcasts::global).get(broadcasts::list),
+        )
+        .route(
+            "/1.2/rtm/broadcasts/{msg_id}",
+            axum::routing::delete(broadcasts::delete),
+        )
+        .route("/1.1/classes/_SysMessage", get(sys_messages::query))
         .route(
             "/1.2/rtm/conversations/{id}/messages",
             get(history::conversation),

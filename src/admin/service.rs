@@ -231,6 +231,16 @@ pub struct SendReq {
     _priority: Option<String>,
 }
 
+/// A broadcast's `push`: like `push_data`, or a bare alert text.
+pub(super) fn push_payload(v: Option<Value>) -> ApiResult<Option<String>> {
+    match v {
+        Some(Value::String(s)) if serde_json::from_str::<Map<String, Value>>(&s).is_err() => {
+            Ok(Some(json!({ "alert": s }).to_string()))
+        }
+        other => push_data(other),
+    }
+}
+
 fn push_data(v: Option<Value>) -> ApiResult<Option<String>> {
     match v {
         None | Some(Value::Null) => Ok(None),

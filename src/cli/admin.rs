@@ -51,6 +51,11 @@ pub enum AdminCommand {
     /// System (service) conversations: official accounts and bots.
     #[command(subcommand)]
     Service(ServiceCommand),
+    /// Broadcasts with a TTL: to every client, or to a system conversation's subscribers.
+    #[command(subcommand)]
+    Broadcast(BroadcastCommand),
+    /// Clients' messages to system conversations (_SysMessage rows), oldest first.
+    SysMessages(SysMessagesArgs),
     /// Message history as JSON lines, newest first (see --reversed).
     History(HistoryArgs),
     /// Whether a client is online, and on which devices.
@@ -147,6 +152,65 @@ pub enum ServiceCommand {
     },
 }
 
+#[derive(Debug, clap::Subcommand)]
+pub enum BroadcastCommand {
+    /// Send one; prints {"msg-id", "timestamp"}.
+    Send {
+        /// The system conversation it belongs to (its history shows it).
+        #[arg(long, value_name = "ID")]
+        conv: String,
+        /// The sender shown to the receivers.
+        #[arg(long, value_name = "CLIENT_ID")]
+        from: String,
+        /// Only the conversation's subscribers (default: every client).
+        #[arg(long)]
+        subscribers: bool,
+        /// Expiry, ms since the epoch (default and at most a month ahead).
+        #[arg(long, value_name = "MS", conflicts_with = "ttl")]
+        valid_till: Option<u64>,
+        /// Expiry as seconds from now.
+        #[arg(long, value_name = "SECS")]
+        ttl: Option<u64>,
+        /// Not stored: only the clients online now get it.
+        #[arg(long, conflicts_with = "subscribers")]
+        transient: bool,
+        /// Push payload: a JSON object, or an alert text.
+        #[arg(long, value_name = "JSON|TEXT")]
+        push: Option<String>,
+        /// Message text (JSON text for typed messages).
+        text: String,
+    },
+    /// The unexpired ones, newest first.
+    List {
+        /// Only this system conversation's.
+        #[arg(long, value_name = "ID")]
+        conv: Option<String>,
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long)]
+        skip: Option<usize>,
+    },
+    /// Stop one: nobody gets it at login any more (it stays in history).
+    Delete { msg_id: String },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SysMessagesArgs {
+    /// Only this system conversation's.
+    #[arg(long, value_name = "ID")]
+    pub conv: Option<String>,
+    /// Only this client's.
+    #[arg(long, value_name = "CLIENT_ID")]
+    pub from: Option<String>,
+    #[arg(long)]
+    pub limit: Option<usize>,
+    #[arg(long)]
+    pub skip: Option<usize>,
+    /// Newest first.
+    #[arg(long)]
+    pub newest_first: bool,
+}
+
 #[derive(Debug, clap::Args)]
 #[command(group = clap::ArgGroup::new("whose").required(true).args(["conv", "client", "service"]))]
 pub struct HistoryArgs {
@@ -188,6 +252,8 @@ pub async fn run(args: AdminArgs, config: &Config) -> anyhow::Result<()> {
     let api = Api::new(&args.conn, config)?;
     match args.cmd {
         AdminCommand::Service(cmd) => service(&api, cmd).await,
+        AdminCommand::Broadcast(cmd) => broadcast(&api, cmd).await,
+        AdminCommand::SysMessages(a) => sys_messages(&api, a).await,
         AdminCommand::History(h) => history(&api, h).await,
         AdminCommand::Online { client } => {
             let path = format!("/1.2/rtm/clients/{}/online", seg(&client));
@@ -313,6 +379,81 @@ async fn service(api: &Api, cmd: ServiceCommand) -> anyhow::Result<()> {
             emit(&api.call(Method::POST, &path, Some(body)).await?)
         }
     }
+}
+
+async fn broadcast(api: &Api, cmd: BroadcastCommand) -> anyhow::Result<()> {
+    match cmd {
+        BroadcastCommand::Send {
+            conv,
+            from,
+            subscribers,
+            valid_till,
+            ttl,
+            transient,
+            push,
+            text,
+        } => {
+            let mut body = json!({ "from_client": from, "message": text });
+            let valid_till = match ttl {
+                Some(secs) => {
+                    Some(tidings::util::now_ms().saturating_add(secs.saturating_mul(1000)))
+                }
+                None => valid_till,
+            };
+            if let Some(t) = valid_till {
+                body["valid_till"] = json!(t);
+            }
+            if let Some(p) = push {
+                body["push"] = Value::String(p);
+            }
+            let path = if subscribers {
+                format!("/1.2/rtm/service-conversations/{}/broadcasts", seg(&conv))
+            } else {
+                body["conv_id"] = Value::String(conv);
+                body["transient"] = Value::Bool(transient);
+                "/1.2/rtm/broadcasts".to_owned()
+            };
+            emit(&api.call(Method::POST, &path, Some(body)).await?)
+        }
+        BroadcastCommand::List { conv, limit, skip } => {
+            let q = query(&[
+                ("conv_id", conv),
+                ("limit", limit.map(|l| l.to_string())),
+                ("skip", skip.map(|s| s.to_string())),
+            ]);
+            lines(
+                &api.call(Method::GET, &format!("/1.2/rtm/broadcasts{q}"), None)
+                    .await?,
+            )
+        }
+        BroadcastCommand::Delete { msg_id } => {
+            let path = format!("/1.2/rtm/broadcasts/{}", seg(&msg_id));
+            emit(&api.call(Method::DELETE, &path, None).await?)
+        }
+    }
+}
+
+async fn sys_messages(api: &Api, a: SysMessagesArgs) -> anyhow::Result<()> {
+    let mut filter = Map::new();
+    if let Some(c) = a.conv {
+        filter.insert("conv".into(), Value::String(c));
+    }
+    if let Some(f) = a.from {
+        filter.insert("from".into(), Value::String(f));
+    }
+    let q = query(&[
+        (
+            "where",
+            (!filter.is_empty()).then(|| Value::Object(filter).to_string()),
+        ),
+        ("limit", a.limit.map(|l| l.to_string())),
+        ("skip", a.skip.map(|s| s.to_string())),
+        ("order", a.newest_first.then(|| "-createdAt".to_owned())),
+    ]);
+    let answer = api
+        .call(Method::GET, &format!("/1.1/classes/_SysMessage{q}"), None)
+        .await?;
+    lines(&answer["results"])
 }
 
 async fn history(api: &Api, h: HistoryArgs) -> anyhow::Result<()> {
@@ -536,6 +677,45 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        let c = TestCli::try_parse_from([
+            "t",
+            "broadcast",
+            "send",
+            "--conv",
+            "c",
+            "--from",
+            "Bot",
+            "--ttl",
+            "60",
+            "hi",
+        ])
+        .unwrap();
+        match c.args.cmd {
+            AdminCommand::Broadcast(BroadcastCommand::Send {
+                ttl, subscribers, ..
+            }) => {
+                assert_eq!(ttl, Some(60));
+                assert!(!subscribers);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            TestCli::try_parse_from([
+                "t",
+                "broadcast",
+                "send",
+                "--conv",
+                "c",
+                "--from",
+                "B",
+                "--subscribers",
+                "--transient",
+                "hi",
+            ])
+            .is_err(),
+            "a subscribers' broadcast is never transient"
+        );
+        assert!(TestCli::try_parse_from(["t", "sys-messages", "--newest-first"]).is_ok());
         let c =
             TestCli::try_parse_from(["t", "--data-dir", "/d", "history", "--conv", "x"]).unwrap();
         assert_eq!(c.args.conn.data_dir.as_deref(), Some(Path::new("/d")));

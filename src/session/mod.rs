@@ -325,6 +325,9 @@ impl Session {
         if let Err(e) = s.sync_patches() {
             tracing::warn!(error = %e, "patch sync failed");
         }
+        crate::broadcast::at_login(&s.hub, &s.caller.client)
+            .into_iter()
+            .for_each(|f| s.writer.send(f));
         match message::receipts::owed(&s.hub, &s.caller.client) {
             Ok(frames) => frames.into_iter().for_each(|f| s.writer.send(f)),
             Err(e) => tracing::warn!(error = %e, "owed receipts not sent"),

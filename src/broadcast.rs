@@ -1,0 +1,498 @@
+//! Broadcasts: messages from the app to every client, or to a system
+//! conversation's subscribers, with a TTL (LeanCloud's `valid_till`,
+//! default and at most [`MONTH_MS`] ahead).
+//!
+//! A broadcast is a message in its system conversation's log, so history
+//! shows it whether it expired or not, plus a record in the store
+//! (`store::system`) saying who it is for and until when. It reaches
+//! clients two ways:
+//!
+//! - live: a background task walks the clients online now (the registry
+//!   shard by shard, or the subscriber list) [`STEP`] clients at a time,
+//!   yielding between steps so other traffic keeps flowing, and raises the
+//!   cursor of each client it reached;
+//! - at login ([`at_login`]): the unexpired broadcasts after the client's
+//!   cursor, oldest first; a client never seen before gets only the newest.
+//!
+//! One cursor per client (the last broadcast id it has had), never a copy
+//! of a broadcast per client: a broadcast to 100,000 clients writes the
+//! cursors of those online, and nothing for the rest until they log in.
+//! Expired records are swept in the background ([`start_sweeper`]); the
+//! sweep reads an expiry index, so it costs one seek when nothing expired.
+//!
+//! Its log entry has no device (`origin_device` empty) and an empty
+//! `to_peers`, so the commit pipeline's fan-out gives it to its sender only
+//! and offline sync never sends it: delivery is this module's alone.
+
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::broadcast as signal;
+use tokio::task::JoinHandle;
+use tracing::{debug, warn};
+
+use crate::auth::valid_id;
+use crate::conversation::system::{self, Sent};
+use crate::hub::{Hub, event_frame};
+use crate::message::Draft;
+use crate::metrics::METRICS;
+use crate::protocol::{
+    Content, ConvId, ErrorBody, ErrorCode, Event, Message, SendMessage, ServerFrame, parse_msg_id,
+};
+use crate::session::registry::Outbound;
+use crate::store::system::BroadcastRecord;
+use crate::store::{LogEntry, Store, StoreError};
+use crate::transport::frame;
+use crate::util::{now_ms, random_token};
+
+/// LeanCloud's default and longest `valid_till`: a month (30 days) ahead.
+pub const MONTH_MS: u64 = 30 * 24 * 3600 * 1000;
+
+/// Clients handed a broadcast per step of the online fan-out.
+pub const STEP: usize = 1000;
+
+/// Most missed broadcasts a login gets (the newest); older ones stay in
+/// history.
+pub const AT_LOGIN_MAX: usize = 1000;
+
+/// How often expired records are swept.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+const SWEEP_BATCH: usize = 1000;
+
+/// Whether a log entry is a broadcast: no device, and nobody named.
+/// Clients' messages have a device; the app's sends name 1 to 20 receivers.
+pub fn is_broadcast(e: &LogEntry) -> bool {
+    e.origin_device.is_empty() && e.to_peers.as_ref().is_some_and(Vec::is_empty)
+}
+
+/// A broadcast as the admin API asks for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Broadcast {
+    /// The system conversation it belongs to.
+    pub conv: ConvId,
+    /// Shown as the sender; need not be a subscriber.
+    pub from: String,
+    pub content: Content,
+    /// A JSON object, as text.
+    pub push_data: Option<String>,
+    /// Ms since the epoch; `None` is a month ahead, later is cut to that.
+    pub valid_till: Option<u64>,
+    /// Only the conversation's subscribers, not every client.
+    pub subscribers_only: bool,
+    /// Not stored: only the clients online now get it.
+    pub transient: bool,
+    /// The admin API caller, kept as the message's `from-ip`.
+    pub from_ip: String,
+}
+
+/// Who a fan-out walks.
+enum Audience {
+    Everyone,
+    Subscribers(Vec<String>),
+}
+
+fn err(code: ErrorCode, detail: impl Into<String>) -> ErrorBody {
+    ErrorBody::new(code, detail)
+}
+
+/// The expiry a broadcast gets: a month ahead by default, never later.
+fn expiry(asked: Option<u64>, now: u64) -> Result<u64, ErrorBody> {
+    let latest = now.saturating_add(MONTH_MS);
+    match asked {
+        None => Ok(latest),
+        Some(t) if t <= now => Err(err(
+            ErrorCode::ConvApiFailed,
+            format!("valid_till {t} is not in the future"),
+        )),
+        Some(t) => Ok(t.min(latest)),
+    }
+}
+
+/// Stores the broadcast in its conversation's log (answered once durable),
+/// records it, and starts its online fan-out; a transient one is only
+/// fanned out.
+pub async fn send(hub: &Arc<Hub>, b: Broadcast) -> Result<Sent, ErrorBody> {
+    if !valid_id(&b.from) {
+        return Err(err(
+            ErrorCode::InvalidMessagingTarget,
+            format!("invalid from_client {:?}", b.from),
+        ));
+    }
+    let max = hub.config.limits.max_content_bytes as usize;
+    if b.content.len() > max {
+        return Err(err(
+            ErrorCode::FrameTooLong,
+            format!(
+                "message of {} bytes over limits.max_content_bytes ({max})",
+                b.content.len()
+            ),
+        ));
+    }
+    let conv = system::lookup(hub, b.conv)?;
+    let now = now_ms();
+    let valid_till = expiry(b.valid_till, now)?;
+    let audience = || {
+        if b.subscribers_only {
+            Audience::Subscribers(conv.state.read().rec.members.clone())
+        } else {
+            Audience::Everyone
+        }
+    };
+    if b.transient {
+        let msg = Message {
+            msg_id: random_token(20),
+            transient: true,
+            push_data: b.push_data.clone(),
+            ..Message::new(b.conv, 0, b.from.clone(), now, b.content.clone())
+        };
+        let sent = Sent {
+            msg_id: msg.msg_id.clone(),
+            timestamp: msg.timestamp,
+        };
+        let ev = ServerFrame::Event(Event::Message {
+            msg,
+            redelivered: false,
+        });
+        let (Ok(datagram), Ok(frame)) = (crate::codec::encode(&ev), frame::encode(&ev)) else {
+            return Err(err(
+                ErrorCode::InternalError,
+                "encoding the broadcast failed",
+            ));
+        };
+        METRICS.broadcast();
+        METRICS.messages_in(1);
+        let out = Outbound::Transient {
+            datagram: datagram.into(),
+            frame,
+        };
+        spawn_fan_out(hub, None, audience(), None, out);
+        return Ok(sent);
+    }
+    let mut send = SendMessage::text(b.conv, String::new());
+    send.content = b.content;
+    send.push_data = b.push_data;
+    let committed = hub
+        .pipeline
+        .submit(Draft {
+            conv: conv.clone(),
+            send,
+            from: b.from.clone(),
+            // No device and nobody named: the pipeline's fan-out reaches
+            // only the sender, and sync leaves it to us (`is_broadcast`).
+            origin_device: String::new(),
+            origin_conn: 0,
+            from_ip: b.from_ip,
+            to_peers: Some(Vec::new()),
+            inbound: false,
+        })?
+        .wait()
+        .await?;
+    let seq = committed.sent.seq;
+    let entry = hub.store.message(b.conv, seq)?.ok_or_else(|| {
+        err(
+            ErrorCode::ConvNotFound,
+            format!("conversation {} was deleted", b.conv),
+        )
+    })?;
+    let record = BroadcastRecord {
+        conv: b.conv,
+        seq,
+        from: b.from.clone(),
+        created_at: committed.sent.timestamp,
+        valid_till,
+        subscribers_only: b.subscribers_only,
+    };
+    let id = hub.store.put_broadcast(&record)?;
+    hub.pipeline.barrier().await?;
+    METRICS.broadcast();
+    let frame = event_frame(Event::Message {
+        msg: entry.msg.for_receiver(""),
+        redelivered: false,
+    })
+    .ok_or_else(|| err(ErrorCode::InternalError, "encoding the broadcast failed"))?;
+    spawn_fan_out(
+        hub,
+        Some(id),
+        audience(),
+        Some(b.from),
+        Outbound::Frame(frame),
+    );
+    Ok(Sent {
+        msg_id: committed.sent.msg_id,
+        timestamp: committed.sent.timestamp,
+    })
+}
+
+/// Runs the online fan-out off the request: the answer does not wait for
+/// 100,000 clients, and the task holds the server only weakly, a step at a
+/// time, so a shutdown is not held up by it.
+fn spawn_fan_out(
+    hub: &Arc<Hub>,
+    id: Option<u64>,
+    audience: Audience,
+    skip: Option<String>,
+    out: Outbound,
+) {
+    let hub = Arc::downgrade(hub);
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let Some(reached) = fan_out(&hub, id, audience, skip.as_deref(), &out).await else {
+            return;
+        };
+        let took = started.elapsed();
+        METRICS.broadcast_fan_out.observe(took);
+        METRICS.broadcast_delivered(reached);
+        debug!(broadcast = ?id, clients = reached, ms = took.as_millis() as u64, "broadcast fan-out done");
+    });
+}
+
+/// Hands `out` to every device of the audience online now, [`STEP`]
+/// clients per step. The number of clients reached; `None` once the server
+/// is gone.
+async fn fan_out(
+    hub: &Weak<Hub>,
+    id: Option<u64>,
+    audience: Audience,
+    skip: Option<&str>,
+    out: &Outbound,
+) -> Option<u64> {
+    let mut reached = 0;
+    match audience {
+        Audience::Subscribers(list) => {
+            for chunk in list.chunks(STEP) {
+                reached += step(hub, chunk, id, skip, out).await?;
+            }
+        }
+        Audience::Everyone => {
+            let shards = hub.upgrade()?.registry.shard_count();
+            for shard in 0..shards {
+                let online = hub.upgrade()?.registry.online_in_shard(shard);
+                for chunk in online.chunks(STEP) {
+                    reached += step(hub, chunk, id, skip, out).await?;
+                }
+            }
+        }
+    }
+    Some(reached)
+}
+
+/// One step: the message to these clients' devices, then (off the async
+/// workers) the cursors of those it reached, then a yield.
+async fn step(
+    hub: &Weak<Hub>,
+    clients: &[String],
+    id: Option<u64>,
+    skip: Option<&str>,
+    out: &Outbound,
+) -> Option<u64> {
+    let (store, reached) = {
+        let hub = hub.upgrade()?;
+        let reached: Vec<String> = clients
+            .iter()
+            .filter(|c| Some(c.as_str()) != skip && hub.registry.send_to_client(c, out))
+            .cloned()
+            .collect();
+        (hub.store.clone(), reached)
+    };
+    let n = reached.len() as u64;
+    if let Some(id) = id
+        && !reached.is_empty()
+    {
+        let raised = tokio::task::spawn_blocking(move || {
+            store.raise_broadcast_cursors(reached.iter().map(String::as_str), id)
+        })
+        .await;
+        match raised {
+            Ok(Ok(())) => {}
+            // The clients got it live; a lost cursor means they get it
+            // again at their next login, which clients drop by msgId.
+            Ok(Err(e)) => warn!(error = %e, "broadcast cursors not raised"),
+            Err(e) => warn!(error = %e, "broadcast cursor task failed"),
+        }
+    }
+    tokio::task::yield_now().await;
+    Some(n)
+}
+
+fn subscribed(hub: &Hub, conv: ConvId, client: &str) -> bool {
+    hub.convs
+        .get(&conv)
+        .is_some_and(|c| !c.is_deleted() && c.state.read().is_member(client))
+}
+
+/// The broadcasts `client` missed, as `Message` events (`redelivered`) for
+/// the session's writer, oldest first; called once per login, after the
+/// offline sync. Store failures are logged: a login does not fail for them.
+pub fn at_login(hub: &Hub, client: &str) -> Vec<Bytes> {
+    match missed(hub, client) {
+        Ok(frames) => {
+            METRICS.broadcast_delivered(frames.len() as u64);
+            frames
+        }
+        Err(e) => {
+            warn!(error = %e, %client, "missed broadcasts not sent");
+            Vec::new()
+        }
+    }
+}
+
+fn missed(hub: &Hub, client: &str) -> Result<Vec<Bytes>, StoreError> {
+    let store = &hub.store;
+    let now = now_ms();
+    let applies = |r: &BroadcastRecord| {
+        r.valid_till > now
+            && r.from != client
+            && (!r.subscribers_only || subscribed(hub, r.conv, client))
+    };
+    let cursor = store.broadcast_cursor(client)?;
+    let (due, last): (Vec<BroadcastRecord>, u64) = match cursor {
+        // Never seen: only the newest broadcast meant for it.
+        None => {
+            let all = store.broadcasts_after(0, true, usize::MAX)?;
+            let last = all.first().map_or(0, |(id, _)| *id);
+            let newest = all.into_iter().map(|(_, r)| r).find(&applies);
+            (newest.into_iter().collect(), last)
+        }
+        Some(cursor) => {
+            let after = store.broadcasts_after(cursor, false, usize::MAX)?;
+            let last = after.last().map_or(cursor, |(id, _)| *id);
+            let mut due: Vec<BroadcastRecord> =
+                after.into_iter().map(|(_, r)| r).filter(&applies).collect();
+            if due.len() > AT_LOGIN_MAX {
+                due.drain(..due.len() - AT_LOGIN_MAX);
+            }
+            (due, last)
+        }
+    };
+    let mut frames = Vec::with_capacity(due.len());
+    for r in due {
+        let Some(e) = store.message(r.conv, r.seq)? else {
+            continue;
+        };
+        if e.deleted {
+            continue;
+        }
+        if let Some(f) = event_frame(Event::Message {
+            msg: e.msg.for_receiver(client),
+            redelivered: true,
+        }) {
+            frames.push(f);
+        }
+    }
+    // Also when nothing was due: the cursor's presence says "seen before".
+    if cursor != Some(last) {
+        store.raise_broadcast_cursors([client], last)?;
+    }
+    Ok(frames)
+}
+
+/// A broadcast as `GET /1.2/rtm/broadcasts` lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listed {
+    pub record: BroadcastRecord,
+    pub entry: LogEntry,
+}
+
+/// Unexpired broadcasts, of conversation `conv` when given, newest first.
+pub fn list(hub: &Hub, conv: Option<ConvId>) -> Result<Vec<Listed>, ErrorBody> {
+    let now = now_ms();
+    let mut out = Vec::new();
+    for (_, record) in hub.store.broadcasts_after(0, true, usize::MAX)? {
+        if record.valid_till <= now || conv.is_some_and(|c| c != record.conv) {
+            continue;
+        }
+        if let Some(entry) = hub.store.message(record.conv, record.seq)?
+            && !entry.deleted
+        {
+            out.push(Listed { record, entry });
+        }
+    }
+    Ok(out)
+}
+
+/// Stops a broadcast: nobody gets it at login any more. Its message stays
+/// in history, as LeanCloud's does.
+pub async fn delete(hub: &Hub, msg_id: &str) -> Result<(), ErrorBody> {
+    let not_found = || err(ErrorCode::MessageNotFound, format!("no broadcast {msg_id}"));
+    let (conv, seq) = parse_msg_id(msg_id).ok_or_else(not_found)?;
+    let id = hub
+        .store
+        .broadcast_of_message(conv, seq)?
+        .ok_or_else(not_found)?;
+    if !hub.store.remove_broadcast(id)? {
+        return Err(not_found());
+    }
+    hub.pipeline.barrier().await?;
+    Ok(())
+}
+
+/// Removes every record expired by `now`; how many went.
+pub fn sweep(store: &Store, now: u64) -> Result<u64, StoreError> {
+    let mut n = 0;
+    loop {
+        let ids = store.expired_broadcasts(now, SWEEP_BATCH)?;
+        for &id in &ids {
+            n += u64::from(store.remove_broadcast(id)?);
+        }
+        if ids.len() < SWEEP_BATCH {
+            return Ok(n);
+        }
+    }
+}
+
+/// Sweeps expired records every second until `shutdown`, off the async
+/// workers; sends never wait for it.
+pub fn start_sweeper(hub: &Arc<Hub>, mut shutdown: signal::Receiver<()>) -> JoinHandle<()> {
+    let hub = Arc::downgrade(hub);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SWEEP_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.recv() => return,
+            }
+            let Some(store) = hub.upgrade().map(|h| h.store.clone()) else {
+                return;
+            };
+            match tokio::task::spawn_blocking(move || sweep(&store, now_ms())).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => {
+                    METRICS.broadcasts_swept(n);
+                    debug!(records = n, "expired broadcasts swept");
+                }
+                Ok(Err(e)) => warn!(error = %e, "broadcast sweep failed"),
+                Err(e) => warn!(error = %e, "broadcast sweep task failed"),
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_defaults_to_a_month_and_never_exceeds_it() {
+        let now = 1_000_000;
+        assert_eq!(expiry(None, now).unwrap(), now + MONTH_MS);
+        assert_eq!(expiry(Some(now + 5), now).unwrap(), now + 5);
+        assert_eq!(expiry(Some(u64::MAX), now).unwrap(), now + MONTH_MS);
+        assert_eq!(expiry(Some(now), now).unwrap_err().code, 4301);
+        assert_eq!(expiry(Some(1), now).unwrap_err().code, 4301);
+    }
+
+    #[test]
+    fn broadcasts_are_told_apart_from_clients_and_app_sends() {
+        let msg = Message::new(ConvId([1; 12]), 1, "Bot", 1, Content::Text("hi".into()));
+        let mut e = LogEntry::new(msg, "", "127.0.0.1");
+        e.to_peers = Some(Vec::new());
+        assert!(is_broadcast(&e));
+        e.to_peers = Some(vec!["Tom".into()]);
+        assert!(!is_broadcast(&e), "an app send names its receivers");
+        e.to_peers = Some(Vec::new());
+        e.origin_device = "phone".into();
+        assert!(!is_broadcast(&e), "a client's message has a device");
+    }
+}

@@ -1,0 +1,528 @@
+//! `_SysMessage`: clients' messages to system conversations, as LeanCloud's
+//! class of that name shows them (ackAt, bin, conv, data, from, fromIp,
+//! msgId, timestamp), the admin API's query over them, and the webhook that
+//! carries them to the app (`[system] webhook_url`).
+//!
+//! They are the log entries of system conversations that have a device
+//! ([`is_inbound`]): the app's own sends and broadcasts have none. The
+//! commit pipeline queues each for the webhook in the atomic batch that
+//! stores it (`y` keys, [`Store::webhook_pending`]). The worker takes up to
+//! [`BATCH_MAX`] at a time, oldest first per conversation, waits until they
+//! are durable (a pipeline barrier) and POSTs them as one JSON array of
+//! rows. A failed POST (no 2xx answer within `webhook_timeout_ms`) is
+//! retried up to [`RETRIES`] times, after a quarter of the timeout, then
+//! half, then all of it; then the batch is given up: logged, counted
+//! (`tidings_sys_webhook_given_up_total`) and taken off the queue. One
+//! batch at a time keeps each conversation's messages in order. What is
+//! still queued at shutdown, a POST awaiting its answer included, goes out
+//! after the next start: delivery is at least once. Without a webhook the
+//! queue is emptied as it fills; the rows stay queryable.
+//!
+//! [`Store::webhook_pending`]: crate::store::Store::webhook_pending
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use reqwest::Url;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use serde_json::{Value, json};
+use tokio::sync::broadcast as signal;
+use tokio::task::JoinHandle;
+use tracing::{error, warn};
+
+use crate::admin::iso_date;
+use crate::config::SystemSection;
+use crate::conversation::system;
+use crate::hooks::encode_bin;
+use crate::hub::Hub;
+use crate::metrics::METRICS;
+use crate::protocol::{Content, ConvId, ErrorBody, parse_msg_id};
+use crate::store::LogEntry;
+use crate::util::now_ms;
+
+/// Most rows in one POST.
+pub const BATCH_MAX: usize = 100;
+
+/// Retries of a failed POST before its batch is given up (LeanCloud's 3).
+pub const RETRIES: u32 = 3;
+
+/// How often an idle worker looks at the queue.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Most of an answer read (and then ignored): enough to reuse the
+/// connection after a small body, without buffering a huge one.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// Whether a system conversation's log entry is a client's message (it has
+/// a device), not the app's send or broadcast.
+pub fn is_inbound(e: &LogEntry) -> bool {
+    !e.origin_device.is_empty()
+}
+
+fn date(ms: u64) -> Value {
+    json!({"__type": "Date", "iso": iso_date(ms)})
+}
+
+/// A `_SysMessage` row in LeanCloud's REST shape (the webhook's format):
+/// `conv` is a Pointer to `_Conversation`, dates are `Date` objects,
+/// binary `data` is base64 with `bin: true`. `ackAt` is there once the
+/// webhook took the message.
+pub fn row(e: &LogEntry, ack_at: Option<u64>) -> Value {
+    let (data, bin) = match &e.msg.content {
+        Content::Text(t) => (t.clone(), false),
+        Content::Binary(b) => (encode_bin(b), true),
+    };
+    let updated = [e.msg.updated_at, ack_at]
+        .into_iter()
+        .flatten()
+        .fold(e.msg.timestamp, u64::max);
+    let mut v = json!({
+        "msgId": e.msg.msg_id,
+        "conv": {
+            "__type": "Pointer",
+            "className": "_Conversation",
+            "objectId": e.msg.conv.to_string(),
+        },
+        "from": e.msg.from,
+        "fromIp": e.from_ip,
+        "bin": bin,
+        "data": data,
+        "timestamp": e.msg.timestamp,
+        "createdAt": date(e.msg.timestamp),
+        "updatedAt": date(updated),
+    });
+    if let (Some(at), Value::Object(o)) = (ack_at, &mut v) {
+        o.insert("ackAt".into(), date(at));
+    }
+    v
+}
+
+/// Which rows a query wants; every part that is set must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub conv: Option<ConvId>,
+    pub from: Option<String>,
+    pub msg_id: Option<String>,
+}
+
+/// A query's page: after `skip` rows, at most `limit`, oldest first or
+/// (`newest_first`) newest first. Each row with its `ackAt`.
+pub fn query(
+    hub: &Hub,
+    f: &Filter,
+    newest_first: bool,
+    skip: usize,
+    limit: usize,
+) -> Result<Vec<(LogEntry, Option<u64>)>, ErrorBody> {
+    let keep = |e: &LogEntry| {
+        is_inbound(e) && !e.deleted && f.from.as_ref().is_none_or(|from| e.msg.from == *from)
+    };
+    let mut found: Vec<LogEntry> = Vec::new();
+    if let Some(id) = &f.msg_id {
+        // One message: no scan.
+        if let Some((conv, seq)) = parse_msg_id(id)
+            && f.conv.is_none_or(|c| c == conv)
+            && system::lookup(hub, conv).is_ok()
+            && let Some(e) = hub.store.message(conv, seq)?
+            && keep(&e)
+        {
+            found.push(e);
+        }
+    } else {
+        let convs: Vec<ConvId> = match f.conv {
+            Some(c) => system::lookup(hub, c).map(|_| c).into_iter().collect(),
+            None => system::list(hub, 0, usize::MAX)?
+                .into_iter()
+                .map(|s| s.id)
+                .collect(),
+        };
+        let want = skip.saturating_add(limit);
+        for id in convs {
+            let Ok(c) = system::lookup(hub, id) else {
+                continue;
+            };
+            let last = c.last_seq();
+            found.extend(
+                hub.store
+                    .scan_messages(id, (1, last), newest_first, want, &keep)?,
+            );
+        }
+    }
+    let key = |e: &LogEntry| (e.msg.timestamp, e.msg.conv, e.msg.seq);
+    found.sort_by_key(key);
+    if newest_first {
+        found.reverse();
+    }
+    found
+        .into_iter()
+        .skip(skip)
+        .take(limit)
+        .map(|e| {
+            let ack = hub.store.sys_acked(e.msg.conv, e.msg.seq)?;
+            Ok((e, ack))
+        })
+        .collect()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("system.webhook_url {url:?}: {msg}")]
+    Url { url: String, msg: String },
+    #[error("{name} is not printable ASCII (it is sent as a header)")]
+    Header { name: &'static str },
+    #[error("HTTP client: {0}")]
+    Client(String),
+}
+
+/// Why one POST failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum PostError {
+    #[error("no answer within {} ms", .0.as_millis())]
+    Timeout(Duration),
+    #[error("request failed: {0}")]
+    Request(String),
+    #[error("HTTP {0}")]
+    Status(u16),
+}
+
+/// The webhook's endpoint and a pooled client for it.
+pub struct Webhook {
+    http: reqwest::Client,
+    url: Url,
+    headers: HeaderMap,
+    timeout: Duration,
+}
+
+impl Webhook {
+    /// `None` when no `webhook_url` is set. `hook_key` (the hooks' secret)
+    /// goes along as `X-LC-Hook-Key`, so the app can tell the server's
+    /// POSTs from anyone else's.
+    pub fn new(
+        cfg: &SystemSection,
+        app_id: &str,
+        hook_key: Option<&str>,
+    ) -> Result<Option<Webhook>, WebhookError> {
+        let Some(text) = &cfg.webhook_url else {
+            return Ok(None);
+        };
+        let url = Url::parse(text).map_err(|e| WebhookError::Url {
+            url: text.clone(),
+            msg: e.to_string(),
+        })?;
+        let header = |name: &'static str, v: &str| {
+            HeaderValue::from_str(v).map_err(|_| WebhookError::Header { name })
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            HeaderName::from_static("x-lc-id"),
+            header("X-LC-Id", app_id)?,
+        );
+        if let Some(k) = hook_key {
+            headers.insert(
+                HeaderName::from_static("x-lc-hook-key"),
+                header("X-LC-Hook-Key", k)?,
+            );
+        }
+        let timeout = Duration::from_millis(cfg.webhook_timeout_ms);
+        Ok(Some(Webhook {
+            http: http_client(timeout)?,
+            url,
+            headers,
+            timeout,
+        }))
+    }
+
+    /// One POST; success is a 2xx answer, whatever its body.
+    async fn post(&self, body: &[u8]) -> Result<(), PostError> {
+        let request = self
+            .http
+            .post(self.url.clone())
+            .headers(self.headers.clone())
+            .body(body.to_vec());
+        // One deadline over connect, send and the answer.
+        match tokio::time::timeout(self.timeout, exchange(request)).await {
+            Ok(r) => r,
+            Err(_) => Err(PostError::Timeout(self.timeout)),
+        }
+    }
+}
+
+async fn exchange(request: reqwest::RequestBuilder) -> Result<(), PostError> {
+    let mut response = request.send().await.map_err(request_error)?;
+    let status = response.status();
+    let mut read = 0;
+    while read < MAX_ANSWER_BYTES {
+        match response.chunk().await.map_err(request_error)? {
+            Some(c) => read += c.len(),
+            None => break,
+        }
+    }
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(PostError::Status(status.as_u16()))
+    }
+}
+
+fn request_error(e: reqwest::Error) -> PostError {
+    // The source chain holds the useful part ("connection refused").
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    PostError::Request(text)
+}
+
+/// Like the hooks' client: our ring-based rustls with the platform's roots,
+/// keep-alive, no redirects and no proxy from the environment (the webhook
+/// is the app's own server).
+fn http_client(connect_timeout: Duration) -> Result<reqwest::Client, WebhookError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls_platform_verifier::Verifier::new(provider.clone())
+        .map_err(|e| WebhookError::Client(format!("TLS verifier: {e}")))?;
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| WebhookError::Client(format!("TLS: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .connect_timeout(connect_timeout)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .tcp_nodelay(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .user_agent(concat!("tidings/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| WebhookError::Client(e.to_string()))
+}
+
+/// The wait before retry number `attempt` (0-based): a quarter of the
+/// timeout, doubling, so retries scale with what the endpoint is allowed.
+pub fn backoff(timeout: Duration, attempt: u32) -> Duration {
+    (timeout / 4).saturating_mul(1u32 << attempt.min(16))
+}
+
+/// How one batch ended.
+enum Outcome {
+    Delivered,
+    GaveUp,
+    /// Nothing left of the batch to POST (deleted meanwhile).
+    Kept,
+    Shutdown,
+}
+
+/// Starts the worker; it stops when `shutdown` fires, leaving what is
+/// queued for the next start.
+pub fn start(
+    hub: &Arc<Hub>,
+    webhook: Option<Webhook>,
+    shutdown: signal::Receiver<()>,
+) -> JoinHandle<()> {
+    tokio::spawn(run(Arc::downgrade(hub), webhook, shutdown))
+}
+
+async fn run(hub: Weak<Hub>, webhook: Option<Webhook>, mut shutdown: signal::Receiver<()>) {
+    let mut full = false;
+    loop {
+        // A full batch means more may be waiting: no pause then.
+        if full {
+            match shutdown.try_recv() {
+                Err(signal::error::TryRecvError::Empty) => {}
+                _ => return,
+            }
+        } else {
+            tokio::select! {
+                () = tokio::time::sleep(POLL) => {}
+                _ = shutdown.recv() => return,
+            }
+        }
+        let Some(hub) = hub.upgrade() else {
+            return;
+        };
+        let pending = match hub.store.webhook_pending(BATCH_MAX) {
+            Ok(p) => p,
+            Err(e) => {
+                error!(error = %e, "cannot read the system webhook queue");
+                full = false;
+                continue;
+            }
+        };
+        full = pending.len() == BATCH_MAX;
+        if pending.is_empty() {
+            continue;
+        }
+        let Some(webhook) = &webhook else {
+            // Nowhere to go: the rows are only kept.
+            if let Err(e) = hub.store.webhook_done(&pending) {
+                error!(error = %e, "cannot take messages off the system webhook queue");
+            }
+            continue;
+        };
+        // What leaves the server must be on disk first.
+        let durable = tokio::select! {
+            r = hub.pipeline.barrier() => r,
+            _ = shutdown.recv() => return,
+        };
+        if durable.is_err() {
+            continue;
+        }
+        let mut rows = Vec::with_capacity(pending.len());
+        let mut carried = Vec::with_capacity(pending.len());
+        let mut failed = false;
+        for &(conv, seq) in &pending {
+            match hub.store.message(conv, seq) {
+                Ok(Some(e)) if !e.deleted => {
+                    rows.push(row(&e, None));
+                    carried.push((conv, seq));
+                }
+                // Deleted since (the message, or its conversation).
+                Ok(_) => {}
+                Err(e) => {
+                    error!(error = %e, "cannot read a message for the system webhook");
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        if failed {
+            full = false;
+            continue;
+        }
+        let outcome = if rows.is_empty() {
+            Outcome::Kept
+        } else {
+            deliver(webhook, &rows, &mut shutdown).await
+        };
+        let n = carried.len() as u64;
+        match outcome {
+            Outcome::Delivered => {
+                METRICS.webhook_done(n, 0);
+                if let Err(e) = hub.store.set_sys_acked(&carried, now_ms()) {
+                    warn!(error = %e, "ackAt of delivered _SysMessage rows not recorded");
+                }
+            }
+            Outcome::GaveUp => {
+                METRICS.webhook_done(0, n);
+                let first = carried
+                    .first()
+                    .map(|(c, s)| crate::protocol::msg_id(*c, *s));
+                error!(
+                    messages = n, first = ?first,
+                    "system webhook: every attempt failed; giving these messages up"
+                );
+            }
+            Outcome::Kept => {}
+            Outcome::Shutdown => return,
+        }
+        if let Err(e) = hub.store.webhook_done(&pending) {
+            error!(error = %e, "cannot take messages off the system webhook queue");
+        }
+    }
+}
+
+/// POSTs one batch until it is taken, retrying [`RETRIES`] times.
+async fn deliver(w: &Webhook, rows: &[Value], shutdown: &mut signal::Receiver<()>) -> Outcome {
+    let body = match serde_json::to_vec(rows) {
+        Ok(b) => b,
+        Err(e) => {
+            error!(error = %e, "a _SysMessage batch does not serialize");
+            return Outcome::GaveUp;
+        }
+    };
+    for attempt in 0..=RETRIES {
+        let result = tokio::select! {
+            r = w.post(&body) => r,
+            _ = shutdown.recv() => return Outcome::Shutdown,
+        };
+        METRICS.webhook_post(result.is_ok(), matches!(result, Err(PostError::Timeout(_))));
+        let Err(e) = result else {
+            return Outcome::Delivered;
+        };
+        if attempt == RETRIES {
+            warn!(url = %w.url, attempt, error = %e, "system webhook POST failed; no retries left");
+            break;
+        }
+        let wait = backoff(w.timeout, attempt);
+        warn!(url = %w.url, attempt, error = %e, retry_in = ?wait, "system webhook POST failed; will retry");
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = shutdown.recv() => return Outcome::Shutdown,
+        }
+    }
+    Outcome::GaveUp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Message;
+
+    #[test]
+    fn backoff_is_a_quarter_of_the_timeout_doubling() {
+        let t = Duration::from_secs(5);
+        assert_eq!(backoff(t, 0), Duration::from_millis(1250));
+        assert_eq!(backoff(t, 1), Duration::from_millis(2500));
+        assert_eq!(backoff(t, 2), Duration::from_secs(5));
+        assert_eq!(
+            backoff(Duration::from_millis(200), 0),
+            Duration::from_millis(50)
+        );
+        assert!(backoff(t, u32::MAX) >= backoff(t, 16));
+    }
+
+    #[test]
+    fn rows_have_leanclouds_shape() {
+        let conv: ConvId = "55b99ad700b0387b8a3d7bf0".parse().unwrap();
+        let msg = Message::new(
+            conv,
+            3,
+            "A",
+            1_438_267_062_584,
+            Content::Text("Hello sys".into()),
+        );
+        let e = LogEntry::new(msg, "phone", "121.238.214.92");
+        let id = e.msg.msg_id.clone();
+        assert!(is_inbound(&e));
+        assert_eq!(
+            row(&e, None),
+            json!({
+                "msgId": id,
+                "conv": {"__type": "Pointer", "className": "_Conversation",
+                         "objectId": "55b99ad700b0387b8a3d7bf0"},
+                "from": "A",
+                "fromIp": "121.238.214.92",
+                "bin": false,
+                "data": "Hello sys",
+                "timestamp": 1_438_267_062_584u64,
+                "createdAt": {"__type": "Date", "iso": "2015-07-30T14:37:42.584Z"},
+                "updatedAt": {"__type": "Date", "iso": "2015-07-30T14:37:42.584Z"},
+            })
+        );
+        let acked = row(&e, Some(1_438_267_063_000));
+        assert_eq!(
+            acked["ackAt"],
+            json!({"__type": "Date", "iso": "2015-07-30T14:37:43.000Z"})
+        );
+        assert_eq!(acked["updatedAt"], acked["ackAt"]);
+        let bin = LogEntry::new(
+            Message::new(conv, 4, "A", 1, Content::Binary(vec![0, 1, 2])),
+            "phone",
+            "::1",
+        );
+        assert_eq!(row(&bin, None)["data"], "AAEC");
+        assert_eq!(row(&bin, None)["bin"], true);
+        let app = LogEntry::new(
+            Message::new(conv, 5, "Bot", 1, Content::Text("hi".into())),
+            "",
+            "127.0.0.1",
+        );
+        assert!(!is_inbound(&app));
+    }
+}

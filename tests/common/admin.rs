@@ -165,4 +165,42 @@ impl Admin {
             body["timestamp"].as_u64().expect("timestamp"),
         )
     }
+    /// A broadcast to `conv`'s subscribers; returns `(msg-id, timestamp)`.
+    pub async fn broadcast_to_subscribers(
+        &self,
+        conv: &str,
+        from: &str,
+        text: &str,
+    ) -> (String, u64) {
+        let path = format!("/1.2/rtm/service-conversations/{conv}/broadcasts");
+        let body = self
+            .post(&path, json!({ "from_client": from, "message": text }))
+            .await
+            .expect(200);
+        (
+            body["msg-id"].as_str().expect("msg-id").to_owned(),
+            body["timestamp"].as_u64().expect("timestamp"),
+        )
+    }
+
+    /// A broadcast to every client, belonging to `conv`, with the fields of
+    /// `extra` (`valid_till`, `transient`, `push`) added; returns
+    /// `(msg-id, timestamp)`.
+    pub async fn broadcast(
+        &self,
+        conv: &str,
+        from: &str,
+        text: &str,
+        extra: Value,
+    ) -> (String, u64) {
+        let mut body = json!({ "from_client": from, "conv_id": conv, "message": text });
+        if let (Value::Object(b), Value::Object(x)) = (&mut body, extra) {
+            b.extend(x);
+        }
+        let body = self.post("/1.2/rtm/broadcasts", body).await.expect(200);
+        (
+            body["msg-id"].as_str().expect("msg-id").to_owned(),
+            body["timestamp"].as_u64().expect("timestamp"),
+        )
+    }
 }

@@ -297,7 +297,9 @@ async fn run(args: &LoadArgs, target: &Target) -> Result<Outcome> {
     } else {
         None
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Let the server settle after thousands of logins (and subscriptions)
+    // before the quiet phase is measured.
+    tokio::time::sleep(Duration::from_secs(1)).await;
 
     // The broadcasts' plan first: the direct phases last as long as its window.
     let bplan = Plan::new(rate, args.warmup, args.duration, Some(count), None)?;
@@ -435,7 +437,7 @@ async fn run(args: &LoadArgs, target: &Target) -> Result<Outcome> {
         bail!("every broadcast failed: {e}");
     }
 
-    let mut m = Measured::from_tracker("broadcast", "delivery", &bt);
+    let mut m = Measured::from_tracker("broadcast", "broadcast", &bt);
     m.latency = Some(("scheduled POST → receipt", bt.latency.merged()));
     m.ack_latency = Some(("scheduled POST → API answer", bt.ack.merged()));
     m.connections = n + direct.as_ref().map_or(0, |d| 2 * d.pairs);

@@ -9,8 +9,8 @@
 //!
 //! - live: a background task walks the clients online now (the registry
 //!   shard by shard, or the subscriber list) [`STEP`] clients at a time,
-//!   yielding between steps so other traffic keeps flowing, and raises the
-//!   cursor of each client it reached;
+//!   yielding between steps so other traffic keeps flowing; the cursors of
+//!   the clients it reached are raised behind it, off the async workers;
 //! - at login ([`at_login`]): the unexpired broadcasts after the client's
 //!   cursor, oldest first; a client never seen before gets only the newest.
 //!
@@ -257,11 +257,16 @@ async fn fan_out(
     skip: Option<&str>,
     out: &Outbound,
 ) -> Option<u64> {
+    let cursors = match id {
+        Some(id) => Some(cursor_writer(hub.upgrade()?.store.clone(), id)),
+        None => None,
+    };
+    let cursors = cursors.as_ref();
     let mut reached = 0;
     match audience {
         Audience::Subscribers(list) => {
             for chunk in list.chunks(STEP) {
-                reached += step(hub, chunk, id, skip, out).await?;
+                reached += step(hub, chunk, skip, out, cursors).await?;
             }
         }
         Audience::Everyone => {
@@ -269,7 +274,7 @@ async fn fan_out(
             for shard in 0..shards {
                 let online = hub.upgrade()?.registry.online_in_shard(shard);
                 for chunk in online.chunks(STEP) {
-                    reached += step(hub, chunk, id, skip, out).await?;
+                    reached += step(hub, chunk, skip, out, cursors).await?;
                 }
             }
         }
@@ -277,39 +282,45 @@ async fn fan_out(
     Some(reached)
 }
 
-/// One step: the message to these clients' devices, then (off the async
-/// workers) the cursors of those it reached, then a yield.
+/// Raises the cursors of the clients each step reached, on one blocking
+/// thread behind the hand-off, so no step waits for the store and the
+/// async workers never do. Ends when the fan-out drops the sender.
+fn cursor_writer(store: Arc<Store>, id: u64) -> std::sync::mpsc::Sender<Vec<String>> {
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<String>>();
+    tokio::task::spawn_blocking(move || {
+        for reached in rx {
+            // The clients got it live; a lost cursor means they get it again
+            // at their next login, which clients drop by msgId.
+            if let Err(e) = store.raise_broadcast_cursors(reached.iter().map(String::as_str), id) {
+                warn!(error = %e, "broadcast cursors not raised");
+            }
+        }
+    });
+    tx
+}
+
+/// One step: the message to these clients' devices, their cursors to the
+/// writer, then a yield.
 async fn step(
     hub: &Weak<Hub>,
     clients: &[String],
-    id: Option<u64>,
     skip: Option<&str>,
     out: &Outbound,
+    cursors: Option<&std::sync::mpsc::Sender<Vec<String>>>,
 ) -> Option<u64> {
-    let (store, reached) = {
+    let reached: Vec<String> = {
         let hub = hub.upgrade()?;
-        let reached: Vec<String> = clients
+        clients
             .iter()
             .filter(|c| Some(c.as_str()) != skip && hub.registry.send_to_client(c, out))
             .cloned()
-            .collect();
-        (hub.store.clone(), reached)
+            .collect()
     };
     let n = reached.len() as u64;
-    if let Some(id) = id
+    if let Some(tx) = cursors
         && !reached.is_empty()
     {
-        let raised = tokio::task::spawn_blocking(move || {
-            store.raise_broadcast_cursors(reached.iter().map(String::as_str), id)
-        })
-        .await;
-        match raised {
-            Ok(Ok(())) => {}
-            // The clients got it live; a lost cursor means they get it
-            // again at their next login, which clients drop by msgId.
-            Ok(Err(e)) => warn!(error = %e, "broadcast cursors not raised"),
-            Err(e) => warn!(error = %e, "broadcast cursor task failed"),
-        }
+        let _ = tx.send(reached);
     }
     tokio::task::yield_now().await;
     Some(n)

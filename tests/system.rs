@@ -530,6 +530,10 @@ async fn a_broadcast_to_100000_online_clients_goes_out_in_steps() {
             .expect("registered");
         rxs.push(rx);
     }
+    let before = Instant::now();
+    let sent = alice.send_text(chat.id, "before").await.expect("a send");
+    let send_before = before.elapsed();
+    message(&mut bev, &sent.msg_id).await;
     let started = Instant::now();
     let (b, _) = a.broadcast(&id, "News", "to all of you", json!({})).await;
     let answered = started.elapsed();
@@ -570,7 +574,7 @@ async fn a_broadcast_to_100000_online_clients_goes_out_in_steps() {
     eprintln!(
         "broadcast to {N} online devices: answered in {answered:?}, every device had it \
          after {all_had_it:?}, every cursor written after {cursors_done:?}; a chat send \
-         meanwhile took {send_took:?}"
+         took {send_before:?} before and {send_took:?} meanwhile"
     );
 }
 

@@ -395,11 +395,7 @@ impl Store {
         id: u64,
     ) -> Result<()> {
         for c in clients {
-            let key = cursor(c);
-            if self.broadcast_cursor(c)?.is_some_and(|cur| cur >= id) {
-                continue;
-            }
-            self.broadcasts.fetch_and_update(key, |old| {
+            self.broadcasts.fetch_and_update(cursor(c), |old| {
                 let cur = old.and_then(keys::read_u64).unwrap_or(0);
                 Some(cur.max(id).to_be_bytes().to_vec())
             })?;

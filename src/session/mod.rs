@@ -560,7 +560,8 @@ impl Session {
             if seq > c.last_seq() {
                 continue;
             }
-            // The newest acked message that wants a receipt, per sender.
+            // The newest acked message that wants a receipt (receipts exist
+            // only between two members, so all are from the one other).
             let mut receipt: Option<(Arc<str>, u64)> = None;
             if let Some(q) = self.inflight.get_mut(&conv) {
                 while q.front().is_some_and(|i| i.seq <= seq) {

@@ -357,7 +357,7 @@ pub fn history(hub: &Hub, caller: &Caller, q: HistoryQuery) -> Result<Reply, Err
         HISTORY_MAX_SCAN,
         |e| {
             !e.deleted
-                && (!own_only || e.reaches(&caller.client))
+                && (!own_only || sees(e, &caller.client))
                 && lctype.is_none_or(|t| lctype_of(&e.msg.content) == Some(t))
         },
     )?;
@@ -452,16 +452,28 @@ pub fn unread_summary(hub: &Hub, client: &str, limit: usize) -> Result<Vec<Unrea
             Ok(UnreadItem {
                 conv,
                 count,
-                last_message: last_visible(hub, conv)?.map(|m| m.for_receiver(client)),
+                last_message: last_visible(hub, conv, client)?.map(|m| m.for_receiver(client)),
             })
         })
         .collect()
 }
 
 /// The newest message still in history (deleted ones leave tombstones).
-pub fn last_visible(hub: &Hub, conv: ConvId) -> Result<Option<Message>, ErrorBody> {
+pub fn last_visible(hub: &Hub, conv: ConvId, client: &str) -> Result<Option<Message>, ErrorBody> {
+    let system = hub
+        .convs
+        .get(&conv)
+        .is_some_and(|c| c.state.read().rec.kind == ConvKind::System);
     let (mut found, _) = hub
         .store
-        .messages_where(conv, (1, u64::MAX), 1, true, 1000, |e| !e.deleted)?;
+        .messages_where(conv, (1, u64::MAX), 1, true, 1000, |e| {
+            !e.deleted && (!system || sees(e, client))
+        })?;
     Ok(found.pop().map(|e| e.msg))
+}
+
+/// In a system conversation a subscriber sees its own exchanges with the
+/// app and the broadcasts, not other subscribers' messages.
+fn sees(e: &crate::store::LogEntry, client: &str) -> bool {
+    e.reaches(client) || crate::broadcast::is_broadcast(e)
 }

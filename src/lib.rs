@@ -11,6 +11,7 @@
 //! - [`conversation`]: the lock-sharded conversation table and membership rules.
 //! - [`message`]: the group-commit pipeline that orders, stores and fans out messages.
 //! - [`filter`]: keyword filtering (aho-corasick, Unicode case-insensitive).
+//! - [`http`]: the outbound HTTP client every caller shares (TLS, proxy and redirect policy).
 //! - [`hooks`]: LeanCloud IM hooks over HTTP: before-hook chains and the after-hook outbox.
 //! - [`hub`]: the shared state of a running server, handed to every session.
 //! - [`session`]: one connection's login, commands, delivery and acks.
@@ -31,6 +32,7 @@ pub mod config;
 pub mod conversation;
 pub mod filter;
 pub mod hooks;
+pub mod http;
 pub mod hub;
 pub mod message;
 pub mod metrics;

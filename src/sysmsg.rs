@@ -266,41 +266,11 @@ async fn exchange(request: reqwest::RequestBuilder) -> Result<(), PostError> {
 }
 
 fn request_error(e: reqwest::Error) -> PostError {
-    // The source chain holds the useful part ("connection refused").
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    PostError::Request(text)
+    PostError::Request(crate::http::error_text(&e))
 }
 
-/// Like the hooks' client: our ring-based rustls with the platform's roots,
-/// keep-alive, no redirects and no proxy from the environment (the webhook
-/// is the app's own server).
 fn http_client(connect_timeout: Duration) -> Result<reqwest::Client, WebhookError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = rustls_platform_verifier::Verifier::new(provider.clone())
-        .map_err(|e| WebhookError::Client(format!("TLS verifier: {e}")))?;
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| WebhookError::Client(format!("TLS: {e}")))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .connect_timeout(connect_timeout)
-        .pool_idle_timeout(Duration::from_secs(60))
-        .tcp_nodelay(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .user_agent(concat!("tidings/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| WebhookError::Client(e.to_string()))
+    crate::http::client(connect_timeout, None).map_err(WebhookError::Client)
 }
 
 /// The wait before retry number `attempt` (0-based): a quarter of the

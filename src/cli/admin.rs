@@ -5,7 +5,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
@@ -630,25 +629,10 @@ fn credentials(conn: &Conn, config: &Config, data_dir: &Path) -> anyhow::Result<
     }
 }
 
-/// Our ring-based rustls with the platform's roots, as for hook calls, so
-/// an https URL (a TLS proxy in front of the API) works too.
+/// The server's own HTTP client settings, so an https URL (a TLS proxy in
+/// front of the API) works too.
 fn http_client() -> anyhow::Result<reqwest::Client> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = rustls_platform_verifier::Verifier::new(provider.clone())
-        .map_err(|e| anyhow!("TLS verifier: {e}"))?;
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("TLS")?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .timeout(TIMEOUT)
-        .no_proxy()
-        .user_agent(concat!("tidings/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .context("building the HTTP client")
+    tidings::http::client(TIMEOUT, Some(TIMEOUT)).map_err(|e| anyhow!("HTTP client: {e}"))
 }
 
 #[cfg(test)]

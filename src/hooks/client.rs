@@ -1,7 +1,6 @@
 //! One hook call over HTTP, LeanEngine's way, and the chain a before-hook
 //! runs. Knows nothing of the outbox or metrics, so the CLI can use it alone.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::Url;
@@ -340,30 +339,8 @@ fn rejection(hook: Hook, result: &Map<String, Value>) -> Option<ChainEnd> {
     Some(ChainEnd::Rejected { code, detail })
 }
 
-/// The pooled client: keep-alive, HTTP/1.1 or h2 (ALPN), our ring-based
-/// rustls with the platform's roots, no redirects (a hook answers itself)
-/// and no proxy from the environment (hooks go to your own app server).
 fn http_client(connect_timeout: Duration) -> Result<reqwest::Client, HookError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = rustls_platform_verifier::Verifier::new(provider.clone())
-        .map_err(|e| HookError::Client(format!("TLS verifier: {e}")))?;
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| HookError::Client(format!("TLS: {e}")))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .connect_timeout(connect_timeout)
-        .pool_idle_timeout(Duration::from_secs(60))
-        .tcp_nodelay(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .user_agent(concat!("tidings/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| HookError::Client(e.to_string()))
+    crate::http::client(connect_timeout, None).map_err(HookError::Client)
 }
 
 fn route(cfg: &HooksSection, hook: Hook) -> Result<Option<Route>, HookError> {
@@ -407,15 +384,7 @@ fn request_error(e: reqwest::Error) -> CallError {
     if e.is_timeout() {
         return CallError::Request(format!("connect timed out: {e}"));
     }
-    // The source chain holds the useful part ("connection refused").
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    CallError::Request(text)
+    CallError::Request(crate::http::error_text(&e))
 }
 
 fn excerpt(bytes: &[u8]) -> String {

@@ -38,12 +38,11 @@ use crate::hub::{Hub, event_frame};
 use crate::message::Draft;
 use crate::metrics::METRICS;
 use crate::protocol::{
-    Content, ConvId, ErrorBody, ErrorCode, Event, Message, SendMessage, ServerFrame, parse_msg_id,
+    Content, ConvId, ErrorBody, ErrorCode, Event, Message, SendMessage, parse_msg_id,
 };
 use crate::session::registry::Outbound;
 use crate::store::system::BroadcastRecord;
 use crate::store::{LogEntry, Store, StoreError};
-use crate::transport::frame;
 use crate::util::{now_ms, random_token};
 
 /// LeanCloud's default and longest `valid_till`: a month (30 days) ahead.
@@ -150,22 +149,13 @@ pub async fn send(hub: &Arc<Hub>, b: Broadcast) -> Result<Sent, ErrorBody> {
             msg_id: msg.msg_id.clone(),
             timestamp: msg.timestamp,
         };
-        let ev = ServerFrame::Event(Event::Message {
+        let out = Outbound::transient(Event::Message {
             msg,
             redelivered: false,
-        });
-        let (Ok(datagram), Ok(frame)) = (crate::codec::encode(&ev), frame::encode(&ev)) else {
-            return Err(err(
-                ErrorCode::InternalError,
-                "encoding the broadcast failed",
-            ));
-        };
+        })
+        .ok_or_else(|| err(ErrorCode::InternalError, "encoding the broadcast failed"))?;
         METRICS.broadcast();
         METRICS.messages_in(1);
-        let out = Outbound::Transient {
-            datagram: datagram.into(),
-            frame,
-        };
         spawn_fan_out(hub, None, audience(), None, out);
         return Ok(sent);
     }

@@ -20,11 +20,10 @@ use crate::hub::Hub;
 use crate::message::Draft;
 use crate::metrics::METRICS;
 use crate::protocol::{
-    Content, ConvId, ConvKind, ErrorBody, ErrorCode, Event, Message, SendMessage, ServerFrame,
+    Content, ConvId, ConvKind, ErrorBody, ErrorCode, Event, Message, SendMessage,
 };
 use crate::session::registry::Outbound;
 use crate::store::ConversationRecord;
-use crate::transport::frame;
 use crate::util::{now_ms, random_token};
 
 /// LeanCloud's cap on `to_clients` of one send.
@@ -375,17 +374,11 @@ fn send_transient(hub: &Hub, id: ConvId, m: AppMessage) -> Sent {
         timestamp: msg.timestamp,
     };
     METRICS.messages_in(1);
-    let ev = ServerFrame::Event(Event::Message {
+    let Some(out) = Outbound::transient(Event::Message {
         msg,
         redelivered: false,
-    });
-    let (Ok(datagram), Ok(frame)) = (crate::codec::encode(&ev), frame::encode(&ev)) else {
-        tracing::error!("encoding a transient message failed");
+    }) else {
         return sent;
-    };
-    let out = Outbound::Transient {
-        datagram: datagram.into(),
-        frame,
     };
     let sender = (!m.no_sync).then_some(m.from.as_str());
     hub.registry.send_to(

@@ -11,15 +11,13 @@ pub mod will;
 pub use pipeline::{Change, Committed, Draft, PatchDraft, Pending, Pipeline};
 
 use crate::auth::valid_id;
-use crate::codec;
 use crate::conversation::Conv;
 use crate::hub::{Caller, Hub};
 use crate::protocol::{
     Anchor, Content, ConvId, ConvKind, Direction, ErrorBody, ErrorCode, Event, HistoryQuery,
-    Message, Reason, Reply, SendMessage, ServerFrame, UnreadItem,
+    Message, Reason, Reply, SendMessage, UnreadItem,
 };
 use crate::session::registry::Outbound;
-use crate::transport::frame;
 use crate::util::{now_ms, random_token};
 use bytes::Bytes;
 
@@ -279,17 +277,11 @@ pub(crate) fn deliver_online(
     );
     let audience: Vec<&str> = audience.iter().map(String::as_str).collect();
     for (group, msg) in pipeline::per_receiver(&audience, &msg) {
-        let ev = ServerFrame::Event(Event::Message {
+        let Some(out) = Outbound::transient(Event::Message {
             msg,
             redelivered: false,
-        });
-        let (Ok(datagram), Ok(frame)) = (codec::encode(&ev), frame::encode(&ev)) else {
-            tracing::error!("encoding an unstored message failed");
+        }) else {
             return;
-        };
-        let out = Outbound::Transient {
-            datagram: datagram.into(),
-            frame,
         };
         hub.registry.send_to(group, Some(caller.conn_id), &out);
     }

@@ -6,12 +6,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::codec;
 use crate::hooks::Hook;
 use crate::hub::{Caller, Hub};
-use crate::protocol::{ConvId, Event, ServerFrame};
+use crate::protocol::{ConvId, Event};
 use crate::session::registry::Outbound;
-use crate::transport::frame;
 use crate::util::now_ms;
 
 /// Entries in the hook rate-limit table before stale ones are swept.
@@ -30,16 +28,11 @@ pub fn relay(hub: &Hub, caller: &Caller, conv_id: ConvId, started: bool) {
         }
         st.audience()
     };
-    let ev = ServerFrame::Event(Event::Typing {
+    if let Some(out) = Outbound::transient(Event::Typing {
         conv: conv_id,
         from: caller.client.clone(),
         started,
-    });
-    if let (Ok(datagram), Ok(frame)) = (codec::encode(&ev), frame::encode(&ev)) {
-        let out = Outbound::Transient {
-            datagram: datagram.into(),
-            frame,
-        };
+    }) {
         let others = members
             .iter()
             .map(String::as_str)

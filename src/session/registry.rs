@@ -37,6 +37,28 @@ pub enum Outbound {
     },
 }
 
+impl Outbound {
+    /// An unstored event (transient message, will, typing) for the
+    /// datagram path, with its stream fallback; `None` only if encoding
+    /// our own type failed, which is logged.
+    pub fn transient(ev: crate::protocol::Event) -> Option<Outbound> {
+        let ev = crate::protocol::ServerFrame::Event(ev);
+        match (
+            crate::codec::encode(&ev),
+            crate::transport::frame::encode(&ev),
+        ) {
+            (Ok(datagram), Ok(frame)) => Some(Outbound::Transient {
+                datagram: datagram.into(),
+                frame,
+            }),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(error = %e, "encoding an unstored event failed");
+                None
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct DeviceHandle {
     pub conn_id: u64,

@@ -73,7 +73,7 @@ pub struct EditArgs {
     #[arg(value_name = "CONV")]
     pub conv: ConvId,
     /// The message's id (msgId, as `send` and `history` print it).
-    #[arg(value_name = "MSG_ID")]
+    #[arg(value_name = "MSG_ID", allow_hyphen_values = true)]
     pub msg_id: String,
     /// The new text; it replaces the content whole.
     pub text: String,
@@ -92,7 +92,7 @@ pub struct MsgArgs {
     #[arg(value_name = "CONV")]
     pub conv: ConvId,
     /// The message's id (msgId, as `send` and `history` print it).
-    #[arg(value_name = "MSG_ID")]
+    #[arg(value_name = "MSG_ID", allow_hyphen_values = true)]
     pub msg_id: String,
 }
 

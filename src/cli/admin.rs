@@ -190,7 +190,11 @@ pub enum BroadcastCommand {
         skip: Option<usize>,
     },
     /// Stop one: nobody gets it at login any more (it stays in history).
-    Delete { msg_id: String },
+    Delete {
+        /// Message ids may start with '-' (URL-safe base64).
+        #[arg(value_name = "MSG_ID", allow_hyphen_values = true)]
+        msg_id: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -230,13 +234,13 @@ pub struct HistoryArgs {
     #[arg(long)]
     pub reversed: bool,
     /// Start at this message (LeanCloud's msgid).
-    #[arg(long, value_name = "MSGID")]
+    #[arg(long, value_name = "MSGID", allow_hyphen_values = true)]
     pub msgid: Option<String>,
     /// Start at this time, ms (LeanCloud's timestamp).
     #[arg(long, value_name = "MS")]
     pub timestamp: Option<u64>,
     /// Stop at this message.
-    #[arg(long, value_name = "MSGID")]
+    #[arg(long, value_name = "MSGID", allow_hyphen_values = true)]
     pub till_msgid: Option<String>,
     /// Stop at this time, ms.
     #[arg(long, value_name = "MS")]
@@ -683,6 +687,12 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // Message ids are URL-safe base64 and may start with '-'.
+        let c = TestCli::try_parse_from(["t", "broadcast", "delete", "-Kx"]).unwrap();
+        assert!(matches!(
+            c.args.cmd,
+            AdminCommand::Broadcast(BroadcastCommand::Delete { msg_id }) if msg_id == "-Kx"
+        ));
         assert!(
             TestCli::try_parse_from([
                 "t",

@@ -132,7 +132,7 @@ pub struct HistoryArgs {
     #[arg(long, default_value_t = 20)]
     pub limit: u32,
     /// Only messages older than this one.
-    #[arg(long, value_name = "MSGID")]
+    #[arg(long, value_name = "MSGID", allow_hyphen_values = true)]
     pub before: Option<String>,
     /// Only typed messages with this _lctype (-1 text, -2 image, …). The
     /// server looks through at most 20,000 messages per query.
@@ -699,6 +699,9 @@ mod tests {
         assert!(
             TestCli::try_parse_from(["t", "history", "--as", "J", "--conv", "nothex"]).is_err()
         );
+        // Message ids are URL-safe base64 and may start with '-'.
+        let c = TestCli::try_parse_from(["t", "recall", "--as", "J", CONV, "-Kx"]).unwrap();
+        assert!(matches!(c.cmd, ClientCommand::Recall(a) if a.msg_id == "-Kx"));
     }
 
     const CONV: &str = "abababababababababababab";

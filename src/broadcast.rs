@@ -24,6 +24,7 @@
 //! `to_peers`, so the commit pipeline's fan-out gives it to its sender only
 //! and offline sync never sends it: delivery is this module's alone.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -206,7 +207,11 @@ pub async fn send(hub: &Arc<Hub>, b: Broadcast) -> Result<Sent, ErrorBody> {
         Some(id),
         audience(),
         Some(b.from),
-        Outbound::Frame(frame),
+        Outbound::Broadcast {
+            conv: b.conv,
+            seq,
+            frame,
+        },
     );
     Ok(Sent {
         msg_id: committed.sent.msg_id,
@@ -224,8 +229,10 @@ fn spawn_fan_out(
     skip: Option<String>,
     out: Outbound,
 ) {
+    let running = FanOutRunning::new(hub);
     let hub = Arc::downgrade(hub);
     tokio::spawn(async move {
+        let _running = running;
         let started = Instant::now();
         let Some(reached) = fan_out(&hub, id, audience, skip.as_deref(), &out).await else {
             return;
@@ -235,6 +242,23 @@ fn spawn_fan_out(
         METRICS.broadcast_delivered(reached);
         debug!(broadcast = ?id, clients = reached, ms = took.as_millis() as u64, "broadcast fan-out done");
     });
+}
+
+/// Counts a fan-out in `Hub::fan_outs` from before the request is answered
+/// until its task ends, however it ends.
+struct FanOutRunning(Arc<AtomicU64>);
+
+impl FanOutRunning {
+    fn new(hub: &Hub) -> Self {
+        hub.fan_outs.fetch_add(1, Ordering::Relaxed);
+        FanOutRunning(hub.fan_outs.clone())
+    }
+}
+
+impl Drop for FanOutRunning {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Hands `out` to every device of the audience online now, [`STEP`]
@@ -322,14 +346,24 @@ fn subscribed(hub: &Hub, conv: ConvId, client: &str) -> bool {
         .is_some_and(|c| !c.is_deleted() && c.state.read().is_member(client))
 }
 
-/// The broadcasts `client` missed, as `Message` events (`redelivered`) for
-/// the session's writer, oldest first; called once per login, after the
-/// offline sync. Store failures are logged: a login does not fail for them.
-pub fn at_login(hub: &Hub, client: &str) -> Vec<Bytes> {
+/// A broadcast a login got: the session drops a live copy of it that the
+/// fan-out hands over after the login read the store.
+#[derive(Debug, Clone)]
+pub struct Missed {
+    pub conv: ConvId,
+    pub seq: u64,
+    /// A `Message` event flagged `redelivered`.
+    pub frame: Bytes,
+}
+
+/// The broadcasts `client` missed, oldest first; called once per login,
+/// after the offline sync. Store failures are logged: a login does not
+/// fail for them.
+pub fn at_login(hub: &Hub, client: &str) -> Vec<Missed> {
     match missed(hub, client) {
-        Ok(frames) => {
-            METRICS.broadcast_delivered(frames.len() as u64);
-            frames
+        Ok(due) => {
+            METRICS.broadcast_delivered(due.len() as u64);
+            due
         }
         Err(e) => {
             warn!(error = %e, %client, "missed broadcasts not sent");
@@ -338,7 +372,7 @@ pub fn at_login(hub: &Hub, client: &str) -> Vec<Bytes> {
     }
 }
 
-fn missed(hub: &Hub, client: &str) -> Result<Vec<Bytes>, StoreError> {
+fn missed(hub: &Hub, client: &str) -> Result<Vec<Missed>, StoreError> {
     let store = &hub.store;
     let now = now_ms();
     let applies = |r: &BroadcastRecord| {
@@ -347,45 +381,45 @@ fn missed(hub: &Hub, client: &str) -> Result<Vec<Bytes>, StoreError> {
             && (!r.subscribers_only || subscribed(hub, r.conv, client))
     };
     let cursor = store.broadcast_cursor(client)?;
-    let (due, last): (Vec<BroadcastRecord>, u64) = match cursor {
-        // Never seen: only the newest broadcast meant for it.
-        None => {
-            let all = store.broadcasts_after(0, true, usize::MAX)?;
-            let last = all.first().map_or(0, |(id, _)| *id);
-            let newest = all.into_iter().map(|(_, r)| r).find(&applies);
-            (newest.into_iter().collect(), last)
-        }
-        Some(cursor) => {
-            let after = store.broadcasts_after(cursor, false, usize::MAX)?;
-            let last = after.last().map_or(cursor, |(id, _)| *id);
-            let mut due: Vec<BroadcastRecord> =
-                after.into_iter().map(|(_, r)| r).filter(&applies).collect();
-            if due.len() > AT_LOGIN_MAX {
-                due.drain(..due.len() - AT_LOGIN_MAX);
+    // Never seen: only the newest broadcast meant for it.
+    let wanted = if cursor.is_some() { AT_LOGIN_MAX } else { 1 };
+    let mut last = cursor;
+    let mut due = Vec::new();
+    for item in store.broadcasts_newest_first(cursor.unwrap_or(0)) {
+        let (id, r) = item?;
+        last = last.max(Some(id));
+        if applies(&r) {
+            due.push(r);
+            if due.len() == wanted {
+                break;
             }
-            (due, last)
         }
-    };
-    let mut frames = Vec::with_capacity(due.len());
-    for r in due {
+    }
+    let mut out = Vec::with_capacity(due.len());
+    for r in due.into_iter().rev() {
         let Some(e) = store.message(r.conv, r.seq)? else {
             continue;
         };
         if e.deleted {
             continue;
         }
-        if let Some(f) = event_frame(Event::Message {
+        if let Some(frame) = event_frame(Event::Message {
             msg: e.msg.for_receiver(client),
             redelivered: true,
         }) {
-            frames.push(f);
+            out.push(Missed {
+                conv: r.conv,
+                seq: r.seq,
+                frame,
+            });
         }
     }
     // Also when nothing was due: the cursor's presence says "seen before".
+    let last = last.unwrap_or(0);
     if cursor != Some(last) {
         store.raise_broadcast_cursors([client], last)?;
     }
-    Ok(frames)
+    Ok(out)
 }
 
 /// A broadcast as `GET /1.2/rtm/broadcasts` lists it.
@@ -399,7 +433,8 @@ pub struct Listed {
 pub fn list(hub: &Hub, conv: Option<ConvId>) -> Result<Vec<Listed>, ErrorBody> {
     let now = now_ms();
     let mut out = Vec::new();
-    for (_, record) in hub.store.broadcasts_after(0, true, usize::MAX)? {
+    for item in hub.store.broadcasts_newest_first(0) {
+        let (_, record) = item?;
         if record.valid_till <= now || conv.is_some_and(|c| c != record.conv) {
             continue;
         }

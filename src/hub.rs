@@ -34,6 +34,9 @@ pub struct Hub {
     /// Held (never across an await) while creating a unique conversation.
     pub unique_lock: parking_lot::Mutex<()>,
     conn_ids: AtomicU64,
+    /// Broadcast fan-outs still handing out their message (shared with the
+    /// fan-out tasks, which hold the hub only weakly).
+    pub fan_outs: Arc<AtomicU64>,
 }
 
 /// Who is asking: the logged-in identity of a session.
@@ -70,6 +73,7 @@ impl Hub {
             hooks,
             unique_lock: parking_lot::Mutex::new(()),
             conn_ids: AtomicU64::new(1),
+            fan_outs: Arc::new(AtomicU64::new(0)),
         }
     }
 

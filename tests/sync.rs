@@ -6,10 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use tidings::client::{Client, ClientEvent, Events, Sent};
-use tidings::protocol::{
-    Anchor, ConvId, Direction, Event, HistoryQuery, Message, SendMessage, UnreadItem,
-};
+use tidings::client::{Client, ClientEvent, Sent};
+use tidings::protocol::{Anchor, ConvId, Direction, Event, HistoryQuery, Message, SendMessage};
 use tokio::time::Instant;
 
 /// Waits until the server has stored `client`/`device`'s ack cursor at `seq` or beyond.
@@ -33,19 +31,6 @@ async fn send_spaced(c: &Client, conv: ConvId, prefix: &str, n: usize) -> Vec<Se
         out.push(c.send_text(conv, &format!("{prefix}{i}")).await.unwrap());
     }
     out
-}
-
-/// Pull-mode sync: the Unread items; no message may be pushed before them.
-async fn pull_sync(ev: &mut Events) -> Vec<UnreadItem> {
-    ev.wait_for(WAIT, |e| match e {
-        ClientEvent::Server(Event::Unread { items }) => Some(items.clone()),
-        ClientEvent::Server(Event::Message { msg, .. }) => {
-            panic!("pull mode pushed a message at login: {msg:?}")
-        }
-        _ => None,
-    })
-    .await
-    .expect("Unread at a pull-mode login")
 }
 
 fn seqs(ms: &[Message]) -> Vec<u64> {

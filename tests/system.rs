@@ -69,20 +69,29 @@ async fn before_marker(
 }
 
 /// Logs `client` in and returns the broadcasts it got at login: what came
-/// after its offline sync, each flagged redelivered.
+/// after its offline sync, each flagged redelivered. Waits for running
+/// fan-outs first: one that reaches the new session hands it a live copy.
 async fn broadcasts_at_login(
     s: &TestServer,
     a: &Admin,
     conv: &str,
     client: &str,
 ) -> (Client, Events, Vec<String>) {
+    let hub = s.running().hub().clone();
+    eventually("running fan-outs to end", || {
+        hub.fan_outs.load(Ordering::Relaxed) == 0
+    })
+    .await;
     let (c, mut ev) = s.connect_raw(s.options(client)).await;
     push_sync(&mut ev).await;
     let got = before_marker(a, conv, client, &mut ev).await;
     let ids = got
         .into_iter()
         .map(|(m, redelivered)| {
-            assert!(redelivered, "a broadcast at login is flagged redelivered");
+            assert!(
+                redelivered,
+                "a broadcast at login is flagged redelivered: {m:?}"
+            );
             m.msg_id
         })
         .collect();
@@ -250,6 +259,38 @@ async fn broadcasts_reach_who_is_online_at_once_and_the_others_at_login() {
     );
 }
 
+/// A fan-out that reaches a session after its login read the store hands
+/// it a live copy of what the login already sent; the session drops it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_copy_of_a_broadcast_sent_at_login_is_dropped() {
+    let s = TestServer::start().await;
+    let a = Admin::of(&s);
+    let id = a.create_service("News").await;
+    known(&s, "kim").await;
+    let (b, _) = a.broadcast(&id, "News", "once", json!({})).await;
+    let (_kim, mut kev, got) = broadcasts_at_login(&s, &a, &id, "kim").await;
+    assert_eq!(got, std::slice::from_ref(&b));
+    // What the racing fan-out would hand over, built as it builds it.
+    let hub = s.running().hub().clone();
+    let (c, seq) = tidings::protocol::parse_msg_id(&b).expect("a stored id");
+    let entry = hub.store.message(c, seq).unwrap().expect("stored");
+    let frame = tidings::hub::event_frame(Event::Message {
+        msg: entry.msg.for_receiver(""),
+        redelivered: false,
+    })
+    .expect("encoded");
+    assert!(hub.registry.send_to_client(
+        "kim",
+        &Outbound::Broadcast {
+            conv: c,
+            seq,
+            frame
+        }
+    ));
+    let got = before_marker(&a, &id, "kim", &mut kev).await;
+    assert!(got.is_empty(), "the live copy was dropped: {got:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_first_login_gets_only_the_newest_broadcast() {
     let s = TestServer::start().await;
@@ -301,7 +342,11 @@ async fn expired_broadcasts_are_not_delivered_but_stay_in_history() {
         store.broadcast_of_message(c, seq).unwrap().is_none()
     })
     .await;
-    assert!(metric(&a, "tidings_broadcasts_swept_total").await >= 1.0);
+    // The sweeper counts after it removes.
+    until("the sweep to be counted", || async {
+        metric(&a, "tidings_broadcasts_swept_total").await >= 1.0
+    })
+    .await;
     let (_kim, _kev, got) = broadcasts_at_login(&s, &a, &id, "kim").await;
     assert_eq!(
         got,
@@ -548,7 +593,7 @@ async fn a_broadcast_to_100000_online_clients_goes_out_in_steps() {
     let mut got = 0;
     for rx in &mut rxs {
         match tokio::time::timeout(WAIT, rx.recv()).await {
-            Ok(Some(Outbound::Frame(_))) => got += 1,
+            Ok(Some(Outbound::Broadcast { .. })) => got += 1,
             other => panic!("a device got {other:?} instead of the broadcast"),
         }
     }
@@ -869,6 +914,61 @@ async fn pending_webhook_deliveries_survive_a_restart() {
 }
 
 // ------------------------------------------------ privacy and MathBot ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_mode_unread_counts_only_what_the_subscriber_sees() {
+    let s = TestServer::start().await;
+    let a = Admin::of(&s);
+    let id = a.create_service("Help").await;
+    a.subscribe(&id, "alice").await;
+    a.subscribe(&id, "bob").await;
+    // Bob's own question raises his read cursor, as in any conversation.
+    let (bob, _bev) = s.connect("bob").await;
+    bob.send_text(conv(&id), "bob asks").await.expect("sent");
+    bob.logout().await.expect("logout");
+    let (alice, _aev) = s.connect("alice").await;
+    for i in 0..2 {
+        alice
+            .send_text(conv(&id), &format!("alice asks {i}"))
+            .await
+            .expect("sent");
+    }
+    a.send_to(&id, "Help", &["bob"], "an answer for bob").await;
+    let (news, _) = a
+        .broadcast_to_subscribers(&id, "Help", "for every subscriber")
+        .await;
+    alice
+        .send_text(conv(&id), "alice again")
+        .await
+        .expect("sent");
+    let (bob, mut bev) = s.connect_raw(s.pull("bob")).await;
+    let items = pull_sync(&mut bev).await;
+    let summary: Vec<(ConvId, u64, Option<String>)> = items
+        .iter()
+        .map(|i| {
+            (
+                i.conv,
+                i.count,
+                i.last_message.as_ref().map(|m| m.msg_id.clone()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [(conv(&id), 2, Some(news))],
+        "alice's messages are neither counted nor shown to bob"
+    );
+    // His history holds the same: his question, the answer, the broadcast.
+    let history: Vec<String> = full_history(&bob, conv(&id))
+        .await
+        .into_iter()
+        .map(|m| text(&m).to_owned())
+        .collect();
+    assert_eq!(
+        history,
+        ["bob asks", "an answer for bob", "for every subscriber"]
+    );
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mathbot_answers_each_subscriber_alone() {

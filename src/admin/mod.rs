@@ -307,6 +307,11 @@ async fn metrics(Served(state): Served) -> Response {
         "Conversations in the table.",
         hub.convs.len() as u64,
     );
+    out.gauge(
+        "tidings_broadcast_fan_outs",
+        "Broadcast fan-outs still handing out their message.",
+        hub.fan_outs.load(std::sync::atomic::Ordering::Relaxed),
+    );
     METRICS.render(&mut out);
     render_hooks(&mut out, &hub.hooks.metrics());
     out.gauge(

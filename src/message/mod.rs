@@ -423,6 +423,10 @@ pub fn read(
     Ok(Reply::Ok)
 }
 
+/// Most unread messages counted in one system conversation: counting means
+/// reading entries, since other subscribers' messages do not count.
+pub const SYSTEM_UNREAD_MAX: usize = 1000;
+
 /// `<conversation, unreadCount, lastMessage>` for the client's conversations
 /// with unread messages, most recent first, at most `limit`.
 pub fn unread_summary(hub: &Hub, client: &str, limit: usize) -> Result<Vec<UnreadItem>, ErrorBody> {
@@ -433,8 +437,26 @@ pub fn unread_summary(hub: &Hub, client: &str, limit: usize) -> Result<Vec<Unrea
         };
         let last = c.last_seq();
         let read = hub.store.read_cursor(client, id)?;
-        if last > read {
-            rows.push((c.last_ts(), id, last - read));
+        if last <= read {
+            continue;
+        }
+        let (count, at) = if c.state.read().rec.kind == ConvKind::System {
+            // Only what this subscriber sees, scanned newest first.
+            let (seen, _) = hub.store.messages_where(
+                id,
+                (read + 1, last),
+                SYSTEM_UNREAD_MAX,
+                true,
+                SYSTEM_UNREAD_MAX * 10,
+                |e| sees(e, client),
+            )?;
+            let at = seen.last().map_or(0, |e| e.msg.timestamp);
+            (seen.len() as u64, at)
+        } else {
+            (last - read, c.last_ts())
+        };
+        if count > 0 {
+            rows.push((at, id, count));
         }
     }
     rows.sort_by_key(|r| std::cmp::Reverse(r.0));

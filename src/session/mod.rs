@@ -5,7 +5,7 @@ pub mod registry;
 mod sync;
 mod writer;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -205,6 +205,10 @@ struct Session {
     tag: Option<String>,
     /// The last typing state relayed per conversation, to drop repeats.
     typing: HashMap<ConvId, (bool, Instant)>,
+    /// Broadcasts this login sent from the store (at most
+    /// `broadcast::AT_LOGIN_MAX`); a live copy handed over after the login
+    /// read the store is dropped once.
+    broadcasts_at_login: HashSet<(ConvId, u64)>,
 }
 
 struct Inflight {
@@ -310,6 +314,7 @@ impl Session {
             sends: JoinSet::new(),
             tag,
             typing: HashMap::new(),
+            broadcasts_at_login: HashSet::new(),
         };
         let (lane_tx, lane_rx) = mpsc::unbounded_channel();
         s.sends.spawn(send_lane(
@@ -325,9 +330,10 @@ impl Session {
         if let Err(e) = s.sync_patches() {
             tracing::warn!(error = %e, "patch sync failed");
         }
-        crate::broadcast::at_login(&s.hub, &s.caller.client)
-            .into_iter()
-            .for_each(|f| s.writer.send(f));
+        for b in crate::broadcast::at_login(&s.hub, &s.caller.client) {
+            s.writer.send(b.frame);
+            s.broadcasts_at_login.insert((b.conv, b.seq));
+        }
         match message::receipts::owed(&s.hub, &s.caller.client) {
             Ok(frames) => frames.into_iter().for_each(|f| s.writer.send(f)),
             Err(e) => tracing::warn!(error = %e, "owed receipts not sent"),
@@ -638,6 +644,11 @@ impl Session {
                 METRICS.messages_out(1);
             }
             Outbound::Frame(f) => self.writer.send(f),
+            Outbound::Broadcast { conv, seq, frame } => {
+                if !self.broadcasts_at_login.remove(&(conv, seq)) {
+                    self.writer.send(frame);
+                }
+            }
             Outbound::Transient { datagram, frame } => {
                 let fits = self
                     .conn

@@ -24,6 +24,13 @@ pub enum Outbound {
     },
     /// Any other encoded frame for the stream.
     Frame(Bytes),
+    /// A stored broadcast from the live fan-out: the session skips it when
+    /// its login already sent it from the store.
+    Broadcast {
+        conv: ConvId,
+        seq: u64,
+        frame: Bytes,
+    },
     /// A transient message: sent as a datagram when it fits, else on the stream.
     /// `datagram` is the bare encoding, `frame` the length-prefixed one.
     Transient { datagram: Bytes, frame: Bytes },

@@ -504,8 +504,7 @@ impl Store {
             Box::new(range)
         };
         let mut out = Vec::new();
-        let mut scanned = 0;
-        for kv in iter {
+        for (scanned, kv) in iter.enumerate() {
             if out.len() == limit {
                 break;
             }
@@ -515,7 +514,6 @@ impl Store {
                 }
                 return Ok((out, true));
             }
-            scanned += 1;
             let e: LogEntry = codec::decode(&kv?.1)?;
             if keep(&e) {
                 out.push(e);

@@ -311,31 +311,24 @@ impl Store {
         }
     }
 
-    /// Up to `limit` broadcasts with an id above `after`: the oldest of
-    /// them first, or the newest first when `newest_first`.
-    pub fn broadcasts_after(
+    /// Broadcasts with an id above `after`, newest first, read lazily so a
+    /// caller that wants a few stops early.
+    pub fn broadcasts_newest_first(
         &self,
         after: u64,
-        newest_first: bool,
-        limit: usize,
-    ) -> Result<Vec<(u64, BroadcastRecord)>> {
-        let Some(from) = after.checked_add(1) else {
-            return Ok(Vec::new());
-        };
-        let range = self
-            .broadcasts
-            .range(broadcast(from).to_vec()..=broadcast(u64::MAX).to_vec());
-        let decode =
-            |kv: sled::Result<(sled::IVec, sled::IVec)>| -> Result<(u64, BroadcastRecord)> {
+    ) -> impl Iterator<Item = Result<(u64, BroadcastRecord)>> + '_ {
+        use std::ops::Bound::{Excluded, Included};
+        self.broadcasts
+            .range::<Vec<u8>, _>((
+                Excluded(broadcast(after).to_vec()),
+                Included(broadcast(u64::MAX).to_vec()),
+            ))
+            .rev()
+            .map(|kv| -> Result<(u64, BroadcastRecord)> {
                 let (k, v) = kv?;
                 let id = read_broadcast(&k).ok_or_else(corrupt)?;
                 Ok((id, codec::decode(&v)?))
-            };
-        if newest_first {
-            range.rev().take(limit).map(decode).collect()
-        } else {
-            range.take(limit).map(decode).collect()
-        }
+            })
     }
 
     pub fn broadcast_record(&self, id: u64) -> Result<Option<BroadcastRecord>> {
@@ -510,9 +503,15 @@ mod tests {
         assert_eq!((one, two, three), (1, 2, 3));
         let ids =
             |v: Vec<(u64, BroadcastRecord)>| v.into_iter().map(|(id, _)| id).collect::<Vec<_>>();
-        assert_eq!(ids(s.broadcasts_after(0, false, 10).unwrap()), [1, 2, 3]);
-        assert_eq!(ids(s.broadcasts_after(1, false, 10).unwrap()), [2, 3]);
-        assert_eq!(ids(s.broadcasts_after(0, true, 2).unwrap()), [3, 2]);
+        let after = |a: u64| {
+            s.broadcasts_newest_first(a)
+                .collect::<Result<Vec<_>>>()
+                .unwrap()
+        };
+        assert_eq!(ids(after(0)), [3, 2, 1]);
+        assert_eq!(ids(after(1)), [3, 2]);
+        assert_eq!(ids(after(3)), [] as [u64; 0]);
+        assert_eq!(ids(after(u64::MAX)), [] as [u64; 0]);
         assert_eq!(s.broadcast_of_message(a, 2).unwrap(), Some(2));
         assert_eq!(s.broadcast_of_message(b, 2).unwrap(), None);
         assert_eq!(s.broadcast_record(3).unwrap(), Some(rec(b, 1, 200)));

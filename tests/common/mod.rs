@@ -11,7 +11,9 @@ pub mod hook_server;
 
 use tidings::client::{Client, ClientEvent, ClientOptions, Events, Signer};
 use tidings::config::Config;
-use tidings::protocol::{ConvId, ConvKind, CreateConversation, Event, Message, SyncMode};
+use tidings::protocol::{
+    ConvId, ConvKind, CreateConversation, Event, Message, SyncMode, UnreadItem,
+};
 use tidings::server::{RunningServer, Server};
 use tidings::transport::ServerTrust;
 use tidings::transport::tls::parse_fingerprint;
@@ -204,6 +206,19 @@ pub async fn full_history(c: &Client, conv: ConvId) -> Vec<Message> {
             return out;
         }
     }
+}
+
+/// Pull-mode sync: the Unread items; no message may be pushed before them.
+pub async fn pull_sync(ev: &mut Events) -> Vec<UnreadItem> {
+    ev.wait_for(WAIT, |e| match e {
+        ClientEvent::Server(Event::Unread { items }) => Some(items.clone()),
+        ClientEvent::Server(Event::Message { msg, .. }) => {
+            panic!("pull mode pushed a message at login: {msg:?}")
+        }
+        _ => None,
+    })
+    .await
+    .expect("Unread at a pull-mode login")
 }
 
 /// Push-mode sync as a fresh login sees it: the synced messages, then the

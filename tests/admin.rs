@@ -695,6 +695,202 @@ async fn history_follows_leanclouds_parameters() {
     );
 }
 
+/// The next event `ev` gets that `pick` accepts.
+async fn event<T>(ev: &mut Events, what: &str, pick: impl FnMut(&Event) -> Option<T>) -> T {
+    let mut pick = pick;
+    ev.wait_for(WAIT, |e| match e {
+        ClientEvent::Server(e) => pick(e),
+        _ => None,
+    })
+    .await
+    .unwrap_or_else(|| panic!("no {what} within {WAIT:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_edits_and_recalls_in_the_senders_name() {
+    let s = TestServer::start().await;
+    let a = Admin::of(&s);
+    let id = a.create_service("Bot").await;
+    a.subscribe(&id, "alice").await;
+    let (_alice, mut aev) = s.connect("alice").await;
+    let (m, ts) = a.send_to(&id, "Bot", &["alice"], "helo").await;
+    let path = format!("{}/messages/{m}", sc(&id));
+    let body =
+        |from: &str, ts: u64| json!({"from_client": from, "message": "hello", "timestamp": ts});
+    // Only in the sender's name, at the message's own timestamp.
+    assert_eq!(a.put(&path, body("alice", ts)).await.error(400).0, 4403);
+    assert_eq!(a.put(&path, body("Bot", ts + 1)).await.error(404).0, 4404);
+    let other = format!("{}/messages/nonsense", sc(&id));
+    assert_eq!(a.put(&other, body("Bot", ts)).await.error(404).0, 4404);
+    assert_eq!(
+        a.put(&path, json!({"from_client": "Bot"}))
+            .await
+            .error(400)
+            .0,
+        4301,
+        "a missing message is bad JSON"
+    );
+    let unauthorised = a
+        .send(a.bare(Method::PUT, &path).json(&body("Bot", ts)))
+        .await;
+    assert_eq!(unauthorised.status, 401);
+    let ans = a.put(&path, body("Bot", ts)).await.expect(200);
+    assert_eq!(
+        (ans["msg-id"].as_str(), ans["timestamp"].as_u64()),
+        (Some(m.as_str()), Some(ts))
+    );
+    let patched = ans["patch-timestamp"].as_u64().expect("patch-timestamp");
+    assert!(patched >= ts);
+    let updated = event(&mut aev, "the edit", |e| match e {
+        Event::MessageUpdated { msg, .. } if msg.msg_id == m => Some(msg.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        (text(&updated), updated.updated_at),
+        ("hello", Some(patched))
+    );
+    // Recall; the history keeps LeanCloud's recalled marker.
+    let recall = format!("{path}/recall");
+    assert_eq!(
+        a.put(&recall, json!({"from_client": "Bot"}))
+            .await
+            .expect(200)["msg-id"],
+        m.as_str()
+    );
+    let recalled = event(&mut aev, "the recall", |e| match e {
+        Event::MessageRecalled { msg, .. } if msg.msg_id == m => Some(msg.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(recalled.recalled);
+    let rows = a
+        .get(&format!("/1.2/rtm/conversations/{id}/messages"))
+        .await
+        .expect(200);
+    assert_eq!(rows[0]["data"], tidings::protocol::RECALLED_CONTENT);
+    assert_eq!(
+        a.put(&recall, json!({"from_client": "Bot"}))
+            .await
+            .error(404)
+            .0,
+        4404
+    );
+    assert_eq!(a.put(&path, body("Bot", ts)).await.error(404).0, 4404);
+
+    // Any conversation under /1.2/rtm/conversations; not under the
+    // service path unless it is a system conversation.
+    let (tom, _tev) = s.connect("Tom").await;
+    let (_jerry, mut jev) = s.connect("Jerry").await;
+    let c = tom.create_unique(vec!["Jerry".into()]).await.unwrap();
+    let sent = tom.send_text(c.id, "teh cat").await.unwrap();
+    let wrong = format!("{}/messages/{}", sc(&c.id.to_string()), sent.msg_id);
+    assert_eq!(
+        a.put(&wrong, json!({"from_client": "Tom", "message": "x"}))
+            .await
+            .error(404)
+            .0,
+        4303
+    );
+    let path = format!("/1.2/rtm/conversations/{}/messages/{}", c.id, sent.msg_id);
+    a.put(&path, json!({"from_client": "Tom", "message": "the cat"}))
+        .await
+        .expect(200);
+    let updated = event(&mut jev, "Tom's edited message", |e| match e {
+        Event::MessageUpdated { msg, .. } if msg.msg_id == sent.msg_id => Some(msg.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(text(&updated), "the cat");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_app_history_and_unread_counts() {
+    let s = TestServer::start().await;
+    let a = Admin::of(&s);
+    let id = a.create_service("Bot").await;
+    a.subscribe(&id, "alice").await;
+    a.subscribe(&id, "bob").await;
+    let (m, _) = a.send_to(&id, "Bot", &["alice"], "for alice").await;
+    let (bob, _bev) = s.connect("bob").await;
+    let from_bob = bob.send_text(conv(&id), "bob to the app").await.unwrap();
+    let (tom, _tev) = s.connect("Tom").await;
+    let c = tom.create_unique(vec!["Jerry".into()]).await.unwrap();
+    let from_tom = tom.send_text(c.id, "hi Jerry").await.unwrap();
+
+    // Every conversation's messages, newest first.
+    let all = ids(&a.get("/1.2/rtm/messages").await.expect(200));
+    let mut want = vec![m.clone(), from_bob.msg_id.clone(), from_tom.msg_id.clone()];
+    want.sort();
+    let mut got = all.clone();
+    got.sort();
+    assert_eq!(got, want);
+    let rows = a.get("/1.2/rtm/messages").await.expect(200);
+    let times: Vec<u64> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["timestamp"].as_u64().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "{times:?}");
+    let mut reversed = all.clone();
+    reversed.reverse();
+    assert_eq!(
+        ids(
+            &history(&a, "/1.2/rtm/messages", &[("reversed", "true".into())])
+                .await
+                .expect(200)
+        ),
+        reversed
+    );
+    assert_eq!(
+        ids(&history(&a, "/1.2/rtm/messages", &[("limit", "1".into())])
+            .await
+            .expect(200)),
+        all[..1]
+    );
+    assert_eq!(
+        ids(
+            &history(&a, "/1.2/rtm/messages", &[("msgid", all[0].clone())])
+                .await
+                .expect(200)
+        ),
+        all[1..]
+    );
+
+    // Unread counts: a subscriber's own view of its system conversation.
+    let count = |client: &str, conv: Option<String>| {
+        let mut q = vec![];
+        if let Some(c) = conv {
+            q.push(("conv_id", c));
+        }
+        let path = format!("/1.2/rtm/clients/{client}/unread-count");
+        let a = &a;
+        async move {
+            history(a, &path, &q).await.expect(200)["count"]
+                .as_u64()
+                .expect("count")
+        }
+    };
+    assert_eq!(
+        count("alice", None).await,
+        1,
+        "bob's message is not alice's"
+    );
+    assert_eq!(count("bob", None).await, 0, "his own message is read");
+    assert_eq!(count("Jerry", None).await, 1);
+    assert_eq!(count("Jerry", Some(c.id.to_string())).await, 1);
+    assert_eq!(count("Jerry", Some(id.clone())).await, 0);
+    assert_eq!(count("nobody", None).await, 0);
+    assert_eq!(
+        a.get("/1.2/rtm/clients/Jerry/unread-count?conv_id=zzz")
+            .await
+            .error(404)
+            .0,
+        4303
+    );
+}
+
 // ------------------------------------------------- presence and kick ----
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -951,6 +1147,29 @@ async fn the_cli_drives_the_api_from_the_data_dir() {
     let (ok, out, err) = cli(&["history", "--conv", &id]).await;
     assert!(ok, "{err}");
     assert_eq!(json(&out)["data"], "hello");
+    let (ok, out, err) = cli(&["unread", "alice", "--conv", &id]).await;
+    assert!(ok, "{err}");
+    assert_eq!(json(&out), json!({"count": 1}));
+    let (ok, out, err) = cli(&[
+        "edit",
+        "--conv",
+        &id,
+        "--from",
+        "Bot",
+        &msg_id,
+        "hello again",
+    ])
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(json(&out)["msg-id"], msg_id.as_str());
+    let (ok, out, err) = cli(&["history", "--all", "--limit", "1"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(json(&out)["data"], "hello again");
+    let (ok, _, err) = cli(&["recall", "--conv", &id, "--from", "Bot", &msg_id]).await;
+    assert!(ok, "{err}");
+    let (ok, out, err) = cli(&["history", "--all", "--limit", "1"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(json(&out)["data"], tidings::protocol::RECALLED_CONTENT);
     let (ok, out, err) = cli(&["online", "alice"]).await;
     assert!(ok, "{err}");
     assert_eq!(json(&out)["online"], true);

@@ -6,9 +6,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::Served;
-use super::error::{ApiError, ApiResult, Body, Segments};
+use super::error::{ApiError, ApiResult, Body, Params, Segments, conv_id};
 use crate::auth::valid_id;
+use crate::message::unread_in;
 use crate::metrics::METRICS;
+use crate::protocol::{ErrorBody, ErrorCode};
 
 /// LeanCloud's cap on one online check, and on a kick reason's length.
 const MAX_CHECK: usize = 20;
@@ -106,4 +108,36 @@ pub async fn stats(Served(st): Served) -> Json<Value> {
             "hook_outbox": hub.hooks.outbox_len(),
         }
     }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnreadParams {
+    conv_id: Option<String>,
+}
+
+/// `{"count"}`: the client's unread messages over its conversations, or in
+/// `conv_id` alone; counted as a pull-mode login counts them.
+pub async fn unread_count(
+    Served(st): Served,
+    Segments(client): Segments<String>,
+    Params(p): Params<UnreadParams>,
+) -> ApiResult<Json<Value>> {
+    check_client(&client)?;
+    let hub = st.hub().clone();
+    let conv = p.conv_id.as_deref().map(conv_id).transpose()?;
+    let count = tokio::task::spawn_blocking(move || -> Result<u64, ErrorBody> {
+        let convs = match conv {
+            Some(c) => vec![c],
+            None => hub.store.memberships_of(&client)?,
+        };
+        let mut n = 0;
+        for c in convs {
+            n += unread_in(&hub, &client, c)?.map_or(0, |(count, _)| count);
+        }
+        Ok(n)
+    })
+    .await
+    .map_err(|e| ErrorBody::new(ErrorCode::InternalError, e.to_string()))??;
+    Ok(Json(json!({ "count": count })))
 }

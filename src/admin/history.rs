@@ -155,11 +155,37 @@ fn run(
     q: &Query,
     keep: impl Fn(&LogEntry) -> bool,
 ) -> Result<Vec<(LogEntry, ConvKind)>, ErrorBody> {
+    let key = |e: &LogEntry| (e.msg.timestamp, e.msg.conv, e.msg.seq);
+    let sort = |out: &mut Vec<(LogEntry, ConvKind)>| {
+        if q.newest_first {
+            out.sort_by_key(|e| std::cmp::Reverse(key(&e.0)));
+        } else {
+            out.sort_by_key(|e| key(&e.0));
+        }
+        out.truncate(q.limit);
+    };
+    // Newest first, the most recently active conversations go first, so
+    // the walk stops at the first one too old to make the page.
+    let mut convs: Vec<_> = convs
+        .iter()
+        .filter_map(|id| hub.convs.get(id))
+        .filter(|c| q.lower.is_none_or(|m| c.last_ts() >= m.ts))
+        .collect();
+    if q.newest_first {
+        convs.sort_by_key(|c| std::cmp::Reverse(c.last_ts()));
+    }
     let mut out: Vec<(LogEntry, ConvKind)> = Vec::new();
-    for &id in convs {
-        let Some(c) = hub.convs.get(&id) else {
-            continue;
-        };
+    for c in convs {
+        if q.newest_first && out.len() >= q.limit {
+            sort(&mut out);
+            if out
+                .last()
+                .is_some_and(|(e, _)| e.msg.timestamp > c.last_ts())
+            {
+                break;
+            }
+        }
+        let id = c.id;
         let kind = c.state.read().rec.kind;
         let last = c.last_seq();
         // The seq range the timestamps allow; the marks then decide the edges.
@@ -198,13 +224,7 @@ fn run(
             })?;
         out.extend(page.into_iter().map(|e| (e, kind)));
     }
-    let key = |e: &LogEntry| (e.msg.timestamp, e.msg.conv, e.msg.seq);
-    if q.newest_first {
-        out.sort_by_key(|e| std::cmp::Reverse(key(&e.0)));
-    } else {
-        out.sort_by_key(|e| key(&e.0));
-    }
-    out.truncate(q.limit);
+    sort(&mut out);
     Ok(out)
 }
 
@@ -279,6 +299,17 @@ pub async fn client(
     answer(st.hub().clone(), p, move |hub, q| {
         let convs = hub.store.memberships_of(&client)?;
         run(hub, &convs, q, |e| e.msg.from == client)
+    })
+    .await
+}
+
+/// `GET /1.2/rtm/messages`: every conversation's messages, the app's whole
+/// history. Newest first it reads only the conversations active late
+/// enough to make the page; oldest first it reads every conversation
+/// active since the start.
+pub async fn app(Served(st): Served, Params(p): Params<HistoryParams>) -> ApiResult<Json<Value>> {
+    answer(st.hub().clone(), p, move |hub, q| {
+        run(hub, &hub.convs.ids(), q, |_| true)
     })
     .await
 }

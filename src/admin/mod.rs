@@ -30,6 +30,7 @@ mod broadcasts;
 mod clients;
 pub mod error;
 mod history;
+mod messages;
 mod service;
 mod sys_messages;
 
@@ -43,7 +44,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
@@ -204,6 +205,14 @@ pub fn router(state: AdminState) -> Router {
         )
         .route(&format!("{sc}/{{id}}/messages"), post(service::send))
         .route(
+            &format!("{sc}/{{id}}/messages/{{mid}}"),
+            put(messages::edit_service),
+        )
+        .route(
+            &format!("{sc}/{{id}}/messages/{{mid}}/recall"),
+            put(messages::recall_service),
+        )
+        .route(
             &format!("{sc}/{{id}}/broadcasts"),
             post(broadcasts::service),
         )
@@ -223,6 +232,19 @@ pub fn router(state: AdminState) -> Router {
         .route(
             "/1.2/rtm/conversations/{id}/messages",
             get(history::conversation),
+        )
+        .route(
+            "/1.2/rtm/conversations/{id}/messages/{mid}",
+            put(messages::edit),
+        )
+        .route(
+            "/1.2/rtm/conversations/{id}/messages/{mid}/recall",
+            put(messages::recall),
+        )
+        .route("/1.2/rtm/messages", get(history::app))
+        .route(
+            "/1.2/rtm/clients/{client}/unread-count",
+            get(clients::unread_count),
         )
         .route("/1.2/rtm/clients/{client}/messages", get(history::client))
         .route("/1.2/rtm/clients/{client}/online", get(clients::online))

@@ -57,6 +57,37 @@ pub enum AdminCommand {
     SysMessages(SysMessagesArgs),
     /// Message history as JSON lines, newest first (see --reversed).
     History(HistoryArgs),
+    /// Replace a sent message's text in its sender's name; prints
+    /// {"msg-id", "timestamp", "patch-timestamp"}.
+    Edit {
+        /// Its conversation (any kind).
+        #[arg(long, value_name = "ID")]
+        conv: String,
+        /// The message's sender.
+        #[arg(long, value_name = "CLIENT_ID")]
+        from: String,
+        /// Message ids may start with '-' (URL-safe base64).
+        #[arg(value_name = "MSG_ID", allow_hyphen_values = true)]
+        msg_id: String,
+        /// The new text (JSON text for typed messages).
+        text: String,
+    },
+    /// Recall a sent message in its sender's name.
+    Recall {
+        #[arg(long, value_name = "ID")]
+        conv: String,
+        #[arg(long, value_name = "CLIENT_ID")]
+        from: String,
+        #[arg(value_name = "MSG_ID", allow_hyphen_values = true)]
+        msg_id: String,
+    },
+    /// A client's unread messages: {"count"}.
+    Unread {
+        client: String,
+        /// Only in this conversation.
+        #[arg(long, value_name = "ID")]
+        conv: Option<String>,
+    },
     /// Whether a client is online, and on which devices.
     Online { client: String },
     /// Close every device of a client (4115 KICKED_BY_APP).
@@ -215,8 +246,11 @@ pub struct SysMessagesArgs {
 }
 
 #[derive(Debug, clap::Args)]
-#[command(group = clap::ArgGroup::new("whose").required(true).args(["conv", "client", "service"]))]
+#[command(group = clap::ArgGroup::new("whose").required(true).args(["conv", "client", "service", "all"]))]
 pub struct HistoryArgs {
+    /// Every conversation's messages (the whole app).
+    #[arg(long)]
+    pub all: bool,
     /// A conversation's messages.
     #[arg(long, value_name = "ID")]
     pub conv: Option<String>,
@@ -258,6 +292,36 @@ pub async fn run(args: AdminArgs, config: &Config) -> anyhow::Result<()> {
         AdminCommand::Broadcast(cmd) => broadcast(&api, cmd).await,
         AdminCommand::SysMessages(a) => sys_messages(&api, a).await,
         AdminCommand::History(h) => history(&api, h).await,
+        AdminCommand::Edit {
+            conv,
+            from,
+            msg_id,
+            text,
+        } => {
+            let path = format!(
+                "/1.2/rtm/conversations/{}/messages/{}",
+                seg(&conv),
+                seg(&msg_id)
+            );
+            let body = json!({"from_client": from, "message": text});
+            emit(&api.call(Method::PUT, &path, Some(body)).await?)
+        }
+        AdminCommand::Recall { conv, from, msg_id } => {
+            let path = format!(
+                "/1.2/rtm/conversations/{}/messages/{}/recall",
+                seg(&conv),
+                seg(&msg_id)
+            );
+            emit(
+                &api.call(Method::PUT, &path, Some(json!({"from_client": from})))
+                    .await?,
+            )
+        }
+        AdminCommand::Unread { client, conv } => {
+            let q = query(&[("conv_id", conv)]);
+            let path = format!("/1.2/rtm/clients/{}/unread-count{q}", seg(&client));
+            emit(&api.call(Method::GET, &path, None).await?)
+        }
         AdminCommand::Online { client } => {
             let path = format!("/1.2/rtm/clients/{}/online", seg(&client));
             emit(&api.call(Method::GET, &path, None).await?)
@@ -468,7 +532,8 @@ async fn history(api: &Api, h: HistoryArgs) -> anyhow::Result<()> {
             seg(s),
             seg(c)
         ),
-        _ => bail!("pass --conv, --client, or --service with --subscriber"),
+        _ if h.all => "/1.2/rtm/messages".to_owned(),
+        _ => bail!("pass --all, --conv, --client, or --service with --subscriber"),
     };
     let flag = |b: bool| b.then(|| "true".to_owned());
     let q = query(&[

@@ -174,6 +174,15 @@ impl ConversationTable {
         self.shards.iter().map(|s| s.read().len()).sum()
     }
 
+    /// Every conversation's id, one shard lock at a time.
+    pub fn ids(&self) -> Vec<ConvId> {
+        let mut out = Vec::with_capacity(self.len());
+        for s in &self.shards {
+            out.extend(s.read().keys().copied());
+        }
+        out
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

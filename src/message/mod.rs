@@ -432,30 +432,7 @@ pub const SYSTEM_UNREAD_MAX: usize = 1000;
 pub fn unread_summary(hub: &Hub, client: &str, limit: usize) -> Result<Vec<UnreadItem>, ErrorBody> {
     let mut rows: Vec<(u64, ConvId, u64)> = Vec::new();
     for id in hub.store.memberships_of(client)? {
-        let Some(c) = hub.convs.get(&id) else {
-            continue;
-        };
-        let last = c.last_seq();
-        let read = hub.store.read_cursor(client, id)?;
-        if last <= read {
-            continue;
-        }
-        let (count, at) = if c.state.read().rec.kind == ConvKind::System {
-            // Only what this subscriber sees, scanned newest first.
-            let (seen, _) = hub.store.messages_where(
-                id,
-                (read + 1, last),
-                SYSTEM_UNREAD_MAX,
-                true,
-                SYSTEM_UNREAD_MAX * 10,
-                |e| sees(e, client),
-            )?;
-            let at = seen.last().map_or(0, |e| e.msg.timestamp);
-            (seen.len() as u64, at)
-        } else {
-            (last - read, c.last_ts())
-        };
-        if count > 0 {
+        if let Some((count, at)) = unread_in(hub, client, id)? {
             rows.push((at, id, count));
         }
     }
@@ -470,6 +447,32 @@ pub fn unread_summary(hub: &Hub, client: &str, limit: usize) -> Result<Vec<Unrea
             })
         })
         .collect()
+}
+
+/// `client`'s unread count in `conv` and the newest unread message's
+/// time; `None` when nothing is unread (or `conv` is gone).
+pub fn unread_in(hub: &Hub, client: &str, conv: ConvId) -> Result<Option<(u64, u64)>, ErrorBody> {
+    let Some(c) = hub.convs.get(&conv) else {
+        return Ok(None);
+    };
+    let last = c.last_seq();
+    let read = hub.store.read_cursor(client, conv)?;
+    if last <= read {
+        return Ok(None);
+    }
+    if c.state.read().rec.kind != ConvKind::System {
+        return Ok(Some((last - read, c.last_ts())));
+    }
+    // Only what this subscriber sees, scanned newest first.
+    let (seen, _) = hub.store.messages_where(
+        conv,
+        (read + 1, last),
+        SYSTEM_UNREAD_MAX,
+        true,
+        SYSTEM_UNREAD_MAX * 10,
+        |e| sees(e, client),
+    )?;
+    Ok(seen.last().map(|e| (seen.len() as u64, e.msg.timestamp)))
 }
 
 /// The newest message still in history (deleted ones leave tombstones).

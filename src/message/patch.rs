@@ -37,7 +37,11 @@ fn target(hub: &Hub, conv: ConvId, msg_id: &str) -> Result<LogEntry, ErrorBody> 
 }
 
 fn own(e: &LogEntry, caller: &Caller) -> Result<(), ErrorBody> {
-    if e.msg.from != caller.client {
+    own_by(e, &caller.client)
+}
+
+fn own_by(e: &LogEntry, by: &str) -> Result<(), ErrorBody> {
+    if e.msg.from != by {
         return Err(err(
             ErrorCode::OwnershipRequired,
             "only the sender may change a message",
@@ -231,4 +235,63 @@ pub async fn delete(
         })
     });
     Ok(Reply::Ok)
+}
+
+/// The app's edit (`Some` content) or recall (`None`) through the admin
+/// API, in `from`'s name, which must be the sender's. As for the app's
+/// sends: no membership, no `_messageUpdate`, no keyword filter, and the
+/// client switches (`allow_edit`, `allow_recall`) do not apply. An edit
+/// keeps the message's mentions. A `timestamp` that is not the message's
+/// is 4404, as a wrong id is.
+pub async fn by_app(
+    hub: &Hub,
+    conv_id: ConvId,
+    msg_id: &str,
+    from: &str,
+    timestamp: Option<u64>,
+    edit: Option<Content>,
+) -> Result<LogEntry, ErrorBody> {
+    let conv = hub
+        .convs
+        .get(&conv_id)
+        .filter(|c| !c.is_deleted())
+        .ok_or_else(|| {
+            err(
+                ErrorCode::ConvNotFound,
+                format!("no conversation {conv_id}"),
+            )
+        })?;
+    let e = target(hub, conv_id, msg_id)?;
+    if timestamp.is_some_and(|t| t != e.msg.timestamp) {
+        return Err(err(
+            ErrorCode::MessageNotFound,
+            format!("message {msg_id} was not sent at that timestamp"),
+        ));
+    }
+    own_by(&e, from)?;
+    let change = match edit {
+        Some(content) => {
+            check_content(hub, &content)?;
+            Change::Edit {
+                content,
+                mention_list: e.msg.mention_list.clone(),
+                mention_all: e.msg.mention_all,
+            }
+        }
+        None => Change::Recall,
+    };
+    commit(
+        hub,
+        PatchDraft {
+            conv,
+            seq: e.msg.seq,
+            change,
+            by: from.to_owned(),
+            sender_only: true,
+            origin_conn: 0,
+            reason: None,
+            to_peers: None,
+        },
+    )
+    .await
 }

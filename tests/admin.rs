@@ -64,7 +64,22 @@ async fn only_the_master_key_gets_in_except_probe_and_scrape() {
     let s = TestServer::start().await;
     let a = Admin::of(&s);
     let stats = "/1.2/rtm/stats";
+    // X-LC-Sign, as LeanCloud's SDKs send it: md5(timestamp + key).
+    let sign = |key: &str, at: u64| {
+        use md5::Digest;
+        let digest = hex::encode(md5::Md5::digest(format!("{at}{key}")));
+        format!("{digest},{at},master")
+    };
+    let signed = |sign: String| {
+        a.bare(Method::GET, stats)
+            .header("X-LC-Id", &a.app_id)
+            .header("X-LC-Sign", sign)
+    };
+    let now = tidings::util::now_ms();
     let refused = [
+        signed(sign("not-the-master-key", now)),
+        signed(sign(&a.master_key, now - 3_600_000)),
+        signed(sign(&a.master_key, now).replace(",master", "")),
         a.bare(Method::GET, stats),
         // The app key alone, as a LeanCloud client SDK would send.
         a.bare(Method::GET, stats)
@@ -89,6 +104,8 @@ async fn only_the_master_key_gets_in_except_probe_and_scrape() {
     assert_eq!(a.get(SC).await.expect(200), json!({"results": []}));
 
     assert_eq!(a.get(stats).await.status, 200);
+    let by_sign = a.send(signed(sign(&a.master_key, now))).await;
+    assert_eq!(by_sign.status, 200);
     assert_eq!(a.get("/1.2/rtm/nothing-here").await.error(404).0, 404);
     assert_eq!(
         a.send(a.request(Method::DELETE, stats)).await.error(405).0,

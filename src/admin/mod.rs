@@ -275,17 +275,51 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// LeanCloud's master-key check: `X-LC-Id` is the app id and `X-LC-Key` is
-/// `<master key>,master`.
+/// How far an `X-LC-Sign` timestamp may be from our clock: a captured
+/// signature replays only this long.
+const SIGN_WINDOW_MS: u64 = 15 * 60 * 1000;
+
+/// LeanCloud's master-key check: `X-LC-Id` is the app id, and either
+/// `X-LC-Key` is `<master key>,master` or `X-LC-Sign` is
+/// `<md5(timestamp + master key)>,<timestamp ms>,master` (what LeanCloud's
+/// SDKs send by default).
 fn authorized(target: &Target, headers: &HeaderMap) -> bool {
     let creds = target.hub().auth.credentials();
-    let (Some(id), Some(key)) = (headers.get("x-lc-id"), headers.get("x-lc-key")) else {
+    let Some(id) = headers.get("x-lc-id") else {
         return false;
     };
-    let Some(key) = key.as_bytes().strip_suffix(b",master") else {
+    let key_ok = if let Some(key) = headers.get("x-lc-key") {
+        key.as_bytes()
+            .strip_suffix(b",master")
+            .is_some_and(|key| same(key, creds.master_key.as_bytes()))
+    } else if let Some(sign) = headers.get("x-lc-sign") {
+        signed(sign.as_bytes(), &creds.master_key, crate::util::now_ms())
+    } else {
+        false
+    };
+    same(id.as_bytes(), creds.app_id.as_bytes()) & key_ok
+}
+
+/// Checks an `X-LC-Sign` value against the master key at time `now` (ms).
+fn signed(sign: &[u8], master_key: &str, now: u64) -> bool {
+    use md5::{Digest, Md5};
+    let Some(rest) = sign.strip_suffix(b",master") else {
         return false;
     };
-    same(id.as_bytes(), creds.app_id.as_bytes()) & same(key, creds.master_key.as_bytes())
+    let Ok(rest) = std::str::from_utf8(rest) else {
+        return false;
+    };
+    let Some((digest, ts)) = rest.split_once(',') else {
+        return false;
+    };
+    let Ok(at) = ts.parse::<u64>() else {
+        return false;
+    };
+    if at.abs_diff(now) > SIGN_WINDOW_MS {
+        return false;
+    }
+    let want = hex::encode(Md5::digest(format!("{ts}{master_key}")));
+    same(digest.to_ascii_lowercase().as_bytes(), want.as_bytes())
 }
 
 async fn authenticate(State(state): State<AdminState>, req: Request, next: Next) -> Response {
@@ -446,6 +480,27 @@ mod tests {
         assert_eq!(iso_date(1_438_267_062_584), "2015-07-30T14:37:42.584Z");
         assert_eq!(iso_date(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(iso_date(1_798_761_599_999), "2026-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn lc_sign_is_md5_of_timestamp_and_master_key_within_a_window() {
+        let at = 1_453_014_943_466;
+        let good = b"ee58ce7ed84d01752a1b39f3a2f9e04e,1453014943466,master";
+        assert!(signed(good, "masterKey", at));
+        assert!(signed(good, "masterKey", at + SIGN_WINDOW_MS));
+        assert!(!signed(good, "masterKey", at + SIGN_WINDOW_MS + 1));
+        assert!(!signed(good, "otherKey", at));
+        let upper = b"EE58CE7ED84D01752A1B39F3A2F9E04E,1453014943466,master";
+        assert!(signed(upper, "masterKey", at));
+        // Not master, a wrong time, garbage.
+        assert!(!signed(&good[..good.len() - 7], "masterKey", at));
+        assert!(!signed(
+            b"ee58ce7ed84d01752a1b39f3a2f9e04e,1453014943467,master",
+            "masterKey",
+            at
+        ));
+        assert!(!signed(b",,master", "masterKey", at));
+        assert!(!signed(b"\xff,1,master", "masterKey", 1));
     }
 
     #[test]

@@ -8,8 +8,8 @@
 //! clients two ways:
 //!
 //! - live: a background task walks the clients online now (the registry
-//!   shard by shard, or the subscriber list) [`STEP`] clients at a time,
-//!   yielding between steps so other traffic keeps flowing; the cursors of
+//!   shard by shard, or the subscriber list) `system.fan_out_step` clients
+//!   at a time, yielding between steps so other traffic keeps flowing; the cursors of
 //!   the clients it reached are raised behind it, off the async workers;
 //! - at login ([`at_login`]): the unexpired broadcasts after the client's
 //!   cursor, oldest first; a client never seen before gets only the newest.
@@ -48,9 +48,6 @@ use crate::util::{now_ms, random_token};
 
 /// LeanCloud's default and longest `valid_till`: a month (30 days) ahead.
 pub const MONTH_MS: u64 = 30 * 24 * 3600 * 1000;
-
-/// Clients handed a broadcast per step of the online fan-out.
-pub const STEP: usize = 1000;
 
 /// Most missed broadcasts a login gets (the newest); older ones stay in
 /// history.
@@ -261,7 +258,7 @@ impl Drop for FanOutRunning {
     }
 }
 
-/// Hands `out` to every device of the audience online now, [`STEP`]
+/// Hands `out` to every device of the audience online now, `fan_out_step`
 /// clients per step. The number of clients reached; `None` once the server
 /// is gone.
 async fn fan_out(
@@ -271,29 +268,71 @@ async fn fan_out(
     skip: Option<&str>,
     out: &Outbound,
 ) -> Option<u64> {
-    let cursors = match id {
-        Some(id) => Some(cursor_writer(hub.upgrade()?.store.clone(), id)),
-        None => None,
+    let (cursors, step_len, mut pace) = {
+        let hub = hub.upgrade()?;
+        let sys = &hub.config.system;
+        let step_len = usize::try_from(sys.fan_out_step)
+            .unwrap_or(usize::MAX)
+            .max(1);
+        let cursors = id.map(|id| cursor_writer(hub.store.clone(), id));
+        (cursors, step_len, Pace::new(sys.fan_out_rate))
     };
     let cursors = cursors.as_ref();
-    let mut reached = 0;
     match audience {
         Audience::Subscribers(list) => {
-            for chunk in list.chunks(STEP) {
-                reached += step(hub, chunk, skip, out, cursors).await?;
+            for chunk in list.chunks(step_len) {
+                let n = step(hub, chunk, skip, out, cursors)?;
+                pace.after(n).await;
             }
         }
         Audience::Everyone => {
             let shards = hub.upgrade()?.registry.shard_count();
             for shard in 0..shards {
                 let online = hub.upgrade()?.registry.online_in_shard(shard);
-                for chunk in online.chunks(STEP) {
-                    reached += step(hub, chunk, skip, out, cursors).await?;
+                for chunk in online.chunks(step_len) {
+                    let n = step(hub, chunk, skip, out, cursors)?;
+                    pace.after(n).await;
                 }
             }
         }
     }
-    Some(reached)
+    Some(pace.reached)
+}
+
+/// Spreads a fan-out over time. Every delivery wakes a session and, a moment
+/// later, brings back the client's ack through the one UDP socket all
+/// connections share; handing 2,000 at once queues a chat message behind
+/// all of that (tens of ms on 2 cores, see docs/PERFORMANCE.md).
+struct Pace {
+    started: tokio::time::Instant,
+    /// Deliveries per second; 0: only a yield between steps.
+    rate: u64,
+    reached: u64,
+}
+
+impl Pace {
+    fn new(rate: u64) -> Self {
+        Pace {
+            started: tokio::time::Instant::now(),
+            rate,
+            reached: 0,
+        }
+    }
+
+    /// After a step that reached `n` clients: waits until the schedule
+    /// allows the next, and always lets other tasks run.
+    async fn after(&mut self, n: u64) {
+        self.reached += n;
+        if self.rate > 0 {
+            let due =
+                self.started + Duration::from_secs_f64(self.reached as f64 / self.rate as f64);
+            if due > tokio::time::Instant::now() {
+                tokio::time::sleep_until(due).await;
+                return;
+            }
+        }
+        tokio::task::yield_now().await;
+    }
 }
 
 /// Raises the cursors of the clients each step reached, on one blocking
@@ -314,8 +353,8 @@ fn cursor_writer(store: Arc<Store>, id: u64) -> std::sync::mpsc::Sender<Vec<Stri
 }
 
 /// One step: the message to these clients' devices, their cursors to the
-/// writer, then a yield.
-async fn step(
+/// writer. How many it reached.
+fn step(
     hub: &Weak<Hub>,
     clients: &[String],
     skip: Option<&str>,
@@ -336,7 +375,6 @@ async fn step(
     {
         let _ = tx.send(reached);
     }
-    tokio::task::yield_now().await;
     Some(n)
 }
 
@@ -508,6 +546,24 @@ pub fn start_sweeper(hub: &Arc<Hub>, mut shutdown: signal::Receiver<()>) -> Join
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// On tokio's virtual clock: each step waits for its share of a second.
+    #[tokio::test(start_paused = true)]
+    async fn pace_spreads_a_fan_out_over_time() {
+        let t0 = tokio::time::Instant::now();
+        let mut p = Pace::new(1000);
+        p.after(100).await;
+        assert_eq!(t0.elapsed(), Duration::from_millis(100));
+        p.after(0).await;
+        assert_eq!(t0.elapsed(), Duration::from_millis(100));
+        p.after(400).await;
+        assert_eq!(t0.elapsed(), Duration::from_millis(500));
+        assert_eq!(p.reached, 500);
+        let t1 = tokio::time::Instant::now();
+        let mut unpaced = Pace::new(0);
+        unpaced.after(1_000_000).await;
+        assert_eq!(t1.elapsed(), Duration::ZERO);
+    }
 
     #[test]
     fn expiry_defaults_to_a_month_and_never_exceeds_it() {

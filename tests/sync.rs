@@ -268,16 +268,7 @@ async fn pull_sync_reports_unread_and_read_resets_it() {
     laptop.device_id = Some("laptop".into());
     let (jerry, mut jev) = s.connect_raw(phone.clone()).await;
     let items = pull_sync(&mut jev).await;
-    let summary: Vec<(ConvId, u64, Option<String>)> = items
-        .iter()
-        .map(|i| {
-            (
-                i.conv,
-                i.count,
-                i.last_message.as_ref().map(|m| m.msg_id.clone()),
-            )
-        })
-        .collect();
+    let summary = unread_summary(&items);
     assert_eq!(
         summary,
         vec![

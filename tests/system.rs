@@ -943,16 +943,7 @@ async fn pull_mode_unread_counts_only_what_the_subscriber_sees() {
         .expect("sent");
     let (bob, mut bev) = s.connect_raw(s.pull("bob")).await;
     let items = pull_sync(&mut bev).await;
-    let summary: Vec<(ConvId, u64, Option<String>)> = items
-        .iter()
-        .map(|i| {
-            (
-                i.conv,
-                i.count,
-                i.last_message.as_ref().map(|m| m.msg_id.clone()),
-            )
-        })
-        .collect();
+    let summary = unread_summary(&items);
     assert_eq!(
         summary,
         [(conv(&id), 2, Some(news))],

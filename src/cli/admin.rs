@@ -60,26 +60,15 @@ pub enum AdminCommand {
     /// Replace a sent message's text in its sender's name; prints
     /// {"msg-id", "timestamp", "patch-timestamp"}.
     Edit {
-        /// Its conversation (any kind).
-        #[arg(long, value_name = "ID")]
-        conv: String,
-        /// The message's sender.
-        #[arg(long, value_name = "CLIENT_ID")]
-        from: String,
-        /// Message ids may start with '-' (URL-safe base64).
-        #[arg(value_name = "MSG_ID", allow_hyphen_values = true)]
-        msg_id: String,
+        #[command(flatten)]
+        msg: SentMessage,
         /// The new text (JSON text for typed messages).
         text: String,
     },
     /// Recall a sent message in its sender's name.
     Recall {
-        #[arg(long, value_name = "ID")]
-        conv: String,
-        #[arg(long, value_name = "CLIENT_ID")]
-        from: String,
-        #[arg(value_name = "MSG_ID", allow_hyphen_values = true)]
-        msg_id: String,
+        #[command(flatten)]
+        msg: SentMessage,
     },
     /// A client's unread messages: {"count"}.
     Unread {
@@ -103,6 +92,30 @@ pub enum AdminCommand {
     Metrics,
     /// Exits 0 when the server is healthy.
     Health,
+}
+
+/// A sent message, named for the app's edit or recall.
+#[derive(Debug, clap::Args)]
+pub struct SentMessage {
+    /// Its conversation (any kind).
+    #[arg(long, value_name = "ID")]
+    conv: String,
+    /// The message's sender.
+    #[arg(long, value_name = "CLIENT_ID")]
+    from: String,
+    /// Message ids may start with '-' (URL-safe base64).
+    #[arg(value_name = "MSG_ID", allow_hyphen_values = true)]
+    msg_id: String,
+}
+
+impl SentMessage {
+    fn path(&self) -> String {
+        format!(
+            "/1.2/rtm/conversations/{}/messages/{}",
+            seg(&self.conv),
+            seg(&self.msg_id)
+        )
+    }
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -292,30 +305,14 @@ pub async fn run(args: AdminArgs, config: &Config) -> anyhow::Result<()> {
         AdminCommand::Broadcast(cmd) => broadcast(&api, cmd).await,
         AdminCommand::SysMessages(a) => sys_messages(&api, a).await,
         AdminCommand::History(h) => history(&api, h).await,
-        AdminCommand::Edit {
-            conv,
-            from,
-            msg_id,
-            text,
-        } => {
-            let path = format!(
-                "/1.2/rtm/conversations/{}/messages/{}",
-                seg(&conv),
-                seg(&msg_id)
-            );
-            let body = json!({"from_client": from, "message": text});
-            emit(&api.call(Method::PUT, &path, Some(body)).await?)
+        AdminCommand::Edit { msg, text } => {
+            let body = json!({"from_client": msg.from, "message": text});
+            emit(&api.call(Method::PUT, &msg.path(), Some(body)).await?)
         }
-        AdminCommand::Recall { conv, from, msg_id } => {
-            let path = format!(
-                "/1.2/rtm/conversations/{}/messages/{}/recall",
-                seg(&conv),
-                seg(&msg_id)
-            );
-            emit(
-                &api.call(Method::PUT, &path, Some(json!({"from_client": from})))
-                    .await?,
-            )
+        AdminCommand::Recall { msg } => {
+            let path = format!("{}/recall", msg.path());
+            let body = json!({"from_client": msg.from});
+            emit(&api.call(Method::PUT, &path, Some(body)).await?)
         }
         AdminCommand::Unread { client, conv } => {
             let q = query(&[("conv_id", conv)]);

@@ -208,6 +208,20 @@ pub async fn full_history(c: &Client, conv: ConvId) -> Vec<Message> {
     }
 }
 
+/// `(conversation, count, last message id)` of each Unread item.
+pub fn unread_summary(items: &[UnreadItem]) -> Vec<(ConvId, u64, Option<String>)> {
+    items
+        .iter()
+        .map(|i| {
+            (
+                i.conv,
+                i.count,
+                i.last_message.as_ref().map(|m| m.msg_id.clone()),
+            )
+        })
+        .collect()
+}
+
 /// Pull-mode sync: the Unread items; no message may be pushed before them.
 pub async fn pull_sync(ev: &mut Events) -> Vec<UnreadItem> {
     ev.wait_for(WAIT, |e| match e {

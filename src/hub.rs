@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::auth::Authenticator;
 use crate::config::Config;
-use crate::conversation::ConversationTable;
+use crate::conversation::{Conv, ConversationTable};
 use crate::filter::KeywordFilter;
 use crate::hooks::{Before, Hook, Hooks};
 use crate::message::Pipeline;
@@ -91,6 +91,14 @@ impl Hub {
 }
 
 impl Hub {
+    /// A conversation that exists and is not deleted, else 4303.
+    pub fn live_conv(&self, id: ConvId) -> Result<Arc<Conv>, ErrorBody> {
+        self.convs
+            .get(&id)
+            .filter(|c| !c.is_deleted())
+            .ok_or_else(|| ErrorBody::new(ErrorCode::ConvNotFound, format!("no conversation {id}")))
+    }
+
     /// Runs a before-hook when it is on. `Ok` carries the chain's merged
     /// result (empty when the hook is off); `Err` is the client's answer: the
     /// hook's own code when it rejected, LeanCloud's default for the hook

@@ -9,7 +9,7 @@ mod common;
 
 use std::str::FromStr;
 
-use common::admin::{Admin, Answer, with_query};
+use common::admin::{Admin, Answer, admin_cli, with_query};
 use common::hook_server::HookServer;
 use common::*;
 use reqwest::Method;
@@ -1109,38 +1109,22 @@ async fn system_conversations_survive_a_restart_and_the_api_can_be_off() {
 async fn the_cli_drives_the_api_from_the_data_dir() {
     let s = TestServer::start().await;
     let dir = s.data_dir();
-    let cli = |args: &[&str]| {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_tidings"));
-        cmd.arg("admin")
-            .arg("--data-dir")
-            .arg(&dir)
-            .args(args)
-            .env_remove("TIDINGS_CONFIG")
-            .kill_on_drop(true);
-        async move {
-            let out = tokio::time::timeout(WAIT, cmd.output())
-                .await
-                .expect("the CLI finishes")
-                .expect("the CLI runs");
-            (
-                out.status.success(),
-                String::from_utf8_lossy(&out.stdout).into_owned(),
-                String::from_utf8_lossy(&out.stderr).into_owned(),
-            )
-        }
-    };
     let json = |line: &str| -> Value { serde_json::from_str(line.trim()).expect("a JSON line") };
 
-    let (ok, out, err) = cli(&["service", "create", "--name", "Bot", "--attr", r#"{"v":1}"#]).await;
+    let (ok, out, err) = admin_cli(
+        &dir,
+        &["service", "create", "--name", "Bot", "--attr", r#"{"v":1}"#],
+    )
+    .await;
     assert!(ok, "{err}");
     let id = json(&out)["objectId"]
         .as_str()
         .expect("objectId")
         .to_owned();
-    let (ok, out, err) = cli(&["service", "subscribe", &id, "alice", "bob"]).await;
+    let (ok, out, err) = admin_cli(&dir, &["service", "subscribe", &id, "alice", "bob"]).await;
     assert!(ok, "{err}");
     assert_eq!(out.lines().count(), 2, "{out}");
-    let (ok, out, err) = cli(&["service", "subscribers", &id]).await;
+    let (ok, out, err) = admin_cli(&dir, &["service", "subscribers", &id]).await;
     assert!(ok, "{err}");
     let subs: Vec<String> = out
         .lines()
@@ -1153,57 +1137,63 @@ async fn the_cli_drives_the_api_from_the_data_dir() {
         .collect();
     assert_eq!(subs, ["alice", "bob"]);
     let (_alice, mut aev) = s.connect("alice").await;
-    let (ok, out, err) = cli(&[
-        "service", "send", &id, "--from", "Bot", "--to", "alice", "hello",
-    ])
+    let (ok, out, err) = admin_cli(
+        &dir,
+        &[
+            "service", "send", &id, "--from", "Bot", "--to", "alice", "hello",
+        ],
+    )
     .await;
     assert!(ok, "{err}");
     let msg_id = json(&out)["msg-id"].as_str().expect("msg-id").to_owned();
     let m = aev.next_message(WAIT).await.expect("alice gets it");
     assert_eq!((m.msg_id.as_str(), text(&m)), (msg_id.as_str(), "hello"));
-    let (ok, out, err) = cli(&["history", "--conv", &id]).await;
+    let (ok, out, err) = admin_cli(&dir, &["history", "--conv", &id]).await;
     assert!(ok, "{err}");
     assert_eq!(json(&out)["data"], "hello");
-    let (ok, out, err) = cli(&["unread", "alice", "--conv", &id]).await;
+    let (ok, out, err) = admin_cli(&dir, &["unread", "alice", "--conv", &id]).await;
     assert!(ok, "{err}");
     assert_eq!(json(&out), json!({"count": 1}));
-    let (ok, out, err) = cli(&[
-        "edit",
-        "--conv",
-        &id,
-        "--from",
-        "Bot",
-        &msg_id,
-        "hello again",
-    ])
+    let (ok, out, err) = admin_cli(
+        &dir,
+        &[
+            "edit",
+            "--conv",
+            &id,
+            "--from",
+            "Bot",
+            &msg_id,
+            "hello again",
+        ],
+    )
     .await;
     assert!(ok, "{err}");
     assert_eq!(json(&out)["msg-id"], msg_id.as_str());
-    let (ok, out, err) = cli(&["history", "--all", "--limit", "1"]).await;
+    let (ok, out, err) = admin_cli(&dir, &["history", "--all", "--limit", "1"]).await;
     assert!(ok, "{err}");
     assert_eq!(json(&out)["data"], "hello again");
-    let (ok, _, err) = cli(&["recall", "--conv", &id, "--from", "Bot", &msg_id]).await;
+    let (ok, _, err) = admin_cli(&dir, &["recall", "--conv", &id, "--from", "Bot", &msg_id]).await;
     assert!(ok, "{err}");
-    let (ok, out, err) = cli(&["history", "--all", "--limit", "1"]).await;
+    let (ok, out, err) = admin_cli(&dir, &["history", "--all", "--limit", "1"]).await;
     assert!(ok, "{err}");
     assert_eq!(json(&out)["data"], tidings::protocol::RECALLED_CONTENT);
-    let (ok, out, err) = cli(&["online", "alice"]).await;
+    let (ok, out, err) = admin_cli(&dir, &["online", "alice"]).await;
     assert!(ok, "{err}");
     assert_eq!(json(&out)["online"], true);
-    let (ok, out, err) = cli(&["stats"]).await;
+    let (ok, out, err) = admin_cli(&dir, &["stats"]).await;
     assert!(ok, "{err}");
     assert!(json(&out)["result"]["conversations"].is_u64(), "{out}");
-    let (ok, out, err) = cli(&["metrics"]).await;
+    let (ok, out, err) = admin_cli(&dir, &["metrics"]).await;
     assert!(ok, "{err}");
     assert!(out.contains("tidings_connections"), "{out}");
 
-    let (ok, _, err) = cli(&["service", "get", &"0".repeat(24)]).await;
+    let (ok, _, err) = admin_cli(&dir, &["service", "get", &"0".repeat(24)]).await;
     assert!(!ok);
     assert!(err.contains("404") && err.contains("4303"), "{err}");
-    let (ok, _, err) = cli(&["--master-key", "wrong-wrong-wrong", "stats"]).await;
+    let (ok, _, err) = admin_cli(&dir, &["--master-key", "wrong-wrong-wrong", "stats"]).await;
     assert!(!ok);
     assert!(err.contains("401"), "{err}");
-    let (ok, out, err) = cli(&["service", "delete", &id]).await;
+    let (ok, out, err) = admin_cli(&dir, &["service", "delete", &id]).await;
     assert!(ok, "{err}");
     assert_eq!(json(&out), json!({}));
 }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::admin::{Admin, with_query};
+use common::admin::{Admin, admin_cli, with_query};
 use common::hook_server::{Answer, HookServer};
 use common::*;
 use reqwest::Method;
@@ -124,6 +124,16 @@ async fn had(s: &TestServer, client: &str, msg_id: &str) {
             .is_some_and(|cur| cur >= id)
     })
     .await;
+}
+
+/// `tidings admin ARGS…` against `dir`'s server, which must succeed; its
+/// JSON lines.
+async fn cli_json(dir: &std::path::Path, args: &[&str]) -> Vec<Value> {
+    let (ok, out, err) = admin_cli(dir, args).await;
+    assert!(ok, "{err}");
+    out.lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("a JSON line"))
+        .collect()
 }
 
 /// Logs `client` in once and out again: from then on the server knows it.
@@ -1092,54 +1102,36 @@ async fn the_cli_sends_lists_and_stops_broadcasts_and_reads_sys_messages() {
         .await
         .expect("sent");
     let dir = s.data_dir();
-    let cli = |args: &[&str]| {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_tidings"));
-        cmd.arg("admin")
-            .arg("--data-dir")
-            .arg(&dir)
-            .args(args)
-            .env_remove("TIDINGS_CONFIG")
-            .kill_on_drop(true);
-        async move {
-            let out = tokio::time::timeout(WAIT, cmd.output())
-                .await
-                .expect("the CLI finishes")
-                .expect("the CLI runs");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .map(|l| serde_json::from_str::<Value>(l).expect("a JSON line"))
-                .collect::<Vec<Value>>()
-        }
-    };
-    let out = cli(&[
-        "broadcast",
-        "send",
-        "--conv",
-        &id,
-        "--from",
-        "News",
-        "--subscribers",
-        "--ttl",
-        "60",
-        "hi",
-    ])
+    let out = cli_json(
+        &dir,
+        &[
+            "broadcast",
+            "send",
+            "--conv",
+            &id,
+            "--from",
+            "News",
+            "--subscribers",
+            "--ttl",
+            "60",
+            "hi",
+        ],
+    )
     .await;
     let b = out[0]["msg-id"].as_str().expect("msg-id").to_owned();
     let (m, _) = next(&mut aev, "the CLI's broadcast").await;
     assert_eq!((m.msg_id.as_str(), text(&m)), (b.as_str(), "hi"));
-    let listed = cli(&["broadcast", "list", "--conv", &id]).await;
+    let listed = cli_json(&dir, &["broadcast", "list", "--conv", &id]).await;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["global"], false);
     let till = listed[0]["valid-till"].as_u64().expect("valid-till");
     assert!(till.abs_diff(m.timestamp + 60_000) < 5_000, "{till}");
-    assert_eq!(cli(&["broadcast", "delete", &b]).await, [json!({})]);
-    assert!(cli(&["broadcast", "list"]).await.is_empty());
-    let rows = cli(&["sys-messages", "--conv", &id, "--from", "alice"]).await;
+    assert_eq!(
+        cli_json(&dir, &["broadcast", "delete", &b]).await,
+        [json!({})]
+    );
+    assert!(cli_json(&dir, &["broadcast", "list"]).await.is_empty());
+    let rows = cli_json(&dir, &["sys-messages", "--conv", &id, "--from", "alice"]).await;
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["msgId"], sent.msg_id.as_str());
     assert_eq!(rows[0]["data"], "hello News");

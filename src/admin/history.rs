@@ -273,11 +273,7 @@ pub async fn conversation(
     Params(p): Params<HistoryParams>,
 ) -> ApiResult<Json<Value>> {
     let id = conv_id(&id)?;
-    if st.hub().convs.get(&id).is_none_or(|c| c.is_deleted()) {
-        return Err(
-            ErrorBody::new(ErrorCode::ConvNotFound, format!("no conversation {id}")).into(),
-        );
-    }
+    st.hub().live_conv(id)?;
     answer(st.hub().clone(), p, move |hub, q| {
         run(hub, &[id], q, |_| true)
     })

@@ -40,52 +40,36 @@ fn changed(e: &LogEntry) -> Json<Value> {
     }))
 }
 
-async fn change(
+/// `SYSTEM`: under `/1.2/rtm/service-conversations`, where only system
+/// conversations are found.
+async fn change<const SYSTEM: bool>(
     st: &super::Target,
     (id, mid): (String, String),
-    system_only: bool,
     from: String,
     timestamp: Option<u64>,
     edit: Option<Content>,
 ) -> ApiResult<Json<Value>> {
     let id = conv_id(&id)?;
-    if system_only {
+    if SYSTEM {
         system::lookup(st.hub(), id)?;
     }
     let e = patch::by_app(st.hub(), id, &mid, &from, timestamp, edit).await?;
     Ok(changed(&e))
 }
 
-pub async fn edit_service(
+pub async fn edit<const SYSTEM: bool>(
     Served(st): Served,
     Segments(path): Segments<(String, String)>,
     Body(req): Body<EditReq>,
 ) -> ApiResult<Json<Value>> {
     let content = Some(Content::Text(req.message));
-    change(&st, path, true, req.from_client, req.timestamp, content).await
+    change::<SYSTEM>(&st, path, req.from_client, req.timestamp, content).await
 }
 
-pub async fn recall_service(
+pub async fn recall<const SYSTEM: bool>(
     Served(st): Served,
     Segments(path): Segments<(String, String)>,
     Body(req): Body<RecallReq>,
 ) -> ApiResult<Json<Value>> {
-    change(&st, path, true, req.from_client, req.timestamp, None).await
-}
-
-pub async fn edit(
-    Served(st): Served,
-    Segments(path): Segments<(String, String)>,
-    Body(req): Body<EditReq>,
-) -> ApiResult<Json<Value>> {
-    let content = Some(Content::Text(req.message));
-    change(&st, path, false, req.from_client, req.timestamp, content).await
-}
-
-pub async fn recall(
-    Served(st): Served,
-    Segments(path): Segments<(String, String)>,
-    Body(req): Body<RecallReq>,
-) -> ApiResult<Json<Value>> {
-    change(&st, path, false, req.from_client, req.timestamp, None).await
+    change::<SYSTEM>(&st, path, req.from_client, req.timestamp, None).await
 }

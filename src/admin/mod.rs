@@ -206,11 +206,11 @@ pub fn router(state: AdminState) -> Router {
         .route(&format!("{sc}/{{id}}/messages"), post(service::send))
         .route(
             &format!("{sc}/{{id}}/messages/{{mid}}"),
-            put(messages::edit_service),
+            put(messages::edit::<true>),
         )
         .route(
             &format!("{sc}/{{id}}/messages/{{mid}}/recall"),
-            put(messages::recall_service),
+            put(messages::recall::<true>),
         )
         .route(
             &format!("{sc}/{{id}}/broadcasts"),
@@ -235,11 +235,11 @@ pub fn router(state: AdminState) -> Router {
         )
         .route(
             "/1.2/rtm/conversations/{id}/messages/{mid}",
-            put(messages::edit),
+            put(messages::edit::<false>),
         )
         .route(
             "/1.2/rtm/conversations/{id}/messages/{mid}/recall",
-            put(messages::recall),
+            put(messages::recall::<false>),
         )
         .route("/1.2/rtm/messages", get(history::app))
         .route(

@@ -251,16 +251,7 @@ pub async fn by_app(
     timestamp: Option<u64>,
     edit: Option<Content>,
 ) -> Result<LogEntry, ErrorBody> {
-    let conv = hub
-        .convs
-        .get(&conv_id)
-        .filter(|c| !c.is_deleted())
-        .ok_or_else(|| {
-            err(
-                ErrorCode::ConvNotFound,
-                format!("no conversation {conv_id}"),
-            )
-        })?;
+    let conv = hub.live_conv(conv_id)?;
     let e = target(hub, conv_id, msg_id)?;
     if timestamp.is_some_and(|t| t != e.msg.timestamp) {
         return Err(err(

@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::TestServer;
+use super::{TestServer, WAIT};
 
 /// One answer: the status and the body as JSON (`Value::String` holding the
 /// text when it is not JSON, e.g. `/metrics`).
@@ -203,4 +203,25 @@ impl Admin {
             body["timestamp"].as_u64().expect("timestamp"),
         )
     }
+}
+
+/// Runs `tidings admin --data-dir DIR ARGS…` (the real binary, bounded by
+/// `WAIT`); whether it succeeded, its stdout and its stderr.
+pub async fn admin_cli(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_tidings"));
+    cmd.arg("admin")
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .env_remove("TIDINGS_CONFIG")
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(WAIT, cmd.output())
+        .await
+        .expect("the CLI finishes")
+        .expect("the CLI runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

@@ -1,6 +1,7 @@
 //! The `tidings` binary: command line, config, logging and signals. The
 //! server and client themselves live in the library, so this stays thin.
 
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

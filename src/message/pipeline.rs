@@ -607,12 +607,10 @@ fn fan_out(ctx: &Ctx, conv: &Conv, entry: &LogEntry, origin_conn: u64) {
             &audience,
         );
     }
-    let receipt = entry.msg.receipt.then(|| {
-        (
-            Arc::<str>::from(entry.msg.from.as_str()),
-            entry.msg.timestamp,
-        )
-    });
+    let receipt = entry
+        .msg
+        .receipt
+        .then(|| Arc::new((entry.msg.from.clone(), entry.msg.timestamp)));
     for (group, msg) in per_receiver(&audience, &entry.msg) {
         let Some(frame) = event_frame(Event::Message {
             msg,

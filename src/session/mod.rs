@@ -26,7 +26,7 @@ use crate::protocol::{
     ServerFrame, SyncMode,
 };
 use crate::transport::frame::{self, FrameError, FrameReader};
-use registry::{DeviceHandle, Outbound};
+use registry::{DeviceHandle, Outbound, ReceiptFor};
 use serde_json::json;
 use writer::Writer;
 
@@ -198,8 +198,7 @@ struct Session {
     /// Highest seq already sent per conversation: live copies of messages a
     /// sync already sent are dropped.
     sent_max: HashMap<ConvId, u64>,
-    /// Sends, in arrival order, to the send lane task (in `sends`).
-    send_lane: Option<mpsc::UnboundedSender<(u64, SendMessage)>>,
+    send_lane: Lane,
     /// The send lane task.
     sends: JoinSet<()>,
     tag: Option<String>,
@@ -211,10 +210,20 @@ struct Session {
     broadcasts_at_login: HashSet<(ConvId, u64)>,
 }
 
+/// Sends go, in arrival order, to a lane task (in `Session::sends`),
+/// started by the first send: a session that only receives has none.
+enum Lane {
+    Unstarted,
+    /// Boxed so that the channel's preallocated block stays small.
+    Open(mpsc::UnboundedSender<(u64, Box<SendMessage>)>),
+    /// Draining for a logout or shutdown: no new sends.
+    Closed,
+}
+
 struct Inflight {
     seq: u64,
     sent_at: Instant,
-    receipt: Option<(Arc<str>, u64)>,
+    receipt: Option<ReceiptFor>,
 }
 
 /// A repeated typing state inside this window is not relayed again.
@@ -310,20 +319,12 @@ impl Session {
             inflight: HashMap::new(),
             inflight_len: 0,
             sent_max: HashMap::new(),
-            send_lane: None,
+            send_lane: Lane::Unstarted,
             sends: JoinSet::new(),
             tag,
             typing: HashMap::new(),
             broadcasts_at_login: HashSet::new(),
         };
-        let (lane_tx, lane_rx) = mpsc::unbounded_channel();
-        s.sends.spawn(send_lane(
-            s.hub.clone(),
-            s.caller.clone(),
-            s.writer.clone(),
-            lane_rx,
-        ));
-        s.send_lane = Some(lane_tx);
         if let Err(e) = s.sync(login.sync) {
             tracing::warn!(error = %e, "offline sync failed");
         }
@@ -414,7 +415,7 @@ impl Session {
 
     /// Waits (bounded) for answers to sends already received.
     async fn drain_sends(&mut self) {
-        self.send_lane = None;
+        self.send_lane = Lane::Closed;
         let grace = Duration::from_secs(self.hub.config.server.shutdown_grace_secs);
         let _ = tokio::time::timeout(grace, async {
             while self.sends.join_next().await.is_some() {}
@@ -480,7 +481,31 @@ impl Session {
                 self.typing(conv, started);
                 None
             }
-            ClientFrame::Request { id, cmd } => self.command(id, cmd).await,
+            ClientFrame::Request {
+                id,
+                cmd: Command::Send(m),
+            } => {
+                self.enqueue_send(id, m);
+                None
+            }
+            // Boxed: other commands are rare next to sends and acks, and
+            // their futures would otherwise be part of every idle session.
+            ClientFrame::Request { id, cmd } => Box::pin(self.command(id, cmd)).await,
+        }
+    }
+
+    /// The lane keeps this connection's sends in order while a
+    /// `_messageReceived` hook is awaited, without stalling reads.
+    fn enqueue_send(&mut self, id: u64, m: SendMessage) {
+        if let Lane::Unstarted = self.send_lane {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let (hub, caller, writer) =
+                (self.hub.clone(), self.caller.clone(), self.writer.clone());
+            self.sends.spawn(send_lane(hub, caller, writer, rx));
+            self.send_lane = Lane::Open(tx);
+        }
+        if let Lane::Open(lane) = &self.send_lane {
+            let _ = lane.send((id, Box::new(m)));
         }
     }
 
@@ -505,11 +530,7 @@ impl Session {
                 });
             }
             Command::Send(m) => {
-                // The lane keeps this connection's sends in order while a
-                // `_messageReceived` hook is awaited, without stalling reads.
-                if let Some(lane) = &self.send_lane {
-                    let _ = lane.send((id, m));
-                }
+                self.enqueue_send(id, m);
                 return None;
             }
             Command::CreateConversation(c) => conv_ops::create(hub, caller, c)
@@ -568,7 +589,7 @@ impl Session {
             }
             // The newest acked message that wants a receipt (receipts exist
             // only between two members, so all are from the one other).
-            let mut receipt: Option<(Arc<str>, u64)> = None;
+            let mut receipt: Option<ReceiptFor> = None;
             if let Some(q) = self.inflight.get_mut(&conv) {
                 while q.front().is_some_and(|i| i.seq <= seq) {
                     if let Some(i) = q.pop_front() {
@@ -584,9 +605,8 @@ impl Session {
             if let Err(e) = self.hub.store.set_device_cursor(client, device, conv, seq) {
                 tracing::warn!(error = %e, "device cursor not saved");
             }
-            if let Some((sender, at)) = receipt
-                && let Err(e) =
-                    message::receipts::on_delivered(&self.hub, conv, client, &sender, at)
+            if let Some(r) = receipt
+                && let Err(e) = message::receipts::on_delivered(&self.hub, conv, client, &r.0, r.1)
             {
                 tracing::warn!(error = %e, "delivery receipt not recorded");
             }
@@ -595,14 +615,14 @@ impl Session {
 
     /// Notes a stored message sent to this device. `receipt` is its sender
     /// and time when it wants a delivery receipt (ignored for our own).
-    fn track(&mut self, conv: ConvId, seq: u64, receipt: Option<(Arc<str>, u64)>) {
+    fn track(&mut self, conv: ConvId, seq: u64, receipt: Option<ReceiptFor>) {
         let max = self.sent_max.entry(conv).or_insert(0);
         *max = (*max).max(seq);
         if self.inflight_len >= MAX_INFLIGHT {
             // The device is not acking; its cursor stays put, so the next sync covers these.
             return;
         }
-        let receipt = receipt.filter(|(from, _)| **from != *self.caller.client);
+        let receipt = receipt.filter(|r| r.0 != self.caller.client);
         self.inflight.entry(conv).or_default().push_back(Inflight {
             seq,
             sent_at: Instant::now(),
@@ -758,11 +778,12 @@ async fn send_lane(
     hub: Arc<Hub>,
     caller: Caller,
     writer: Writer,
-    mut rx: mpsc::UnboundedReceiver<(u64, SendMessage)>,
+    mut rx: mpsc::UnboundedReceiver<(u64, Box<SendMessage>)>,
 ) {
     let mut flushing = JoinSet::new();
     while let Some((id, m)) = rx.recv().await {
-        let result = match message::send(&hub, &caller, m).await {
+        // Boxed so that an idle lane does not hold the send's state.
+        let result = match Box::pin(message::send(&hub, &caller, *m)).await {
             Ok(SendPlan::Pending(p, changed)) => {
                 let (hub, caller, writer) = (hub.clone(), caller.clone(), writer.clone());
                 flushing.spawn(async move {

@@ -10,6 +10,10 @@ use tokio::sync::mpsc;
 
 use crate::protocol::ConvId;
 
+/// Sender and time of a message that asked for delivery receipts, shared
+/// by all its deliveries (one pointer keeps `Outbound` small).
+pub type ReceiptFor = Arc<(String, u64)>;
+
 /// What the fan-out hands a session's writer. Messages carry their position so
 /// the session can track acks; everything is pre-encoded once and shared.
 #[derive(Debug, Clone)]
@@ -20,7 +24,7 @@ pub enum Outbound {
         seq: u64,
         frame: Bytes,
         /// Sender and timestamp when the sender asked for receipts.
-        receipt: Option<(Arc<str>, u64)>,
+        receipt: Option<ReceiptFor>,
     },
     /// Any other encoded frame for the stream.
     Frame(Bytes),

@@ -51,7 +51,7 @@ impl Session {
                 let receipt = e
                     .msg
                     .receipt
-                    .then(|| (Arc::<str>::from(e.msg.from.as_str()), e.msg.timestamp));
+                    .then(|| Arc::new((e.msg.from.clone(), e.msg.timestamp)));
                 if let Some(f) = event_frame(Event::Message {
                     msg: e.msg.for_receiver(&self.caller.client),
                     redelivered: true,

@@ -55,7 +55,7 @@ async fn run(
     mut rx: mpsc::UnboundedReceiver<Msg>,
     backlog: Arc<AtomicUsize>,
 ) {
-    let mut batch: Vec<Bytes> = Vec::with_capacity(64);
+    let mut batch: Vec<Bytes> = Vec::new();
     while let Some(first) = rx.recv().await {
         let mut finish = None;
         let mut next = Some(first);
@@ -78,6 +78,8 @@ async fn run(
         }
         backlog.fetch_sub(bytes, Ordering::Relaxed);
         batch.clear();
+        // A burst's capacity is not kept for an idle connection.
+        batch.shrink_to(8);
         if let Some(tx) = finish {
             if send.finish().is_ok() {
                 let _ = send.stopped().await;

@@ -41,7 +41,7 @@ use crate::metrics::METRICS;
 use crate::protocol::{
     Content, ConvId, ErrorBody, ErrorCode, Event, Message, SendMessage, parse_msg_id,
 };
-use crate::session::registry::Outbound;
+use crate::session::registry::{Outbound, StoredFrame};
 use crate::store::system::BroadcastRecord;
 use crate::store::{LogEntry, Store, StoreError};
 use crate::util::{now_ms, random_token};
@@ -204,11 +204,12 @@ pub async fn send(hub: &Arc<Hub>, b: Broadcast) -> Result<Sent, ErrorBody> {
         Some(id),
         audience(),
         Some(b.from),
-        Outbound::Broadcast {
+        Outbound::Broadcast(Arc::new(StoredFrame {
             conv: b.conv,
             seq,
             frame,
-        },
+            receipt: None,
+        })),
     );
     Ok(Sent {
         msg_id: committed.sent.msg_id,

@@ -85,7 +85,7 @@ impl Hub {
     pub fn notify<'a>(&self, clients: impl IntoIterator<Item = &'a str>, ev: Event) {
         if let Some(frame) = event_frame(ev) {
             self.registry
-                .send_to(clients, None, &Outbound::Frame(frame));
+                .send_to(clients, None, &Outbound::frame(frame));
         }
     }
 }

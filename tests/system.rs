@@ -25,7 +25,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use tidings::client::{Client, ClientEvent, Events};
 use tidings::protocol::{Content, ConvId, Event, Message, SendMessage};
-use tidings::session::registry::{DeviceHandle, Outbound};
+use tidings::session::registry::{DeviceHandle, Outbound, StoredFrame};
 use tokio::sync::mpsc;
 
 const SC: &str = "/1.2/rtm/service-conversations";
@@ -291,11 +291,12 @@ async fn a_live_copy_of_a_broadcast_sent_at_login_is_dropped() {
     .expect("encoded");
     assert!(hub.registry.send_to_client(
         "kim",
-        &Outbound::Broadcast {
+        &Outbound::Broadcast(Arc::new(StoredFrame {
             conv: c,
             seq,
-            frame
-        }
+            frame,
+            receipt: None,
+        }))
     ));
     let got = before_marker(&a, &id, "kim", &mut kev).await;
     assert!(got.is_empty(), "the live copy was dropped: {got:?}");
@@ -603,7 +604,7 @@ async fn a_broadcast_to_100000_online_clients_goes_out_in_steps() {
     let mut got = 0;
     for rx in &mut rxs {
         match tokio::time::timeout(WAIT, rx.recv()).await {
-            Ok(Some(Outbound::Broadcast { .. })) => got += 1,
+            Ok(Some(Outbound::Broadcast(_))) => got += 1,
             other => panic!("a device got {other:?} instead of the broadcast"),
         }
     }

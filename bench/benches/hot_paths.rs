@@ -14,7 +14,7 @@
 //! whole run stays within a few minutes on a small shared machine.
 
 use std::hint::black_box;
-use std::sync::Barrier;
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use criterion::{
@@ -29,7 +29,7 @@ use tidings::conversation::{Conv, ConversationTable};
 use tidings::protocol::{
     ClientFrame, Command, Content, ConvId, ConvKind, Event, Message, SendMessage, ServerFrame,
 };
-use tidings::session::registry::{DeviceHandle, Outbound, Registry};
+use tidings::session::registry::{DeviceHandle, Outbound, Registry, StoredFrame};
 use tidings::store::{ConversationRecord, LogEntry, Store};
 use tidings::transport::frame::{self, FrameDecoder};
 
@@ -156,7 +156,7 @@ fn bench_conv_table(c: &mut Criterion) {
     // Handles to re-insert in the mixed case: replacing an entry takes the
     // shard's write lock exactly as a new conversation does, and keeps the
     // table at 10k entries however long criterion runs.
-    let convs: Vec<std::sync::Arc<Conv>> = ids
+    let convs: Vec<Arc<Conv>> = ids
         .iter()
         .map(|id| table.get(id).expect("loaded"))
         .collect();
@@ -297,12 +297,12 @@ const FANOUT_BACKLOG: u64 = 64 * 1024;
 
 fn bench_fanout(c: &mut Criterion) {
     let conv = ConvId([0x5a; 12]);
-    let out = Outbound::Message {
+    let out = Outbound::Message(Arc::new(StoredFrame {
         conv,
         seq: 12_345,
         frame: frame::encode(&event_frame_value(conv)).expect("encode"),
         receipt: None,
-    };
+    }));
     let mut g = c.benchmark_group("fanout");
     configure(&mut g, 30);
     for n in [10usize, 100, 1000] {

@@ -417,7 +417,7 @@ pub fn read(
         hub.registry.send_to(
             [caller.client.as_str()],
             Some(caller.conn_id),
-            &Outbound::Frame(f),
+            &Outbound::frame(f),
         );
     }
     Ok(Reply::Ok)

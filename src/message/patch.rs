@@ -110,7 +110,7 @@ fn tell_editor(hub: &Hub, caller: &Caller, e: &LogEntry) {
         })
     {
         hub.registry
-            .send_to_conn(&caller.client, caller.conn_id, &Outbound::Frame(f));
+            .send_to_conn(&caller.client, caller.conn_id, &Outbound::frame(f));
     }
 }
 

@@ -20,7 +20,7 @@ use crate::protocol::{
     Content, ConvId, ConvKind, ErrorBody, ErrorCode, Event, Message, RECALLED_CONTENT, Reason,
     SendMessage,
 };
-use crate::session::registry::{Outbound, Registry};
+use crate::session::registry::{Outbound, Registry, StoredFrame};
 use crate::store::{LogEntry, SentRecord, Store, TokenRecord};
 use crate::util::now_ms;
 
@@ -618,12 +618,12 @@ fn fan_out(ctx: &Ctx, conv: &Conv, entry: &LogEntry, origin_conn: u64) {
         }) else {
             continue;
         };
-        let out = Outbound::Message {
+        let out = Outbound::Message(Arc::new(StoredFrame {
             conv: conv_id,
             seq,
             frame,
             receipt: receipt.clone(),
-        };
+        }));
         ctx.registry.send_to(group, Some(origin_conn), &out);
     }
     METRICS.delivered(entry.msg.timestamp);
@@ -657,7 +657,7 @@ fn fan_out_patch(ctx: &Ctx, entry: &LogEntry, p: &PatchDraft) {
         };
         if let Some(f) = event_frame(ev) {
             ctx.registry
-                .send_to(group, Some(p.origin_conn), &Outbound::Frame(f));
+                .send_to(group, Some(p.origin_conn), &Outbound::frame(f));
         }
     }
 }

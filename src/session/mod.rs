@@ -26,7 +26,7 @@ use crate::protocol::{
     ServerFrame, SyncMode,
 };
 use crate::transport::frame::{self, FrameError, FrameReader};
-use registry::{DeviceHandle, Outbound, ReceiptFor};
+use registry::{CloseOrder, DeviceHandle, Outbound, ReceiptFor};
 use serde_json::json;
 use writer::Writer;
 
@@ -283,12 +283,12 @@ impl Session {
                     reason: reason.into(),
                 });
                 for d in displaced {
-                    let _ = d.tx.send(Outbound::Close {
+                    let _ = d.tx.send(Outbound::close(CloseOrder {
                         code: ErrorCode::SessionConflict.code(),
                         reason: reason.into(),
                         frame: frame.clone(),
                         close_code: close::TAG_CONFLICT,
-                    });
+                    }));
                 }
             }
         }
@@ -650,41 +650,37 @@ impl Session {
 
     async fn deliver(&mut self, out: Outbound) -> Option<Ended> {
         match out {
-            Outbound::Message {
-                conv,
-                seq,
-                frame,
-                receipt,
-            } => {
-                if self.sent_max.get(&conv).is_some_and(|m| *m >= seq) {
+            Outbound::Message(m) => {
+                if self.sent_max.get(&m.conv).is_some_and(|max| *max >= m.seq) {
                     return None;
                 }
-                self.track(conv, seq, receipt);
-                self.writer.send(frame);
+                self.track(m.conv, m.seq, m.receipt.clone());
+                self.writer.send(m.frame.clone());
                 METRICS.messages_out(1);
             }
-            Outbound::Frame(f) => self.writer.send(f),
-            Outbound::Broadcast { conv, seq, frame } => {
-                if !self.broadcasts_at_login.remove(&(conv, seq)) {
-                    self.writer.send(frame);
+            Outbound::Frame(f) => self.writer.send((*f).clone()),
+            Outbound::Broadcast(b) => {
+                if !self.broadcasts_at_login.remove(&(b.conv, b.seq)) {
+                    self.writer.send(b.frame.clone());
                 }
             }
-            Outbound::Transient { datagram, frame } => {
+            Outbound::Transient(t) => {
                 let fits = self
                     .conn
                     .max_datagram_size()
-                    .is_some_and(|max| datagram.len() <= max);
-                if !fits || self.conn.send_datagram(datagram).is_err() {
-                    self.writer.send(frame);
+                    .is_some_and(|max| t.datagram.len() <= max);
+                if !fits || self.conn.send_datagram(t.datagram.clone()).is_err() {
+                    self.writer.send(t.frame.clone());
                 }
                 METRICS.messages_out(1);
             }
-            Outbound::Close {
-                code,
-                reason,
-                frame,
-                close_code,
-            } => {
+            Outbound::Close(order) => {
+                let CloseOrder {
+                    code,
+                    reason,
+                    frame,
+                    close_code,
+                } = *order;
                 if let Some(f) = frame {
                     self.writer.send(f);
                 }

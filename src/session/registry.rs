@@ -10,45 +10,64 @@ use tokio::sync::mpsc;
 
 use crate::protocol::ConvId;
 
-/// Sender and time of a message that asked for delivery receipts, shared
-/// by all its deliveries (one pointer keeps `Outbound` small).
+/// Sender and time of a message that asked for delivery receipts.
 pub type ReceiptFor = Arc<(String, u64)>;
 
-/// What the fan-out hands a session's writer. Messages carry their position so
-/// the session can track acks; everything is pre-encoded once and shared.
+/// What the fan-out hands a session. Everything is pre-encoded once and
+/// shared by all receivers. Each variant is one pointer: every session's
+/// queue preallocates a block of slots, which idle connections pay for.
 #[derive(Debug, Clone)]
 pub enum Outbound {
-    /// A stored message (an encoded `ServerFrame::Event(Message)`).
-    Message {
-        conv: ConvId,
-        seq: u64,
-        frame: Bytes,
-        /// Sender and timestamp when the sender asked for receipts.
-        receipt: Option<ReceiptFor>,
-    },
+    /// A stored message (an encoded `ServerFrame::Event(Message)`); its
+    /// position lets the session track acks.
+    Message(Arc<StoredFrame>),
     /// Any other encoded frame for the stream.
-    Frame(Bytes),
+    Frame(Arc<Bytes>),
     /// A stored broadcast from the live fan-out: the session skips it when
     /// its login already sent it from the store.
-    Broadcast {
-        conv: ConvId,
-        seq: u64,
-        frame: Bytes,
-    },
+    Broadcast(Arc<StoredFrame>),
     /// A transient message: sent as a datagram when it fits, else on the stream.
-    /// `datagram` is the bare encoding, `frame` the length-prefixed one.
-    Transient { datagram: Bytes, frame: Bytes },
-    /// Close this session with a LeanCloud code (after sending `frame`, if
-    /// any); `close_code` is what `_clientOffline` reports (`close::*`).
-    Close {
-        code: u16,
-        reason: String,
-        frame: Option<Bytes>,
-        close_code: u8,
-    },
+    Transient(Arc<TransientFrames>),
+    /// Close this session with a LeanCloud code.
+    Close(Box<CloseOrder>),
+}
+
+#[derive(Debug)]
+pub struct StoredFrame {
+    pub conv: ConvId,
+    pub seq: u64,
+    pub frame: Bytes,
+    /// Set when the sender asked for receipts.
+    pub receipt: Option<ReceiptFor>,
+}
+
+#[derive(Debug)]
+pub struct TransientFrames {
+    /// The bare encoding, for a datagram.
+    pub datagram: Bytes,
+    /// The length-prefixed one, for the stream.
+    pub frame: Bytes,
+}
+
+#[derive(Debug, Clone)]
+pub struct CloseOrder {
+    pub code: u16,
+    pub reason: String,
+    /// Sent before closing.
+    pub frame: Option<Bytes>,
+    /// What `_clientOffline` reports (`close::*`).
+    pub close_code: u8,
 }
 
 impl Outbound {
+    pub fn frame(frame: Bytes) -> Outbound {
+        Outbound::Frame(Arc::new(frame))
+    }
+
+    pub fn close(order: CloseOrder) -> Outbound {
+        Outbound::Close(Box::new(order))
+    }
+
     /// An unstored event (transient message, will, typing) for the
     /// datagram path, with its stream fallback; `None` only if encoding
     /// our own type failed, which is logged.
@@ -58,10 +77,10 @@ impl Outbound {
             crate::codec::encode(&ev),
             crate::transport::frame::encode(&ev),
         ) {
-            (Ok(datagram), Ok(frame)) => Some(Outbound::Transient {
+            (Ok(datagram), Ok(frame)) => Some(Outbound::Transient(Arc::new(TransientFrames {
                 datagram: datagram.into(),
                 frame,
-            }),
+            }))),
             (Err(e), _) | (_, Err(e)) => {
                 tracing::error!(error = %e, "encoding an unstored event failed");
                 None
@@ -222,12 +241,12 @@ impl Registry {
         });
         let mut n = 0;
         self.for_each_device(client, |d| {
-            let out = Outbound::Close {
+            let out = Outbound::close(CloseOrder {
                 code,
                 reason: reason.to_string(),
                 frame: frame.clone(),
                 close_code: close::KICKED,
-            };
+            });
             if d.tx.send(out).is_ok() {
                 n += 1;
             }
@@ -335,12 +354,12 @@ mod tests {
         all.sort();
         assert_eq!(seen, all);
         assert!(r.online_in_shard(r.shard_count()).is_empty());
-        assert!(r.send_to_client("c7", &Outbound::Frame(Bytes::from_static(b"x"))));
+        assert!(r.send_to_client("c7", &Outbound::frame(Bytes::from_static(b"x"))));
         assert!(matches!(rxs[7].try_recv(), Ok(Outbound::Frame(_))));
-        assert!(!r.send_to_client("nobody", &Outbound::Frame(Bytes::new())));
+        assert!(!r.send_to_client("nobody", &Outbound::frame(Bytes::new())));
         drop(rxs);
         // A session whose receiver is gone takes nothing.
-        assert!(!r.send_to_client("c7", &Outbound::Frame(Bytes::new())));
+        assert!(!r.send_to_client("c7", &Outbound::frame(Bytes::new())));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// mimalloc asks for transparent huge pages for its arenas. Measured here,
-/// they cost ~40 MiB at start and ~1.5 KiB per idle connection and bought
+/// they cost ~37 MiB at start and ~1.3 KiB per idle connection and bought
 /// no speed (docs/PERFORMANCE.md), so this process opts out before it grows.
 fn no_transparent_huge_pages() {
     #[cfg(target_os = "linux")]

@@ -32,6 +32,9 @@ pub enum Outbound {
     Close(Box<CloseOrder>),
 }
 
+// Every session's queue holds 32 of these before it holds anything.
+const _: () = assert!(std::mem::size_of::<Outbound>() <= 16);
+
 #[derive(Debug)]
 pub struct StoredFrame {
     pub conv: ConvId,

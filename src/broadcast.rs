@@ -28,7 +28,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use tokio::sync::broadcast as signal;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
@@ -385,20 +384,12 @@ fn subscribed(hub: &Hub, conv: ConvId, client: &str) -> bool {
         .is_some_and(|c| !c.is_deleted() && c.state.read().is_member(client))
 }
 
-/// A broadcast a login got: the session drops a live copy of it that the
-/// fan-out hands over after the login read the store.
-#[derive(Debug, Clone)]
-pub struct Missed {
-    pub conv: ConvId,
-    pub seq: u64,
-    /// A `Message` event flagged `redelivered`.
-    pub frame: Bytes,
-}
-
-/// The broadcasts `client` missed, oldest first; called once per login,
-/// after the offline sync. Store failures are logged: a login does not
-/// fail for them.
-pub fn at_login(hub: &Hub, client: &str) -> Vec<Missed> {
+/// The broadcasts `client` missed, oldest first, as `Message` events
+/// flagged `redelivered`; called once per login, after the offline sync.
+/// The session drops a live copy of one of them that the fan-out hands
+/// over after the login read the store. Store failures are logged: a
+/// login does not fail for them.
+pub fn at_login(hub: &Hub, client: &str) -> Vec<StoredFrame> {
     match missed(hub, client) {
         Ok(due) => {
             METRICS.broadcast_delivered(due.len() as u64);
@@ -411,7 +402,7 @@ pub fn at_login(hub: &Hub, client: &str) -> Vec<Missed> {
     }
 }
 
-fn missed(hub: &Hub, client: &str) -> Result<Vec<Missed>, StoreError> {
+fn missed(hub: &Hub, client: &str) -> Result<Vec<StoredFrame>, StoreError> {
     let store = &hub.store;
     let now = now_ms();
     let applies = |r: &BroadcastRecord| {
@@ -446,10 +437,11 @@ fn missed(hub: &Hub, client: &str) -> Result<Vec<Missed>, StoreError> {
             msg: e.msg.for_receiver(client),
             redelivered: true,
         }) {
-            out.push(Missed {
+            out.push(StoredFrame {
                 conv: r.conv,
                 seq: r.seq,
                 frame,
+                receipt: None,
             });
         }
     }

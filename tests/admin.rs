@@ -403,10 +403,9 @@ async fn subscribers_are_members_listed_by_client_id() {
 async fn send_reaches_exactly_the_chosen_users_online_and_offline() {
     let s = TestServer::start().await;
     let a = Admin::of(&s);
-    let id = a.create_service("MathBot").await;
-    for c in ["alice", "bob", "carol", "dave"] {
-        a.subscribe(&id, c).await;
-    }
+    let id = a
+        .service_with("MathBot", &["alice", "bob", "carol", "dave"])
+        .await;
     let (_alice, mut aev) = s.connect("alice").await;
     let (_bob, mut bev) = s.connect("bob").await;
     let (_carol, mut cev) = s.connect("carol").await;
@@ -485,9 +484,7 @@ async fn send_reaches_exactly_the_chosen_users_online_and_offline() {
 async fn transient_sends_reach_only_who_is_online_and_are_not_stored() {
     let s = TestServer::start().await;
     let a = Admin::of(&s);
-    let id = a.create_service("Ticker").await;
-    a.subscribe(&id, "alice").await;
-    a.subscribe(&id, "dave").await;
+    let id = a.service_with("Ticker", &["alice", "dave"]).await;
     let (_alice, mut aev) = s.connect("alice").await;
     let (_ticker, mut tev) = s.connect("Ticker").await;
     let send = format!("{}/messages", sc(&id));
@@ -727,8 +724,7 @@ async fn event<T>(ev: &mut Events, what: &str, pick: impl FnMut(&Event) -> Optio
 async fn the_app_edits_and_recalls_in_the_senders_name() {
     let s = TestServer::start().await;
     let a = Admin::of(&s);
-    let id = a.create_service("Bot").await;
-    a.subscribe(&id, "alice").await;
+    let id = a.service_with("Bot", &["alice"]).await;
     let (_alice, mut aev) = s.connect("alice").await;
     let (m, ts) = a.send_to(&id, "Bot", &["alice"], "helo").await;
     let path = format!("{}/messages/{m}", sc(&id));
@@ -825,9 +821,7 @@ async fn the_app_edits_and_recalls_in_the_senders_name() {
 async fn whole_app_history_and_unread_counts() {
     let s = TestServer::start().await;
     let a = Admin::of(&s);
-    let id = a.create_service("Bot").await;
-    a.subscribe(&id, "alice").await;
-    a.subscribe(&id, "bob").await;
+    let id = a.service_with("Bot", &["alice", "bob"]).await;
     let (m, _) = a.send_to(&id, "Bot", &["alice"], "for alice").await;
     let (bob, _bev) = s.connect("bob").await;
     let from_bob = bob.send_text(conv(&id), "bob to the app").await.unwrap();
@@ -1065,8 +1059,7 @@ async fn session_counters_move() {
 async fn system_conversations_survive_a_restart_and_the_api_can_be_off() {
     let mut s = TestServer::start().await;
     let a = Admin::of(&s);
-    let id = a.create_service("Bot").await;
-    a.subscribe(&id, "alice").await;
+    let id = a.service_with("Bot", &["alice"]).await;
     let (m1, _) = a
         .send_to(&id, "Bot", &["alice"], "before the restart")
         .await;

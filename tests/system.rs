@@ -183,10 +183,7 @@ async fn metric(a: &Admin, name: &str) -> f64 {
 async fn broadcasts_reach_who_is_online_at_once_and_the_others_at_login() {
     let s = TestServer::start().await;
     let a = Admin::of(&s);
-    let id = a.create_service("News").await;
-    for c in ["alice", "bob"] {
-        a.subscribe(&id, c).await;
-    }
+    let id = a.service_with("News", &["alice", "bob"]).await;
     known(&s, "bob").await;
     known(&s, "dave").await;
     let (_alice, mut aev) = s.connect("alice").await;
@@ -665,10 +662,7 @@ async fn clients_messages_are_sys_message_rows_and_reach_the_webhook() {
     })
     .await;
     let a = Admin::of(&s);
-    let id = a.create_service("Bot").await;
-    for c in ["alice", "bob"] {
-        a.subscribe(&id, c).await;
-    }
+    let id = a.service_with("Bot", &["alice", "bob"]).await;
     let (alice, _aev) = s.connect("alice").await;
     let (bob, _bev) = s.connect("bob").await;
     let c = conv(&id);
@@ -810,8 +804,7 @@ async fn webhook_timeouts_are_retried_three_times_then_given_up() {
     .await;
     let a = Admin::of(&s);
     let hub = s.running().hub().clone();
-    let id = a.create_service("Bot").await;
-    a.subscribe(&id, "alice").await;
+    let id = a.service_with("Bot", &["alice"]).await;
     let (alice, _aev) = s.connect("alice").await;
     let given_up_before = metric(&a, "tidings_sys_webhook_given_up_total").await;
     let lost = alice.send_text(conv(&id), "lost").await.expect("sent");
@@ -890,8 +883,7 @@ async fn pending_webhook_deliveries_survive_a_restart() {
     })
     .await;
     let a = Admin::of(&s);
-    let id = a.create_service("Bot").await;
-    a.subscribe(&id, "alice").await;
+    let id = a.service_with("Bot", &["alice"]).await;
     let (alice, _aev) = s.connect("alice").await;
     let m1 = alice.send_text(conv(&id), "one").await.expect("sent");
     let m2 = alice.send_text(conv(&id), "two").await.expect("sent");
@@ -930,9 +922,7 @@ async fn pending_webhook_deliveries_survive_a_restart() {
 async fn pull_mode_unread_counts_only_what_the_subscriber_sees() {
     let s = TestServer::start().await;
     let a = Admin::of(&s);
-    let id = a.create_service("Help").await;
-    a.subscribe(&id, "alice").await;
-    a.subscribe(&id, "bob").await;
+    let id = a.service_with("Help", &["alice", "bob"]).await;
     // Bob's own question raises his read cursor, as in any conversation.
     let (bob, _bev) = s.connect("bob").await;
     bob.send_text(conv(&id), "bob asks").await.expect("sent");
@@ -1095,8 +1085,7 @@ async fn mathbot_answers_each_subscriber_alone() {
 async fn the_cli_sends_lists_and_stops_broadcasts_and_reads_sys_messages() {
     let s = TestServer::start().await;
     let a = Admin::of(&s);
-    let id = a.create_service("News").await;
-    a.subscribe(&id, "alice").await;
+    let id = a.service_with("News", &["alice"]).await;
     let (alice, mut aev) = s.connect("alice").await;
     let sent = alice
         .send_text(conv(&id), "hello News")

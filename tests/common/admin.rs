@@ -144,6 +144,15 @@ impl Admin {
         body["objectId"].as_str().expect("objectId").to_owned()
     }
 
+    /// A new service conversation with these subscribers; its id.
+    pub async fn service_with(&self, name: &str, subscribers: &[&str]) -> String {
+        let id = self.create_service(name).await;
+        for c in subscribers {
+            self.subscribe(&id, c).await;
+        }
+        id
+    }
+
     pub async fn subscribe(&self, conv: &str, client: &str) {
         let path = format!("/1.2/rtm/service-conversations/{conv}/subscribers");
         let body = self.post(&path, json!({ "client_id": client })).await;

@@ -72,7 +72,7 @@ pub struct RunningServer {
     done_rx: mpsc::Receiver<()>,
     accept: JoinHandle<()>,
     hook_delivery: JoinHandle<()>,
-    /// The `_SysMessage` webhook worker and the broadcast sweep.
+    /// The `_SysMessage` webhook worker, the broadcast sweep and the cursor writer.
     system_tasks: Vec<JoinHandle<()>>,
     /// `None` when `admin.enabled` is off.
     admin: Option<AdminServer>,
@@ -180,6 +180,7 @@ impl Server {
         let system_tasks = vec![
             crate::sysmsg::start(&hub, webhook, shutdown.subscribe()),
             crate::broadcast::start_sweeper(&hub, shutdown.subscribe()),
+            start_cursor_writer(&hub.store, shutdown.subscribe()),
         ];
         if admin.is_none() {
             tokio::spawn(log_hook_stats(hooks.clone(), shutdown.subscribe()));
@@ -205,6 +206,33 @@ impl Server {
             _admin_target: admin_target,
         })
     }
+}
+
+/// Moves cursor changes from memory to sled (`store::cursors`). The last
+/// ones go with the shutdown's flush.
+fn start_cursor_writer(
+    store: &Arc<Store>,
+    mut shutdown: broadcast::Receiver<()>,
+) -> JoinHandle<()> {
+    let store = Arc::downgrade(store);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(crate::store::cursors::WRITE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.recv() => return,
+            }
+            let Some(store) = store.upgrade() else {
+                return;
+            };
+            match tokio::task::spawn_blocking(move || store.write_cursors()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => warn!(error = %e, "cursors not written; retrying"),
+                Err(e) => warn!(error = %e, "cursor writer failed"),
+            }
+        }
+    })
 }
 
 /// With the admin API (and its `/metrics`) off, per-hook counters reach the

@@ -1,7 +1,8 @@
 //! sled's own crash-test pattern, against our store module: the test binary
 //! re-runs itself as a child that appends group-committed batches while a
 //! thread calls `exit(9)` at a random moment; the parent reopens the store
-//! and checks that every batch the child reported durable is there, whole.
+//! and checks that every batch the child reported durable is there, whole,
+//! and that a cursor the child flushed survived without passing the log.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -70,6 +71,14 @@ fn crash_child() {
         store.append(&batch, &[token]).expect("append");
         next += BATCH;
         println!("durable {}", next - 1);
+        // Cursors are written behind: only a flush_durable promises them.
+        store
+            .set_device_cursor("Jerry", "pc", CONV, next - 1)
+            .expect("cursor");
+        if next % (4 * BATCH) == 1 {
+            store.flush_durable().expect("flush");
+            println!("cursor {}", next - 1);
+        }
     }
 }
 
@@ -80,7 +89,7 @@ fn store_survives_exit_mid_write() {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let exe = std::env::current_exe().expect("test binary");
-    let mut durable = 0u64;
+    let (mut durable, mut cursor) = (0u64, 0u64);
     for _ in 0..12 {
         let mut child = Command::new(&exe)
             .args([
@@ -101,6 +110,9 @@ fn store_survives_exit_mid_write() {
             // exit(9) can cut the last line short; a partial number proves nothing.
             if let Some(Ok(n)) = line.strip_prefix("durable ").map(str::parse::<u64>) {
                 durable = durable.max(n);
+            }
+            if let Some(Ok(n)) = line.strip_prefix("cursor ").map(str::parse::<u64>) {
+                cursor = cursor.max(n);
             }
         }
         let status = child.wait().expect("wait");
@@ -124,6 +136,12 @@ fn store_survives_exit_mid_write() {
         for (i, e) in all.iter().enumerate() {
             assert_eq!(*e, entry(i as u64 + 1));
         }
+        // A flushed cursor survives; none points past the log.
+        let at = store.device_cursor("Jerry", "pc", CONV).expect("cursor");
+        assert!(
+            (cursor..=last).contains(&at),
+            "cursor {at}: flushed {cursor}, log ends at {last}"
+        );
         for b in (1..=last).step_by(BATCH as usize) {
             assert_eq!(
                 store

@@ -644,3 +644,36 @@ async fn restart_keeps_conversations_history_unread_and_tokens() {
     // Seqs carry on where they stopped.
     assert_eq!(tom.send_text(pair, "p6").await.unwrap().seq, 6);
 }
+
+/// Cursors are written behind (`store::cursors`); a graceful shutdown writes
+/// them all, so nothing acked before it is sent again after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_survive_a_graceful_restart() {
+    let mut s = TestServer::start().await;
+    // Options name the server's address, which a restart changes.
+    let phone = |s: &TestServer| {
+        let mut o = s.options("Jerry");
+        o.device_id = Some("phone".into());
+        o.auto_ack = false;
+        o
+    };
+    let (tom, tev) = s.connect("Tom").await;
+    let (jerry, mut jev) = s.connect_with(phone(&s)).await;
+    let conv = tom.create_unique(vec!["Jerry".into()]).await.unwrap().id;
+    send_spaced(&tom, conv, "m", 6).await;
+    for _ in 0..6 {
+        jev.next_message(WAIT).await.expect("live delivery");
+    }
+    jerry.ack(conv, 4);
+    acked_through(&s, "Jerry", "phone", conv, 4).await;
+    drop((tom, tev, jerry, jev));
+
+    s.restart().await;
+
+    let (_jerry, mut jev) = s.connect_raw(phone(&s)).await;
+    let (msgs, _) = push_sync(&mut jev).await;
+    assert_eq!(seqs(&msgs), vec![5, 6], "only the unacked come again");
+    let (_tom, mut tev) = s.connect_raw(s.options("Tom")).await;
+    let (msgs, _) = push_sync(&mut tev).await;
+    assert!(msgs.is_empty(), "a device's own messages count as received");
+}

@@ -308,7 +308,7 @@ fn commit(jobs: &mut Vec<Job>, ctx: &Ctx) -> bool {
     let flush_started = std::time::Instant::now();
     let written = store
         .write_unsynced(&b.entries, &tokens, &b.stale, &b.inbound)
-        .and_then(|()| store.flush_durable())
+        .and_then(|()| store.sync_written())
         .map_err(ErrorBody::from);
     METRICS.flush.observe(flush_started.elapsed());
     drop(tokens);

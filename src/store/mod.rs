@@ -31,6 +31,9 @@
 //! which is atomic within a tree, writes both. Message ids are derived from
 //! `(conv, seq)` (`protocol::msg_id`), so they need no index.
 //!
+//! `cursors` are written behind: changes collect in memory and reach sled
+//! every quarter second (see [`cursors`] for what a crash costs).
+//!
 //! The `outbox` holds after-hook calls waiting for delivery, keyed by an id
 //! that grows in push order. Pushes and removals do not wait for a flush: a
 //! record is on disk at the next flush of the store, whichever comes first of
@@ -41,6 +44,7 @@
 //! the next fdatasync'd group commit (`store.fsync`). A removal lost the same
 //! way means a redelivery, never a loss.
 
+pub mod cursors;
 pub mod keys;
 mod migrate;
 pub mod system;
@@ -184,7 +188,8 @@ pub struct Store {
     unique: sled::Tree,
     memberships: sled::Tree,
     log: sled::Tree,
-    cursors: sled::Tree,
+    /// Written behind (`cursors`).
+    cursors: cursors::Cursors,
     outbox: sled::Tree,
     receipts: sled::Tree,
     /// System conversations: `_SysMessage` rows and their webhook queue
@@ -252,7 +257,7 @@ impl Store {
             unique: db.open_tree("unique")?,
             memberships: db.open_tree("memberships")?,
             log: db.open_tree("log")?,
-            cursors: db.open_tree("cursors")?,
+            cursors: cursors::Cursors::new(db.open_tree("cursors")?),
             outbox,
             receipts: db.open_tree("receipts")?,
             sys: db.open_tree("sys")?,
@@ -266,8 +271,17 @@ impl Store {
         })
     }
 
-    /// Makes everything written so far durable: sled flush, then fdatasync.
+    /// Makes everything written so far durable, the write-behind cursors
+    /// included: what a graceful shutdown needs.
     pub fn flush_durable(&self) -> Result<()> {
+        self.cursors.write()?;
+        self.sync_written()
+    }
+
+    /// Makes every sled write so far durable: sled flush, then fdatasync.
+    /// Cursors changed in memory wait for their writer (`cursors`), so a
+    /// group commit does not pay for them.
+    pub fn sync_written(&self) -> Result<()> {
         self.db.flush()?;
         if let Some(f) = &self.data_file {
             f.sync_data().map_err(|source| StoreError::Io {
@@ -391,7 +405,7 @@ impl Store {
     /// Writes messages and their indexes in one atomic batch, then makes them durable.
     pub fn append(&self, entries: &[LogEntry], tokens: &[TokenRecord<'_>]) -> Result<()> {
         self.append_unsynced(entries, tokens)?;
-        self.flush_durable()
+        self.sync_written()
     }
 
     /// The batch write alone, for callers that group several appends under one flush.
@@ -615,82 +629,6 @@ impl Store {
         }
     }
 
-    // ---- cursors ----
-
-    pub fn device_cursor(&self, client: &str, device: &str, conv: ConvId) -> Result<u64> {
-        self.read_cursor_key(&keys::device_cursor(client, device, conv))
-    }
-
-    /// Raises the device's ack cursor to `seq`; never lowers it, so racing
-    /// acks from two sessions of one device cannot step it back.
-    pub fn set_device_cursor(
-        &self,
-        client: &str,
-        device: &str,
-        conv: ConvId,
-        seq: u64,
-    ) -> Result<()> {
-        self.raise(&keys::device_cursor(client, device, conv), seq)
-    }
-
-    /// Moves the device cursor from `seq - 1` to `seq`: a device's own message
-    /// counts as received once everything before it was.
-    pub fn step_device_cursor(
-        &self,
-        client: &str,
-        device: &str,
-        conv: ConvId,
-        seq: u64,
-    ) -> Result<()> {
-        let key = keys::device_cursor(client, device, conv);
-        let prev = (seq - 1).to_be_bytes();
-        let expected = (seq > 1).then_some(&prev[..]);
-        // A mismatch means the device still has earlier messages to ack; nothing to do.
-        let _ = self
-            .cursors
-            .compare_and_swap(key, expected, Some(&seq.to_be_bytes()[..]))?;
-        Ok(())
-    }
-
-    /// Until when (ms) this device has been shown patches; `None` for a
-    /// device never seen.
-    pub fn patch_cursor(&self, client: &str, device: &str) -> Result<Option<u64>> {
-        match self.cursors.get(keys::patch_cursor(client, device))? {
-            None => Ok(None),
-            Some(v) => Ok(Some(
-                keys::read_u64(&v).ok_or(StoreError::Corrupt { tree: "cursors" })?,
-            )),
-        }
-    }
-
-    pub fn set_patch_cursor(&self, client: &str, device: &str, ms: u64) -> Result<()> {
-        self.raise(&keys::patch_cursor(client, device), ms)
-    }
-
-    pub fn read_cursor(&self, client: &str, conv: ConvId) -> Result<u64> {
-        self.read_cursor_key(&keys::read_cursor(client, conv))
-    }
-
-    /// Raises the client's read cursor to `seq`; never lowers it.
-    pub fn set_read_cursor(&self, client: &str, conv: ConvId, seq: u64) -> Result<()> {
-        self.raise(&keys::read_cursor(client, conv), seq)
-    }
-
-    fn raise(&self, key: &[u8], seq: u64) -> Result<()> {
-        self.cursors.fetch_and_update(key, |old| {
-            let cur = old.and_then(keys::read_u64).unwrap_or(0);
-            Some(cur.max(seq).to_be_bytes().to_vec())
-        })?;
-        Ok(())
-    }
-
-    fn read_cursor_key(&self, key: &[u8]) -> Result<u64> {
-        match self.cursors.get(key)? {
-            None => Ok(0),
-            Some(v) => keys::read_u64(&v).ok_or(StoreError::Corrupt { tree: "cursors" }),
-        }
-    }
-
     // ---- receipts ----
 
     /// Raises what `client` has received (`delivered`) or read in `conv` to
@@ -799,6 +737,16 @@ impl Store {
     /// Records waiting in the outbox.
     pub fn outbox_len(&self) -> u64 {
         self.outbox_len.load(Ordering::Relaxed)
+    }
+}
+
+/// Cursors still in memory go to sled, which flushes as its trees drop: a
+/// store dropped without [`Store::flush_durable`] keeps them too.
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Err(e) = self.cursors.write() {
+            tracing::warn!(error = %e, "cursors not written at close");
+        }
     }
 }
 

@@ -194,7 +194,7 @@ impl Store {
         self.conversations.remove(rec.id.0)?;
         for m in &rec.members {
             self.memberships.remove(keys::membership(m, rec.id))?;
-            self.cursors.remove(keys::read_cursor(m, rec.id))?;
+            self.cursors.remove(&keys::read_cursor(m, rec.id))?;
         }
         clear_prefix(&self.sys, &subscription_prefix(rec.id))?;
         clear_prefix(&self.sys, &conv_prefix(ACKED, rec.id))?;

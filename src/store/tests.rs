@@ -284,3 +284,82 @@ fn receipts_only_rise_and_owed_ones_are_taken_once() {
     s.set_patch_cursor("Tom", "pc", 41).unwrap();
     assert_eq!(s.patch_cursor("Tom", "pc").unwrap(), Some(42));
 }
+
+// ---- write-behind cursors ----
+
+#[test]
+fn cursors_only_rise_in_memory_and_across_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), 8 << 20, false).unwrap();
+    let c = conv(5);
+    assert_eq!(s.read_cursor("Tom", c).unwrap(), 0);
+    s.set_read_cursor("Tom", c, 5).unwrap();
+    s.set_read_cursor("Tom", c, 3).unwrap();
+    assert_eq!(s.read_cursor("Tom", c).unwrap(), 5);
+    assert_eq!(s.write_cursors().unwrap(), 1);
+    assert_eq!(s.write_cursors().unwrap(), 0, "nothing changed since");
+    // In sled now; a lower raise from memory must not win over it.
+    s.set_read_cursor("Tom", c, 4).unwrap();
+    assert_eq!(s.read_cursor("Tom", c).unwrap(), 5);
+    s.write_cursors().unwrap();
+    assert_eq!(s.read_cursor("Tom", c).unwrap(), 5);
+    s.set_read_cursor("Tom", c, 9).unwrap();
+    assert_eq!(s.read_cursor("Tom", c).unwrap(), 9);
+    assert_eq!(s.patch_cursor("Tom", "pc").unwrap(), None);
+    s.set_patch_cursor("Tom", "pc", 70).unwrap();
+    assert_eq!(s.patch_cursor("Tom", "pc").unwrap(), Some(70));
+}
+
+#[test]
+fn a_device_steps_only_from_the_seq_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), 8 << 20, false).unwrap();
+    let c = conv(6);
+    s.step_device_cursor("Tom", "pc", c, 2).unwrap();
+    assert_eq!(
+        s.device_cursor("Tom", "pc", c).unwrap(),
+        0,
+        "1 not acked yet"
+    );
+    s.step_device_cursor("Tom", "pc", c, 1).unwrap();
+    assert_eq!(s.device_cursor("Tom", "pc", c).unwrap(), 1);
+    // From sled, after a write, as well as from memory.
+    s.write_cursors().unwrap();
+    s.step_device_cursor("Tom", "pc", c, 2).unwrap();
+    assert_eq!(s.device_cursor("Tom", "pc", c).unwrap(), 2);
+    s.set_device_cursor("Tom", "pc", c, 7).unwrap();
+    s.step_device_cursor("Tom", "pc", c, 3).unwrap();
+    assert_eq!(
+        s.device_cursor("Tom", "pc", c).unwrap(),
+        7,
+        "a step never lowers"
+    );
+    assert_eq!(s.device_cursor("Tom", "phone", c).unwrap(), 0);
+}
+
+#[test]
+fn a_removed_cursor_is_not_brought_back_by_a_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), 8 << 20, false).unwrap();
+    let (c, key) = (conv(7), keys::read_cursor("Tom", conv(7)));
+    s.set_read_cursor("Tom", c, 3).unwrap();
+    s.write_cursors().unwrap();
+    s.set_read_cursor("Tom", c, 4).unwrap();
+    s.cursors.remove(&key).unwrap();
+    assert_eq!(s.write_cursors().unwrap(), 0);
+    assert_eq!(s.read_cursor("Tom", c).unwrap(), 0);
+}
+
+#[test]
+fn cursors_still_in_memory_survive_a_drop_without_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = conv(8);
+    {
+        let s = Store::open(dir.path(), 8 << 20, false).unwrap();
+        s.set_read_cursor("Tom", c, 2).unwrap();
+        s.set_device_cursor("Tom", "pc", c, 2).unwrap();
+    }
+    let s = Store::open(dir.path(), 8 << 20, false).unwrap();
+    assert_eq!(s.read_cursor("Tom", c).unwrap(), 2);
+    assert_eq!(s.device_cursor("Tom", "pc", c).unwrap(), 2);
+}

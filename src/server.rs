@@ -216,7 +216,7 @@ fn start_cursor_writer(
 ) -> JoinHandle<()> {
     let store = Arc::downgrade(store);
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(crate::store::cursors::WRITE_EVERY);
+        let mut tick = tokio::time::interval(crate::store::cursors::WRITE_TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -226,7 +226,10 @@ fn start_cursor_writer(
             let Some(store) = store.upgrade() else {
                 return;
             };
-            match tokio::task::spawn_blocking(move || store.write_cursors()).await {
+            if !store.cursors_changed() {
+                continue;
+            }
+            match tokio::task::spawn_blocking(move || store.write_some_cursors()).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => warn!(error = %e, "cursors not written; retrying"),
                 Err(e) => warn!(error = %e, "cursor writer failed"),

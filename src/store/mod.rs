@@ -32,7 +32,7 @@
 //! `(conv, seq)` (`protocol::msg_id`), so they need no index.
 //!
 //! `cursors` are written behind: changes collect in memory and reach sled
-//! every quarter second (see [`cursors`] for what a crash costs).
+//! within a quarter second (see [`cursors`] for what a crash costs).
 //!
 //! The `outbox` holds after-hook calls waiting for delivery, keyed by an id
 //! that grows in push order. Pushes and removals do not wait for a flush: a

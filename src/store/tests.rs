@@ -311,6 +311,22 @@ fn cursors_only_rise_in_memory_and_across_writes() {
 }
 
 #[test]
+fn the_writer_visits_every_shard_in_one_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path(), 8 << 20, false).unwrap();
+    assert!(!s.cursors_changed());
+    for i in 0..40u8 {
+        s.set_read_cursor("Tom", conv(i), 1).unwrap();
+    }
+    assert!(s.cursors_changed());
+    let ticks = (cursors::WRITE_EVERY.as_millis() / cursors::WRITE_TICK.as_millis()) as usize;
+    let written: usize = (0..ticks).map(|_| s.write_some_cursors().unwrap()).sum();
+    assert_eq!(written, 40);
+    assert!(!s.cursors_changed());
+    assert_eq!(s.write_cursors().unwrap(), 0);
+}
+
+#[test]
 fn a_device_steps_only_from_the_seq_before() {
     let dir = tempfile::tempdir().unwrap();
     let s = Store::open(dir.path(), 8 << 20, false).unwrap();

@@ -7,7 +7,8 @@
 //! - [`codec`]: the only user of bincode.
 //! - [`transport`]: QUIC endpoints, TLS identity and pinning, length-prefixed framing.
 //! - [`auth`]: app credentials and HMAC-SHA1 login signatures.
-//! - [`store`]: the only user of sled: trees, key encodings, records, durable flush.
+//! - [`store`]: the only user of sled: trees, key encodings, records, durable flush,
+//!   write-behind cursors.
 //! - [`conversation`]: the lock-sharded conversation table and membership rules.
 //! - [`message`]: the group-commit pipeline that orders, stores and fans out messages.
 //! - [`filter`]: keyword filtering (aho-corasick, Unicode case-insensitive).

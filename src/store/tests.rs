@@ -305,9 +305,6 @@ fn cursors_only_rise_in_memory_and_across_writes() {
     assert_eq!(s.read_cursor("Tom", c).unwrap(), 5);
     s.set_read_cursor("Tom", c, 9).unwrap();
     assert_eq!(s.read_cursor("Tom", c).unwrap(), 9);
-    assert_eq!(s.patch_cursor("Tom", "pc").unwrap(), None);
-    s.set_patch_cursor("Tom", "pc", 70).unwrap();
-    assert_eq!(s.patch_cursor("Tom", "pc").unwrap(), Some(70));
 }
 
 #[test]

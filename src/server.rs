@@ -218,6 +218,8 @@ fn start_cursor_writer(
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(crate::store::cursors::WRITE_TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Logged once per run of failures: the writer retries every tick.
+        let mut failing = false;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -229,11 +231,18 @@ fn start_cursor_writer(
             if !store.cursors_changed() {
                 continue;
             }
-            match tokio::task::spawn_blocking(move || store.write_some_cursors()).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => warn!(error = %e, "cursors not written; retrying"),
-                Err(e) => warn!(error = %e, "cursor writer failed"),
+            let failure =
+                match tokio::task::spawn_blocking(move || store.write_some_cursors()).await {
+                    Ok(Ok(_)) => None,
+                    Ok(Err(e)) => Some(e.to_string()),
+                    Err(e) => Some(e.to_string()),
+                };
+            match &failure {
+                Some(e) if !failing => warn!(error = %e, "cursors not written; retrying"),
+                None if failing => info!("cursors written again"),
+                _ => {}
             }
+            failing = failure.is_some();
         }
     })
 }

@@ -79,14 +79,15 @@ impl Cursors {
         }
     }
 
-    /// Sets the cursor to `f(current)` when that is `Some`.
+    /// Sets the cursor to `f(current)` when that is `Some` and new: an
+    /// unchanged cursor is not queued for the writer.
     fn update(&self, key: Vec<u8>, f: impl FnOnce(Option<u64>) -> Option<u64>) -> Result<()> {
         let mut shard = self.shard(&key).lock();
         let current = match shard.get(&key) {
             Some(&v) => Some(v),
             None => self.stored(&key)?,
         };
-        if let Some(v) = f(current) {
+        if let Some(v) = f(current).filter(|v| Some(*v) != current) {
             shard.insert(key, v);
         }
         Ok(())

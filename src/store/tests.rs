@@ -301,6 +301,10 @@ fn cursors_only_rise_in_memory_and_across_writes() {
     // In sled now; a lower raise from memory must not win over it.
     s.set_read_cursor("Tom", c, 4).unwrap();
     assert_eq!(s.read_cursor("Tom", c).unwrap(), 5);
+    assert!(
+        !s.cursors_changed(),
+        "a raise that changes nothing is not queued"
+    );
     s.write_cursors().unwrap();
     assert_eq!(s.read_cursor("Tom", c).unwrap(), 5);
     s.set_read_cursor("Tom", c, 9).unwrap();

@@ -184,6 +184,14 @@ fsync = true
 # memory instead of on disk.
 cache_capacity_mb = 256
 
+# Free disk space, in MiB, kept in reserve on the data dir's file system.
+# Below it, anything that would write to the store (sends, conversation
+# changes, hook records, broadcasts) is refused with 4200 (the admin API
+# answers 503), /healthz answers 503, and writes resume by themselves once
+# space is freed. 0 turns the check off: a full disk then fails a write
+# inside the store, and the server stops so that a restart recovers.
+min_free_mb = 128
+
 [log]
 # tracing EnvFilter directive, e.g. "info" or "tidings=debug,quinn=warn".
 # RUST_LOG, when set, overrides it.
@@ -465,6 +473,9 @@ pub struct StoreSection {
     pub fsync: bool,
     /// sled page cache.
     pub cache_capacity_mb: u64,
+    /// sled keeps its first I/O error for good, so a disk must never fill
+    /// under it: writes stop at this reserve instead (`store::health`).
+    pub min_free_mb: u64,
 }
 
 impl Default for StoreSection {
@@ -474,6 +485,7 @@ impl Default for StoreSection {
             group_commit_linger_us: 500,
             fsync: true,
             cache_capacity_mb: 256,
+            min_free_mb: 128,
         }
     }
 }
@@ -776,6 +788,7 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     ("store", "group_commit_linger_us", EnvKind::Value),
     ("store", "fsync", EnvKind::Value),
     ("store", "cache_capacity_mb", EnvKind::Value),
+    ("store", "min_free_mb", EnvKind::Value),
     ("log", "level", EnvKind::Str),
     ("log", "format", EnvKind::Str),
     ("admin", "enabled", EnvKind::Value),
@@ -976,6 +989,7 @@ impl Config {
             1,
             MAX_CACHE_MB,
         )?;
+        at_most("store.min_free_mb", st.min_free_mb, MAX_CACHE_MB)?;
 
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log.level) {
             return invalid(
@@ -1092,7 +1106,13 @@ impl Config {
             keyword_file,
             typing_hook_interval_secs,
         });
-        diff!(store: StoreSection { group_commit_max, group_commit_linger_us, fsync, cache_capacity_mb });
+        diff!(store: StoreSection {
+            group_commit_max,
+            group_commit_linger_us,
+            fsync,
+            cache_capacity_mb,
+            min_free_mb,
+        });
         diff!(log: LogSection { level, format });
         diff!(admin: AdminSection { enabled, listen });
         diff!(system: SystemSection { webhook_url, webhook_timeout_ms, fan_out_step, fan_out_rate });
@@ -1587,6 +1607,7 @@ mod tests {
                 group_commit_linger_us: 1,
                 fsync: false,
                 cache_capacity_mb: 1,
+                min_free_mb: 1,
             },
             log: LogSection {
                 level: "debug".into(),

@@ -148,9 +148,19 @@ pub fn event_frame(ev: Event) -> Option<Bytes> {
     }
 }
 
+/// 4200 with what happened. A refusal (low disk space, a failed store) was
+/// logged once when it began, so it is not logged again per request; other
+/// errors are logged at most once a second.
 impl From<StoreError> for ErrorBody {
     fn from(e: StoreError) -> Self {
-        tracing::error!(error = %e, "store failure");
-        ErrorBody::new(ErrorCode::InternalError, "storage failure")
+        let detail = match &e {
+            StoreError::DiskLow { .. } => "not stored: the server's disk is full; try again later",
+            StoreError::Failed(_) => "not stored: the server's store failed and it is restarting",
+            _ => {
+                crate::store::health::log_error(&e);
+                "storage failure"
+            }
+        };
+        ErrorBody::new(ErrorCode::InternalError, detail)
     }
 }

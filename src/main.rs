@@ -38,6 +38,10 @@ const EXIT_RUNTIME: u8 = 1;
 /// Bad configuration; distinct from runtime failures so scripts and systemd
 /// (`RestartPreventExitStatus=2`) can tell "fix the config" from "retry".
 const EXIT_CONFIG: u8 = 2;
+/// The store failed (a write or flush error, `store::health`): the process
+/// stops so that a restart recovers from what is on disk. EX_TEMPFAIL, and
+/// not 2, so `Restart=on-failure` restarts it.
+const EXIT_STORE_FAILED: u8 = 75;
 
 /// How long to wait, after the server has shut down, for stray tasks before
 /// the process exits anyway. Everything acknowledged is on disk by then.
@@ -239,10 +243,14 @@ fn serve(config: Config, path: Option<PathBuf>) -> ExitCode {
             error!(error = %format!("{e:#}"), "tidings failed");
             // A data dir from another schema will not fix itself: exit like a
             // config error so systemd stops restarting.
-            let permanent = e
-                .downcast_ref::<tidings::server::ServerError>()
-                .is_some_and(|e| e.is_permanent());
-            ExitCode::from(if permanent { EXIT_CONFIG } else { EXIT_RUNTIME })
+            let server_error = e.downcast_ref::<tidings::server::ServerError>();
+            if server_error.is_some_and(|e| e.is_permanent()) {
+                return ExitCode::from(EXIT_CONFIG);
+            }
+            if server_error.is_some_and(|e| e.is_store_failure()) {
+                return ExitCode::from(EXIT_STORE_FAILED);
+            }
+            ExitCode::from(EXIT_RUNTIME)
         }
     }
 }
@@ -284,7 +292,11 @@ async fn run_server(config: Config, path: Option<PathBuf>, log: LogControl) -> a
         });
 
     let name = loop {
-        match signals.next().await {
+        let event = tokio::select! {
+            e = signals.next() => e,
+            () = server.store_failed() => SignalEvent::Stop("store failure"),
+        };
+        match event {
             SignalEvent::Stop(name) => break name,
             SignalEvent::Reload => {
                 reload_config(path.as_deref(), &mut running, &log, server.hub());

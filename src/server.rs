@@ -59,6 +59,11 @@ impl ServerError {
     pub fn is_permanent(&self) -> bool {
         matches!(self, ServerError::Store(StoreError::Schema { .. }))
     }
+
+    /// The store failed while running: a restart recovers (`store::health`).
+    pub fn is_store_failure(&self) -> bool {
+        matches!(self, ServerError::Store(StoreError::Failed(_)))
+    }
 }
 
 pub struct Server;
@@ -107,6 +112,7 @@ impl Server {
             config.store.cache_capacity_mb * 1024 * 1024,
             config.store.fsync,
         )?);
+        store.set_min_free_bytes(config.store.min_free_mb * 1024 * 1024);
         let convs = ConversationTable::load(&store)?;
         let registry = Arc::new(Registry::default());
         let mode = match config.auth.mode {
@@ -185,6 +191,10 @@ impl Server {
         if admin.is_none() {
             tokio::spawn(log_hook_stats(hooks.clone(), shutdown.subscribe()));
         }
+        tokio::spawn(stop_on_store_failure(
+            hub.store.watch_failure(),
+            shutdown.clone(),
+        ));
         let (done_tx, done_rx) = mpsc::channel(1);
         let accept = tokio::spawn(accept_loop(
             hub.clone(),
@@ -208,6 +218,19 @@ impl Server {
     }
 }
 
+/// A failed store writes nothing more (`store::health`): sessions are told
+/// to stop at once, so clients reconnect to the restarted server instead of
+/// getting 4200 for every send meanwhile. The owner of the
+/// [`RunningServer`] sees [`RunningServer::store_failed`] and shuts down.
+async fn stop_on_store_failure(
+    mut failed: tokio::sync::watch::Receiver<bool>,
+    shutdown: broadcast::Sender<()>,
+) {
+    if failed.wait_for(|f| *f).await.is_ok() {
+        let _ = shutdown.send(());
+    }
+}
+
 /// Moves cursor changes from memory to sled (`store::cursors`). The last
 /// ones go with the shutdown's flush.
 fn start_cursor_writer(
@@ -228,7 +251,9 @@ fn start_cursor_writer(
             let Some(store) = store.upgrade() else {
                 return;
             };
-            if !store.cursors_changed() {
+            // Low on disk space or failed: cursors wait in memory (a crash
+            // then costs redeliveries, never messages).
+            if !store.cursors_changed() || store.writable().is_err() {
                 continue;
             }
             let failure =
@@ -338,6 +363,16 @@ impl RunningServer {
         self.admin.as_ref().map(AdminServer::local_addr)
     }
 
+    /// Resolves once the store has failed (`store::health`); the server
+    /// must then be shut down, and [`RunningServer::shutdown`] says why.
+    pub async fn store_failed(&self) {
+        let mut rx = self.hub.store.watch_failure();
+        if rx.wait_for(|f| *f).await.is_err() {
+            // The store is gone, so it can no longer fail.
+            std::future::pending::<()>().await;
+        }
+    }
+
     /// Stops accepting, closes every session with a reason once its pending
     /// sends are answered, drains the commit pipeline and flushes the store.
     pub async fn shutdown(mut self) -> Result<(), ServerError> {
@@ -366,6 +401,10 @@ impl RunningServer {
         let hub = self.hub.clone();
         tokio::task::spawn_blocking(move || {
             hub.pipeline.stop();
+            // A failed store must not write again (`store::health`).
+            if let crate::store::health::Health::Failed { reason } = hub.store.health() {
+                return Err(StoreError::Failed(reason));
+            }
             hub.store.flush_durable()
         })
         .await

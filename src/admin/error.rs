@@ -79,7 +79,13 @@ impl From<ErrorBody> for ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
-        ErrorBody::from(e).into()
+        // A full disk or a failed store passes: 503 says "try again later".
+        let unavailable = e.is_refusal();
+        let mut api: ApiError = ErrorBody::from(e).into();
+        if unavailable {
+            api.status = StatusCode::SERVICE_UNAVAILABLE;
+        }
+        api
     }
 }
 

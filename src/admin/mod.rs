@@ -338,6 +338,9 @@ async fn authenticate(State(state): State<AdminState>, req: Request, next: Next)
 /// 200 once a barrier through the commit pipeline is durable, so a wedged
 /// disk or commit thread shows here; 503 otherwise.
 async fn healthz(Served(state): Served) -> Response {
+    if let Some(unhealthy) = store_unhealthy(&state.hub().store) {
+        return unhealthy;
+    }
     match tokio::time::timeout(HEALTH_TIMEOUT, state.hub().pipeline.barrier()).await {
         Ok(Ok(())) => axum::Json(json!({"status": "ok"})).into_response(),
         Ok(Err(e)) => ApiError::from(e).into_response(),
@@ -350,6 +353,31 @@ async fn healthz(Served(state): Served) -> Response {
     }
 }
 
+/// 503 while the store refuses writes (`store::health`): a load balancer
+/// or monitor then knows this server cannot take messages.
+fn store_unhealthy(store: &crate::store::Store) -> Option<Response> {
+    use crate::store::health::Health;
+    let (status, detail) = match store.health() {
+        Health::Ok => return None,
+        Health::LowSpace { free, reserve } => (
+            "disk_low",
+            format!("{free} bytes free, under store.min_free_mb ({reserve} bytes): writes are refused"),
+        ),
+        Health::Failed { reason } => ("store_failed", reason),
+    };
+    Some(
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({
+                "status": status,
+                "code": crate::protocol::ErrorCode::InternalError.code(),
+                "error": detail,
+            })),
+        )
+            .into_response(),
+    )
+}
+
 async fn metrics(Served(state): Served) -> Response {
     let hub = state.hub();
     let mut out = Exposition::default();
@@ -357,6 +385,16 @@ async fn metrics(Served(state): Served) -> Response {
         "tidings_connections",
         "Open QUIC connections, logged in or not yet.",
         state.connections() as u64,
+    );
+    out.gauge(
+        "tidings_store_health",
+        "0: the store takes writes; 1: disk space under store.min_free_mb, writes refused; \
+         2: a write or flush failed, the server is stopping.",
+        match hub.store.health() {
+            crate::store::health::Health::Ok => 0,
+            crate::store::health::Health::LowSpace { .. } => 1,
+            crate::store::health::Health::Failed { .. } => 2,
+        },
     );
     out.gauge(
         "tidings_conversations",

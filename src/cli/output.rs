@@ -195,6 +195,9 @@ pub fn event(ev: &ClientEvent) -> Value {
         } => json!({
             "event": "typing", "convId": conv.to_string(), "from": from, "started": started,
         }),
+        Event::SyncSkipped { what, code, reason } => json!({
+            "event": "syncSkipped", "what": what, "code": code, "reason": reason,
+        }),
     }
 }
 

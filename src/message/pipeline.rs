@@ -266,7 +266,15 @@ fn commit(jobs: &mut Vec<Job>, ctx: &Ctx) -> bool {
     let mut notices: Vec<Notice> = Vec::new();
     let now = now_ms();
 
+    // Refused before sled sees anything (low disk space, a failed store):
+    // nothing is written, so "not stored" is the true answer.
+    let refused = store.writable().err().map(ErrorBody::from);
+
     for job in jobs.iter_mut() {
+        if let (Some(e), Job::Append(..) | Job::Patch(..)) = (&refused, &*job) {
+            outcomes.push(Outcome::Failed(e.clone()));
+            continue;
+        }
         match job {
             Job::Append(d, _) => {
                 let o = append(d, &mut b, &mut heads, &mut batch_tokens, store, now);
@@ -306,10 +314,14 @@ fn commit(jobs: &mut Vec<Job>, ctx: &Ctx) -> bool {
 
     // One write and one flush for the whole batch, barriers included.
     let flush_started = std::time::Instant::now();
-    let written = store
-        .write_unsynced(&b.entries, &tokens, &b.stale, &b.inbound)
-        .and_then(|()| store.sync_written())
-        .map_err(ErrorBody::from);
+    let nothing_new = b.entries.is_empty() && tokens.is_empty();
+    let written = if nothing_new {
+        Ok(())
+    } else {
+        store.write_unsynced(&b.entries, &tokens, &b.stale, &b.inbound)
+    }
+    .and_then(|()| store.sync_written())
+    .map_err(|e| failed_commit(store, e));
     METRICS.flush.observe(flush_started.elapsed());
     drop(tokens);
 
@@ -388,6 +400,28 @@ fn commit(jobs: &mut Vec<Job>, ctx: &Ctx) -> bool {
         }
     }
     stop
+}
+
+/// What a failed write or flush means for the batch's senders.
+///
+/// A refusal came before sled saw anything: "not stored" (4200) is true.
+/// Any other error leaves the batch in an unknown state (applied in memory,
+/// maybe on disk, maybe back after a restart), and its sequence numbers may
+/// be on disk: the store is marked failed, so nothing is written after it
+/// and no seq is handed out twice, and the senders hear that the outcome is
+/// unknown (4202) rather than a false "not stored". The server then stops;
+/// a resend with the same token after the restart answers either the
+/// stored message or a new one, never another client's.
+fn failed_commit(store: &Store, e: crate::store::StoreError) -> ErrorBody {
+    if e.is_refusal() {
+        return ErrorBody::from(e);
+    }
+    store.fail(format!("commit: {e}"));
+    ErrorBody::new(
+        ErrorCode::ServerShutdown,
+        "the store failed while writing this message, which may or may not be stored; \
+         the server restarts: reconnect and resend with the same token",
+    )
 }
 
 /// Assigns a draft its seq and adds it to the batch (or finds its token).

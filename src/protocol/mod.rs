@@ -598,4 +598,13 @@ pub enum Event {
         from: String,
         started: bool,
     },
+    /// The login's offline sync (`what`: "messages" or "patches") could not
+    /// run, e.g. while the server's store is failing: what was missed is
+    /// still in history and comes with the next login's sync. Last in the
+    /// enum so earlier variants keep their wire tags.
+    SyncSkipped {
+        what: String,
+        code: u16,
+        reason: String,
+    },
 }

@@ -326,10 +326,10 @@ impl Session {
             broadcasts_at_login: HashSet::new(),
         };
         if let Err(e) = s.sync(login.sync) {
-            tracing::warn!(error = %e, "offline sync failed");
+            s.sync_skipped("messages", e);
         }
         if let Err(e) = s.sync_patches() {
-            tracing::warn!(error = %e, "patch sync failed");
+            s.sync_skipped("patches", e);
         }
         for b in crate::broadcast::at_login(&s.hub, &s.caller.client) {
             s.writer.send(b.frame);
@@ -340,6 +340,19 @@ impl Session {
             Err(e) => tracing::warn!(error = %e, "owed receipts not sent"),
         }
         Some(s)
+    }
+
+    /// A sync that failed is said, not skipped in silence: the client
+    /// knows its view may be incomplete until the next login.
+    fn sync_skipped(&self, what: &str, e: ErrorBody) {
+        debug!(client = %self.caller.client, what, error = %e, "offline sync skipped");
+        if let Some(f) = event_frame(Event::SyncSkipped {
+            what: what.to_owned(),
+            code: e.code,
+            reason: e.detail,
+        }) {
+            self.writer.send(f);
+        }
     }
 
     async fn serve(

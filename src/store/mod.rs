@@ -45,6 +45,7 @@
 //! way means a redelivery, never a loss.
 
 pub mod cursors;
+pub mod health;
 pub mod keys;
 mod migrate;
 pub mod system;
@@ -90,6 +91,19 @@ pub enum StoreError {
     Schema { found: u32 },
     #[error("corrupt key or value in {tree}")]
     Corrupt { tree: &'static str },
+    #[error("disk space low: {free} bytes free, store.min_free_mb keeps {reserve}")]
+    DiskLow { free: u64, reserve: u64 },
+    #[error("the store failed earlier ({0}); the server is stopping")]
+    Failed(String),
+    #[error("injected fault at {0:?}")]
+    Injected(health::Step),
+}
+
+impl StoreError {
+    /// Refused before anything was written: the caller may say "not stored".
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, StoreError::DiskLow { .. } | StoreError::Failed(_))
+    }
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -209,6 +223,8 @@ pub struct Store {
     /// never syncs them; we sync every blob newer than this LSN.
     blobs: PathBuf,
     synced_blob: parking_lot::Mutex<u64>,
+    /// Free-space reserve, the sticky failure and injected faults (`health`).
+    guard: health::Guard,
 }
 
 impl Store {
@@ -268,6 +284,7 @@ impl Store {
             data_file,
             blobs: dir.join("blobs"),
             synced_blob: parking_lot::Mutex::new(0),
+            guard: health::Guard::new(dir, 0),
         })
     }
 
@@ -282,6 +299,10 @@ impl Store {
     /// Cursors changed in memory wait for their writer (`cursors`), so a
     /// group commit does not pay for them.
     pub fn sync_written(&self) -> Result<()> {
+        if self.guard.is_failed() {
+            return Err(StoreError::Failed("an earlier write or flush failed".into()));
+        }
+        self.guard.faults.check(health::Step::Flush)?;
         self.db.flush()?;
         if let Some(f) = &self.data_file {
             f.sync_data().map_err(|source| StoreError::Io {
@@ -325,9 +346,47 @@ impl Store {
         Ok(())
     }
 
+    // ---- health ----
+
+    /// Ok, low on disk space, or failed (`health`).
+    pub fn health(&self) -> health::Health {
+        self.guard.health()
+    }
+
+    /// Err when a write now would be refused (low disk space, or failed).
+    pub fn writable(&self) -> Result<()> {
+        self.guard.writable()
+    }
+
+    /// `store.min_free_mb` in bytes; 0 turns the check off.
+    pub fn set_min_free_bytes(&self, bytes: u64) {
+        self.guard.set_reserve(bytes);
+    }
+
+    /// Marks the store failed for good after a write or flush whose outcome
+    /// is unknown: nothing more is written, and the server stops.
+    pub fn fail(&self, reason: impl Into<String>) {
+        self.guard.fail(reason.into());
+    }
+
+    pub fn is_failed(&self) -> bool {
+        self.guard.is_failed()
+    }
+
+    /// Turns true once the store has failed.
+    pub fn watch_failure(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.guard.watch_failure()
+    }
+
+    /// Fault injection, for tests of the paths above.
+    pub fn faults(&self) -> &health::Faults {
+        &self.guard.faults
+    }
+
     // ---- conversations ----
 
     pub fn put_conversation(&self, rec: &ConversationRecord) -> Result<()> {
+        self.guard.writable()?;
         self.conversations.insert(rec.id.0, codec::encode(rec)?)?;
         Ok(())
     }
@@ -355,12 +414,14 @@ impl Store {
     }
 
     pub fn unique_put(&self, members_key: &[u8; 32], conv: ConvId) -> Result<()> {
+        self.guard.writable()?;
         self.unique.insert(members_key, &conv.0)?;
         Ok(())
     }
 
     /// Points `members_key` at `conv` unless it already names a conversation; returns that one.
     pub fn unique_claim(&self, members_key: &[u8; 32], conv: ConvId) -> Result<Option<ConvId>> {
+        self.guard.writable()?;
         match self
             .unique
             .compare_and_swap(members_key, None as Option<&[u8]>, Some(&conv.0[..]))?
@@ -376,6 +437,7 @@ impl Store {
     }
 
     pub fn add_membership(&self, client: &str, conv: ConvId) -> Result<()> {
+        self.guard.writable()?;
         self.memberships
             .insert(keys::membership(client, conv), &[])?;
         Ok(())
@@ -425,6 +487,8 @@ impl Store {
         stale_patches: &[(u64, ConvId, u64)],
         for_webhook: &[(ConvId, u64)],
     ) -> Result<()> {
+        self.guard.writable()?;
+        self.guard.faults.check(health::Step::Write)?;
         let mut batch = sled::Batch::default();
         for &(conv, seq) in for_webhook {
             batch.insert(keys::webhook(conv, seq).to_vec(), &[]);
@@ -449,6 +513,7 @@ impl Store {
     }
 
     pub fn message(&self, conv: ConvId, seq: u64) -> Result<Option<LogEntry>> {
+        self.guard.faults.check(health::Step::MessageRead)?;
         match self.log.get(keys::message(conv, seq))? {
             None => Ok(None),
             Some(v) => Ok(Some(codec::decode(&v)?)),
@@ -623,6 +688,7 @@ impl Store {
     }
 
     pub fn sent_by_token(&self, client: &str, token: &str) -> Result<Option<SentRecord>> {
+        self.guard.faults.check(health::Step::TokenRead)?;
         match self.log.get(keys::token(client, token))? {
             None => Ok(None),
             Some(v) => Ok(Some(codec::decode(&v)?)),
@@ -640,6 +706,7 @@ impl Store {
         delivered: Option<u64>,
         read: Option<u64>,
     ) -> Result<(u64, u64)> {
+        self.guard.writable()?;
         let new = self
             .receipts
             .update_and_fetch(keys::receipt(conv, client), |old| {
@@ -663,6 +730,7 @@ impl Store {
 
     /// Notes that `client` was offline when a receipt for `conv` was due.
     pub fn owe_receipt(&self, client: &str, conv: ConvId) -> Result<()> {
+        self.guard.writable()?;
         self.receipts
             .insert(keys::owed_receipt(client, conv), &[])?;
         Ok(())
@@ -687,6 +755,7 @@ impl Store {
     /// Appends a record and returns its id, larger than every id pushed
     /// before. Does not flush (see the module doc for what that means).
     pub fn outbox_push(&self, rec: &OutboxRecord) -> Result<u64> {
+        self.guard.writable()?;
         let value = codec::encode(rec)?;
         let mut next = self.outbox_next.lock();
         let id = *next;
@@ -744,6 +813,10 @@ impl Store {
 /// store dropped without [`Store::flush_durable`] keeps them too.
 impl Drop for Store {
     fn drop(&mut self) {
+        // A failed store writes nothing more: the next start recovers.
+        if self.guard.is_failed() {
+            return;
+        }
         if let Err(e) = self.cursors.write() {
             tracing::warn!(error = %e, "cursors not written at close");
         }

@@ -139,6 +139,7 @@ impl Store {
     /// Records that `client` subscribed to `conv` at `at_ms`, unless it
     /// already had; the first subscription time stays.
     pub fn put_subscription(&self, conv: ConvId, client: &str, at_ms: u64) -> Result<()> {
+        self.guard.writable()?;
         let _ = self.sys.compare_and_swap(
             subscription(conv, client),
             None as Option<&[u8]>,
@@ -283,6 +284,7 @@ impl Store {
     /// out before; returns the id. Does not flush (the caller waits for a
     /// pipeline barrier).
     pub fn put_broadcast(&self, rec: &BroadcastRecord) -> Result<u64> {
+        self.guard.writable()?;
         let value = codec::encode(rec)?;
         let next = self.broadcasts.update_and_fetch(NEXT_BROADCAST, |old| {
             let last = old.and_then(keys::read_u64).unwrap_or(0);

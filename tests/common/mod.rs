@@ -73,6 +73,11 @@ impl TestServer {
         if let Some(s) = self.server.take() {
             s.shutdown().await.expect("clean shutdown");
         }
+        self.start_again().await;
+    }
+
+    /// A new server on the same data dir, after the last one stopped.
+    pub async fn start_again(&mut self) {
         // sled 0.34 can hold the data dir's file lock a moment after the last
         // handle is dropped (spacejam/sled#1234): retry that one error, bounded.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -9,14 +9,15 @@
 //!
 //! - live: a background task walks the clients online now (the registry
 //!   shard by shard, or the subscriber list) `system.fan_out_step` clients
-//!   at a time, yielding between steps so other traffic keeps flowing; the cursors of
-//!   the clients it reached are raised behind it, off the async workers;
+//!   at a time, yielding between steps so other traffic keeps flowing;
 //! - at login ([`at_login`]): the unexpired broadcasts after the client's
 //!   cursor, oldest first; a client never seen before gets only the newest.
 //!
-//! One cursor per client (the last broadcast id it has had), never a copy
-//! of a broadcast per client: a broadcast to 100,000 clients writes the
-//! cursors of those online, and nothing for the rest until they log in.
+//! One cursor per client (every broadcast up to it was had), never a copy
+//! of a broadcast per client. The cursor moves when the client acknowledges
+//! the broadcast, not when it is sent (`session::broadcasts`): a connection
+//! that died unnoticed is still handed broadcasts until it times out, and
+//! those come again at its next login.
 //! Expired records are swept in the background ([`start_sweeper`]); the
 //! sweep reads an expiry index, so it costs one seek when nothing expired.
 //!
@@ -40,7 +41,7 @@ use crate::metrics::METRICS;
 use crate::protocol::{
     Content, ConvId, ErrorBody, ErrorCode, Event, Message, SendMessage, parse_msg_id,
 };
-use crate::session::registry::{Outbound, StoredFrame};
+use crate::session::registry::{BroadcastFrame, Outbound};
 use crate::store::system::BroadcastRecord;
 use crate::store::{LogEntry, Store, StoreError};
 use crate::util::{now_ms, random_token};
@@ -153,7 +154,7 @@ pub async fn send(hub: &Arc<Hub>, b: Broadcast) -> Result<Sent, ErrorBody> {
         .ok_or_else(|| err(ErrorCode::InternalError, "encoding the broadcast failed"))?;
         METRICS.broadcast();
         METRICS.messages_in(1);
-        spawn_fan_out(hub, None, audience(), None, out);
+        spawn_fan_out(hub, audience(), None, out);
         return Ok(sent);
     }
     let mut send = SendMessage::text(b.conv, String::new());
@@ -200,14 +201,13 @@ pub async fn send(hub: &Arc<Hub>, b: Broadcast) -> Result<Sent, ErrorBody> {
     .ok_or_else(|| err(ErrorCode::InternalError, "encoding the broadcast failed"))?;
     spawn_fan_out(
         hub,
-        Some(id),
         audience(),
         Some(b.from),
-        Outbound::Broadcast(Arc::new(StoredFrame {
+        Outbound::Broadcast(Arc::new(BroadcastFrame {
+            id,
             conv: b.conv,
             seq,
             frame,
-            receipt: None,
         })),
     );
     Ok(Sent {
@@ -219,25 +219,19 @@ pub async fn send(hub: &Arc<Hub>, b: Broadcast) -> Result<Sent, ErrorBody> {
 /// Runs the online fan-out off the request: the answer does not wait for
 /// 100,000 clients, and the task holds the server only weakly, a step at a
 /// time, so a shutdown is not held up by it.
-fn spawn_fan_out(
-    hub: &Arc<Hub>,
-    id: Option<u64>,
-    audience: Audience,
-    skip: Option<String>,
-    out: Outbound,
-) {
+fn spawn_fan_out(hub: &Arc<Hub>, audience: Audience, skip: Option<String>, out: Outbound) {
     let running = FanOutRunning::new(hub);
     let hub = Arc::downgrade(hub);
     tokio::spawn(async move {
         let _running = running;
         let started = Instant::now();
-        let Some(reached) = fan_out(&hub, id, audience, skip.as_deref(), &out).await else {
+        let Some(reached) = fan_out(&hub, audience, skip.as_deref(), &out).await else {
             return;
         };
         let took = started.elapsed();
         METRICS.broadcast_fan_out.observe(took);
         METRICS.broadcast_delivered(reached);
-        debug!(broadcast = ?id, clients = reached, ms = took.as_millis() as u64, "broadcast fan-out done");
+        debug!(clients = reached, ms = took.as_millis() as u64, "broadcast fan-out done");
     });
 }
 
@@ -263,25 +257,22 @@ impl Drop for FanOutRunning {
 /// is gone.
 async fn fan_out(
     hub: &Weak<Hub>,
-    id: Option<u64>,
     audience: Audience,
     skip: Option<&str>,
     out: &Outbound,
 ) -> Option<u64> {
-    let (cursors, step_len, mut pace) = {
+    let (step_len, mut pace) = {
         let hub = hub.upgrade()?;
         let sys = &hub.config.system;
         let step_len = usize::try_from(sys.fan_out_step)
             .unwrap_or(usize::MAX)
             .max(1);
-        let cursors = id.map(|id| cursor_writer(hub.store.clone(), id));
-        (cursors, step_len, Pace::new(sys.fan_out_rate))
+        (step_len, Pace::new(sys.fan_out_rate))
     };
-    let cursors = cursors.as_ref();
     match audience {
         Audience::Subscribers(list) => {
             for chunk in list.chunks(step_len) {
-                let n = step(hub, chunk, skip, out, cursors)?;
+                let n = step(hub, chunk, skip, out)?;
                 pace.after(n).await;
             }
         }
@@ -290,7 +281,7 @@ async fn fan_out(
             for shard in 0..shards {
                 let online = hub.upgrade()?.registry.online_in_shard(shard);
                 for chunk in online.chunks(step_len) {
-                    let n = step(hub, chunk, skip, out, cursors)?;
+                    let n = step(hub, chunk, skip, out)?;
                     pace.after(n).await;
                 }
             }
@@ -335,47 +326,14 @@ impl Pace {
     }
 }
 
-/// Raises the cursors of the clients each step reached, on one blocking
-/// thread behind the hand-off, so no step waits for the store and the
-/// async workers never do. Ends when the fan-out drops the sender.
-fn cursor_writer(store: Arc<Store>, id: u64) -> std::sync::mpsc::Sender<Vec<String>> {
-    let (tx, rx) = std::sync::mpsc::channel::<Vec<String>>();
-    tokio::task::spawn_blocking(move || {
-        for reached in rx {
-            // The clients got it live; a lost cursor means they get it again
-            // at their next login, which clients drop by msgId.
-            if let Err(e) = store.raise_broadcast_cursors(reached.iter().map(String::as_str), id) {
-                warn!(error = %e, "broadcast cursors not raised");
-            }
-        }
-    });
-    tx
-}
-
-/// One step: the message to these clients' devices, their cursors to the
-/// writer. How many it reached.
-fn step(
-    hub: &Weak<Hub>,
-    clients: &[String],
-    skip: Option<&str>,
-    out: &Outbound,
-    cursors: Option<&std::sync::mpsc::Sender<Vec<String>>>,
-) -> Option<u64> {
-    let reached: Vec<String> = {
-        let hub = hub.upgrade()?;
-        clients
-            .iter()
-            .filter(|c| Some(c.as_str()) != skip && hub.registry.send_to_client(c, out))
-            .cloned()
-            .collect()
-    };
-    let n = reached.len() as u64;
-    if let Some(tx) = cursors
-        && !reached.is_empty()
-    {
-        let _ = tx.send(reached);
-    }
-    Some(n)
+/// One step: the message to these clients' devices. How many it reached.
+fn step(hub: &Weak<Hub>, clients: &[String], skip: Option<&str>, out: &Outbound) -> Option<u64> {
+    let hub = hub.upgrade()?;
+    let reached = clients
+        .iter()
+        .filter(|c| Some(c.as_str()) != skip && hub.registry.send_to_client(c, out))
+        .count();
+    Some(reached as u64)
 }
 
 fn subscribed(hub: &Hub, conv: ConvId, client: &str) -> bool {
@@ -384,25 +342,30 @@ fn subscribed(hub: &Hub, conv: ConvId, client: &str) -> bool {
         .is_some_and(|c| !c.is_deleted() && c.state.read().is_member(client))
 }
 
-/// The broadcasts `client` missed, oldest first, as `Message` events
-/// flagged `redelivered`; called once per login, after the offline sync.
-/// The session drops a live copy of one of them that the fan-out hands
-/// over after the login read the store. Store failures are logged: a
-/// login does not fail for them.
-pub fn at_login(hub: &Hub, client: &str) -> Vec<StoredFrame> {
-    match missed(hub, client) {
-        Ok(due) => {
-            METRICS.broadcast_delivered(due.len() as u64);
-            due
-        }
-        Err(e) => {
-            warn!(error = %e, %client, "missed broadcasts not sent");
-            Vec::new()
-        }
-    }
+/// What a login reads of the broadcasts: the ones `client` missed,
+/// oldest first, as `Message` events flagged `redelivered`, and where its
+/// cursor stands. Nothing is written: the cursor moves as the client
+/// acknowledges them.
+#[derive(Debug, Default)]
+pub struct AtLogin {
+    pub frames: Vec<BroadcastFrame>,
+    /// The stored cursor; `None`: never seen.
+    pub cursor: Option<u64>,
+    /// The newest broadcast looked at, meant for the client or not.
+    pub looked_at: Option<u64>,
 }
 
-fn missed(hub: &Hub, client: &str) -> Result<Vec<StoredFrame>, StoreError> {
+/// Called once per login, after the offline sync. The session drops a
+/// live copy of one of these that the fan-out hands over after the login
+/// read the store. Store failures are logged: a login does not fail for
+/// them, and the cursor stays, so they come at the next one.
+pub fn at_login(hub: &Hub, client: &str) -> Result<AtLogin, StoreError> {
+    let got = missed(hub, client)?;
+    METRICS.broadcast_delivered(got.frames.len() as u64);
+    Ok(got)
+}
+
+fn missed(hub: &Hub, client: &str) -> Result<AtLogin, StoreError> {
     let store = &hub.store;
     let now = now_ms();
     let applies = |r: &BroadcastRecord| {
@@ -413,20 +376,20 @@ fn missed(hub: &Hub, client: &str) -> Result<Vec<StoredFrame>, StoreError> {
     let cursor = store.broadcast_cursor(client)?;
     // Never seen: only the newest broadcast meant for it.
     let wanted = if cursor.is_some() { AT_LOGIN_MAX } else { 1 };
-    let mut last = cursor;
+    let mut looked_at = None;
     let mut due = Vec::new();
     for item in store.broadcasts_newest_first(cursor.unwrap_or(0)) {
         let (id, r) = item?;
-        last = last.max(Some(id));
+        looked_at = looked_at.max(Some(id));
         if applies(&r) {
-            due.push(r);
+            due.push((id, r));
             if due.len() == wanted {
                 break;
             }
         }
     }
-    let mut out = Vec::with_capacity(due.len());
-    for r in due.into_iter().rev() {
+    let mut frames = Vec::with_capacity(due.len());
+    for (id, r) in due.into_iter().rev() {
         let Some(e) = store.message(r.conv, r.seq)? else {
             continue;
         };
@@ -437,20 +400,19 @@ fn missed(hub: &Hub, client: &str) -> Result<Vec<StoredFrame>, StoreError> {
             msg: e.msg.for_receiver(client),
             redelivered: true,
         }) {
-            out.push(StoredFrame {
+            frames.push(BroadcastFrame {
+                id,
                 conv: r.conv,
                 seq: r.seq,
                 frame,
-                receipt: None,
             });
         }
     }
-    // Also when nothing was due: the cursor's presence says "seen before".
-    let last = last.unwrap_or(0);
-    if cursor != Some(last) {
-        store.raise_broadcast_cursors([client], last)?;
-    }
-    Ok(out)
+    Ok(AtLogin {
+        frames,
+        cursor,
+        looked_at,
+    })
 }
 
 /// A broadcast as `GET /1.2/rtm/broadcasts` lists it.

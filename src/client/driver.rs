@@ -263,7 +263,12 @@ impl Writer {
                         frames_open = false;
                         Ok(())
                     } else {
-                        self.send.write_all_chunks(&mut buf).await
+                        // Acks first: a request such as a logout may end
+                        // the session, and what was had must be said before.
+                        match self.flush_acks().await {
+                            Ok(()) => self.send.write_all_chunks(&mut buf).await,
+                            Err(e) => Err(e),
+                        }
                     }
                 }
                 _ = self.shared.ack_notify.notified(), if ack_deadline.is_none() => {

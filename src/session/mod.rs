@@ -1,6 +1,7 @@
 //! One client connection: login, then a loop that reads commands, hands
 //! fanned-out messages to the writer, tracks acks and redelivers.
 
+mod broadcasts;
 pub mod registry;
 mod sync;
 mod writer;
@@ -208,6 +209,8 @@ struct Session {
     /// `broadcast::AT_LOGIN_MAX`); a live copy handed over after the login
     /// read the store is dropped once.
     broadcasts_at_login: HashSet<(ConvId, u64)>,
+    /// Broadcasts sent and not yet acknowledged: the client's cursor.
+    broadcast_acks: broadcasts::BroadcastAcks,
 }
 
 /// Sends go, in arrival order, to a lane task (in `Session::sends`),
@@ -324,6 +327,7 @@ impl Session {
             tag,
             typing: HashMap::new(),
             broadcasts_at_login: HashSet::new(),
+            broadcast_acks: Default::default(),
         };
         if let Err(e) = s.sync(login.sync) {
             s.sync_skipped("messages", e);
@@ -331,9 +335,17 @@ impl Session {
         if let Err(e) = s.sync_patches() {
             s.sync_skipped("patches", e);
         }
-        for b in crate::broadcast::at_login(&s.hub, &s.caller.client) {
-            s.writer.send(b.frame);
-            s.broadcasts_at_login.insert((b.conv, b.seq));
+        match crate::broadcast::at_login(&s.hub, &s.caller.client) {
+            Ok(got) => {
+                s.broadcast_acks = broadcasts::BroadcastAcks::at_login(got.cursor, got.looked_at);
+                for b in got.frames {
+                    s.broadcast_acks.sent(b.id, b.conv, b.seq);
+                    s.writer.send(b.frame);
+                    s.broadcasts_at_login.insert((b.conv, b.seq));
+                }
+                s.write_broadcast_cursor();
+            }
+            Err(e) => s.sync_skipped("broadcasts", e.into()),
         }
         match message::receipts::owed(&s.hub, &s.caller.client) {
             Ok(frames) => frames.into_iter().for_each(|f| s.writer.send(f)),
@@ -594,6 +606,10 @@ impl Session {
     /// Cumulative acks: everything of `conv` up to `seq` arrived on this device.
     fn ack(&mut self, acks: &[(ConvId, u64)]) {
         for &(conv, seq) in acks {
+            self.broadcast_acks.acked(conv, seq);
+        }
+        self.write_broadcast_cursor();
+        for &(conv, seq) in acks {
             let Some(c) = self.hub.convs.get(&conv) else {
                 continue;
             };
@@ -623,6 +639,17 @@ impl Session {
             {
                 tracing::warn!(error = %e, "delivery receipt not recorded");
             }
+        }
+    }
+
+    fn write_broadcast_cursor(&mut self) {
+        if let Some(id) = self.broadcast_acks.cursor_to_write()
+            && let Err(e) = self
+                .hub
+                .store
+                .raise_broadcast_cursors([self.caller.client.as_str()], id)
+        {
+            tracing::warn!(error = %e, "broadcast cursor not raised");
         }
     }
 
@@ -674,6 +701,7 @@ impl Session {
             Outbound::Frame(f) => self.writer.send((*f).clone()),
             Outbound::Broadcast(b) => {
                 if !self.broadcasts_at_login.remove(&(b.conv, b.seq)) {
+                    self.broadcast_acks.sent(b.id, b.conv, b.seq);
                     self.writer.send(b.frame.clone());
                 }
             }

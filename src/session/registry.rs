@@ -25,7 +25,7 @@ pub enum Outbound {
     Frame(Arc<Bytes>),
     /// A stored broadcast from the live fan-out: the session skips it when
     /// its login already sent it from the store.
-    Broadcast(Arc<StoredFrame>),
+    Broadcast(Arc<BroadcastFrame>),
     /// A transient message: sent as a datagram when it fits, else on the stream.
     Transient(Arc<TransientFrames>),
     /// Close this session with a LeanCloud code.
@@ -42,6 +42,16 @@ pub struct StoredFrame {
     pub frame: Bytes,
     /// Set when the sender asked for receipts.
     pub receipt: Option<ReceiptFor>,
+}
+
+/// A stored broadcast, with its id: the client's broadcast cursor moves to
+/// it once the client acknowledges `(conv, seq)`.
+#[derive(Debug)]
+pub struct BroadcastFrame {
+    pub id: u64,
+    pub conv: ConvId,
+    pub seq: u64,
+    pub frame: Bytes,
 }
 
 #[derive(Debug)]

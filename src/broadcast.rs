@@ -231,7 +231,11 @@ fn spawn_fan_out(hub: &Arc<Hub>, audience: Audience, skip: Option<String>, out: 
         let took = started.elapsed();
         METRICS.broadcast_fan_out.observe(took);
         METRICS.broadcast_delivered(reached);
-        debug!(clients = reached, ms = took.as_millis() as u64, "broadcast fan-out done");
+        debug!(
+            clients = reached,
+            ms = took.as_millis() as u64,
+            "broadcast fan-out done"
+        );
     });
 }
 

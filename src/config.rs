@@ -128,6 +128,17 @@ idle_timeout_secs = 120
 # Most members one conversation may have. Bounds the fan-out of a single send.
 max_members = 500
 
+# Bytes one connection may hold in memory: replies, events and deliveries
+# waiting to be written to it, plus the sends it asked for that wait their
+# turn. Over it, the connection's requests are not read until it shrinks;
+# twice over it (deliveries cannot wait), it is closed with 4201.
+max_backlog_bytes = 16777216
+
+# Seconds a connection may stay over max_backlog_bytes before it is closed
+# with 4201 (SEND_MESSAGE_TIMEOUT). Its undelivered messages stay in the log
+# for its next sync.
+backlog_stall_secs = 30
+
 [delivery]
 # Seconds the server waits for a client to acknowledge a delivered message
 # before delivering it again.
@@ -396,6 +407,10 @@ pub struct LimitsSection {
     pub idle_timeout_secs: u64,
     /// Bounds the fan-out of one send.
     pub max_members: u32,
+    /// Bounds the memory one connection can hold, whatever it asks for.
+    pub max_backlog_bytes: u64,
+    /// A client that does not read is let go, not held.
+    pub backlog_stall_secs: u64,
 }
 
 impl Default for LimitsSection {
@@ -406,6 +421,8 @@ impl Default for LimitsSection {
             login_timeout_ms: 5000,
             idle_timeout_secs: 120,
             max_members: 500,
+            max_backlog_bytes: 16 * 1024 * 1024,
+            backlog_stall_secs: 30,
         }
     }
 }
@@ -776,6 +793,8 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     ("limits", "login_timeout_ms", EnvKind::Value),
     ("limits", "idle_timeout_secs", EnvKind::Value),
     ("limits", "max_members", EnvKind::Value),
+    ("limits", "max_backlog_bytes", EnvKind::Value),
+    ("limits", "backlog_stall_secs", EnvKind::Value),
     ("delivery", "ack_timeout_secs", EnvKind::Value),
     ("delivery", "push_sync_limit", EnvKind::Value),
     ("delivery", "pull_sync_limit", EnvKind::Value),
@@ -943,6 +962,19 @@ impl Config {
         if l.max_members == 0 {
             return invalid("limits.max_members", "must be at least 1");
         }
+        // At least one largest frame, or a single reply could pause forever.
+        range(
+            "limits.max_backlog_bytes",
+            l.max_backlog_bytes,
+            u64::from(l.max_frame_bytes),
+            1 << 40,
+        )?;
+        range(
+            "limits.backlog_stall_secs",
+            l.backlog_stall_secs,
+            1,
+            MAX_SECS,
+        )?;
 
         let d = &self.delivery;
         range("delivery.ack_timeout_secs", d.ack_timeout_secs, 1, MAX_SECS)?;
@@ -1093,6 +1125,8 @@ impl Config {
             login_timeout_ms,
             idle_timeout_secs,
             max_members,
+            max_backlog_bytes,
+            backlog_stall_secs,
         });
         diff!(delivery: DeliverySection {
             ack_timeout_secs,
@@ -1589,6 +1623,8 @@ mod tests {
                 login_timeout_ms: 1,
                 idle_timeout_secs: 1,
                 max_members: 1,
+                max_backlog_bytes: 4096,
+                backlog_stall_secs: 1,
             },
             delivery: DeliverySection {
                 ack_timeout_secs: 1,

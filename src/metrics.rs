@@ -99,6 +99,8 @@ pub struct Metrics {
     broadcasts_swept: AtomicU64,
     /// One broadcast's online fan-out, first client to last.
     pub broadcast_fan_out: Histogram,
+    backlog_paused: AtomicU64,
+    backlog_closed: AtomicU64,
 }
 
 /// The counters of this process.
@@ -125,6 +127,8 @@ impl Metrics {
             broadcast_deliveries: AtomicU64::new(0),
             broadcasts_swept: AtomicU64::new(0),
             broadcast_fan_out: Histogram::new(),
+            backlog_paused: AtomicU64::new(0),
+            backlog_closed: AtomicU64::new(0),
         }
     }
 
@@ -202,6 +206,21 @@ impl Metrics {
         self.broadcasts_swept.fetch_add(n, Relaxed);
     }
 
+    /// A connection's requests stopped being read: its backlog passed
+    /// `limits.max_backlog_bytes`.
+    pub fn backlog_paused(&self) {
+        self.backlog_paused.fetch_add(1, Relaxed);
+    }
+
+    pub fn backlog_pauses(&self) -> u64 {
+        self.backlog_paused.load(Relaxed)
+    }
+
+    /// A connection closed with 4201 for a backlog that stayed over the bound.
+    pub fn backlog_closed(&self) {
+        self.backlog_closed.fetch_add(1, Relaxed);
+    }
+
     pub fn logins(&self) -> u64 {
         self.logins.load(Relaxed)
     }
@@ -217,6 +236,16 @@ impl Metrics {
 
     /// Appends this process's counters to `out`.
     pub fn render(&self, out: &mut Exposition) {
+        out.counter(
+            "tidings_backlog_paused_total",
+            "Times a connection's requests stopped being read because its backlog passed limits.max_backlog_bytes.",
+            self.backlog_pauses(),
+        );
+        out.counter(
+            "tidings_backlog_closed_total",
+            "Connections closed with 4201 because their backlog stayed over the bound.",
+            self.backlog_closed.load(Relaxed),
+        );
         out.counter(
             "tidings_logins_total",
             "Successful logins, every device counted.",

@@ -1121,3 +1121,162 @@ async fn garbage_frame_closes_only_that_connection_with_4114() {
     let h = full_history(&tom, conv).await;
     assert_eq!(h.len(), 3);
 }
+
+/// A page of `conv`'s newest messages.
+fn newest_page(conv: ConvId, limit: u32) -> Command {
+    Command::History(HistoryQuery {
+        conv,
+        anchor: Anchor::Latest,
+        direction: Direction::Before,
+        inclusive: false,
+        limit,
+        lctype: None,
+    })
+}
+
+/// Writes `n` history requests (ids from 2) without reading, as far as the
+/// server lets it; the send half comes back when done or refused.
+fn ask_pages(
+    mut send: quinn::SendStream,
+    conv: ConvId,
+    n: u64,
+) -> tokio::task::JoinHandle<quinn::SendStream> {
+    tokio::spawn(async move {
+        for id in 2..2 + n {
+            let f = frame::encode(&ClientFrame::Request {
+                id,
+                cmd: newest_page(conv, 25),
+            })
+            .unwrap();
+            if send.write_all(&f).await.is_err() {
+                break;
+            }
+        }
+        send
+    })
+}
+
+/// Issue 13.1: every byte queued for a connection counts against one bound.
+/// A client that pipelines requests (~100 KB answers each, 30 MB in all)
+/// and does not read stops being read once what waits for it passes
+/// `limits.max_backlog_bytes`, loses nothing when it reads again, and is
+/// closed with 4201 when it stays behind for `limits.backlog_stall_secs`.
+/// Before, replies were not bounded: the session kept reading and queuing
+/// until the idle timeout (120 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_asks_and_does_not_read_is_paused_then_closed_with_4201() {
+    const N: u64 = 300;
+    let s = TestServer::start_with(|c| {
+        c.limits.max_backlog_bytes = 256 * 1024;
+        c.limits.backlog_stall_secs = 3;
+    })
+    .await;
+    let (tom, _tev) = s.connect("Tom").await;
+    let (_jerry, mut jev) = s.connect("Jerry").await;
+    let chat = tom.create_unique(vec!["Jerry".into()]).await.unwrap().id;
+    let conv = tom.create_unique(vec!["Greedy".into()]).await.unwrap().id;
+    let body = "x".repeat(4000);
+    for _ in 0..25 {
+        tom.send_text(conv, &body).await.unwrap();
+    }
+    let pauses = tidings::metrics::METRICS.backlog_pauses();
+
+    // Asks for everything, reads nothing until the server stops reading,
+    // then reads: every answer comes, in order.
+    let raw = Raw::connect(&s).await;
+    let mut st = raw.stream().await;
+    st.login(&s, "Greedy").await;
+    let RawStream { send, mut reader } = st;
+    let asking = ask_pages(send, conv, N);
+    eventually("the server to stop reading", || {
+        tidings::metrics::METRICS.backlog_pauses() > pauses
+    })
+    .await;
+    let mut id = 2;
+    while id < 2 + N {
+        let frame = tokio::time::timeout(WAIT, reader.read::<ServerFrame>())
+            .await
+            .expect("an answer in time")
+            .expect("readable")
+            .expect("open");
+        if let ServerFrame::Event(_) = frame {
+            continue; // the login's sync
+        }
+        id += 1;
+        let id = id - 1;
+        match frame {
+            ServerFrame::Response {
+                id: got,
+                result: Ok(Reply::History { messages, .. }),
+            } => assert_eq!((got, messages.len()), (id, 25)),
+            other => panic!("answer {id}: {other:?}"),
+        }
+    }
+    tokio::time::timeout(WAIT, asking)
+        .await
+        .expect("every request read")
+        .unwrap();
+    still_chatting(&tom, &mut jev, chat, "while one read slowly").await;
+
+    // Asks for everything and never reads: closed with 4201.
+    let raw = Raw::connect(&s).await;
+    let mut st = raw.stream().await;
+    st.login(&s, "Greedy").await;
+    let RawStream {
+        send,
+        reader: _unread,
+    } = st;
+    let _asking = ask_pages(send, conv, N);
+    assert_eq!(raw.close_code().await, Some(4201));
+    still_chatting(&tom, &mut jev, chat, "after it was closed").await;
+}
+
+/// Issue 13.7: a `_messageReceived` hook that hangs for one conversation
+/// holds up only that conversation's sends on the connection; a send to
+/// another conversation is answered meanwhile, and order within each
+/// conversation stays FIFO. Before, one lane per connection made the second
+/// wait the whole hook timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_hook_for_one_conversation_does_not_hold_up_another() {
+    use common::hook_server::{Answer, HookServer};
+    let mut hooks = HookServer::start().await;
+    let url = hooks.url();
+    let s = TestServer::start_with(|c| {
+        c.hooks.base_url = Some(url);
+        c.hooks.timeout_ms = 60_000;
+    })
+    .await;
+    let (tom, _tev) = s.connect("Tom").await;
+    let (_jerry, mut jev) = s.connect("Jerry").await;
+    let slow = tom.create_unique(vec!["Jerry".into()]).await.unwrap().id;
+    let fast = tom
+        .create_conversation(group(&["Jerry", "Spike"]))
+        .await
+        .unwrap()
+        .id;
+    let held = slow.to_string();
+    hooks.set_script(move |c| {
+        if c.name == "_messageReceived" && c.param("convId") == held.as_str() {
+            Answer::ok().after(Duration::from_secs(30))
+        } else {
+            Answer::ok()
+        }
+    });
+    let (t1, t2) = (tom.clone(), tom.clone());
+    let first = tokio::spawn(async move { t1.send_text(slow, "held 1").await });
+    hooks
+        .next_where("_messageReceived", |c| {
+            c.param("convId") == slow.to_string().as_str()
+        })
+        .await;
+    let second = tokio::spawn(async move { t2.send_text(slow, "held 2").await });
+    let other = tokio::time::timeout(WAIT, tom.send_text(fast, "not held"))
+        .await
+        .expect("a send to another conversation is not held up")
+        .expect("sent");
+    let m = jev.next_message(WAIT).await.expect("delivered");
+    assert_eq!(m.msg_id, other.msg_id);
+    assert!(!first.is_finished() && !second.is_finished(), "still held");
+    first.abort();
+    second.abort();
+}

@@ -286,19 +286,21 @@ async fn a_live_copy_of_a_broadcast_sent_at_login_is_dropped() {
         redelivered: false,
     })
     .expect("encoded");
-    assert!(hub.registry.send_to_client(
-        "kim",
-        &Outbound::Broadcast(Arc::new(BroadcastFrame {
-            id: hub
-                .store
-                .broadcast_of_message(c, seq)
-                .unwrap()
-                .expect("its record"),
-            conv: c,
-            seq,
-            frame,
-        }))
-    ));
+    assert!(
+        hub.registry.send_to_client(
+            "kim",
+            &Outbound::Broadcast(Arc::new(BroadcastFrame {
+                id: hub
+                    .store
+                    .broadcast_of_message(c, seq)
+                    .unwrap()
+                    .expect("its record"),
+                conv: c,
+                seq,
+                frame,
+            }))
+        )
+    );
     let got = before_marker(&a, &id, "kim", &mut kev).await;
     assert!(got.is_empty(), "the live copy was dropped: {got:?}");
 }
@@ -347,7 +349,9 @@ async fn a_broadcast_handed_to_a_dead_connection_comes_at_the_next_login() {
     opts.auto_ack = false;
     let (zed, mut zev) = s.connect_raw(opts).await;
     push_sync(&mut zev).await;
-    let (b, _) = a.broadcast(&id, "News", "while you were away", json!({})).await;
+    let (b, _) = a
+        .broadcast(&id, "News", "while you were away", json!({}))
+        .await;
     assert_eq!(next(&mut zev, "the live broadcast").await.0.msg_id, b);
     drop((zed, zev));
     let (_zed, _zev, got) = broadcasts_at_login(&s, &a, &id, "zed").await;

@@ -8,6 +8,7 @@ mod writer;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -33,10 +34,6 @@ use writer::Writer;
 
 /// Unacked messages tracked per device before the oldest are left to the next sync.
 const MAX_INFLIGHT: usize = 10_000;
-
-/// Bytes queued for a connection that is not reading before it is closed
-/// (4201); its messages stay in the log for its next sync.
-const MAX_BACKLOG: usize = 16 * 1024 * 1024;
 
 /// How a session ended, for `_clientOffline` (the hooks issue) and the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,15 +210,27 @@ struct Session {
     broadcast_acks: broadcasts::BroadcastAcks,
 }
 
-/// Sends go, in arrival order, to a lane task (in `Session::sends`),
-/// started by the first send: a session that only receives has none.
+/// Sends go, in arrival order, to one lane task per conversation (in
+/// `Session::sends`), started by its first send: a session that only
+/// receives has none, and a `_messageReceived` hook that hangs for one
+/// conversation holds up only that conversation's sends (FIFO is per
+/// conversation, as seqs are).
 enum Lane {
-    Unstarted,
-    /// Boxed so that the channel's preallocated block stays small.
-    Open(mpsc::UnboundedSender<(u64, Box<SendMessage>)>),
+    Open(HashMap<ConvId, LaneTx>),
     /// Draining for a logout or shutdown: no new sends.
     Closed,
 }
+
+struct LaneTx {
+    /// Boxed so that the channel's preallocated block stays small.
+    tx: mpsc::UnboundedSender<(u64, Box<SendMessage>)>,
+    /// Sends given to the lane and not yet through its checks and hook:
+    /// an idle lane (0) is ended when lanes pile up.
+    queued: Arc<AtomicUsize>,
+}
+
+/// Idle lanes kept for reuse before they are ended.
+const IDLE_LANES: usize = 8;
 
 struct Inflight {
     seq: u64,
@@ -322,7 +331,7 @@ impl Session {
             inflight: HashMap::new(),
             inflight_len: 0,
             sent_max: HashMap::new(),
-            send_lane: Lane::Unstarted,
+            send_lane: Lane::Open(HashMap::new()),
             sends: JoinSet::new(),
             tag,
             typing: HashMap::new(),
@@ -379,9 +388,35 @@ impl Session {
         // session costs no timer wake-ups beyond its idle deadline.
         let check_every = Duration::from_secs(1).min(ack_timeout);
         let mut next_check = Instant::now() + check_every;
+        let backlog = self.writer.backlog().clone();
+        let bound = usize::try_from(self.hub.config.limits.max_backlog_bytes).unwrap_or(usize::MAX);
+        let stall = Duration::from_secs(self.hub.config.limits.backlog_stall_secs);
+        let (mut paused, mut behind_since) = (false, None::<Instant>);
         loop {
+            // Over the bound, requests are not read: QUIC's flow control
+            // then holds the client back, and nothing more is queued for
+            // it. Undelivered messages stay in the log for its next sync.
+            let was_paused = paused;
+            paused = backlog.total() > bound;
+            if paused && !was_paused {
+                METRICS.backlog_paused();
+            } else if was_paused && !paused {
+                // Held back by us, not idle.
+                idle_deadline = Instant::now() + idle;
+            }
+            let out = backlog.out();
+            behind_since = if out > bound {
+                behind_since.or_else(|| Some(Instant::now()))
+            } else {
+                None
+            };
+            // Deliveries cannot be paused: a client that lets them pile up
+            // to twice the bound is closed at once.
+            if out > bound.saturating_mul(2) {
+                return self.too_slow().await;
+            }
             tokio::select! {
-                frame = tokio::time::timeout_at(idle_deadline, reader.read::<ClientFrame>()) => {
+                frame = tokio::time::timeout_at(idle_deadline, reader.read::<ClientFrame>()), if !paused => {
                     let frame = match frame {
                         Err(_) => return self.fail(ErrorCode::ReadTimeout, "no frame within the idle timeout").await,
                         Ok(Ok(Some(f))) => f,
@@ -401,9 +436,10 @@ impl Session {
                     if let Some(ended) = self.deliver(out).await {
                         return ended;
                     }
-                    if self.writer.backlog() > MAX_BACKLOG {
-                        return self.fail(ErrorCode::SendMessageTimeout, "client too slow to read").await;
-                    }
+                }
+                () = backlog.shrunk(), if paused => {}
+                () = tokio::time::sleep_until(behind_since.map_or_else(Instant::now, |t| t + stall)), if behind_since.is_some() => {
+                    return self.too_slow().await;
                 }
                 _ = tokio::time::sleep_until(next_check), if self.inflight_len > 0 => {
                     self.redeliver(ack_timeout);
@@ -427,6 +463,13 @@ impl Session {
                 Some(_) = self.sends.join_next(), if !self.sends.is_empty() => {}
             }
         }
+    }
+
+    /// Closes a connection whose backlog stayed over the bound (4201).
+    async fn too_slow(&mut self) -> Ended {
+        METRICS.backlog_closed();
+        self.fail(ErrorCode::SendMessageTimeout, "client too slow to read")
+            .await
     }
 
     async fn fail(&mut self, code: ErrorCode, reason: &str) -> Ended {
@@ -519,19 +562,28 @@ impl Session {
         }
     }
 
-    /// The lane keeps this connection's sends in order while a
-    /// `_messageReceived` hook is awaited, without stalling reads.
+    /// A lane keeps this connection's sends to one conversation in order
+    /// while a `_messageReceived` hook is awaited, without stalling reads.
     fn enqueue_send(&mut self, id: u64, m: SendMessage) {
-        if let Lane::Unstarted = self.send_lane {
+        let Lane::Open(lanes) = &mut self.send_lane else {
+            return;
+        };
+        if lanes.len() > IDLE_LANES && !lanes.contains_key(&m.conv) {
+            // Dropping an idle lane's sender ends its task.
+            lanes.retain(|_, l| l.queued.load(Relaxed) > 0);
+        }
+        let lane = lanes.entry(m.conv).or_insert_with(|| {
             let (tx, rx) = mpsc::unbounded_channel();
+            let queued = Arc::new(AtomicUsize::new(0));
             let (hub, caller, writer) =
                 (self.hub.clone(), self.caller.clone(), self.writer.clone());
-            self.sends.spawn(send_lane(hub, caller, writer, rx));
-            self.send_lane = Lane::Open(tx);
-        }
-        if let Lane::Open(lane) = &self.send_lane {
-            let _ = lane.send((id, Box::new(m)));
-        }
+            self.sends
+                .spawn(send_lane(hub, caller, writer, rx, queued.clone()));
+            LaneTx { tx, queued }
+        });
+        self.writer.backlog().add_send(queued_size(&m));
+        lane.queued.fetch_add(1, Relaxed);
+        let _ = lane.tx.send((id, Box::new(m)));
     }
 
     async fn command(&mut self, id: u64, cmd: Command) -> Option<Ended> {
@@ -809,16 +861,19 @@ impl Session {
     }
 }
 
-/// Handles one connection's sends one after another: checks and the
-/// `_messageReceived` hook in order, then waits for group flushes in parallel.
+/// Handles one connection's sends to one conversation one after another:
+/// checks and the `_messageReceived` hook in order, then waits for group
+/// flushes in parallel.
 async fn send_lane(
     hub: Arc<Hub>,
     caller: Caller,
     writer: Writer,
     mut rx: mpsc::UnboundedReceiver<(u64, Box<SendMessage>)>,
+    queued: Arc<AtomicUsize>,
 ) {
     let mut flushing = JoinSet::new();
     while let Some((id, m)) = rx.recv().await {
+        writer.backlog().sent(queued_size(&m));
         // Boxed so that an idle lane does not hold the send's state.
         let result = match Box::pin(message::send(&hub, &caller, *m)).await {
             Ok(SendPlan::Pending(p, changed)) => {
@@ -841,6 +896,9 @@ async fn send_lane(
             Ok(SendPlan::Done(r, notice)) => Some((Ok(r), notice)),
             Err(e) => Some((Err(e), None)),
         };
+        // Its place in the conversation is taken: a later lane for the
+        // same conversation cannot overtake it.
+        queued.fetch_sub(1, Relaxed);
         if let Some((r, notice)) = result {
             if let Some(f) = response(id, r) {
                 writer.send(f);
@@ -852,6 +910,15 @@ async fn send_lane(
         while flushing.try_join_next().is_some() {}
     }
     while flushing.join_next().await.is_some() {}
+}
+
+/// What a queued send holds in memory, near enough for the backlog bound.
+fn queued_size(m: &SendMessage) -> usize {
+    std::mem::size_of::<SendMessage>()
+        + m.content.len()
+        + m.push_data.as_ref().map_or(0, String::len)
+        + m.token.as_ref().map_or(0, String::len)
+        + m.mention_list.iter().map(String::len).sum::<usize>()
 }
 
 fn close_msg(close_code: u8) -> &'static str {

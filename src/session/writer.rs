@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 enum Msg {
     Data(Bytes),
@@ -17,26 +17,64 @@ enum Msg {
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::UnboundedSender<Msg>,
-    /// Bytes queued but not yet handed to QUIC: how far a slow reader is behind.
-    backlog: Arc<AtomicUsize>,
+    backlog: Arc<Backlog>,
+}
+
+/// Every byte a connection holds in memory: what waits to be written to it
+/// (replies, events, deliveries alike) and the sends it has asked for that
+/// wait their turn. One bound covers both (`limits.max_backlog_bytes`).
+#[derive(Default)]
+pub struct Backlog {
+    /// Queued for the peer but not yet handed to QUIC: how far a slow
+    /// reader is behind.
+    out: AtomicUsize,
+    /// Sends read from the peer, queued for the send lane.
+    sends: AtomicUsize,
+    /// Woken whenever either shrinks, so a paused session reads again.
+    shrunk: Notify,
+}
+
+impl Backlog {
+    pub fn total(&self) -> usize {
+        self.out()
+            .saturating_add(self.sends.load(Ordering::Relaxed))
+    }
+
+    pub fn out(&self) -> usize {
+        self.out.load(Ordering::Relaxed)
+    }
+
+    pub fn add_send(&self, bytes: usize) {
+        self.sends.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn sent(&self, bytes: usize) {
+        self.sends.fetch_sub(bytes, Ordering::Relaxed);
+        self.shrunk.notify_one();
+    }
+
+    /// Resolves once something was written or a queued send was taken.
+    pub async fn shrunk(&self) {
+        self.shrunk.notified().await;
+    }
 }
 
 impl Writer {
     pub fn spawn(send: quinn::SendStream) -> Writer {
         let (tx, rx) = mpsc::unbounded_channel();
-        let backlog = Arc::new(AtomicUsize::new(0));
+        let backlog = Arc::new(Backlog::default());
         tokio::spawn(run(send, rx, backlog.clone()));
         Writer { tx, backlog }
     }
 
     /// Queues an encoded frame; a closed connection drops it silently.
     pub fn send(&self, frame: Bytes) {
-        self.backlog.fetch_add(frame.len(), Ordering::Relaxed);
+        self.backlog.out.fetch_add(frame.len(), Ordering::Relaxed);
         let _ = self.tx.send(Msg::Data(frame));
     }
 
-    pub fn backlog(&self) -> usize {
-        self.backlog.load(Ordering::Relaxed)
+    pub fn backlog(&self) -> &Arc<Backlog> {
+        &self.backlog
     }
 
     /// Ends the stream and waits, at most `limit`, until the peer has read
@@ -53,7 +91,7 @@ impl Writer {
 async fn run(
     mut send: quinn::SendStream,
     mut rx: mpsc::UnboundedReceiver<Msg>,
-    backlog: Arc<AtomicUsize>,
+    backlog: Arc<Backlog>,
 ) {
     let mut batch: Vec<Bytes> = Vec::new();
     while let Some(first) = rx.recv().await {
@@ -76,7 +114,10 @@ async fn run(
         if !batch.is_empty() && send.write_all_chunks(&mut batch).await.is_err() {
             return;
         }
-        backlog.fetch_sub(bytes, Ordering::Relaxed);
+        if bytes > 0 {
+            backlog.out.fetch_sub(bytes, Ordering::Relaxed);
+            backlog.shrunk.notify_one();
+        }
         batch.clear();
         // A burst's capacity is not kept for an idle connection.
         batch.shrink_to(8);

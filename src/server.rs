@@ -69,18 +69,18 @@ impl ServerError {
                 AddrInUse => Some(
                     "is another tidings (or another program) listening on this UDP port? change server.listen",
                 ),
-                PermissionDenied => Some(
-                    "a port below 1024 needs CAP_NET_BIND_SERVICE; or change server.listen",
-                ),
+                PermissionDenied => {
+                    Some("a port below 1024 needs CAP_NET_BIND_SERVICE; or change server.listen")
+                }
                 _ => Some("check server.listen"),
             },
             ServerError::Admin(AdminError::Bind { source, .. }) => match source.kind() {
                 AddrInUse => Some(
                     "is another tidings (or another program) listening on this TCP port? change admin.listen, or set admin.enabled = false",
                 ),
-                PermissionDenied => Some(
-                    "a port below 1024 needs CAP_NET_BIND_SERVICE; or change admin.listen",
-                ),
+                PermissionDenied => {
+                    Some("a port below 1024 needs CAP_NET_BIND_SERVICE; or change admin.listen")
+                }
                 _ => Some("check admin.listen"),
             },
             ServerError::Store(StoreError::Sled(sled::Error::Io(e)))
@@ -162,10 +162,11 @@ impl Server {
         let dir = config.server.data_dir.clone();
         let fresh = !dir.exists();
         let started = Self::start_on(config, socket, admin_listener).await;
-        if started.is_err() && fresh {
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
-                warn!(dir = %dir.display(), error = %e, "could not remove the data dir this failed start created");
-            }
+        if started.is_err()
+            && fresh
+            && let Err(e) = std::fs::remove_dir_all(&dir)
+        {
+            warn!(dir = %dir.display(), error = %e, "could not remove the data dir this failed start created");
         }
         started
     }

@@ -97,8 +97,15 @@ async fn conversation_commands_make_and_manage_a_group() {
     let joined = one(&s, &["conversation", "join", "--as", "Spike", &conv]).await;
     assert_eq!(strings(&joined["members"]), ["Jerry", "Spike", "Tom"]);
     let added = one(&s, &["conversation", "add", "--as", "Tom", &conv, "Tyke"]).await;
-    assert_eq!(strings(&added["members"]), ["Jerry", "Spike", "Tom", "Tyke"]);
-    let removed = one(&s, &["conversation", "remove", "--as", "Tom", &conv, "Tyke"]).await;
+    assert_eq!(
+        strings(&added["members"]),
+        ["Jerry", "Spike", "Tom", "Tyke"]
+    );
+    let removed = one(
+        &s,
+        &["conversation", "remove", "--as", "Tom", &conv, "Tyke"],
+    )
+    .await;
     assert_eq!(strings(&removed["members"]), ["Jerry", "Spike", "Tom"]);
     let updated = one(
         &s,
@@ -150,7 +157,11 @@ async fn conversation_commands_make_and_manage_a_group() {
     assert_eq!(sent["convId"], conv.as_str());
 
     // A refusal is an error with the server's code, exit status 1.
-    let out = client(&s, &["conversation", "remove", "--as", "Jerry", &conv, "Tom"]).await;
+    let out = client(
+        &s,
+        &["conversation", "remove", "--as", "Jerry", &conv, "Tom"],
+    )
+    .await;
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("server error"), "{}", stderr(&out));
 }
@@ -176,13 +187,21 @@ async fn reconnect_gives_way_to_the_device_holding_the_tag() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("4111"), "{}", stderr(&out));
     // Tom's phone was not kicked: it still answers.
-    tom.conversations(10).await.expect("the phone is still online");
-    assert!(tom_ev.try_recv().is_none_or(|e| !matches!(e, ClientEvent::Closed { .. })));
+    tom.conversations(10)
+        .await
+        .expect("the phone is still online");
+    assert!(
+        tom_ev
+            .try_recv()
+            .is_none_or(|e| !matches!(e, ClientEvent::Closed { .. }))
+    );
     // Without --reconnect the newcomer wins, as LeanCloud does.
     let lines = json_lines(&s, &["conversations", "--as", "Tom", "--tag", "phone"]).await;
     assert!(lines.is_empty(), "{lines:?}");
     tom_ev
-        .wait_for(WAIT, |e| matches!(e, ClientEvent::Closed { .. }).then_some(()))
+        .wait_for(WAIT, |e| {
+            matches!(e, ClientEvent::Closed { .. }).then_some(())
+        })
         .await
         .expect("the phone was kicked by a login without --reconnect");
 }
@@ -215,11 +234,23 @@ async fn exits(child: &mut Child) -> std::process::ExitStatus {
 
 /// A `chat` with a will, typed into until Tom sees its line: by then the
 /// will is set (chat sets it before it reads stdin).
-async fn chat_with_will(s: &TestServer, tom_ev: &mut tidings::client::Events, conv: ConvId) -> Child {
+async fn chat_with_will(
+    s: &TestServer,
+    tom_ev: &mut tidings::client::Events,
+    conv: ConvId,
+) -> Child {
     let id = conv.to_string();
     let mut chat = spawn_client(
         s,
-        &["chat", "--as", "Jerry", "--conv", &id, "--will", "Jerry dropped"],
+        &[
+            "chat",
+            "--as",
+            "Jerry",
+            "--conv",
+            &id,
+            "--will",
+            "Jerry dropped",
+        ],
     );
     let stdin = chat.stdin.as_mut().expect("stdin");
     stdin.write_all(b"ready\n").await.expect("type a line");
@@ -255,8 +286,14 @@ async fn sigterm_and_sighup_close_the_connection_at_once() {
         .id;
     let mut chat = chat_with_will(&s, &mut tom_ev, conv).await;
     signal(&chat, libc::SIGHUP);
-    let will = tom_ev.next_message(WAIT).await.expect("the will after SIGHUP");
-    assert_eq!((will.from.as_str(), text(&will)), ("Jerry", "Jerry dropped"));
+    let will = tom_ev
+        .next_message(WAIT)
+        .await
+        .expect("the will after SIGHUP");
+    assert_eq!(
+        (will.from.as_str(), text(&will)),
+        ("Jerry", "Jerry dropped")
+    );
     assert!(exits(&mut chat).await.success());
     eventually("Jerry offline after SIGHUP", || {
         !hub.registry.is_online("Jerry")
@@ -266,7 +303,10 @@ async fn sigterm_and_sighup_close_the_connection_at_once() {
     // chat: SIGTERM is a drop too, so the will goes.
     let mut chat = chat_with_will(&s, &mut tom_ev, conv).await;
     signal(&chat, libc::SIGTERM);
-    let will = tom_ev.next_message(WAIT).await.expect("the will after SIGTERM");
+    let will = tom_ev
+        .next_message(WAIT)
+        .await
+        .expect("the will after SIGTERM");
     assert_eq!(text(&will), "Jerry dropped");
     assert!(exits(&mut chat).await.success());
 }
@@ -287,7 +327,10 @@ async fn a_killed_client_is_noticed_after_three_keep_alives() {
     // SIGKILL: no handler runs, nothing is closed; only silence tells.
     signal(&chat, libc::SIGKILL);
     let _ = exits(&mut chat).await;
-    let will = tom_ev.next_message(WAIT).await.expect("the will of a dead peer");
+    let will = tom_ev
+        .next_message(WAIT)
+        .await
+        .expect("the will of a dead peer");
     assert_eq!(text(&will), "Jerry dropped");
     eventually("Jerry offline", || !hub.registry.is_online("Jerry")).await;
     // Tom, alive and quiet all along, was kept by the keep-alives.
@@ -302,21 +345,22 @@ async fn an_unreachable_server_is_reported_within_the_connect_timeout() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pin = "ab".repeat(32);
     // The old client waited 15 s; WAIT (10 s) bounds this one.
-    let out = run(tidings().args([
-        "send",
-        "--as",
-        "Tom",
-        "--to",
-        "Jerry",
-        "--server",
-        &addr,
-        "--pin",
-        &pin,
-        "--unsigned",
-        "--data-dir",
-    ])
-    .arg(dir.path())
-    .arg("hi"))
+    let out = run(tidings()
+        .args([
+            "send",
+            "--as",
+            "Tom",
+            "--to",
+            "Jerry",
+            "--server",
+            &addr,
+            "--pin",
+            &pin,
+            "--unsigned",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .arg("hi"))
     .await;
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
@@ -369,7 +413,11 @@ async fn config_check_refuses_what_serve_refuses() {
     .await;
     assert_eq!(out.status.code(), Some(2), "config check: {}", stderr(&out));
     assert!(stderr(&out).contains(missing), "{}", stderr(&out));
-    assert!(stderr(&out).contains("messages.keyword_file"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("messages.keyword_file"),
+        "{}",
+        stderr(&out)
+    );
     let out = serve_fails(&data, &[("TIDINGS_MESSAGES_KEYWORD_FILE", missing)]).await;
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains(missing), "{}", stderr(&out));
@@ -428,5 +476,7 @@ async fn a_failed_start_exits_2_says_why_once_names_the_key_and_leaves_no_data_d
     assert!(err.contains("server.data_dir"), "{err}");
     assert!(dir.join(tidings::server::STORE_DIR).is_dir());
     let (tom, _ev) = s.connect("Tom").await;
-    tom.conversations(1).await.expect("the first server still serves");
+    tom.conversations(1)
+        .await
+        .expect("the first server still serves");
 }

@@ -319,7 +319,9 @@ impl Client {
     async fn connect_inner(opts: ClientOptions) -> Result<(Client, Events), ClientError> {
         let endpoint = match &opts.endpoint {
             Some(ep) => ep.clone(),
-            None => transport::client_endpoint_with(opts.server, opts.trust.clone(), opts.keep_alive)?,
+            None => {
+                transport::client_endpoint_with(opts.server, opts.trust.clone(), opts.keep_alive)?
+            }
         };
         let connecting = endpoint
             .connect(opts.server, &opts.server_name)

@@ -59,7 +59,7 @@ pub fn relay_server(listen: SocketAddr) -> Result<()> {
             chain: vec![cert],
             key,
         };
-        let ep = transport::server_endpoint(listen, identity, Duration::from_secs(120))?;
+        let ep = transport::server_endpoint(listen, identity, transport::DEFAULT_KEEP_ALIVE)?;
         println!("{}", ep.local_addr()?);
         println!("{pin}");
         use std::io::Write;

@@ -33,6 +33,9 @@ pub const MIN_FRAME_BYTES_LIMIT: u32 = 1024;
 /// Ceiling on durations given in seconds (one year). Keeps `Instant + d`
 /// arithmetic elsewhere from overflowing on absurd values.
 const MAX_SECS: u64 = 365 * 24 * 3600;
+/// Three keep-alive intervals are QUIC's idle timeout, which quinn caps
+/// well above this; an hour apart no longer keeps NAT bindings open anyway.
+const MAX_KEEP_ALIVE_SECS: u64 = 3600;
 
 /// Ceiling on the sled cache, in MiB (1 TiB), so converting to bytes cannot
 /// overflow.
@@ -121,9 +124,16 @@ max_content_bytes = 5120
 # unauthenticated connections cannot hold resources.
 login_timeout_ms = 5000
 
-# Seconds without any traffic after which a connection is dropped, so dead
-# peers are noticed and their sessions freed.
+# Seconds a live connection may go without sending a frame (pings count)
+# before it is closed with 4107. Dead peers are noticed sooner, by
+# keep_alive_secs below.
 idle_timeout_secs = 120
+
+# Seconds between QUIC keep-alive packets, sent by the server and by the
+# CLI. A peer that answers nothing for three intervals is dead: with the
+# default 10, a client that vanished without closing (a kill -9, a lost
+# network) is noticed within 30 s, its session freed and its will sent.
+keep_alive_secs = 10
 
 # Most members one conversation may have. Bounds the fan-out of a single send.
 max_members = 500
@@ -403,8 +413,11 @@ pub struct LimitsSection {
     pub max_content_bytes: u32,
     /// Unauthenticated connections must not linger.
     pub login_timeout_ms: u64,
-    /// Frees sessions of dead peers.
+    /// Frees sessions of clients that stay connected but say nothing.
     pub idle_timeout_secs: u64,
+    /// Notices a vanished peer long before `idle_timeout_secs`, so wills
+    /// and presence follow it within seconds (`transport::dead_peer_timeout`).
+    pub keep_alive_secs: u64,
     /// Bounds the fan-out of one send.
     pub max_members: u32,
     /// Bounds the memory one connection can hold, whatever it asks for.
@@ -420,6 +433,7 @@ impl Default for LimitsSection {
             max_content_bytes: 5120,
             login_timeout_ms: 5000,
             idle_timeout_secs: 120,
+            keep_alive_secs: 10,
             max_members: 500,
             max_backlog_bytes: 16 * 1024 * 1024,
             backlog_stall_secs: 30,
@@ -792,6 +806,7 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     ("limits", "max_content_bytes", EnvKind::Value),
     ("limits", "login_timeout_ms", EnvKind::Value),
     ("limits", "idle_timeout_secs", EnvKind::Value),
+    ("limits", "keep_alive_secs", EnvKind::Value),
     ("limits", "max_members", EnvKind::Value),
     ("limits", "max_backlog_bytes", EnvKind::Value),
     ("limits", "backlog_stall_secs", EnvKind::Value),
@@ -959,6 +974,12 @@ impl Config {
             MAX_SECS * 1000,
         )?;
         range("limits.idle_timeout_secs", l.idle_timeout_secs, 1, MAX_SECS)?;
+        range(
+            "limits.keep_alive_secs",
+            l.keep_alive_secs,
+            1,
+            MAX_KEEP_ALIVE_SECS,
+        )?;
         if l.max_members == 0 {
             return invalid("limits.max_members", "must be at least 1");
         }
@@ -1124,6 +1145,7 @@ impl Config {
             max_content_bytes,
             login_timeout_ms,
             idle_timeout_secs,
+            keep_alive_secs,
             max_members,
             max_backlog_bytes,
             backlog_stall_secs,
@@ -1462,6 +1484,11 @@ mod tests {
                 "[limits]\nidle_timeout_secs = 0\n",
                 "limits.idle_timeout_secs",
             ),
+            ("[limits]\nkeep_alive_secs = 0\n", "limits.keep_alive_secs"),
+            (
+                "[limits]\nkeep_alive_secs = 3601\n",
+                "limits.keep_alive_secs",
+            ),
             (
                 "[delivery]\nack_timeout_secs = 0\n",
                 "delivery.ack_timeout_secs",
@@ -1622,6 +1649,7 @@ mod tests {
                 max_content_bytes: 1,
                 login_timeout_ms: 1,
                 idle_timeout_secs: 1,
+                keep_alive_secs: 1,
                 max_members: 1,
                 max_backlog_bytes: 4096,
                 backlog_stall_secs: 1,

@@ -33,9 +33,11 @@ use tidings::hub::Hub;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing::{error, info, warn};
 
-/// Runtime failure: the server could not start or did not stop cleanly.
+/// Runtime failure: the server did not stop cleanly, or a client command failed.
 const EXIT_RUNTIME: u8 = 1;
-/// Bad configuration; distinct from runtime failures so scripts and systemd
+/// Bad configuration, or a server that could not start (a port in use, a
+/// data dir locked by another server, an unreadable file the config names);
+/// distinct from runtime failures so scripts and systemd
 /// (`RestartPreventExitStatus=2`) can tell "fix the config" from "retry".
 const EXIT_CONFIG: u8 = 2;
 /// The store failed (a write or flush error, `store::health`): the process
@@ -83,8 +85,8 @@ enum Command {
 enum ConfigCommand {
     /// Print the documented default config file.
     PrintDefault,
-    /// Load and validate the config (file plus environment); print "ok" or
-    /// the error.
+    /// Load and validate the config (file plus environment) and the files
+    /// it names, as `serve` would; print "ok" or the error.
     Check,
 }
 
@@ -97,14 +99,14 @@ fn main() -> ExitCode {
             print_stdout(config::DEFAULT_TOML);
             ExitCode::SUCCESS
         }
-        Command::Config(ConfigCommand::Check) => match load_config(path) {
+        Command::Config(ConfigCommand::Check) => match load_config(path).and_then(preflight) {
             Ok(_) => {
                 print_stdout("ok\n");
                 ExitCode::SUCCESS
             }
             Err(code) => code,
         },
-        Command::Serve => match load_config(path) {
+        Command::Serve => match load_config(path).and_then(preflight) {
             Ok(config) => serve(config, path.map(Path::to_path_buf)),
             Err(code) => code,
         },
@@ -137,6 +139,52 @@ fn load_config(path: Option<&Path>) -> Result<Config, ExitCode> {
         eprintln!("tidings: config error: {e}");
         ExitCode::from(EXIT_CONFIG)
     })
+}
+
+/// What `serve` would refuse in the config before creating anything
+/// (`server::preflight`), reported like a config error.
+fn preflight(config: Config) -> Result<Config, ExitCode> {
+    match tidings::server::preflight(&config) {
+        Ok(()) => Ok(config),
+        Err(e) => {
+            let hint = e.hint().map(|h| format!(" ({h})")).unwrap_or_default();
+            eprintln!("tidings: config error: {}{hint}", causes(&e));
+            Err(ExitCode::from(EXIT_CONFIG))
+        }
+    }
+}
+
+/// An error and its causes on one line, each said once. Errors here often
+/// print their source inside their own message too (`bind ADDR: {source}`),
+/// so `{:#}` would repeat the same words once per layer.
+fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let part = cause.to_string();
+        if !part.is_empty() && !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// [`causes`] for an anyhow chain.
+fn anyhow_causes(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if part.is_empty() || text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 /// Logs to stderr (the journal, under systemd) with `directive` as the
@@ -239,14 +287,18 @@ fn serve(config: Config, path: Option<PathBuf>) -> ExitCode {
             info!("tidings stopped");
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            error!(error = %format!("{e:#}"), "tidings failed");
-            // A data dir from another schema will not fix itself: exit like a
-            // config error so systemd stops restarting.
-            let server_error = e.downcast_ref::<tidings::server::ServerError>();
-            if server_error.is_some_and(|e| e.is_permanent()) {
-                return ExitCode::from(EXIT_CONFIG);
+        // Nothing was served and nothing is left behind (`Server::start`);
+        // a restart would fail the same way until the operator acts.
+        Err(Failed::Start(e)) => {
+            match e.hint() {
+                Some(hint) => error!(error = %causes(&e), hint, "tidings could not start"),
+                None => error!(error = %causes(&e), "tidings could not start"),
             }
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Err(Failed::Run(e)) => {
+            error!(error = %anyhow_causes(&e), "tidings failed");
+            let server_error = e.downcast_ref::<tidings::server::ServerError>();
             if server_error.is_some_and(|e| e.is_store_failure()) {
                 return ExitCode::from(EXIT_STORE_FAILED);
             }
@@ -255,7 +307,19 @@ fn serve(config: Config, path: Option<PathBuf>) -> ExitCode {
     }
 }
 
-async fn run_server(config: Config, path: Option<PathBuf>, log: LogControl) -> anyhow::Result<()> {
+/// How `run_server` ended badly: at start-up (exit 2) or later.
+enum Failed {
+    Start(tidings::server::ServerError),
+    Run(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failed {
+    fn from(e: anyhow::Error) -> Self {
+        Failed::Run(e)
+    }
+}
+
+async fn run_server(config: Config, path: Option<PathBuf>, log: LogControl) -> Result<(), Failed> {
     // Installed before start-up: a SIGTERM that arrives while starting then
     // leads to a graceful shutdown instead of killing the process, and a
     // SIGHUP waits for the loop below instead of killing it.
@@ -265,7 +329,7 @@ async fn run_server(config: Config, path: Option<PathBuf>, log: LogControl) -> a
     let mut running = config.clone();
     let server = tidings::server::Server::start(config)
         .await
-        .context("starting the server")?;
+        .map_err(Failed::Start)?;
     info!(
         addr = %server.local_addr(),
         fingerprint = %server.fingerprint(),
@@ -506,7 +570,7 @@ fn run_cli(command: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tidings: {e:#}");
+            eprintln!("tidings: {}", anyhow_causes(&e));
             ExitCode::from(EXIT_RUNTIME)
         }
     }

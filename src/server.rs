@@ -60,6 +60,43 @@ impl ServerError {
         matches!(self, ServerError::Store(StoreError::Schema { .. }))
     }
 
+    /// What the operator can do about a start-up failure, when the error
+    /// itself does not say: which key to change, or what else is running.
+    pub fn hint(&self) -> Option<&'static str> {
+        use std::io::ErrorKind::{AddrInUse, PermissionDenied};
+        match self {
+            ServerError::Transport(TransportError::Bind { source, .. }) => match source.kind() {
+                AddrInUse => Some(
+                    "is another tidings (or another program) listening on this UDP port? change server.listen",
+                ),
+                PermissionDenied => {
+                    Some("a port below 1024 needs CAP_NET_BIND_SERVICE; or change server.listen")
+                }
+                _ => Some("check server.listen"),
+            },
+            ServerError::Admin(AdminError::Bind { source, .. }) => match source.kind() {
+                AddrInUse => Some(
+                    "is another tidings (or another program) listening on this TCP port? change admin.listen, or set admin.enabled = false",
+                ),
+                PermissionDenied => {
+                    Some("a port below 1024 needs CAP_NET_BIND_SERVICE; or change admin.listen")
+                }
+                _ => Some("check admin.listen"),
+            },
+            ServerError::Store(StoreError::Sled(sled::Error::Io(e)))
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.to_string().contains("could not acquire lock") =>
+            {
+                Some(
+                    "is another tidings running on this data dir? stop it, or give this one its own server.data_dir",
+                )
+            }
+            ServerError::Filter(_) => Some("check messages.keyword_file"),
+            ServerError::Tls(_) => Some("check server.tls_cert and server.tls_key"),
+            _ => None,
+        }
+    }
+
     /// The store failed while running: a restart recovers (`store::health`).
     pub fn is_store_failure(&self) -> bool {
         matches!(self, ServerError::Store(StoreError::Failed(_)))
@@ -67,6 +104,28 @@ impl ServerError {
 }
 
 pub struct Server;
+
+/// Everything `serve` would refuse that can be checked without creating,
+/// binding or locking anything: files the config names and values only a
+/// parser can judge. `tidings config check` runs it too, so the two agree
+/// (ports and the data dir's lock can only be tested by starting).
+pub fn preflight(config: &Config) -> Result<(), ServerError> {
+    crate::filter::KeywordFilter::load(config.messages.keyword_file.as_deref())?;
+    if let (Some(cert), Some(key)) = (&config.server.tls_cert, &config.server.tls_key) {
+        // Configured files are only read; nothing is generated.
+        ServerIdentity::load_or_generate(Path::new(""), Some((cert, key)))?.server_config()?;
+    }
+    let dir = &config.server.data_dir;
+    if dir.exists() && !dir.is_dir() {
+        return Err(ServerError::DataDir {
+            path: dir.clone(),
+            source: std::io::Error::other("exists and is not a directory"),
+        });
+    }
+    let app_id = config.auth.app_id.as_deref().unwrap_or("app");
+    crate::sysmsg::Webhook::new(&config.system, app_id, config.hooks.hook_key.as_deref())?;
+    Ok(())
+}
 
 pub struct RunningServer {
     hub: Arc<Hub>,
@@ -87,7 +146,36 @@ pub struct RunningServer {
 }
 
 impl Server {
+    /// Checks the config ([`preflight`]), binds the QUIC and admin ports,
+    /// then opens (or creates) the data dir and serves. A failed start
+    /// leaves nothing behind: ports come first, so one in use stops the
+    /// start before any file is written, and a data dir this start created
+    /// is removed again (it held nothing anybody has seen).
     pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
+        preflight(&config)?;
+        let socket = transport::bind_udp(config.server.listen)?;
+        let admin_listener = if config.admin.enabled {
+            Some(AdminServer::bind(config.admin.listen).await?)
+        } else {
+            None
+        };
+        let dir = config.server.data_dir.clone();
+        let fresh = !dir.exists();
+        let started = Self::start_on(config, socket, admin_listener).await;
+        if started.is_err()
+            && fresh
+            && let Err(e) = std::fs::remove_dir_all(&dir)
+        {
+            warn!(dir = %dir.display(), error = %e, "could not remove the data dir this failed start created");
+        }
+        started
+    }
+
+    async fn start_on(
+        config: Config,
+        socket: std::net::UdpSocket,
+        admin_listener: Option<tokio::net::TcpListener>,
+    ) -> Result<RunningServer, ServerError> {
         let dir = config.server.data_dir.clone();
         std::fs::create_dir_all(&dir).map_err(|source| ServerError::DataDir {
             path: dir.clone(),
@@ -130,6 +218,13 @@ impl Server {
             &creds.app_id,
             config.hooks.hook_key.as_deref(),
         )?;
+        // Before the commit thread starts, so a failure here leaves nothing running.
+        let endpoint = transport::server_endpoint_on(
+            socket,
+            identity,
+            Duration::from_secs(config.limits.keep_alive_secs),
+        )?;
+        let filter = crate::filter::KeywordFilter::load(config.messages.keyword_file.as_deref())?;
         let pipeline = Pipeline::start(
             store.clone(),
             registry.clone(),
@@ -138,11 +233,6 @@ impl Server {
             Duration::from_micros(config.store.group_commit_linger_us),
         );
         let authenticator = Authenticator::new(mode, creds, config.auth.signature_window_secs);
-        let endpoint = transport::server_endpoint(
-            config.server.listen,
-            identity,
-            Duration::from_secs(config.limits.idle_timeout_secs),
-        )?;
         let addr = endpoint
             .local_addr()
             .map_err(|source| ServerError::DataDir {
@@ -151,7 +241,6 @@ impl Server {
             })?;
         write_addr_file(&dir, addr);
         info!(conversations = convs.len(), "store loaded");
-        let filter = crate::filter::KeywordFilter::load(config.messages.keyword_file.as_deref())?;
         if !filter.is_empty() {
             info!(words = filter.len(), "keyword filter loaded");
         }
@@ -172,15 +261,14 @@ impl Server {
             .admin
             .enabled
             .then(|| Target::new(hub.clone(), Some(endpoint.clone())));
-        let admin = match &admin_target {
-            Some(t) => {
-                let (state, listen) = (AdminState::new(t), hub.config.admin.listen);
-                let a = AdminServer::start(state, listen, shutdown.subscribe()).await?;
+        let admin = match (&admin_target, admin_listener) {
+            (Some(t), Some(listener)) => {
+                let a = AdminServer::start_on(AdminState::new(t), listener, shutdown.subscribe())?;
                 info!(addr = %a.local_addr(), "admin API listening");
                 write_admin_addr_file(&hub.config.server.data_dir, a.local_addr());
                 Some(a)
             }
-            None => None,
+            _ => None,
         };
         let hook_delivery = hooks.start(shutdown.subscribe());
         let system_tasks = vec![

@@ -139,14 +139,33 @@ impl AdminServer {
     pub async fn start(
         state: AdminState,
         listen: SocketAddr,
+        shutdown: broadcast::Receiver<()>,
+    ) -> Result<AdminServer, AdminError> {
+        let listener = Self::bind(listen).await?;
+        Self::start_on(state, listener, shutdown)
+    }
+
+    /// Binds the admin address alone, so a server can find a port in use
+    /// before it creates or opens anything.
+    pub async fn bind(listen: SocketAddr) -> Result<TcpListener, AdminError> {
+        TcpListener::bind(listen)
+            .await
+            .map_err(|source| AdminError::Bind {
+                addr: listen,
+                source,
+            })
+    }
+
+    /// Serves on a listener from [`AdminServer::bind`].
+    pub fn start_on(
+        state: AdminState,
+        listener: TcpListener,
         mut shutdown: broadcast::Receiver<()>,
     ) -> Result<AdminServer, AdminError> {
-        let bind = |source| AdminError::Bind {
-            addr: listen,
+        let addr = listener.local_addr().map_err(|source| AdminError::Bind {
+            addr: ([0, 0, 0, 0], 0).into(),
             source,
-        };
-        let listener = TcpListener::bind(listen).await.map_err(bind)?;
-        let addr = listener.local_addr().map_err(bind)?;
+        })?;
         let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
         let task = tokio::spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move {

@@ -12,15 +12,20 @@ use anyhow::{Context, anyhow, bail};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use tidings::auth::{CREDENTIALS_FILE, Credentials};
-use tidings::client::{Client, ClientOptions, Events, Signer};
+use tidings::client::{Client, ClientError, ClientOptions, Events, Signer};
 use tidings::config::{AuthMode, Config};
 use tidings::protocol::SyncMode;
 use tidings::server::ADDR_FILE;
 use tidings::transport::ServerTrust;
 use tidings::transport::tls::{self, CERT_FILE};
 
-/// Interactive tools should fail fast when the server is not there.
+/// Interactive tools should fail fast when the server is slow to answer.
 const CLI_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A handshake on loopback or a LAN takes milliseconds, and one across the
+/// world well under a second: two seconds without an answer means nobody
+/// is listening (QUIC gets no "connection refused" to say so sooner).
+const DEFAULT_CONNECT_TIMEOUT: &str = "2";
 
 /// A flag value that must not show up in `Debug` output.
 #[derive(Clone)]
@@ -68,6 +73,24 @@ pub struct Common {
     /// Device whose delivery cursor this session uses.
     #[arg(long = "device", value_name = "DEVICE_ID")]
     pub device: Option<String>,
+    /// Log in with LeanCloud's reconnect flag: if another device holds the
+    /// same --tag, this login gives way (4111) instead of kicking it off.
+    #[arg(long)]
+    pub reconnect: bool,
+    /// Seconds to wait for the server to answer the connection before
+    /// reporting it unreachable (fractions allowed).
+    #[arg(long, value_name = "SECS", default_value = DEFAULT_CONNECT_TIMEOUT, value_parser = parse_secs)]
+    pub connect_timeout: Duration,
+}
+
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(secs > 0.0 && secs <= 3600.0) {
+        return Err("must be more than 0 and at most 3600 seconds".into());
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 impl Common {
@@ -161,7 +184,10 @@ impl Common {
         opts.device_id = self.device.clone();
         opts.sync = sync;
         opts.auto_ack = auto_ack;
+        opts.reconnect = self.reconnect;
         opts.request_timeout = CLI_REQUEST_TIMEOUT;
+        opts.connect_timeout = self.connect_timeout;
+        opts.keep_alive = Duration::from_secs(config.limits.keep_alive_secs);
         Ok(opts)
     }
 
@@ -173,9 +199,13 @@ impl Common {
     ) -> anyhow::Result<(Client, Events)> {
         let opts = self.options(config, sync, auto_ack).await?;
         let server = opts.server;
-        Client::connect(opts)
-            .await
-            .with_context(|| format!("logging in to {server} as {}", self.client_id))
+        match Client::connect(opts).await {
+            Ok(c) => Ok(c),
+            // Says the address and what to check already.
+            Err(e @ ClientError::Unreachable { .. }) => Err(e.into()),
+            Err(e) => Err(anyhow::Error::new(e)
+                .context(format!("logging in to {server} as {}", self.client_id))),
+        }
     }
 }
 
@@ -214,6 +244,8 @@ mod tests {
             data_dir: Some(dir.to_path_buf()),
             tag: None,
             device: None,
+            reconnect: false,
+            connect_timeout: Duration::from_secs(2),
         }
     }
 

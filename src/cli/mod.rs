@@ -5,6 +5,7 @@
 mod actions;
 pub mod admin;
 mod connect;
+mod conversation;
 pub mod hooks;
 mod output;
 
@@ -62,6 +63,10 @@ pub enum ClientCommand {
     /// Tell the conversation's online members you started (or, with --stop,
     /// stopped) typing. Best effort, like any typing indicator.
     Typing(actions::TypingArgs),
+    /// Create and manage conversations: create, join, leave, add, remove,
+    /// update, mute, unmute, members.
+    #[command(subcommand)]
+    Conversation(conversation::ConversationCommand),
 }
 
 /// Who to talk to: a person (their unique conversation with you) or a conversation id.
@@ -86,7 +91,8 @@ pub struct ChatArgs {
     #[arg(long)]
     pub receipt: bool,
     /// A will message: sent to the conversation if this chat drops without
-    /// logging out (Ctrl-C, a kill, network loss), not on /quit.
+    /// logging out (Ctrl-C, SIGTERM, a closed terminal, a kill -9, network
+    /// loss), not on /quit.
     #[arg(long, value_name = "TEXT")]
     pub will: Option<String>,
 }
@@ -114,8 +120,8 @@ pub struct SendArgs {
     pub push_data: Option<String>,
     /// Make this your will message instead of sending it now: it goes to the
     /// conversation when this connection drops without logging out. The
-    /// command stays connected until Ctrl-C or SIGTERM, then drops the
-    /// connection, which sends it.
+    /// command stays connected until Ctrl-C, SIGTERM or SIGHUP, then drops
+    /// the connection, which sends it.
     #[arg(long, conflicts_with_all = ["transient", "token"])]
     pub will: bool,
     /// Idempotency token: resending with the same token returns the first receipt.
@@ -185,6 +191,7 @@ pub async fn run(cmd: ClientCommand, config: &Config) -> anyhow::Result<()> {
         ClientCommand::Receipts(a) => actions::receipts(a, config).await,
         ClientCommand::Read(a) => actions::read(a, config).await,
         ClientCommand::Typing(a) => actions::typing(a, config).await,
+        ClientCommand::Conversation(c) => conversation::run(c, config).await,
     }
 }
 
@@ -334,25 +341,53 @@ fn chat_event(view: &output::ChatView<'_>, ev: &Event, read_upto: &mut u64) -> O
     view.event(ev)
 }
 
-/// Waits for Ctrl-C or SIGTERM.
-async fn stop_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
-        _ = term.recv() => {}
-    }
-    Ok(())
+/// What stopped a long-running command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// Ctrl-C: the person at the terminal.
+    Interrupt,
+    /// SIGTERM (kill, systemd, a supervisor) or SIGHUP (the terminal closed).
+    Gone,
 }
 
-/// Leaves without logging out, as a device dropping off would: the server
-/// sends the client's will message, if it set one from this connection.
+/// Waits for Ctrl-C, SIGTERM or SIGHUP. Without handlers, SIGTERM and SIGHUP
+/// would end the process with the connection still open, and the server
+/// would see the client online (and hold its will) until the peer timed out.
+/// The handlers are installed by the caller before it connects, so a signal
+/// that comes during the login is not lost.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate()).context("installing a SIGTERM handler")?,
+            hup: signal(SignalKind::hangup()).context("installing a SIGHUP handler")?,
+        })
+    }
+
+    async fn next(&mut self) -> anyhow::Result<Stop> {
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C").map(|()| Stop::Interrupt),
+            _ = self.term.recv() => Ok(Stop::Gone),
+            _ = self.hup.recv() => Ok(Stop::Gone),
+        }
+    }
+}
+
+/// Leaves without logging out, as a device dropping off would: the QUIC
+/// close reaches the server at once, so it sees the client offline now and
+/// sends the will message set on this connection, if any.
 async fn drop_connection(client: &Client) {
     client.abort();
     tokio::time::sleep(ABORT_LINGER).await;
 }
 
 async fn chat(args: ChatArgs, config: &Config) -> anyhow::Result<()> {
+    let mut signals = StopSignals::install()?;
     let (client, mut events) = args.common.connect(config, SyncMode::Push, true).await?;
     let conv = resolve_target(&client, &args.target).await?;
     let view = output::ChatView {
@@ -383,11 +418,10 @@ async fn chat(args: ChatArgs, config: &Config) -> anyhow::Result<()> {
     let mut last_sent: Option<String> = None;
     let mut read_upto = 0;
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    let stop = stop_signal();
-    tokio::pin!(stop);
     loop {
         tokio::select! {
-            r = &mut stop => {
+            // Ctrl-C leaves without logging out too, as the help says: /quit is the way out.
+            r = signals.next() => {
                 r?;
                 drop_connection(&client).await;
                 return Ok(());
@@ -499,17 +533,32 @@ async fn send(args: SendArgs, config: &Config) -> anyhow::Result<()> {
     if args.will {
         return send_will(&args.common, &args.target, msg, config).await;
     }
-    one_shot(&args.common, config, async |client| {
-        let conv = resolve_target(client, &args.target).await?;
+    let (client, mut events) = args.common.connect(config, SyncMode::Pull, false).await?;
+    let result = async {
+        let conv = resolve_target(&client, &args.target).await?;
         let sent = client.send(msg(conv)).await.context("sending")?;
         emit(&json!({
             "convId": conv.to_string(),
             "msgId": sent.msg_id,
             "timestamp": sent.timestamp,
             "seq": sent.seq,
-        }))
-    })
-    .await
+        }))?;
+        anyhow::Ok(sent.msg_id)
+    }
+    .await;
+    finish(&client).await;
+    let msg_id = result?;
+    // The server writes a MESSAGE_UPDATE (keyword filter -4408, or a hook
+    // changed the content) right after the send's answer, so it is read
+    // before the logout's answer: everything it could say is queued now.
+    while let Some(ev) = events.try_recv() {
+        if let ClientEvent::Server(Event::MessageUpdated { msg, .. }) = &ev
+            && msg.msg_id == msg_id
+        {
+            emit(&output::event(&ev))?;
+        }
+    }
+    Ok(())
 }
 
 /// `send --will`: sets the will, then holds the connection until Ctrl-C or
@@ -520,6 +569,7 @@ async fn send_will(
     msg: impl FnOnce(ConvId) -> SendMessage,
     config: &Config,
 ) -> anyhow::Result<()> {
+    let mut signals = StopSignals::install()?;
     let (client, mut events) = common.connect(config, SyncMode::Pull, false).await?;
     let set = async {
         let conv = resolve_target(&client, target).await?;
@@ -542,11 +592,9 @@ async fn send_will(
         "timestamp": sent.timestamp,
         "will": true,
     }))?;
-    let stop = stop_signal();
-    tokio::pin!(stop);
     loop {
         tokio::select! {
-            r = &mut stop => {
+            r = signals.next() => {
                 r?;
                 drop_connection(&client).await;
                 return Ok(());
@@ -607,14 +655,13 @@ async fn listen(args: ListenArgs, config: &Config) -> anyhow::Result<()> {
         SyncArg::Push => SyncMode::Push,
         SyncArg::Pull => SyncMode::Pull,
     };
+    let mut signals = StopSignals::install()?;
     let (client, mut events) = args.common.connect(config, sync, true).await?;
     let deadline = args
         .timeout
         .map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
     let sleep = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now));
     tokio::pin!(sleep);
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
     let mut messages = 0u64;
     if args.count == Some(0) {
         finish(&client).await;
@@ -622,7 +669,15 @@ async fn listen(args: ListenArgs, config: &Config) -> anyhow::Result<()> {
     }
     loop {
         tokio::select! {
-            _ = &mut ctrl_c => break,
+            stop = signals.next() => match stop? {
+                // The person at the terminal is done: log out.
+                Stop::Interrupt => break,
+                // Killed or hung up: close at once, as a dropped device.
+                Stop::Gone => {
+                    drop_connection(&client).await;
+                    return Ok(());
+                }
+            },
             _ = &mut sleep, if deadline.is_some() => break,
             ev = events.recv() => {
                 let Some(ev) = ev else { return Ok(()) };

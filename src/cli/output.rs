@@ -88,8 +88,11 @@ pub fn conversation(c: &ConversationInfo) -> Value {
     json!({
         "convId": c.id.to_string(),
         "name": c.name,
+        "attr": c.attr.as_deref().and_then(|a| serde_json::from_str::<Value>(a).ok()),
         "members": c.members,
         "creator": c.creator,
+        "managers": c.managers,
+        "muted": c.muted,
         "lastMessageAt": c.last_message_at,
         "lastSeq": c.last_seq,
         "unique": c.unique,

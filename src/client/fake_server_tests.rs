@@ -28,9 +28,12 @@ impl FakeServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let id = ServerIdentity::load_or_generate(dir.path(), None).expect("identity");
         let pin = parse_fingerprint(&id.fingerprint()).expect("pin");
-        let endpoint =
-            transport::server_endpoint(([127, 0, 0, 1], 0).into(), id, Duration::from_secs(60))
-                .expect("endpoint");
+        let endpoint = transport::server_endpoint(
+            ([127, 0, 0, 1], 0).into(),
+            id,
+            transport::DEFAULT_KEEP_ALIVE,
+        )
+        .expect("endpoint");
         let addr = endpoint.local_addr().expect("addr");
         FakeServer {
             endpoint,

@@ -108,6 +108,14 @@ pub struct ClientOptions {
     pub ping_interval: Duration,
     /// Bounds every request, and the connect-and-login as a whole.
     pub request_timeout: Duration,
+    /// Bounds the QUIC handshake alone: a server that is not there is
+    /// reported as [`ClientError::Unreachable`] after this, not after the
+    /// whole `request_timeout`.
+    pub connect_timeout: Duration,
+    /// QUIC keep-alive interval (`limits.keep_alive_secs`): a server that
+    /// vanished is noticed after [`transport::dead_peer_timeout`] of it.
+    /// Ignored with `endpoint`, whose own config applies.
+    pub keep_alive: Duration,
     /// TLS server name; only matters with [`ServerTrust::Roots`].
     pub server_name: String,
     /// Connect through this endpoint instead of a new one, so many clients
@@ -137,6 +145,8 @@ impl ClientOptions {
             auto_ack: true,
             ping_interval: Duration::from_secs(20),
             request_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            keep_alive: transport::DEFAULT_KEEP_ALIVE,
             server_name: DEFAULT_SERVER_NAME.to_owned(),
             endpoint: None,
         }
@@ -174,6 +184,8 @@ pub enum ClientError {
     Server(ErrorBody),
     #[error("request timed out")]
     Timeout,
+    #[error("no answer from {addr} within {after:?}: is the server running and reachable?")]
+    Unreachable { addr: SocketAddr, after: Duration },
     #[error(transparent)]
     Frame(#[from] FrameError),
     #[error(transparent)]
@@ -307,12 +319,22 @@ impl Client {
     async fn connect_inner(opts: ClientOptions) -> Result<(Client, Events), ClientError> {
         let endpoint = match &opts.endpoint {
             Some(ep) => ep.clone(),
-            None => transport::client_endpoint(opts.server, opts.trust.clone())?,
+            None => {
+                transport::client_endpoint_with(opts.server, opts.trust.clone(), opts.keep_alive)?
+            }
         };
         let connecting = endpoint
             .connect(opts.server, &opts.server_name)
             .map_err(TransportError::from)?;
-        let conn = connecting.await?;
+        let conn = match tokio::time::timeout(opts.connect_timeout, connecting).await {
+            Ok(conn) => conn?,
+            Err(_) => {
+                return Err(ClientError::Unreachable {
+                    addr: opts.server,
+                    after: opts.connect_timeout,
+                });
+            }
+        };
         let guard = Arc::new(Guard { conn: conn.clone() });
         let (send, recv) = conn.open_bi().await?;
 

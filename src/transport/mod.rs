@@ -28,17 +28,31 @@ pub enum TransportError {
     Connection(#[from] quinn::ConnectionError),
 }
 
-/// QUIC's own idle timeout sits above the protocol's so that the server's
-/// READ_TIMEOUT (4107) close, with its code, is what a silent client sees.
-fn transport_config(app_idle: Duration, keep_alive: bool) -> quinn::TransportConfig {
+/// `limits.keep_alive_secs`' default, for endpoints made without a config.
+pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(10);
+
+/// Keep-alive intervals without a single packet from the peer before QUIC
+/// gives the connection up: one lost keep-alive (or its answer) is not a
+/// dead peer, three in a row are.
+const KEEP_ALIVES_PER_IDLE_TIMEOUT: u32 = 3;
+
+/// How long a peer that vanished without closing (killed, unplugged) goes
+/// unnoticed: QUIC's idle timeout. Both ends send keep-alives, and any
+/// packet (an ack of a keep-alive too) restarts it, so a live but quiet
+/// peer never reaches it; the server's own `limits.idle_timeout_secs`
+/// (READ_TIMEOUT, 4107) still closes a live peer that sends no frames.
+pub fn dead_peer_timeout(keep_alive: Duration) -> Duration {
+    keep_alive * KEEP_ALIVES_PER_IDLE_TIMEOUT
+}
+
+fn transport_config(keep_alive: Duration) -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
-    let quic_idle = app_idle + Duration::from_secs(30);
-    if let Ok(idle) = quinn::IdleTimeout::try_from(quic_idle) {
+    // The negotiated timeout is the smaller of the two ends': the server's
+    // bounds what every client sees.
+    if let Ok(idle) = quinn::IdleTimeout::try_from(dead_peer_timeout(keep_alive)) {
         t.max_idle_timeout(Some(idle));
     }
-    // Clients keep NAT bindings alive (their pings do too); a server that
-    // also sent keep-alives would wake for every idle connection.
-    t.keep_alive_interval(keep_alive.then(|| Duration::from_secs(15)));
+    t.keep_alive_interval(Some(keep_alive));
     t.max_concurrent_bidi_streams(1u8.into());
     t.max_concurrent_uni_streams(0u8.into());
     t.datagram_receive_buffer_size(Some(64 * 1024));
@@ -48,15 +62,34 @@ fn transport_config(app_idle: Duration, keep_alive: bool) -> quinn::TransportCon
 pub fn server_endpoint(
     addr: SocketAddr,
     identity: ServerIdentity,
-    app_idle: Duration,
+    keep_alive: Duration,
+) -> Result<quinn::Endpoint, TransportError> {
+    server_endpoint_on(bind_udp(addr)?, identity, keep_alive)
+}
+
+/// Binds the server's UDP socket alone, so a server can find a port in use
+/// before it creates or opens anything.
+pub fn bind_udp(addr: SocketAddr) -> Result<std::net::UdpSocket, TransportError> {
+    let bind = |source| TransportError::Bind { addr, source };
+    let socket = std::net::UdpSocket::bind(addr).map_err(bind)?;
+    socket.set_nonblocking(true).map_err(bind)?;
+    Ok(socket)
+}
+
+/// The server endpoint on a socket from [`bind_udp`].
+pub fn server_endpoint_on(
+    socket: std::net::UdpSocket,
+    identity: ServerIdentity,
+    keep_alive: Duration,
 ) -> Result<quinn::Endpoint, TransportError> {
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(identity.server_config()?)
         .map_err(|e| TransportError::Crypto(e.to_string()))?;
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    cfg.transport_config(Arc::new(transport_config(app_idle, false)));
+    cfg.transport_config(Arc::new(transport_config(keep_alive)));
+    let addr = socket
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let bind = |source| TransportError::Bind { addr, source };
-    let socket = std::net::UdpSocket::bind(addr).map_err(bind)?;
-    socket.set_nonblocking(true).map_err(bind)?;
     // One socket carries every client: ask for buffers as large as the
     // sysctl ceiling allows (systemd/99-tidings-udp.conf raises it).
     match udp::request_buffers(&socket, SERVER_UDP_BUFFER) {
@@ -71,17 +104,26 @@ pub fn server_endpoint(
 /// What the server asks the kernel for; the kernel caps it at `*mem_max`.
 const SERVER_UDP_BUFFER: usize = 7_500_000;
 
-/// A client endpoint bound to the same address family as `server`.
+/// A client endpoint bound to the same address family as `server`, with
+/// the default keep-alive.
 pub fn client_endpoint(
     server: SocketAddr,
     trust: ServerTrust,
 ) -> Result<quinn::Endpoint, TransportError> {
+    client_endpoint_with(server, trust, DEFAULT_KEEP_ALIVE)
+}
+
+/// [`client_endpoint`] with a chosen keep-alive interval: a dead server is
+/// noticed after [`dead_peer_timeout`] of it (or of the server's, if smaller).
+pub fn client_endpoint_with(
+    server: SocketAddr,
+    trust: ServerTrust,
+    keep_alive: Duration,
+) -> Result<quinn::Endpoint, TransportError> {
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls::client_config(trust)?)
         .map_err(|e| TransportError::Crypto(e.to_string()))?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
-    // Clients ping well inside any server idle timeout; the QUIC one only
-    // needs to outlive a quiet network.
-    cfg.transport_config(Arc::new(transport_config(Duration::from_secs(3600), true)));
+    cfg.transport_config(Arc::new(transport_config(keep_alive)));
     let bind: SocketAddr = if server.is_ipv4() {
         ([0, 0, 0, 0], 0).into()
     } else {

@@ -1897,8 +1897,8 @@ enabled = false
                 "hooks.hook._messageRecieved",
             ),
             (
-                "[hooks.hook.after_message_updated]\n",
-                "hooks.hook.after_message_updated",
+                "[hooks.hook.after_message_edited]\n",
+                "hooks.hook.after_message_edited",
             ),
             (
                 "[hooks.hook._messageSent]\n[hooks.hook.after_message_sent]\n",

@@ -320,7 +320,7 @@ pub async fn leave(hub: &Hub, caller: &Caller, conv: ConvId) -> Result<(), Error
 
 /// The `attr` a conversation hook sees: LeanCloud keeps the name among the
 /// attributes, so it is merged in as `name`.
-fn hook_attr(name: &Option<String>, attr: &Option<String>) -> Value {
+pub(crate) fn hook_attr(name: &Option<String>, attr: &Option<String>) -> Value {
     let mut obj: Map<String, Value> = attr
         .as_deref()
         .and_then(|a| serde_json::from_str(a).ok())
@@ -517,6 +517,15 @@ pub async fn update(
         st.audience()
     };
     hub.pipeline.barrier().await?;
+    let id = conv.to_string();
+    hub.after_hook(Hook::ConversationUpdated, &id, || {
+        json!({
+            "convId": id,
+            "initBy": caller.client,
+            "attr": hook_attr(&name, &attr),
+            "members": audience,
+        })
+    });
     hub.notify(
         audience.iter().map(String::as_str),
         Event::ConversationUpdated {
@@ -581,7 +590,7 @@ pub async fn set_muted(
         )
         .await?;
     let muted = result.get("mute").and_then(Value::as_bool).unwrap_or(muted);
-    {
+    let members = {
         let mut st = c.state.write();
         if !st.is_member(&caller.client) {
             return Err(not_member(conv));
@@ -597,8 +606,13 @@ pub async fn set_muted(
             st.rec.muted.retain(|m| m != me);
         }
         hub.store.put_conversation(&st.rec)?;
-    }
+        st.audience()
+    };
     hub.pipeline.barrier().await?;
+    let id = conv.to_string();
+    hub.after_hook(Hook::ConversationUpdated, &id, || {
+        json!({ "convId": id, "initBy": caller.client, "mute": muted, "members": members })
+    });
     Ok(())
 }
 

@@ -40,6 +40,10 @@ pub enum Hook {
     ConversationDeleted,
     /// After a client starts typing (Skygear's `typing_started`).
     TypingStarted,
+    /// After an edit or recall is stored (Skygear's `after_message_updated`).
+    MessageUpdated,
+    /// After name, attr or mute changed (Skygear's `after_conversation_updated`).
+    ConversationUpdated,
 }
 
 /// Name, Skygear alias, before/after.
@@ -95,18 +99,22 @@ const TABLE: [(Hook, &str, Option<&str>, bool); Hook::COUNT] = [
         Some("typing_started"),
         false,
     ),
-];
-
-/// Skygear events with no counterpart: LeanCloud's update hooks run before
-/// the change and can alter it, Skygear's run after; mapping one onto the
-/// other would call hook code at the wrong time with the wrong contract.
-const UNMAPPED: [(&str, &str); 2] = [
-    ("after_message_updated", "_messageUpdate"),
-    ("after_conversation_updated", "_conversationUpdate"),
+    (
+        Hook::MessageUpdated,
+        "_messageUpdated",
+        Some("after_message_updated"),
+        false,
+    ),
+    (
+        Hook::ConversationUpdated,
+        "_conversationUpdated",
+        Some("after_conversation_updated"),
+        false,
+    ),
 ];
 
 impl Hook {
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 18;
 
     /// Every hook, in declaration order.
     pub const ALL: [Hook; Hook::COUNT] = {
@@ -144,15 +152,10 @@ impl Hook {
 
     /// Why `name` is not a hook, for error messages.
     pub fn unknown_reason(name: &str) -> String {
-        match UNMAPPED.iter().find(|(n, _)| *n == name) {
-            Some((n, lc)) => format!(
-                "Skygear's {n} has no counterpart here: LeanCloud's {lc} runs before the change and may alter it"
-            ),
-            None => format!(
-                "unknown hook {name:?}; expected one of {}",
-                TABLE.iter().map(|t| t.1).collect::<Vec<_>>().join(", ")
-            ),
-        }
+        format!(
+            "unknown hook {name:?}; expected one of {}",
+            TABLE.iter().map(|t| t.1).collect::<Vec<_>>().join(", ")
+        )
     }
 
     /// Hooks whose answer matters: their endpoints run in order as a chain
@@ -228,10 +231,19 @@ mod tests {
             Some(Hook::ConversationDeleted)
         );
         assert_eq!(Hook::from_name("typing_started"), Some(Hook::TypingStarted));
-        assert_eq!(Hook::from_name("after_message_updated"), None);
+        // LeanCloud's before-hooks `_messageUpdate`/`_conversationUpdate`
+        // are not these: Skygear's run after the change is stored.
+        assert_eq!(
+            Hook::from_name("after_message_updated"),
+            Some(Hook::MessageUpdated)
+        );
+        assert_eq!(
+            Hook::from_name("after_conversation_updated"),
+            Some(Hook::ConversationUpdated)
+        );
+        assert_eq!(Hook::from_name("_messageUpdated"), Some(Hook::MessageUpdated));
         assert_eq!(Hook::from_name("messageReceived"), None);
         assert_eq!(Hook::from_name("_MessageReceived"), None);
-        assert!(Hook::unknown_reason("after_message_updated").contains("_messageUpdate"));
         assert!(Hook::unknown_reason("_nope").contains("_messageReceived"));
     }
 

@@ -1,11 +1,13 @@
 //! Changing sent messages: edit and recall (the sender only, each behind a
-//! config switch, through `_messageUpdate`), and delete (the sender or a
-//! conversation manager; Skygear's `after_message_deleted`).
+//! config switch, through `_messageUpdate`, then `_messageUpdated`, Skygear's
+//! `after_message_updated`), and delete (the sender or a conversation
+//! manager; Skygear's `after_message_deleted`).
 
 use serde_json::json;
 
 use super::hooks::{content_params, replace_content, to_peers_of};
 use super::{Change, PatchDraft, check_content, check_mentions, filter_content, member_conv};
+use crate::conversation::Conv;
 use crate::hooks::Hook;
 use crate::hub::{Caller, Hub, event_frame};
 use crate::protocol::{
@@ -133,7 +135,7 @@ pub async fn edit(hub: &Hub, caller: &Caller, req: EditMessage) -> Result<Reply,
     let stored = commit(
         hub,
         PatchDraft {
-            conv,
+            conv: conv.clone(),
             seq: e.msg.seq,
             change: Change::Edit {
                 content,
@@ -148,6 +150,7 @@ pub async fn edit(hub: &Hub, caller: &Caller, req: EditMessage) -> Result<Reply,
         },
     )
     .await?;
+    after_updated(hub, &conv, &stored, &caller.client);
     tell_editor(hub, caller, &stored);
     Ok(Reply::Updated {
         msg: stored.msg.for_receiver(&caller.client),
@@ -174,7 +177,7 @@ pub async fn recall(
     let stored = commit(
         hub,
         PatchDraft {
-            conv,
+            conv: conv.clone(),
             seq: e.msg.seq,
             change: Change::Recall,
             by: caller.client.clone(),
@@ -185,9 +188,44 @@ pub async fn recall(
         },
     )
     .await?;
+    after_updated(hub, &conv, &stored, &caller.client);
     Ok(Reply::Updated {
         msg: stored.msg.for_receiver(&caller.client),
     })
+}
+
+/// `_messageUpdated` (Skygear's `after_message_updated`) once an edit or
+/// recall is stored: Skygear's message, conversation and participants, in
+/// LeanCloud's flat style (the message's fields, `convId` and the
+/// conversation's `attr`, `members`).
+fn after_updated(hub: &Hub, conv: &Conv, stored: &LogEntry, by: &str) {
+    let key = conv.id.to_string();
+    hub.after_hook(Hook::MessageUpdated, &key, || {
+        let (members, attr) = {
+            let st = conv.state.read();
+            (
+                st.audience(),
+                crate::conversation::ops::hook_attr(&st.rec.name, &st.rec.attr),
+            )
+        };
+        let m = &stored.msg;
+        let (content, bin) = content_params(&m.content);
+        json!({
+            "convId": key,
+            "msgId": m.msg_id,
+            "fromPeer": m.from,
+            "updatedBy": by,
+            "recall": m.recalled,
+            "bin": bin,
+            "content": content,
+            "mentionList": m.mention_list,
+            "mentionAll": m.mention_all,
+            "timestamp": m.timestamp,
+            "updatedAt": m.updated_at,
+            "members": members,
+            "attr": attr,
+        })
+    });
 }
 
 pub async fn delete(

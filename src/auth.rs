@@ -1,7 +1,8 @@
 //! App credentials and LeanCloud-compatible login signatures.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use hmac::{Hmac, Mac};
 use parking_lot::Mutex;
@@ -141,7 +142,44 @@ pub struct Authenticator {
     mode: Mode,
     creds: Credentials,
     window_secs: u64,
-    nonces: Mutex<HashMap<String, u64>>,
+    nonces: Mutex<Nonces>,
+    /// Where used nonces outlive a restart (`store::nonces`).
+    store: Option<Arc<crate::store::Store>>,
+}
+
+/// Used nonces, by name and by expiry: a login costs a lookup and expiring
+/// costs only what expired, however many are live.
+#[derive(Default)]
+struct Nonces {
+    by_nonce: HashMap<String, u64>,
+    by_expiry: BTreeSet<(u64, String)>,
+}
+
+impl Nonces {
+    /// Drops the nonces that expired before `now`; returns them.
+    fn expire(&mut self, now: u64) -> Vec<(u64, String)> {
+        let mut gone = Vec::new();
+        while let Some(first) = self.by_expiry.first() {
+            if first.0 >= now {
+                break;
+            }
+            if let Some(e) = self.by_expiry.pop_first() {
+                self.by_nonce.remove(&e.1);
+                gone.push(e);
+            }
+        }
+        gone
+    }
+
+    /// False when `nonce` is already in use.
+    fn insert(&mut self, nonce: &str, expires: u64) -> bool {
+        if self.by_nonce.contains_key(nonce) {
+            return false;
+        }
+        self.by_nonce.insert(nonce.to_owned(), expires);
+        self.by_expiry.insert((expires, nonce.to_owned()));
+        true
+    }
 }
 
 fn invalid(code: ErrorCode, detail: &str) -> ErrorBody {
@@ -163,8 +201,27 @@ impl Authenticator {
             mode,
             creds,
             window_secs,
-            nonces: Mutex::new(HashMap::new()),
+            nonces: Mutex::new(Nonces::default()),
+            store: None,
         }
+    }
+
+    /// Keeps used nonces in `store` too and takes back those of the last
+    /// run, so a restart does not reopen the replay window.
+    pub fn with_store(
+        mut self,
+        store: Arc<crate::store::Store>,
+        now_secs: u64,
+    ) -> Result<Self, crate::store::StoreError> {
+        let live = store.nonces_live(now_secs)?;
+        {
+            let n = self.nonces.get_mut();
+            for (expires, nonce) in live {
+                n.insert(&nonce, expires);
+            }
+        }
+        self.store = Some(store);
+        Ok(self)
     }
 
     pub fn credentials(&self) -> &Credentials {
@@ -219,12 +276,23 @@ impl Authenticator {
                 "nonce must be 1-128 bytes",
             ));
         }
-        let mut nonces = self.nonces.lock();
-        if nonces.len() > 4096 {
-            nonces.retain(|_, expires| *expires >= now_secs);
+        let expires = login.timestamp.saturating_add(self.window_secs);
+        let (fresh, expired) = {
+            let mut nonces = self.nonces.lock();
+            let expired = nonces.expire(now_secs);
+            (nonces.insert(&login.nonce, expires), expired)
+        };
+        // Outside the lock: sled's own locking is enough. A store that
+        // refuses writes (disk low, failed) leaves the nonce in memory only.
+        if let Some(store) = &self.store {
+            for (at, nonce) in &expired {
+                let _ = store.nonce_remove(nonce, *at);
+            }
+            if fresh && let Err(e) = store.nonce_put(&login.nonce, expires) {
+                tracing::debug!(error = %e, "login nonce not persisted");
+            }
         }
-        let expires = login.timestamp + self.window_secs;
-        if nonces.insert(login.nonce.clone(), expires).is_some() {
+        if !fresh {
             return Err(invalid(ErrorCode::SignatureFailed, "nonce already used"));
         }
         Ok(())
@@ -275,6 +343,14 @@ mod tests {
                 .code,
             4102
         );
+        // Expired nonces leave the table as time passes, cheapest first.
+        auth.check(&login(&creds, 1100, "n4"), 1100).unwrap();
+        assert_eq!(auth.nonces.lock().by_nonce.len(), 2);
+        auth.check(&login(&creds, 1350, "n5"), 1350).unwrap();
+        let n = auth.nonces.lock();
+        assert_eq!(n.by_nonce.len(), 2, "n1 expired at 1300");
+        assert_eq!(n.by_expiry.len(), 2);
+        drop(n);
         let mut bad = login(&creds, 1000, "n3");
         bad.signature = "00".repeat(20);
         assert_eq!(auth.check(&bad, 1000).unwrap_err().code, 4102);

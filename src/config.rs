@@ -148,6 +148,73 @@ max_backlog_bytes = 16777216
 # with 4201 (SEND_MESSAGE_TIMEOUT). Its undelivered messages stay in the log
 # for its next sync.
 backlog_stall_secs = 30
+# Most QUIC connections open at once, logged in or not. A new one beyond it
+# is refused at the handshake (the client sees QUIC's CONNECTION_REFUSED), so
+# a connection flood cannot exhaust memory or file descriptors. 0: no cap.
+max_connections = 20000
+
+# New QUIC handshakes per second above which a client must first prove its
+# address with a QUIC Retry (one extra round trip, done by the QUIC stack,
+# invisible to the app), so a flood from spoofed addresses costs the server
+# no handshake work. 0: every handshake is retried.
+retry_above_handshakes_per_sec = 200
+
+# Logins per minute from one IP address (a burst of that many, then
+# refilled evenly). Beyond it a login is answered 4117 QUOTA_EXCEEDED and the
+# connection closed, before its signature is checked. Generous by default
+# because carrier NAT puts many users behind one address. 0: no limit.
+logins_per_ip_per_min = 600
+
+# Failed login signatures per minute from one IP address. Past them, every
+# login from that address is answered 4117 until the budget refills, so
+# signatures cannot be guessed and bad ones cannot burn CPU. 0: no limit.
+failed_logins_per_ip_per_min = 30
+
+# The admin listener: most TCP connections open at once. One beyond it gets
+# an immediate 503 {"code": 503, ...} and is closed. 0: no cap.
+admin_max_connections = 256
+
+# Seconds a connection to the admin listener may take to send a request's
+# headers (also the most it may idle between requests); then it is closed.
+admin_header_timeout_secs = 10
+
+# Largest request head (request line and headers, in bytes) the admin
+# listener takes; a bigger one is answered 431 {"code": 431, ...}.
+admin_max_header_bytes = 16384
+
+# Requests per second from one IP address that carry no valid master-key
+# credentials (/healthz, /metrics and refused ones; a burst of that many).
+# Beyond it they are answered 429 {"code": 429, ...} with Retry-After.
+# Requests with valid credentials are not limited. 0: no limit.
+admin_unauthenticated_per_sec = 50
+
+[quotas]
+# Per-client and per-connection quotas. Every key: 0 turns it off.
+#
+# Messages one client (all its devices together) may send per second, over
+# a burst of messages_burst. A send beyond it is answered 4116
+# MESSAGE_SENT_QUOTA_EXCEEDED and not stored; the client may retry later.
+messages_per_sec = 50
+messages_burst = 200
+
+# Conversations one client may create per hour (a burst of that many, then
+# refilled evenly). Beyond it a create is answered 4117 QUOTA_EXCEEDED.
+conversations_per_hour = 600
+
+# Most conversations one client may be a member of. A create or join beyond
+# it is answered 4117 QUOTA_EXCEEDED.
+max_conversations_per_client = 10000
+
+# Requests other than sends (history, conversation changes, receipts, ...)
+# and typing notices one connection may make per second (a burst of that
+# many). A request beyond it is answered 4117 QUOTA_EXCEEDED; a typing
+# notice beyond it is dropped.
+requests_per_sec = 100
+
+# Pings one connection may send per second (a burst of that many). A client
+# that pings faster is closed with 4117 QUOTA_EXCEEDED; clients ping every
+# 20 s or so.
+pings_per_sec = 5
 
 [delivery]
 # Seconds the server waits for a client to acknowledge a delivered message
@@ -331,6 +398,7 @@ pub struct Config {
     pub server: ServerSection,
     pub auth: AuthSection,
     pub limits: LimitsSection,
+    pub quotas: QuotasSection,
     pub delivery: DeliverySection,
     pub messages: MessagesSection,
     pub store: StoreSection,
@@ -424,6 +492,22 @@ pub struct LimitsSection {
     pub max_backlog_bytes: u64,
     /// A client that does not read is let go, not held.
     pub backlog_stall_secs: u64,
+    /// A connection flood must not exhaust memory or descriptors.
+    pub max_connections: u32,
+    /// Above this, spoofed-address floods cost a Retry packet, not a handshake.
+    pub retry_above_handshakes_per_sec: u32,
+    /// Checked before the signature, so a login storm costs little.
+    pub logins_per_ip_per_min: u32,
+    /// Stops signature guessing and bad-signature CPU floods.
+    pub failed_logins_per_ip_per_min: u32,
+    /// Half-open admin connections must not exhaust descriptors.
+    pub admin_max_connections: u32,
+    /// A connection that never finishes its headers is closed.
+    pub admin_header_timeout_secs: u64,
+    /// Answered with a JSON 431 rather than hyper's empty one.
+    pub admin_max_header_bytes: u32,
+    /// Probes and bad credentials cannot flood the admin API.
+    pub admin_unauthenticated_per_sec: u32,
 }
 
 impl Default for LimitsSection {
@@ -437,6 +521,45 @@ impl Default for LimitsSection {
             max_members: 500,
             max_backlog_bytes: 16 * 1024 * 1024,
             backlog_stall_secs: 30,
+            max_connections: 20000,
+            retry_above_handshakes_per_sec: 200,
+            logins_per_ip_per_min: 600,
+            failed_logins_per_ip_per_min: 30,
+            admin_max_connections: 256,
+            admin_header_timeout_secs: 10,
+            admin_max_header_bytes: 16384,
+            admin_unauthenticated_per_sec: 50,
+        }
+    }
+}
+
+/// Per-client and per-connection quotas (`guard`); 0 turns one off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuotasSection {
+    /// One client cannot fill the disk at line rate.
+    pub messages_per_sec: u32,
+    /// Lets a client catch up after a pause without being refused.
+    pub messages_burst: u32,
+    /// Each conversation stays in memory for good.
+    pub conversations_per_hour: u32,
+    /// Bounds a client's login sync and conversation list.
+    pub max_conversations_per_client: u32,
+    /// One connection cannot take a core with cheap requests.
+    pub requests_per_sec: u32,
+    /// Pings are for keep-alive; a flood of them is abuse.
+    pub pings_per_sec: u32,
+}
+
+impl Default for QuotasSection {
+    fn default() -> Self {
+        Self {
+            messages_per_sec: 50,
+            messages_burst: 200,
+            conversations_per_hour: 600,
+            max_conversations_per_client: 10000,
+            requests_per_sec: 100,
+            pings_per_sec: 5,
         }
     }
 }
@@ -810,6 +933,20 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     ("limits", "max_members", EnvKind::Value),
     ("limits", "max_backlog_bytes", EnvKind::Value),
     ("limits", "backlog_stall_secs", EnvKind::Value),
+    ("limits", "max_connections", EnvKind::Value),
+    ("limits", "retry_above_handshakes_per_sec", EnvKind::Value),
+    ("limits", "logins_per_ip_per_min", EnvKind::Value),
+    ("limits", "failed_logins_per_ip_per_min", EnvKind::Value),
+    ("limits", "admin_max_connections", EnvKind::Value),
+    ("limits", "admin_header_timeout_secs", EnvKind::Value),
+    ("limits", "admin_max_header_bytes", EnvKind::Value),
+    ("limits", "admin_unauthenticated_per_sec", EnvKind::Value),
+    ("quotas", "messages_per_sec", EnvKind::Value),
+    ("quotas", "messages_burst", EnvKind::Value),
+    ("quotas", "conversations_per_hour", EnvKind::Value),
+    ("quotas", "max_conversations_per_client", EnvKind::Value),
+    ("quotas", "requests_per_sec", EnvKind::Value),
+    ("quotas", "pings_per_sec", EnvKind::Value),
     ("delivery", "ack_timeout_secs", EnvKind::Value),
     ("delivery", "push_sync_limit", EnvKind::Value),
     ("delivery", "pull_sync_limit", EnvKind::Value),
@@ -996,6 +1133,25 @@ impl Config {
             1,
             MAX_SECS,
         )?;
+        range(
+            "limits.admin_header_timeout_secs",
+            l.admin_header_timeout_secs,
+            1,
+            3600,
+        )?;
+        range(
+            "limits.admin_max_header_bytes",
+            l.admin_max_header_bytes.into(),
+            1024,
+            1 << 20,
+        )?;
+        let q = &self.quotas;
+        if q.messages_per_sec > 0 && q.messages_burst == 0 {
+            return invalid(
+                "quotas.messages_burst",
+                "must be at least 1 when quotas.messages_per_sec is set",
+            );
+        }
 
         let d = &self.delivery;
         range("delivery.ack_timeout_secs", d.ack_timeout_secs, 1, MAX_SECS)?;
@@ -1130,6 +1286,7 @@ impl Config {
             server: _,
             auth: _,
             limits: _,
+            quotas: _,
             delivery: _,
             messages: _,
             store: _,
@@ -1149,6 +1306,22 @@ impl Config {
             max_members,
             max_backlog_bytes,
             backlog_stall_secs,
+            max_connections,
+            retry_above_handshakes_per_sec,
+            logins_per_ip_per_min,
+            failed_logins_per_ip_per_min,
+            admin_max_connections,
+            admin_header_timeout_secs,
+            admin_max_header_bytes,
+            admin_unauthenticated_per_sec,
+        });
+        diff!(quotas: QuotasSection {
+            messages_per_sec,
+            messages_burst,
+            conversations_per_hour,
+            max_conversations_per_client,
+            requests_per_sec,
+            pings_per_sec,
         });
         diff!(delivery: DeliverySection {
             ack_timeout_secs,
@@ -1511,6 +1684,18 @@ mod tests {
             ),
             ("[store]\ngroup_commit_max = 0\n", "store.group_commit_max"),
             (
+                "[limits]\nadmin_header_timeout_secs = 0\n",
+                "limits.admin_header_timeout_secs",
+            ),
+            (
+                "[limits]\nadmin_max_header_bytes = 10\n",
+                "limits.admin_max_header_bytes",
+            ),
+            (
+                "[quotas]\nmessages_burst = 0\n",
+                "quotas.messages_burst",
+            ),
+            (
                 "[auth]\nsignature_window_secs = 0\n",
                 "auth.signature_window_secs",
             ),
@@ -1653,6 +1838,22 @@ mod tests {
                 max_members: 1,
                 max_backlog_bytes: 4096,
                 backlog_stall_secs: 1,
+                max_connections: 1,
+                retry_above_handshakes_per_sec: 1,
+                logins_per_ip_per_min: 1,
+                failed_logins_per_ip_per_min: 1,
+                admin_max_connections: 1,
+                admin_header_timeout_secs: 1,
+                admin_max_header_bytes: 1024,
+                admin_unauthenticated_per_sec: 1,
+            },
+            quotas: QuotasSection {
+                messages_per_sec: 1,
+                messages_burst: 1,
+                conversations_per_hour: 1,
+                max_conversations_per_client: 1,
+                requests_per_sec: 1,
+                pings_per_sec: 1,
             },
             delivery: DeliverySection {
                 ack_timeout_secs: 1,

@@ -31,6 +31,8 @@ pub struct Hub {
     pub pipeline: Pipeline,
     pub auth: Authenticator,
     pub hooks: Arc<Hooks>,
+    /// Rate limits and quotas (`guard`).
+    pub guard: crate::guard::Guard,
     /// Held (never across an await) while creating a unique conversation.
     pub unique_lock: parking_lot::Mutex<()>,
     conn_ids: AtomicU64,
@@ -60,7 +62,9 @@ impl Hub {
         auth: Authenticator,
         hooks: Arc<Hooks>,
     ) -> Self {
+        let guard = crate::guard::Guard::new(&config.limits, &config.quotas);
         Hub {
+            guard,
             config,
             filter,
             wills: parking_lot::Mutex::new(HashMap::new()),

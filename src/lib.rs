@@ -32,6 +32,7 @@ pub mod codec;
 pub mod config;
 pub mod conversation;
 pub mod filter;
+pub mod guard;
 pub mod hooks;
 pub mod http;
 pub mod hub;

@@ -20,6 +20,7 @@ use crate::conversation::ConversationTable;
 use crate::hooks::{HookError, Hooks};
 use crate::hub::Hub;
 use crate::message::Pipeline;
+use crate::protocol::ErrorCode;
 use crate::session::{self, registry::Registry};
 use crate::store::{Store, StoreError};
 use crate::transport::{self, ServerIdentity, TlsError, TransportError};
@@ -232,7 +233,8 @@ impl Server {
             config.store.group_commit_max as usize,
             Duration::from_micros(config.store.group_commit_linger_us),
         );
-        let authenticator = Authenticator::new(mode, creds, config.auth.signature_window_secs);
+        let authenticator = Authenticator::new(mode, creds, config.auth.signature_window_secs)
+            .with_store(store.clone(), crate::util::now_secs())?;
         let addr = endpoint
             .local_addr()
             .map_err(|source| ServerError::DataDir {
@@ -418,6 +420,25 @@ async fn accept_loop(
             },
             _ = stop.recv() => return,
         };
+        // Refusing costs one packet; a connection past the cap would cost
+        // a handshake and a session's memory.
+        if hub.guard.connection_over_cap(endpoint.open_connections()) {
+            incoming.refuse();
+            continue;
+        }
+        // Over the handshake rate, an unproven address must first echo a
+        // Retry token: a spoofed flood then costs no handshake work.
+        if !incoming.remote_address_validated()
+            && incoming.may_retry()
+            && hub.guard.handshake_wants_retry()
+        {
+            hub.guard.count(crate::guard::Limit::QuicRetry);
+            if let Err(e) = incoming.retry() {
+                // Cannot happen after may_retry(); the client retries anyway.
+                e.into_incoming().ignore();
+            }
+            continue;
+        }
         let (hub, rx, done) = (hub.clone(), shutdown.subscribe(), done.clone());
         tokio::spawn(async move {
             match incoming.await {
@@ -463,28 +484,46 @@ impl RunningServer {
 
     /// Stops accepting, closes every session with a reason once its pending
     /// sends are answered, drains the commit pipeline and flushes the store.
+    ///
+    /// `server.shutdown_grace_secs` bounds the whole: sessions, the admin
+    /// API and the background tasks share one deadline (three quarters of
+    /// the grace, the rest kept for the flush); what is left then is cut,
+    /// and the endpoint's close is not waited on past the grace, since dead
+    /// peers never acknowledge it.
     pub async fn shutdown(mut self) -> Result<(), ServerError> {
-        let _ = self.shutdown.send(());
-        let _ = (&mut self.accept).await;
+        let started = tokio::time::Instant::now();
         let grace = Duration::from_secs(self.hub.config.server.shutdown_grace_secs);
+        let cut = started + grace - grace / 4;
+        let _ = self.shutdown.send(());
+        let _ = tokio::time::timeout_at(cut, &mut self.accept).await;
         // Every session holds a sender; recv() yields None once all are dropped.
         // The accept loop's own sender went with it.
-        if tokio::time::timeout(grace + Duration::from_secs(2), self.done_rx.recv())
+        if tokio::time::timeout_at(cut, self.done_rx.recv())
             .await
             .is_err()
         {
             warn!("sessions still open after the grace period; closing anyway");
         }
+        // Whatever session is left loses its connection now, not after the
+        // QUIC idle timeout.
+        self.endpoint
+            .close(ErrorCode::ServerShutdown.close_code(), b"shutdown");
         // Its requests may be waiting on the pipeline, which still runs.
         if let Some(a) = self.admin.take() {
-            a.join(grace).await;
+            a.join(cut.saturating_duration_since(tokio::time::Instant::now()))
+                .await;
         }
         // The outbox is in sled: what is undelivered waits for the next start.
-        let _ = (&mut self.hook_delivery).await;
+        if tokio::time::timeout_at(cut, &mut self.hook_delivery)
+            .await
+            .is_err()
+        {
+            self.hook_delivery.abort();
+        }
         // So is the webhook's queue; the worker may be waiting on the
         // pipeline, which still runs.
         for t in self.system_tasks.drain(..) {
-            let _ = tokio::time::timeout(grace, t).await;
+            let _ = tokio::time::timeout_at(cut, t).await;
         }
         let hub = self.hub.clone();
         tokio::task::spawn_blocking(move || {
@@ -500,8 +539,7 @@ impl RunningServer {
             path: "commit thread".into(),
             source: std::io::Error::other(e.to_string()),
         })??;
-        self.endpoint.close(0u32.into(), b"shutdown");
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+        let _ = tokio::time::timeout_at(started + grace, self.endpoint.wait_idle()).await;
         info!("shut down cleanly");
         Ok(())
     }

@@ -6,15 +6,14 @@ mod common;
 
 use std::time::Duration;
 
+use common::raw::{Raw, RawStream, signed_login};
 use common::*;
 use tidings::client::{ClientEvent, Signer};
 use tidings::protocol::{
     Anchor, ClientFrame, Command, ConvId, ConvKind, CreateConversation, Direction, Event,
-    HistoryQuery, Login, Reply, SendMessage, ServerFrame, SyncMode,
+    HistoryQuery, Reply, SendMessage, ServerFrame,
 };
-use tidings::transport::frame::{self, FrameReader};
-use tidings::transport::tls::parse_fingerprint;
-use tidings::transport::{self, ServerTrust, close_code};
+use tidings::transport::frame;
 use tokio::time::Instant;
 
 /// Waits for the `ClientEvent::Closed` at the end of an event stream.
@@ -25,104 +24,6 @@ async fn closed_code(ev: &mut tidings::client::Events) -> Option<u16> {
     })
     .await
     .expect("connection closes")
-}
-
-/// A bare QUIC connection speaking frames by hand.
-struct Raw {
-    _ep: quinn::Endpoint,
-    conn: quinn::Connection,
-}
-
-struct RawStream {
-    send: quinn::SendStream,
-    reader: FrameReader,
-}
-
-impl Raw {
-    async fn connect(s: &TestServer) -> Raw {
-        let pin = parse_fingerprint(s.running().fingerprint()).unwrap();
-        let ep = transport::client_endpoint(s.addr(), ServerTrust::Pin(pin)).unwrap();
-        let conn = ep
-            .connect(s.addr(), "tidings")
-            .unwrap()
-            .await
-            .expect("QUIC handshake");
-        Raw { _ep: ep, conn }
-    }
-
-    async fn stream(&self) -> RawStream {
-        let (send, recv) = self.conn.open_bi().await.unwrap();
-        RawStream {
-            send,
-            reader: FrameReader::new(recv, tidings::codec::DECODE_LIMIT),
-        }
-    }
-
-    /// The application close code, waiting (bounded) for the close.
-    async fn close_code(&self) -> Option<u16> {
-        let err = tokio::time::timeout(WAIT, self.conn.closed())
-            .await
-            .expect("server closes the connection");
-        close_code(&err)
-    }
-}
-
-impl RawStream {
-    async fn write(&mut self, bytes: &[u8]) {
-        self.send.write_all(bytes).await.unwrap();
-    }
-
-    async fn frame(&mut self, f: &ClientFrame) {
-        let bytes = frame::encode(f).unwrap();
-        self.write(&bytes).await;
-    }
-
-    async fn request(&mut self, id: u64, cmd: Command) {
-        self.frame(&ClientFrame::Request { id, cmd }).await;
-    }
-
-    async fn next(&mut self) -> ServerFrame {
-        tokio::time::timeout(WAIT, self.reader.read::<ServerFrame>())
-            .await
-            .expect("a server frame in time")
-            .expect("readable frame")
-            .expect("stream open")
-    }
-
-    /// The response with `id`, skipping events.
-    async fn response(&mut self, id: u64) -> Result<Reply, tidings::protocol::ErrorBody> {
-        loop {
-            if let ServerFrame::Response { id: got, result } = self.next().await {
-                assert_eq!(got, id, "responses come in request order");
-                return result;
-            }
-        }
-    }
-
-    /// Logs in as `client` and waits for the answer.
-    async fn login(&mut self, s: &TestServer, client: &str) {
-        self.request(1, Command::Login(signed_login(s, client)))
-            .await;
-        let r = self.response(1).await;
-        assert!(matches!(r, Ok(Reply::LoggedIn { .. })), "login: {r:?}");
-    }
-}
-
-fn signed_login(s: &TestServer, client: &str) -> Login {
-    let creds = s.running().credentials();
-    let timestamp = tidings::util::now_secs();
-    let nonce = tidings::auth::random_nonce();
-    Login {
-        app_id: creds.app_id.clone(),
-        client_id: client.into(),
-        tag: None,
-        device_id: None,
-        reconnect: false,
-        timestamp,
-        signature: creds.sign_login(client, timestamp, &nonce),
-        nonce,
-        sync: SyncMode::Push,
-    }
 }
 
 /// Signs a login for `client` with an explicit timestamp and nonce.

@@ -7,10 +7,8 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use common::admin::Admin;
+use common::tmpfs::Tmpfs;
 use common::*;
 use tidings::client::{Client, ClientEvent};
 use tidings::protocol::{ConvId, Event, SendMessage};
@@ -163,76 +161,6 @@ async fn a_failed_write_or_flush_stops_the_server_and_reuses_no_seq() {
         assert!(dup.duplicate);
         assert_eq!((dup.seq, &dup.msg_id), (again.seq, &again.msg_id));
     }
-}
-
-/// A tmpfs of `mb` MiB mounted on a fresh directory, unmounted on drop.
-/// Needs root (CI runs as root); anyone else gets a clear failure.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(mb: u32) -> Tmpfs {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mb}m"), "tmpfs"])
-            .arg(dir.path())
-            .output()
-            .expect("run mount");
-        assert!(
-            out.status.success(),
-            "this test mounts a small tmpfs to fill a real disk and needs root: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Tmpfs { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Writes a filler file until at most `leave` bytes are free.
-    fn fill(&self, leave: u64) -> PathBuf {
-        use std::io::Write;
-        let path = self.path().join("filler");
-        let mut f = std::fs::File::create(&path).expect("filler");
-        let chunk = vec![0xA5u8; 64 * 1024];
-        // Bounded: the tmpfs is small, and each round writes 64 KiB.
-        for _ in 0..100_000 {
-            if free_bytes(self.path()) <= leave {
-                break;
-            }
-            match f.write_all(&chunk) {
-                Ok(()) => {}
-                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
-                Err(e) => panic!("filler: {e}"),
-            }
-        }
-        f.sync_all().ok();
-        path
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .status();
-    }
-}
-
-fn free_bytes(p: &Path) -> u64 {
-    let out = Command::new("df")
-        .args(["--output=avail", "-B1"])
-        .arg(p)
-        .output()
-        .expect("df");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .nth(1)
-        .and_then(|l| l.trim().parse().ok())
-        .expect("df prints the free bytes")
 }
 
 /// A disk that fills under a running server, with the reserve on: writes

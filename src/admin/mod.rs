@@ -10,7 +10,7 @@
 //!
 //! | path | |
 //! |---|---|
-//! | `GET /healthz` | the commit pipeline answers a durable barrier |
+//! | `GET /healthz` | the store takes writes and the commit pipeline answered a durable barrier within the last second |
 //! | `GET /metrics` | Prometheus text |
 //! | `POST/GET /1.2/rtm/service-conversations` | create, list |
 //! | `GET/PUT/DELETE …/{id}` | one system conversation |
@@ -30,6 +30,7 @@ mod broadcasts;
 mod clients;
 pub mod error;
 mod history;
+mod listener;
 mod messages;
 mod service;
 mod sys_messages;
@@ -62,6 +63,10 @@ pub const ADDR_FILE: &str = "admin.addr";
 /// How long `/healthz` waits for the commit pipeline.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A durable barrier younger than this answers `/healthz` without a new
+/// one: a probe storm costs at most one flush per this period.
+const PROBE_FRESH: Duration = Duration::from_secs(1);
+
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     #[error("cannot listen on {addr}: {source}")]
@@ -76,11 +81,18 @@ pub struct Target {
     hub: Arc<Hub>,
     /// The QUIC endpoint, for its connection count.
     endpoint: Option<quinn::Endpoint>,
+    /// When `/healthz` last saw a durable barrier. Held across the barrier,
+    /// so concurrent probes share one.
+    probed: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Target {
     pub fn new(hub: Arc<Hub>, endpoint: Option<quinn::Endpoint>) -> Arc<Target> {
-        Arc::new(Target { hub, endpoint })
+        Arc::new(Target {
+            hub,
+            endpoint,
+            probed: tokio::sync::Mutex::new(None),
+        })
     }
 
     fn hub(&self) -> &Arc<Hub> {
@@ -156,25 +168,28 @@ impl AdminServer {
             })
     }
 
-    /// Serves on a listener from [`AdminServer::bind`].
+    /// Serves on a listener from [`AdminServer::bind`], with its connection
+    /// cap and header timeout (`listener`).
     pub fn start_on(
         state: AdminState,
         listener: TcpListener,
-        mut shutdown: broadcast::Receiver<()>,
+        shutdown: broadcast::Receiver<()>,
     ) -> Result<AdminServer, AdminError> {
         let addr = listener.local_addr().map_err(|source| AdminError::Bind {
             addr: ([0, 0, 0, 0], 0).into(),
             source,
         })?;
-        let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = shutdown.recv().await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "admin API stopped");
-            }
-        });
+        let limits = state
+            .target()
+            .map(|t| t.hub().config.limits.clone())
+            .unwrap_or_default();
+        let settings = listener::Settings {
+            max_connections: limits.admin_max_connections as usize,
+            header_timeout: Duration::from_secs(limits.admin_header_timeout_secs),
+            max_header_bytes: limits.admin_max_header_bytes as usize,
+        };
+        let app = router(state.clone());
+        let task = tokio::spawn(listener::serve(listener, app, state, settings, shutdown));
         Ok(AdminServer { addr, task })
     }
 
@@ -341,27 +356,82 @@ fn signed(sign: &[u8], master_key: &str, now: u64) -> bool {
     same(digest.to_ascii_lowercase().as_bytes(), want.as_bytes())
 }
 
+/// Before any route: the head size, then credentials; requests without
+/// valid ones (the open probes included) are rate-limited per address.
 async fn authenticate(State(state): State<AdminState>, req: Request, next: Next) -> Response {
     let open = matches!(req.uri().path(), "/healthz" | "/metrics");
-    let allowed = match state.target() {
-        Ok(t) => open || authorized(&t, req.headers()),
+    let refusal = match state.target() {
+        Ok(t) => check_request(&t, &req, open),
         Err(e) => return e.into_response(),
     };
-    if allowed {
-        next.run(req).await
-    } else {
-        ApiError::unauthorized().into_response()
+    match refusal {
+        None => next.run(req).await,
+        Some(r) => r,
     }
 }
 
-/// 200 once a barrier through the commit pipeline is durable, so a wedged
-/// disk or commit thread shows here; 503 otherwise.
+fn check_request(t: &Target, req: &Request, open: bool) -> Option<Response> {
+    use crate::guard::Limit;
+    let guard = &t.hub().guard;
+    let max = t.hub().config.limits.admin_max_header_bytes as usize;
+    let size = listener::head_bytes(req);
+    if size > max || req.headers().len() > listener::MAX_HEADERS {
+        guard.count(Limit::AdminHeaders);
+        return Some(
+            ApiError::new(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE.as_u16(),
+                format!(
+                    "request head of {size} bytes and {} headers; at most {max} bytes \
+                     (limits.admin_max_header_bytes) and {} headers",
+                    req.headers().len(),
+                    listener::MAX_HEADERS
+                ),
+            )
+            .into_response(),
+        );
+    }
+    if authorized(t, req.headers()) {
+        return None;
+    }
+    if let Some(peer) = listener::peer(req)
+        && let Err(wait) = guard.admin_unauthenticated(peer.ip())
+    {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let mut r = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::TOO_MANY_REQUESTS.as_u16(),
+            "too many requests without credentials from this address \
+             (limits.admin_unauthenticated_per_sec)",
+        )
+        .into_response();
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, secs.max(1).into());
+        return Some(r);
+    }
+    (!open).then(|| ApiError::unauthorized().into_response())
+}
+
+/// 200 while the store takes writes and a barrier through the commit
+/// pipeline was durable within [`PROBE_FRESH`], so a wedged disk or commit
+/// thread shows here; 503 otherwise. A storm of probes shares barriers: it
+/// costs at most one flush per [`PROBE_FRESH`], not one per call.
 async fn healthz(Served(state): Served) -> Response {
     if let Some(unhealthy) = store_unhealthy(&state.hub().store) {
         return unhealthy;
     }
+    let mut probed = state.probed.lock().await;
+    if let Some(at) = *probed
+        && at.elapsed() < PROBE_FRESH
+    {
+        return healthy(at);
+    }
     match tokio::time::timeout(HEALTH_TIMEOUT, state.hub().pipeline.barrier()).await {
-        Ok(Ok(())) => axum::Json(json!({"status": "ok"})).into_response(),
+        Ok(Ok(())) => {
+            let at = std::time::Instant::now();
+            *probed = Some(at);
+            healthy(at)
+        }
         Ok(Err(e)) => ApiError::from(e).into_response(),
         Err(_) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -370,6 +440,14 @@ async fn healthz(Served(state): Served) -> Response {
         )
         .into_response(),
     }
+}
+
+fn healthy(durable_at: std::time::Instant) -> Response {
+    axum::Json(json!({
+        "status": "ok",
+        "durableMsAgo": durable_at.elapsed().as_millis() as u64,
+    }))
+    .into_response()
 }
 
 /// 503 while the store refuses writes (`store::health`): a load balancer
@@ -428,6 +506,15 @@ async fn metrics(Served(state): Served) -> Response {
         hub.fan_outs.load(std::sync::atomic::Ordering::Relaxed),
     );
     METRICS.render(&mut out);
+    out.labeled(
+        "tidings_limited_total",
+        "Requests, logins and connections refused by a limit or quota, by limit \
+         (quic_retry: handshakes asked to prove their address first).",
+        "counter",
+        crate::guard::Limit::ALL
+            .iter()
+            .map(|l| (vec![("limit", l.name().to_owned())], hub.guard.hits(*l) as f64)),
+    );
     render_hooks(&mut out, &hub.hooks.metrics());
     out.gauge(
         "tidings_hook_outbox_records",

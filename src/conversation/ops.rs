@@ -112,6 +112,11 @@ pub async fn create(
             return Ok(c.info(&caller.client));
         }
     }
+    // After a unique reopen (which creates nothing), before the hook.
+    if !room {
+        room_for_one_more(hub, &caller.client)?;
+    }
+    hub.guard.create_conversation(&caller.client)?;
     hub.before_hook(Hook::ConversationStart, || {
         let initial: &[String] = if room {
             std::slice::from_ref(&caller.client)
@@ -275,6 +280,12 @@ fn change_members(
     Ok((added, removed))
 }
 
+/// 4117 when `client` is in `quotas.max_conversations_per_client` already.
+fn room_for_one_more(hub: &Hub, client: &str) -> Result<(), ErrorBody> {
+    hub.guard
+        .one_more_conversation(client, |cap| hub.store.membership_count(client, cap))
+}
+
 pub async fn join(hub: &Hub, caller: &Caller, conv: ConvId) -> Result<(), ErrorBody> {
     let c = lookup(hub, conv)?;
     let me = std::slice::from_ref(&caller.client);
@@ -285,6 +296,9 @@ pub async fn join(hub: &Hub, caller: &Caller, conv: ConvId) -> Result<(), ErrorB
         c.state.write().room.insert(caller.client.clone());
         after_members(hub, Hook::ConversationAdded, caller, conv, me);
         return Ok(());
+    }
+    if c.state.read().rec.members.binary_search(&caller.client).is_err() {
+        room_for_one_more(hub, &caller.client)?;
     }
     let (added, _) = change_members(hub, &c, me, &[])?;
     hub.pipeline.barrier().await?;

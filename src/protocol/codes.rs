@@ -15,6 +15,11 @@ pub enum ErrorCode {
     SessionConflict = 4111,
     UnparseableRawMsg = 4114,
     KickedByApp = 4115,
+    /// A client's sends over `quotas.messages_per_sec` (and its burst).
+    MessageSentQuotaExceeded = 4116,
+    /// Any other quota or rate limit (`[quotas]`, per-address login limits);
+    /// not a LeanCloud code, chosen next to MESSAGE_SENT_QUOTA_EXCEEDED.
+    QuotaExceeded = 4117,
     InternalError = 4200,
     SendMessageTimeout = 4201,
     /// Server shutting down; not a LeanCloud code, chosen next to INTERNAL_ERROR.
@@ -50,6 +55,8 @@ impl ErrorCode {
             SessionConflict => "SESSION_CONFLICT",
             UnparseableRawMsg => "UNPARSEABLE_RAW_MSG",
             KickedByApp => "KICKED_BY_APP",
+            MessageSentQuotaExceeded => "MESSAGE_SENT_QUOTA_EXCEEDED",
+            QuotaExceeded => "QUOTA_EXCEEDED",
             InternalError => "INTERNAL_ERROR",
             SendMessageTimeout => "SEND_MESSAGE_TIMEOUT",
             ServerShutdown => "SERVER_SHUTDOWN",

@@ -159,7 +159,18 @@ async fn await_login(
                 id,
                 cmd: Command::Login(login),
             } => {
-                if let Err(e) = hub.auth.check(&login, crate::util::now_secs()) {
+                // Per-address limits first: a refused login costs no HMAC.
+                let ip = conn.remote_address().ip();
+                let checked = hub.guard.login(ip).and_then(|()| {
+                    let r = hub.auth.check(&login, crate::util::now_secs());
+                    if r.as_ref()
+                        .is_err_and(|e| e.code == ErrorCode::SignatureFailed.code())
+                    {
+                        hub.guard.login_failed(ip);
+                    }
+                    r
+                });
+                if let Err(e) = checked {
                     METRICS.login_refused();
                     let (code, detail) = (e.code, e.detail.clone());
                     if let Some(f) = response(id, Err(e)) {
@@ -208,6 +219,8 @@ struct Session {
     broadcasts_at_login: HashSet<(ConvId, u64)>,
     /// Broadcasts sent and not yet acknowledged: the client's cursor.
     broadcast_acks: broadcasts::BroadcastAcks,
+    /// This connection's request and ping buckets (`guard`).
+    quota: crate::guard::ConnQuota,
 }
 
 /// Sends go, in arrival order, to one lane task per conversation (in
@@ -236,6 +249,15 @@ struct Inflight {
     seq: u64,
     sent_at: Instant,
     receipt: Option<ReceiptFor>,
+}
+
+/// What [`Session::over_quota`] decided.
+enum Quota {
+    Within,
+    /// Refused and answered (or, for a typing notice, dropped).
+    Answered,
+    /// A flood: close with 4117.
+    Close(&'static str),
 }
 
 /// A repeated typing state inside this window is not relayed again.
@@ -322,6 +344,7 @@ impl Session {
                 "reconnect": u8::from(login.reconnect),
             })
         });
+        let quota = hub.guard.connection();
         let mut s = Session {
             hub,
             conn,
@@ -337,6 +360,7 @@ impl Session {
             typing: HashMap::new(),
             broadcasts_at_login: HashSet::new(),
             broadcast_acks: Default::default(),
+            quota,
         };
         if let Err(e) = s.sync(login.sync) {
             s.sync_skipped("messages", e);
@@ -539,6 +563,11 @@ impl Session {
 
     /// Handles one client frame; `Some` ends the session.
     async fn handle(&mut self, frame: ClientFrame) -> Option<Ended> {
+        match self.over_quota(&frame) {
+            Quota::Within => {}
+            Quota::Answered => return None,
+            Quota::Close(reason) => return Some(self.fail(ErrorCode::QuotaExceeded, reason).await),
+        }
         match frame {
             ClientFrame::Ping => None,
             ClientFrame::Ack { acks } => {
@@ -560,6 +589,30 @@ impl Session {
             // their futures would otherwise be part of every idle session.
             ClientFrame::Request { id, cmd } => Box::pin(self.command(id, cmd)).await,
         }
+    }
+
+    /// Whether `frame` is within this client's and connection's quotas
+    /// (`guard`); a request over one is answered here with 4116 or 4117.
+    fn over_quota(&self, frame: &ClientFrame) -> Quota {
+        let guard = &self.hub.guard;
+        let refused = match frame {
+            ClientFrame::Ack { .. } => return Quota::Within,
+            ClientFrame::Ping if self.quota.ping(guard) => return Quota::Within,
+            ClientFrame::Ping => return Quota::Close("too many pings (quotas.pings_per_sec)"),
+            ClientFrame::Typing { .. } if self.quota.request(guard) => return Quota::Within,
+            ClientFrame::Typing { .. } => return Quota::Answered,
+            ClientFrame::Request {
+                id,
+                cmd: Command::Send(_),
+            } => match guard.send(&self.caller.client) {
+                Ok(()) => return Quota::Within,
+                Err(e) => (*id, e),
+            },
+            ClientFrame::Request { .. } if self.quota.request(guard) => return Quota::Within,
+            ClientFrame::Request { id, .. } => (*id, crate::guard::ConnQuota::refused()),
+        };
+        self.reply(refused.0, Err(refused.1));
+        Quota::Answered
     }
 
     /// A lane keeps this connection's sends to one conversation in order

@@ -20,6 +20,7 @@
 //! |                 | `q` id(client) conv(12)               | empty: receipt owed         |
 //! | `outbox`        | push_id(8)                            | [`OutboxRecord`]            |
 //! | `sys`, `broadcasts` | see [`system`]                    |                             |
+//! | `nonces`        | expires s(8) nonce                    | empty: a used login nonce   |
 //! | `meta`          | `schema`                              | u32                         |
 //!
 //! An edit, recall or delete rewrites the message's `m` record in place (a
@@ -48,6 +49,7 @@ pub mod cursors;
 pub mod health;
 pub mod keys;
 mod migrate;
+mod nonces;
 pub mod system;
 
 use std::fs::File;
@@ -69,6 +71,7 @@ pub const TREES: &[&str] = &[
     "receipts",
     "sys",
     "broadcasts",
+    "nonces",
     "meta",
 ];
 
@@ -211,6 +214,8 @@ pub struct Store {
     sys: sled::Tree,
     /// TTL'd broadcasts (`store::system`).
     broadcasts: sled::Tree,
+    /// Used login nonces until they expire (`store::nonces`).
+    nonces: sled::Tree,
     /// The next outbox id. Held while inserting, so ids reach the tree in
     /// id order and a reader that has seen id n never misses one below it.
     outbox_next: parking_lot::Mutex<u64>,
@@ -278,6 +283,7 @@ impl Store {
             receipts: db.open_tree("receipts")?,
             sys: db.open_tree("sys")?,
             broadcasts: db.open_tree("broadcasts")?,
+            nonces: db.open_tree("nonces")?,
             outbox_next: parking_lot::Mutex::new(outbox_next),
             outbox_len: AtomicU64::new(outbox_len),
             db,
@@ -462,6 +468,16 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// How many conversations `client` is a member of, counted no further
+    /// than `at_most` (a quota check need not scan them all).
+    pub fn membership_count(&self, client: &str, at_most: usize) -> usize {
+        self.memberships
+            .scan_prefix(keys::id(client))
+            .keys()
+            .take(at_most)
+            .count()
     }
 
     // ---- the message log ----

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 pub mod admin;
 pub mod hook_server;
+pub mod raw;
+pub mod tmpfs;
 
 use tidings::client::{Client, ClientEvent, ClientOptions, Events, Signer};
 use tidings::config::Config;

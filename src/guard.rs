@@ -176,12 +176,16 @@ impl Guard {
         let Some(l) = &self.messages else {
             return Ok(());
         };
-        self.refuse(Limit::Messages, l.check_key(&client.to_owned()).is_ok(), || {
-            ErrorBody::new(
-                ErrorCode::MessageSentQuotaExceeded,
-                "sending too fast (quotas.messages_per_sec); not stored, try again shortly",
-            )
-        })
+        self.refuse(
+            Limit::Messages,
+            l.check_key(&client.to_owned()).is_ok(),
+            || {
+                ErrorBody::new(
+                    ErrorCode::MessageSentQuotaExceeded,
+                    "sending too fast (quotas.messages_per_sec); not stored, try again shortly",
+                )
+            },
+        )
     }
 
     /// A conversation created by `client`: 4117 over its hourly quota.
@@ -192,7 +196,11 @@ impl Guard {
         self.refuse(
             Limit::ConversationsPerHour,
             l.check_key(&client.to_owned()).is_ok(),
-            || quota_exceeded("too many conversations created this hour (quotas.conversations_per_hour)"),
+            || {
+                quota_exceeded(
+                    "too many conversations created this hour (quotas.conversations_per_hour)",
+                )
+            },
         )
     }
 
@@ -219,7 +227,11 @@ impl Guard {
     /// address's login rate, or while its failed-login budget is used up.
     pub fn login(&self, ip: IpAddr) -> Result<(), ErrorBody> {
         let now = Instant::now();
-        let blocked = self.blocked.lock().get(&ip).is_some_and(|until| *until > now);
+        let blocked = self
+            .blocked
+            .lock()
+            .get(&ip)
+            .is_some_and(|until| *until > now);
         self.refuse(Limit::FailedLogins, !blocked, || {
             quota_exceeded("too many failed logins from this address; try again later")
         })?;
@@ -294,9 +306,13 @@ impl Guard {
             l.retain_recent();
             l.shrink_to_fit();
         }
-        for l in [&self.logins, &self.failed_logins, &self.admin_unauthenticated]
-            .into_iter()
-            .flatten()
+        for l in [
+            &self.logins,
+            &self.failed_logins,
+            &self.admin_unauthenticated,
+        ]
+        .into_iter()
+        .flatten()
         {
             l.retain_recent();
             l.shrink_to_fit();

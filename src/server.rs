@@ -439,9 +439,16 @@ async fn accept_loop(
             }
             continue;
         }
-        let (hub, rx, done) = (hub.clone(), shutdown.subscribe(), done.clone());
+        let (hub, mut rx, done) = (hub.clone(), shutdown.subscribe(), done.clone());
         tokio::spawn(async move {
-            match incoming.await {
+            // A handshake whose peer went silent would hold `done` until
+            // the QUIC idle timeout: a shutdown drops it instead.
+            let handshake = std::future::IntoFuture::into_future(incoming);
+            let conn = tokio::select! {
+                c = handshake => c,
+                _ = rx.recv() => return,
+            };
+            match conn {
                 Ok(conn) => session::run(hub, conn, rx, done).await,
                 Err(e) => tracing::debug!(error = %e, "handshake failed"),
             }

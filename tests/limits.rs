@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::admin::{Admin, http_client};
-use common::{TestServer, WAIT, code_of, eventually, group};
+use common::{TestServer, WAIT, code_of, group};
 use tidings::client::{Client, ClientEvent, ClientOptions, Signer};
 use tidings::guard::Limit;
 use tidings::store::health::Step;
@@ -103,7 +103,10 @@ async fn quotas_answer_their_codes_and_spare_a_bystander() {
             .await
             .expect("the bystander gets every message Tom had accepted");
         if m.from == "Tom" {
-            assert!(accepted.contains(&m.seq), "a refused send was stored: {m:?}");
+            assert!(
+                accepted.contains(&m.seq),
+                "a refused send was stored: {m:?}"
+            );
             got += 1;
         }
     }
@@ -111,7 +114,10 @@ async fn quotas_answer_their_codes_and_spare_a_bystander() {
     // Conversations per hour: 3 (one is made already), then 4117.
     tom.create_conversation(group(&["Jerry"])).await.unwrap();
     tom.create_conversation(group(&["Jerry"])).await.unwrap();
-    assert_eq!(code_of(tom.create_conversation(group(&["Jerry"])).await), 4117);
+    assert_eq!(
+        code_of(tom.create_conversation(group(&["Jerry"])).await),
+        4117
+    );
     jerry.create_conversation(group(&["Tom"])).await.unwrap();
 
     // Requests per second on one connection: 5, then 4117 answers.
@@ -134,7 +140,12 @@ async fn quotas_answer_their_codes_and_spare_a_bystander() {
     assert_eq!(closed, Some(4117));
     jerry.send_text(conv, "still here").await.unwrap();
 
-    for l in [Limit::Messages, Limit::ConversationsPerHour, Limit::Requests, Limit::Pings] {
+    for l in [
+        Limit::Messages,
+        Limit::ConversationsPerHour,
+        Limit::Requests,
+        Limit::Pings,
+    ] {
         assert!(limited(&s, l) > 0, "{l:?} counted");
     }
     let metrics = Admin::of(&s).get("/metrics").await.body;
@@ -150,7 +161,12 @@ async fn futures_join(c: &Client, n: usize) -> Vec<Option<u16>> {
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..n {
         let c = c.clone();
-        set.spawn(async move { c.conversations(10).await.err().map(|e| e.code().unwrap_or(0)) });
+        set.spawn(async move {
+            c.conversations(10)
+                .await
+                .err()
+                .map(|e| e.code().unwrap_or(0))
+        });
     }
     let mut out = Vec::new();
     while let Some(r) = set.join_next().await {
@@ -171,7 +187,10 @@ async fn conversations_per_client_are_capped() {
     let (bob, _b) = s.connect("Bob").await;
     ann.create_conversation(group(&["Bob"])).await.unwrap();
     ann.create_conversation(group(&["Carl"])).await.unwrap();
-    assert_eq!(code_of(ann.create_conversation(group(&["Dora"])).await), 4117);
+    assert_eq!(
+        code_of(ann.create_conversation(group(&["Dora"])).await),
+        4117
+    );
     let lone = bob.create_conversation(group(&[])).await.unwrap().id;
     assert_eq!(code_of(ann.join(lone).await), 4117);
     // Carl, in one, may join.
@@ -280,7 +299,9 @@ async fn half_open_admin_connections_are_capped_and_timed_out() {
         set.spawn(async move {
             let mut tcp = tokio::net::TcpStream::connect(admin).await.unwrap();
             // A head that never ends.
-            tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+            tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+                .await
+                .unwrap();
             let mut got = Vec::new();
             // Bounded: the server must end every one of them.
             let ended = tokio::time::timeout(WAIT, tcp.read_to_end(&mut got)).await;
@@ -300,7 +321,10 @@ async fn half_open_admin_connections_are_capped_and_timed_out() {
             refused += 1;
         }
     }
-    assert_eq!(ended, N, "every half-open connection was ended by the server");
+    assert_eq!(
+        ended, N,
+        "every half-open connection was ended by the server"
+    );
     assert!(refused > 0, "connections past the cap were answered 503");
     // Each was refused at the cap or timed out (none sent a whole head).
     let (capped, timed_out) = (
@@ -384,20 +408,20 @@ async fn a_login_nonce_is_refused_after_a_restart() {
     let (_c, _e) = s.connect_with(precomputed(&s, "Tom", "fresh")).await;
 }
 
-/// A UDP relay between clients and the server that can be cut, leaving the
-/// server with peers that vanished without a word.
-async fn relay(server: SocketAddr, cut: Arc<AtomicBool>) -> SocketAddr {
+/// A UDP relay between clients and the server; `up` and `down` cut each
+/// direction, leaving the server with peers that vanished without a word.
+async fn relay(server: SocketAddr, up: Arc<AtomicBool>, down: Arc<AtomicBool>) -> SocketAddr {
     let front = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
     let back = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
     back.connect(server).await.unwrap();
     let addr = front.local_addr().unwrap();
     let client: Arc<parking_lot::Mutex<Option<SocketAddr>>> = Default::default();
-    let (f, b, c, k) = (front.clone(), back.clone(), client.clone(), cut.clone());
+    let (f, b, c) = (front.clone(), back.clone(), client.clone());
     tokio::spawn(async move {
         let mut buf = vec![0u8; 65536];
         while let Ok((n, from)) = f.recv_from(&mut buf).await {
             *c.lock() = Some(from);
-            if !k.load(Ordering::Relaxed) {
+            if !up.load(Ordering::Relaxed) {
                 let _ = b.send(&buf[..n]).await;
             }
         }
@@ -407,7 +431,7 @@ async fn relay(server: SocketAddr, cut: Arc<AtomicBool>) -> SocketAddr {
         while let Ok(n) = back.recv(&mut buf).await {
             let to = *client.lock();
             if let Some(to) = to
-                && !cut.load(Ordering::Relaxed)
+                && !down.load(Ordering::Relaxed)
             {
                 let _ = front.send_to(&buf[..n], to).await;
             }
@@ -416,33 +440,69 @@ async fn relay(server: SocketAddr, cut: Arc<AtomicBool>) -> SocketAddr {
     addr
 }
 
-/// Item 10: a shutdown with many connections whose peers are gone ends
-/// within its grace period.
+/// `tidings_connections` from `/metrics`: QUIC connections the server
+/// holds, handshakes under way included.
+async fn open_connections(a: &Admin) -> u64 {
+    let text = a.get("/metrics").await.body;
+    let text = text.as_str().unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("tidings_connections "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("tidings_connections in /metrics")
+}
+
+/// Item 10: a shutdown with many connections whose peers are gone (logged
+/// in, and stuck in their handshake) ends within its grace period.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_with_dead_peers_ends_within_its_grace() {
-    const CLIENTS: usize = 300;
+    const LOGGED_IN: usize = 200;
+    const HANDSHAKING: usize = 200;
     let mut s = TestServer::start_with(|c| {
         c.server.shutdown_grace_secs = 2;
-        c.limits.retry_above_handshakes_per_sec = 0;
+        // No Retry: a handshake's first packet alone makes server state.
+        c.limits.retry_above_handshakes_per_sec = 100_000;
     })
     .await;
-    let cut = Arc::new(AtomicBool::new(false));
-    let front = relay(s.addr(), cut.clone()).await;
     let pin = transport::tls::parse_fingerprint(s.running().fingerprint()).unwrap();
+    // Logged-in clients, then their network goes dark both ways.
+    let (up, down) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let front = relay(s.addr(), up.clone(), down.clone()).await;
     let ep = transport::client_endpoint(front, ServerTrust::Pin(pin)).unwrap();
     let mut clients = Vec::new();
-    for i in 0..CLIENTS {
+    for i in 0..LOGGED_IN {
         let mut o = s.options(&format!("dead{i}"));
         o.server = front;
         o.endpoint = Some(ep.clone());
         clients.push(Client::connect(o).await.expect("login through the relay"));
     }
-    eventually("every session is registered", || {
-        s.running().hub().registry.devices_of(&format!("dead{}", CLIENTS - 1)).len() == 1
-    })
-    .await;
-    // The peers vanish: nothing of theirs reaches the server any more.
-    cut.store(true, Ordering::Relaxed);
+    up.store(true, Ordering::Relaxed);
+    down.store(true, Ordering::Relaxed);
+    // Handshakes whose answers never come back.
+    let (open, shut) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(true)),
+    );
+    let front = relay(s.addr(), open, shut).await;
+    let ep2 = transport::client_endpoint(front, ServerTrust::Pin(pin)).unwrap();
+    let mut pending = Vec::new();
+    for _ in 0..HANDSHAKING {
+        let connecting = ep2.connect(front, "tidings").unwrap();
+        pending.push(tokio::spawn(async move {
+            let _ = tokio::time::timeout(WAIT * 3, connecting).await;
+        }));
+    }
+    let a = Admin::of(&s);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while open_connections(&a).await < (LOGGED_IN + HANDSHAKING) as u64 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "handshakes reach the server"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let grace = Duration::from_secs(s.config.server.shutdown_grace_secs);
     let server = s.server.take().unwrap();
     tokio::time::timeout(grace, server.shutdown())
@@ -450,4 +510,5 @@ async fn shutdown_with_dead_peers_ends_within_its_grace() {
         .expect("shutdown ended within its grace")
         .expect("clean shutdown");
     drop(clients);
+    pending.iter().for_each(|p| p.abort());
 }

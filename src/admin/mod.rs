@@ -10,7 +10,7 @@
 //!
 //! | path | |
 //! |---|---|
-//! | `GET /healthz` | the commit pipeline answers a durable barrier |
+//! | `GET /healthz` | the commit pipeline answers a durable barrier; `"status": "damaged"` names damaged conversations |
 //! | `GET /metrics` | Prometheus text |
 //! | `POST/GET /1.2/rtm/service-conversations` | create, list |
 //! | `GET/PUT/DELETE …/{id}` | one system conversation |
@@ -337,12 +337,19 @@ async fn authenticate(State(state): State<AdminState>, req: Request, next: Next)
 
 /// 200 once a barrier through the commit pipeline is durable, so a wedged
 /// disk or commit thread shows here; 503 otherwise.
+///
+/// Damaged conversations (records that failed to read, `store::check`)
+/// answer 200 with `"status": "damaged"`: the server still takes writes and
+/// serves every other conversation, and neither a load balancer taking it
+/// out nor a restart would mend the files; an operator must (`tidings store
+/// check`). Alert on the status or on `tidings_store_damaged_conversations`.
 async fn healthz(Served(state): Served) -> Response {
     if let Some(unhealthy) = store_unhealthy(&state.hub().store) {
         return unhealthy;
     }
     match tokio::time::timeout(HEALTH_TIMEOUT, state.hub().pipeline.barrier()).await {
-        Ok(Ok(())) => axum::Json(json!({"status": "ok"})).into_response(),
+        Ok(Ok(())) => store_damage(&state.hub().store)
+            .unwrap_or_else(|| axum::Json(json!({"status": "ok"})).into_response()),
         Ok(Err(e)) => ApiError::from(e).into_response(),
         Err(_) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -378,6 +385,34 @@ fn store_unhealthy(store: &crate::store::Store) -> Option<Response> {
     )
 }
 
+/// At most this many damaged conversations are named in `/healthz`.
+const DAMAGED_LISTED: usize = 100;
+
+fn store_damage(store: &crate::store::Store) -> Option<Response> {
+    let damaged = store.damaged_conversations();
+    if damaged.is_empty() {
+        return None;
+    }
+    let listed: Vec<String> = damaged
+        .iter()
+        .take(DAMAGED_LISTED)
+        .map(|(c, _)| c.to_string())
+        .collect();
+    Some(
+        axum::Json(json!({
+            "status": "damaged",
+            "damaged_conversations": damaged.len(),
+            "conversations": listed,
+            "error": format!(
+                "{} conversation(s) have store records that cannot be read; \
+                 the rest are served. See `tidings store check`",
+                damaged.len()
+            ),
+        }))
+        .into_response(),
+    )
+}
+
 async fn metrics(Served(state): Served) -> Response {
     let hub = state.hub();
     let mut out = Exposition::default();
@@ -395,6 +430,12 @@ async fn metrics(Served(state): Served) -> Response {
             crate::store::health::Health::LowSpace { .. } => 1,
             crate::store::health::Health::Failed { .. } => 2,
         },
+    );
+    out.gauge(
+        "tidings_store_damaged_conversations",
+        "Conversations found with store records that cannot be read since start \
+         (see `tidings store check`).",
+        hub.store.damaged_conversation_count(),
     );
     out.gauge(
         "tidings_conversations",

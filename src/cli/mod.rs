@@ -7,6 +7,7 @@ pub mod admin;
 mod connect;
 pub mod hooks;
 mod output;
+pub mod store;
 
 use std::collections::HashSet;
 use std::io::IsTerminal;

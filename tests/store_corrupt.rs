@@ -52,7 +52,9 @@ async fn written_store() -> (tempfile::TempDir, Expected) {
         let tom = tom.clone();
         async move {
             for n in 0..PER_CONV {
-                tom.send(SendMessage::text(id, body(c, n))).await.expect("send");
+                tom.send(SendMessage::text(id, body(c, n)))
+                    .await
+                    .expect("send");
             }
         }
     });
@@ -71,7 +73,11 @@ async fn written_store() -> (tempfile::TempDir, Expected) {
         assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
         std::thread::sleep(Duration::from_millis(20));
     }
-    for f in ["serve.stderr", tidings::server::ADDR_FILE, tidings::admin::ADDR_FILE] {
+    for f in [
+        "serve.stderr",
+        tidings::server::ADDR_FILE,
+        tidings::admin::ADDR_FILE,
+    ] {
         let _ = std::fs::remove_file(dir.path().join(f));
     }
     (dir, expected)
@@ -116,7 +122,10 @@ fn damage(data: &Path, how: Damage) {
     let path = db_file(data);
     let mut bytes = std::fs::read(&path).unwrap();
     let len = bytes.len();
-    assert!(len > 2 << 20, "the store is big enough to cut by 1 MiB: {len}");
+    assert!(
+        len > 2 << 20,
+        "the store is big enough to cut by 1 MiB: {len}"
+    );
     match how {
         Damage::Half => bytes.truncate(len / 2),
         Damage::MinusMib => bytes.truncate(len - (1 << 20)),
@@ -190,9 +199,15 @@ fn serve(data: &Path) -> Result<(process::ServerProcess, String), (i32, String)>
         ) && let Ok(addr) = a.trim().parse()
             && !admin.trim().is_empty()
         {
-            return Ok((process::ServerProcess { child, addr }, admin.trim().to_string()));
+            return Ok((
+                process::ServerProcess { child, addr },
+                admin.trim().to_string(),
+            ));
         }
-        assert!(Instant::now() < deadline, "serve neither started nor exited");
+        assert!(
+            Instant::now() < deadline,
+            "serve neither started nor exited"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -246,7 +261,12 @@ fn check_json(stdout: &str) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_damaged_db_file_never_panics_serve_and_check_reports_it() {
     let (base, expected) = written_store().await;
-    for how in [Damage::Half, Damage::MinusMib, Damage::Flip20, Damage::ZeroPage] {
+    for how in [
+        Damage::Half,
+        Damage::MinusMib,
+        Damage::Flip20,
+        Damage::ZeroPage,
+    ] {
         let case = tempfile::tempdir().unwrap();
         copy_dir(base.path(), case.path());
         damage(case.path(), how);
@@ -258,8 +278,22 @@ async fn a_damaged_db_file_never_panics_serve_and_check_reports_it() {
         // then check says whole, and the server below must serve it all.
         let clean = code == 0;
         if !clean {
-            assert_eq!(code, EXIT_STORE_DAMAGED, "{how:?}: check exit; {err}\n{out}");
+            assert_eq!(
+                code, EXIT_STORE_DAMAGED,
+                "{how:?}: check exit; {err}\n{out}"
+            );
             assert!(err.contains("is damaged"), "{how:?}: {err}");
+            let says_what = report["unreadable"].is_string()
+                || !report["damaged_keys"].as_array().unwrap().is_empty()
+                || report["trees"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|t| !t["unread"].is_null());
+            assert!(
+                says_what,
+                "{how:?}: the report says what is damaged: {report}"
+            );
         }
         assert_eq!(
             std::fs::read(db_file(case.path())).unwrap(),
@@ -267,9 +301,11 @@ async fn a_damaged_db_file_never_panics_serve_and_check_reports_it() {
             "{how:?}: check changed the damaged file"
         );
         assert!(
-            !std::fs::read_dir(case.path())
+            !std::fs::read_dir(case.path()).unwrap().any(|e| e
                 .unwrap()
-                .any(|e| e.unwrap().file_name().to_string_lossy().starts_with("store.check")),
+                .file_name()
+                .to_string_lossy()
+                .starts_with("store.check")),
             "{how:?}: check left its scratch copy"
         );
 
@@ -278,7 +314,10 @@ async fn a_damaged_db_file_never_panics_serve_and_check_reports_it() {
                 assert_ne!(code, 101, "{how:?}: serve panicked: {err}");
                 assert_eq!(code, EXIT_STORE_DAMAGED, "{how:?}: {err}");
                 let db = db_file(case.path());
-                assert!(err.contains(&db.display().to_string()), "{how:?}: names the file: {err}");
+                assert!(
+                    err.contains(&db.display().to_string()),
+                    "{how:?}: names the file: {err}"
+                );
                 assert!(err.contains("tidings store check"), "{how:?}: {err}");
                 assert!(!clean, "{how:?}: check said whole but serve refused it");
             }
@@ -295,14 +334,20 @@ async fn a_damaged_db_file_never_panics_serve_and_check_reports_it() {
                 }
                 let health = healthz(&admin).await;
                 if clean {
-                    assert!(lost.is_empty(), "{how:?}: check said whole, yet {lost:?} are not");
+                    assert!(
+                        lost.is_empty(),
+                        "{how:?}: check said whole, yet {lost:?} are not"
+                    );
                 }
                 let damaged: Vec<String> = health["conversations"]
                     .as_array()
                     .map(|a| a.iter().map(|v| v.as_str().unwrap().to_string()).collect())
                     .unwrap_or_default();
                 for conv in &lost {
-                    assert!(damaged.contains(conv), "{how:?}: {conv} is not whole yet /healthz says {health}");
+                    assert!(
+                        damaged.contains(conv),
+                        "{how:?}: {conv} is not whole yet /healthz says {health}"
+                    );
                 }
                 if !lost.is_empty() {
                     assert_eq!(health["status"], "damaged", "{how:?}");
@@ -315,7 +360,10 @@ async fn a_damaged_db_file_never_panics_serve_and_check_reports_it() {
                         .await
                         .unwrap();
                     assert!(
-                        metrics.contains(&format!("tidings_store_damaged_conversations {}", damaged.len())),
+                        metrics.contains(&format!(
+                            "tidings_store_damaged_conversations {}",
+                            damaged.len()
+                        )),
                         "{how:?}: {metrics}"
                     );
                 }
@@ -374,9 +422,16 @@ async fn repair_salvages_every_readable_record_into_a_new_dir() {
     let new = tempfile::tempdir().unwrap();
     let into = new.path().join("repaired");
     let (code, out, err) = tidings(data, &["store", "repair", "--into", into.to_str().unwrap()]);
-    assert_eq!(code, EXIT_STORE_DAMAGED, "repair reports the damage it worked around: {err}\n{out}");
+    assert_eq!(
+        code, EXIT_STORE_DAMAGED,
+        "repair reports the damage it worked around: {err}\n{out}"
+    );
     assert!(err.contains("salvaged"), "{err}");
-    assert_eq!(std::fs::read(&path).unwrap(), bytes, "the damaged file is untouched");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        bytes,
+        "the damaged file is untouched"
+    );
     let (code, out, err) = tidings(&into, &["store", "check"]);
     assert_eq!(code, 0, "the repaired store is whole: {err}\n{out}");
 
@@ -386,12 +441,17 @@ async fn repair_salvages_every_readable_record_into_a_new_dir() {
         .expect("login with the copied credentials");
     let mut whole = 0;
     for (conv, want) in &expected {
-        let got = history(&tom, *conv).await.expect("every conversation reads");
+        let got = history(&tom, *conv)
+            .await
+            .expect("every conversation reads");
         if damaged.contains(&conv.to_string()) {
             // What survived is a part of what was sent, in order.
             let mut it = want.iter();
             for m in &got {
-                assert!(it.any(|w| w == m), "{conv}: {m:.8} out of order or invented");
+                assert!(
+                    it.any(|w| w == m),
+                    "{conv}: {m:.8} out of order or invented"
+                );
             }
         } else {
             assert_eq!(&got, want, "{conv}: an undamaged conversation is whole");

@@ -44,7 +44,11 @@ async fn check_history(
             .iter()
             .find(|m| m.seq == *seq)
             .unwrap_or_else(|| panic!("acknowledged seq {seq} missing"));
-        assert_eq!(text(m), *body, "seq {seq} holds the message acknowledged for it");
+        assert_eq!(
+            text(m),
+            *body,
+            "seq {seq} holds the message acknowledged for it"
+        );
     }
     let texts: Vec<String> = h.iter().map(|m| text(m).to_owned()).collect();
     for n in never {
@@ -66,7 +70,11 @@ async fn a_failed_token_read_is_not_stored_and_uses_no_seq() {
     let conv = tom.create_unique(vec!["Jerry".into()]).await.unwrap().id;
     let first = tom.send(with_token(conv, "t1", "one")).await.unwrap();
 
-    s.running().hub().store.faults().fail_nth(Step::TokenRead, 1);
+    s.running()
+        .hub()
+        .store
+        .faults()
+        .fail_nth(Step::TokenRead, 1);
     let refused = tom.send(with_token(conv, "t2", "two, refused")).await;
     assert_eq!(code_of(refused), NOT_STORED);
     assert!(s.running().hub().store.health().is_ok());
@@ -86,7 +94,11 @@ async fn a_failed_read_for_an_edit_is_not_stored() {
     let conv = tom.create_unique(vec!["Jerry".into()]).await.unwrap().id;
     let sent = tom.send_text(conv, "draft").await.unwrap();
 
-    s.running().hub().store.faults().fail_nth(Step::MessageRead, 1);
+    s.running()
+        .hub()
+        .store
+        .faults()
+        .fail_nth(Step::MessageRead, 1);
     let refused = tom.edit_text(conv, &sent.msg_id, "refused edit").await;
     assert_eq!(code_of(refused), NOT_STORED);
     check_history(&tom, conv, &[(1, "draft")], &["refused edit"]).await;
@@ -126,7 +138,10 @@ async fn a_failed_write_or_flush_stops_the_server_and_reuses_no_seq() {
             panic!("{step:?}: a send after the failure was acknowledged: {sent:?}");
         }
         let running = s.server.take().expect("running");
-        let err = running.shutdown().await.expect_err("a failed store shuts down with an error");
+        let err = running
+            .shutdown()
+            .await
+            .expect_err("a failed store shuts down with an error");
         assert!(err.is_store_failure(), "{step:?}: {err}");
 
         s.start_again().await;
@@ -200,7 +215,10 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
     }
 }
 
@@ -239,7 +257,10 @@ async fn a_full_disk_refuses_writes_and_recovers_without_a_restart() {
         let sent = tom.send_text(conv, &body).await.unwrap();
         acked.push((sent.seq, body));
     }
-    admin.send(admin.bare(reqwest::Method::GET, "/healthz")).await.expect(200);
+    admin
+        .send(admin.bare(reqwest::Method::GET, "/healthz"))
+        .await
+        .expect(200);
 
     let filler = fs.fill(8 << 20);
     let refused = tom.send_text(conv, "while full").await;
@@ -248,7 +269,10 @@ async fn a_full_disk_refuses_writes_and_recovers_without_a_restart() {
         s.running().hub().store.health(),
         Health::LowSpace { .. }
     ));
-    admin.send(admin.bare(reqwest::Method::GET, "/healthz")).await.expect(503);
+    admin
+        .send(admin.bare(reqwest::Method::GET, "/healthz"))
+        .await
+        .expect(503);
     // A conversation change is refused too, with the same code.
     assert_eq!(
         code_of(tom.create_conversation(group(&["Jerry", "Spike"])).await),
@@ -257,7 +281,10 @@ async fn a_full_disk_refuses_writes_and_recovers_without_a_restart() {
     // Jerry logs in meanwhile: his offline sync still runs (reads need no space).
     let (_jerry, mut jev) = s.connect_raw(s.options("Jerry")).await;
     let (synced, _) = push_sync(&mut jev).await;
-    assert_eq!(synced.len() as u32, s.config.delivery.push_sync_limit.min(20));
+    assert_eq!(
+        synced.len() as u32,
+        s.config.delivery.push_sync_limit.min(20)
+    );
 
     std::fs::remove_file(&filler).expect("free the space");
     let mut after = None;
@@ -275,7 +302,10 @@ async fn a_full_disk_refuses_writes_and_recovers_without_a_restart() {
     let after = after.expect("sends work again once space is freed");
     acked.push((after.seq, "after".into()));
     assert!(s.running().hub().store.health().is_ok());
-    admin.send(admin.bare(reqwest::Method::GET, "/healthz")).await.expect(200);
+    admin
+        .send(admin.bare(reqwest::Method::GET, "/healthz"))
+        .await
+        .expect(200);
     let acked_ref: Vec<(u64, &str)> = acked.iter().map(|(q, b)| (*q, b.as_str())).collect();
     check_history(&tom, conv, &acked_ref, &["while full"]).await;
 
@@ -346,9 +376,15 @@ async fn a_login_whose_sync_fails_is_told() {
     let (jerry, _jev) = s.connect("Jerry").await;
     jerry.logout().await.unwrap();
     let sent = tom.send_text(conv, "hello").await.unwrap();
-    tom.edit_text(conv, &sent.msg_id, "hello, edited").await.unwrap();
+    tom.edit_text(conv, &sent.msg_id, "hello, edited")
+        .await
+        .unwrap();
     // The patch sync reads the edited message; that read fails once.
-    s.running().hub().store.faults().fail_nth(Step::MessageRead, 1);
+    s.running()
+        .hub()
+        .store
+        .faults()
+        .fail_nth(Step::MessageRead, 1);
     let (_jerry, mut jev) = s.connect_raw(s.options("Jerry")).await;
     let said = jev
         .wait_for(WAIT, |e| match e {

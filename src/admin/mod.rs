@@ -368,7 +368,9 @@ fn store_unhealthy(store: &crate::store::Store) -> Option<Response> {
         Health::Ok => return None,
         Health::LowSpace { free, reserve } => (
             "disk_low",
-            format!("{free} bytes free, under store.min_free_mb ({reserve} bytes): writes are refused"),
+            format!(
+                "{free} bytes free, under store.min_free_mb ({reserve} bytes): writes are refused"
+            ),
         ),
         Health::Failed { reason } => ("store_failed", reason),
     };

@@ -46,7 +46,10 @@ pub fn run(cmd: StoreCommand, config: &Config) -> anyhow::Result<Outcome> {
         }
         StoreCommand::Repair { into } => {
             if into.exists() {
-                anyhow::bail!("{} already exists; repair writes a new data dir", into.display());
+                anyhow::bail!(
+                    "{} already exists; repair writes a new data dir",
+                    into.display()
+                );
             }
             std::fs::create_dir_all(&into)
                 .with_context(|| format!("creating {}", into.display()))?;
@@ -90,7 +93,10 @@ fn copy_besides_store(data: &Path, into: &Path) -> std::io::Result<()> {
         let entry = entry?;
         let name = entry.file_name();
         let name_str = name.to_string_lossy();
-        if name_str == STORE_DIR || name_str.starts_with("store.check-") || name_str.ends_with(".addr") {
+        if name_str == STORE_DIR
+            || name_str.starts_with("store.check-")
+            || name_str.ends_with(".addr")
+        {
             continue;
         }
         let dest = into.join(&name);
@@ -123,7 +129,10 @@ fn summarize(report: &check::Report) -> Outcome {
         return Outcome::Clean;
     }
     match &report.unreadable {
-        Some(why) => eprintln!("tidings: store {} is damaged: {why}", report.store.display()),
+        Some(why) => eprintln!(
+            "tidings: store {} is damaged: {why}",
+            report.store.display()
+        ),
         None => eprintln!(
             "tidings: store {} is damaged: {} damaged record(s), {} tree(s) with an unreadable stretch, {} damaged conversation(s)",
             report.store.display(),

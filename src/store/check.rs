@@ -89,14 +89,14 @@ impl Store {
     pub(super) fn noted(&self, conv: ConvId, e: StoreError) -> StoreError {
         if e.is_damage() {
             let mut convs = self.damage.convs.lock();
-            if !convs.contains_key(&conv) {
+            if let std::collections::btree_map::Entry::Vacant(v) = convs.entry(conv) {
                 tracing::error!(
                     conversation = %conv,
                     error = %e,
                     "damaged store records: this conversation cannot be read in full; \
                      see `tidings store check`"
                 );
-                convs.insert(conv, e.to_string());
+                v.insert(e.to_string());
             }
         }
         e
@@ -208,7 +208,10 @@ pub fn check(dir: &Path, scratch: &Path) -> Result<Report> {
 /// `scratch`. The damaged store is left exactly as it was.
 pub fn repair(dir: &Path, into: &Path, scratch: &Path) -> Result<RepairReport> {
     if into.exists() {
-        return Err(io_error(into, "already exists; repair writes a new store only"));
+        return Err(io_error(
+            into,
+            "already exists; repair writes a new store only",
+        ));
     }
     with_copy(dir, scratch, |db| {
         let Some(db) = db else {
@@ -279,21 +282,24 @@ fn with_copy<T>(
     }
     refuse_if_in_use(&db_file)?;
     if scratch.exists() {
-        return Err(io_error(scratch, "already exists; pick another scratch dir"));
+        return Err(io_error(
+            scratch,
+            "already exists; pick another scratch dir",
+        ));
     }
     let result = copy_dir(dir, scratch)
         .map_err(|source| StoreError::Io {
             path: scratch.to_path_buf(),
             source,
         })
-        .and_then(|()| {
-            match catch_sled_panic(|| sled::Config::new().path(scratch).open()) {
+        .and_then(
+            |()| match catch_sled_panic(|| sled::Config::new().path(scratch).open()) {
                 Ok(Ok(db)) => f(Some(&db)),
                 Ok(Err(e)) if sled_damage(&e) => f(None),
                 Ok(Err(e)) => Err(e.into()),
                 Err(_) => f(None),
-            }
-        });
+            },
+        );
     let _ = std::fs::remove_dir_all(scratch);
     result
 }
@@ -353,7 +359,7 @@ fn scan_all(dir: &Path, db: Option<&sled::Db>, into: Option<&sled::Db>) -> Repor
     names.sort();
     let mut convs: BTreeSet<ConvId> = BTreeSet::new();
     let mut known_convs: BTreeSet<ConvId> = BTreeSet::new();
-    let mut log_gap: Option<(Option<Vec<u8>>, Option<Vec<u8>>)> = None;
+    let mut log_gap: Option<(Key, Key)> = None;
     for name in &names {
         let scanned = catch_sled_panic(|| -> std::result::Result<_, sled::Error> {
             let tree = db.open_tree(name)?;
@@ -417,7 +423,12 @@ fn scan_all(dir: &Path, db: Option<&sled::Db>, into: Option<&sled::Db>) -> Repor
                     .push(whole_tree_unread(name, format!("sled panicked: {panic}")));
             }
         }
-        if name == "log" && report.trees.last().is_some_and(|t| t.records == 0 && t.unread.is_some()) {
+        if name == "log"
+            && report
+                .trees
+                .last()
+                .is_some_and(|t| t.records == 0 && t.unread.is_some())
+        {
             log_gap = Some((None, None));
         }
     }
@@ -427,8 +438,12 @@ fn scan_all(dir: &Path, db: Option<&sled::Db>, into: Option<&sled::Db>) -> Repor
         for c in &known_convs {
             let first = keys::message(*c, 0);
             let last = keys::message(*c, u64::MAX);
-            let after_ok = after.as_ref().is_none_or(|a| last.as_slice() > a.as_slice());
-            let before_ok = before.as_ref().is_none_or(|b| first.as_slice() < b.as_slice());
+            let after_ok = after
+                .as_ref()
+                .is_none_or(|a| last.as_slice() > a.as_slice());
+            let before_ok = before
+                .as_ref()
+                .is_none_or(|b| first.as_slice() < b.as_slice());
             if after_ok && before_ok {
                 convs.insert(*c);
             }
@@ -437,6 +452,9 @@ fn scan_all(dir: &Path, db: Option<&sled::Db>, into: Option<&sled::Db>) -> Repor
     report.damaged_conversations = convs.iter().map(ConvId::to_string).collect();
     report
 }
+
+/// A key bounding a stretch not read; `None` is the tree's start or end.
+type Key = Option<Vec<u8>>;
 
 fn whole_tree_unread(name: &str, error: String) -> TreeReport {
     TreeReport {
@@ -457,7 +475,7 @@ fn whole_tree_unread(name: &str, error: String) -> TreeReport {
 fn scan_tree(
     tree: &sled::Tree,
     mut each: impl FnMut(&[u8], &[u8]) -> sled::Result<()>,
-) -> sled::Result<Option<(Option<Vec<u8>>, Option<Vec<u8>>, String)>> {
+) -> sled::Result<Option<(Key, Key, String)>> {
     let mut last: Option<Vec<u8>> = None;
     let mut failed = None;
     for kv in tree.iter() {
@@ -526,7 +544,10 @@ fn validate(
                 let (c, seq) = (conv_at(1), keys::read_u64(&k[13..]));
                 return match codec::decode::<LogEntry>(v) {
                     Ok(e) if Some(e.msg.conv) == c && Some(e.msg.seq) == seq => Ok(c),
-                    Ok(e) => Err((c, format!("message {}/{} under another key", e.msg.conv, e.msg.seq))),
+                    Ok(e) => Err((
+                        c,
+                        format!("message {}/{} under another key", e.msg.conv, e.msg.seq),
+                    )),
                     Err(e) => Err((c, e.to_string())),
                 };
             }

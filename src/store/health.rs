@@ -39,9 +39,14 @@ const SPACE_CHECK_EVERY: Duration = Duration::from_millis(100);
 pub enum Health {
     Ok,
     /// Free space under the reserve: writes are refused until it is back.
-    LowSpace { free: u64, reserve: u64 },
+    LowSpace {
+        free: u64,
+        reserve: u64,
+    },
     /// A write or flush failed: nothing more is written by this process.
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
 }
 
 impl Health {

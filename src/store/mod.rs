@@ -271,7 +271,9 @@ impl Store {
             detail,
         };
         match opened {
-            Err(panic) => Err(unreadable(format!("sled panicked while recovering it: {panic}"))),
+            Err(panic) => Err(unreadable(format!(
+                "sled panicked while recovering it: {panic}"
+            ))),
             Ok(Err(e @ StoreError::Sled(_))) if e.is_damage() => Err(unreadable(e.to_string())),
             Ok(Err(StoreError::Codec(e))) => Err(unreadable(format!("meta record: {e}"))),
             Ok(Err(StoreError::Corrupt { tree })) => {
@@ -370,7 +372,9 @@ impl Store {
     /// group commit does not pay for them.
     pub fn sync_written(&self) -> Result<()> {
         if self.guard.is_failed() {
-            return Err(StoreError::Failed("an earlier write or flush failed".into()));
+            return Err(StoreError::Failed(
+                "an earlier write or flush failed".into(),
+            ));
         }
         self.guard.faults.check(health::Step::Flush)?;
         self.db.flush()?;

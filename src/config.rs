@@ -1691,10 +1691,7 @@ mod tests {
                 "[limits]\nadmin_max_header_bytes = 10\n",
                 "limits.admin_max_header_bytes",
             ),
-            (
-                "[quotas]\nmessages_burst = 0\n",
-                "quotas.messages_burst",
-            ),
+            ("[quotas]\nmessages_burst = 0\n", "quotas.messages_burst"),
             (
                 "[auth]\nsignature_window_secs = 0\n",
                 "auth.signature_window_secs",

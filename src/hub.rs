@@ -160,6 +160,8 @@ impl From<StoreError> for ErrorBody {
         let detail = match &e {
             StoreError::DiskLow { .. } => "not stored: the server's disk is full; try again later",
             StoreError::Failed(_) => "not stored: the server's store failed and it is restarting",
+            // Noted per conversation and reported by /healthz (`store::check`).
+            e if e.is_damage() => "stored records here are damaged and cannot be read",
             _ => {
                 crate::store::health::log_error(&e);
                 "storage failure"

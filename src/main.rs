@@ -44,6 +44,10 @@ const EXIT_CONFIG: u8 = 2;
 /// stops so that a restart recovers from what is on disk. EX_TEMPFAIL, and
 /// not 2, so `Restart=on-failure` restarts it.
 const EXIT_STORE_FAILED: u8 = 75;
+/// The store's files are damaged (sled cannot open them, `store::check`),
+/// or `tidings store check` found damage. A restart will not mend them, so
+/// the unit does not restart on it (`RestartPreventExitStatus=`).
+const EXIT_STORE_DAMAGED: u8 = 3;
 
 /// How long to wait, after the server has shut down, for stray tasks before
 /// the process exits anyway. Everything acknowledged is on disk by then.
@@ -77,6 +81,9 @@ enum Command {
     Hooks(cli::hooks::HooksCommand),
     /// Call the admin REST API: system conversations, history, presence, kick, stats.
     Admin(cli::admin::AdminArgs),
+    /// Check a stopped server's store for damage, or salvage it into a new data dir.
+    #[command(subcommand)]
+    Store(cli::store::StoreCommand),
     #[command(flatten)]
     Client(cli::ClientCommand),
 }
@@ -120,6 +127,17 @@ fn main() -> ExitCode {
         },
         Command::Admin(args) => match load_config(path) {
             Ok(config) => run_cli(async move { cli::admin::run(args, &config).await }),
+            Err(code) => code,
+        },
+        Command::Store(cmd) => match load_config(path) {
+            Ok(config) => match cli::store::run(cmd, &config) {
+                Ok(cli::store::Outcome::Clean) => ExitCode::SUCCESS,
+                Ok(cli::store::Outcome::Damaged) => ExitCode::from(EXIT_STORE_DAMAGED),
+                Err(e) => {
+                    eprintln!("tidings: {e:#}");
+                    ExitCode::from(EXIT_RUNTIME)
+                }
+            },
             Err(code) => code,
         },
     }
@@ -301,6 +319,11 @@ fn serve(config: Config, path: Option<PathBuf>) -> ExitCode {
             let server_error = e.downcast_ref::<tidings::server::ServerError>();
             if server_error.is_some_and(|e| e.is_store_failure()) {
                 return ExitCode::from(EXIT_STORE_FAILED);
+            }
+            if server_error.is_some_and(
+                |e| matches!(e, tidings::server::ServerError::Store(s) if s.is_damage()),
+            ) {
+                return ExitCode::from(EXIT_STORE_DAMAGED);
             }
             ExitCode::from(EXIT_RUNTIME)
         }

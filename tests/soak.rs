@@ -143,7 +143,12 @@ async fn abusers_a_dead_hook_and_a_full_disk_lose_nothing_acknowledged() {
     pst.login(&s, "Pinger").await;
     let pinging = tokio::spawn(async move {
         for _ in 0..1000 {
-            if pst.send.write_all(&frame::encode(&ClientFrame::Ping).unwrap()).await.is_err() {
+            if pst
+                .send
+                .write_all(&frame::encode(&ClientFrame::Ping).unwrap())
+                .await
+                .is_err()
+            {
                 break;
             }
         }
@@ -188,12 +193,21 @@ async fn abusers_a_dead_hook_and_a_full_disk_lose_nothing_acknowledged() {
     for acked in [&tom_acked, &jerry_acked] {
         let positions: Vec<usize> = acked
             .iter()
-            .map(|id| history.iter().position(|h| h == id).expect("acknowledged, so stored"))
+            .map(|id| {
+                history
+                    .iter()
+                    .position(|h| h == id)
+                    .expect("acknowledged, so stored")
+            })
             .collect();
         assert!(positions.windows(2).all(|w| w[0] < w[1]), "in send order");
     }
     let flood_history = full_history(&flood, flood_conv).await;
-    assert_eq!(flood_history.len(), stored.len(), "the flooder's acked sends, once each");
+    assert_eq!(
+        flood_history.len(),
+        stored.len(),
+        "the flooder's acked sends, once each"
+    );
 
     let rss_after = rss_kib();
     let grew_mib = rss_after.saturating_sub(rss_before) / 1024;

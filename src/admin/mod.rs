@@ -10,7 +10,7 @@
 //!
 //! | path | |
 //! |---|---|
-//! | `GET /healthz` | the store takes writes and the commit pipeline answered a durable barrier within the last second |
+//! | `GET /healthz` | the store takes writes and the commit pipeline answered a durable barrier within the last second; `"status": "damaged"` names damaged conversations |
 //! | `GET /metrics` | Prometheus text |
 //! | `POST/GET /1.2/rtm/service-conversations` | create, list |
 //! | `GET/PUT/DELETE …/{id}` | one system conversation |
@@ -416,6 +416,12 @@ fn check_request(t: &Target, req: &Request, open: bool) -> Option<Response> {
 /// pipeline was durable within [`PROBE_FRESH`], so a wedged disk or commit
 /// thread shows here; 503 otherwise. A storm of probes shares barriers: it
 /// costs at most one flush per [`PROBE_FRESH`], not one per call.
+///
+/// Damaged conversations (records that failed to read, `store::check`)
+/// answer 200 with `"status": "damaged"`: the server still takes writes and
+/// serves every other conversation, and neither a load balancer taking it
+/// out nor a restart would mend the files; an operator must (`tidings store
+/// check`). Alert on the status or on `tidings_store_damaged_conversations`.
 async fn healthz(Served(state): Served) -> Response {
     if let Some(unhealthy) = store_unhealthy(&state.hub().store) {
         return unhealthy;
@@ -424,13 +430,13 @@ async fn healthz(Served(state): Served) -> Response {
     if let Some(at) = *probed
         && at.elapsed() < PROBE_FRESH
     {
-        return healthy(at);
+        return healthy(&state, at);
     }
     match tokio::time::timeout(HEALTH_TIMEOUT, state.hub().pipeline.barrier()).await {
         Ok(Ok(())) => {
             let at = std::time::Instant::now();
             *probed = Some(at);
-            healthy(at)
+            healthy(&state, at)
         }
         Ok(Err(e)) => ApiError::from(e).into_response(),
         Err(_) => ApiError::new(
@@ -442,7 +448,10 @@ async fn healthz(Served(state): Served) -> Response {
     }
 }
 
-fn healthy(durable_at: std::time::Instant) -> Response {
+fn healthy(state: &Target, durable_at: std::time::Instant) -> Response {
+    if let Some(damaged) = store_damage(&state.hub().store) {
+        return damaged;
+    }
     axum::Json(json!({
         "status": "ok",
         "durableMsAgo": durable_at.elapsed().as_millis() as u64,
@@ -477,6 +486,34 @@ fn store_unhealthy(store: &crate::store::Store) -> Option<Response> {
     )
 }
 
+/// At most this many damaged conversations are named in `/healthz`.
+const DAMAGED_LISTED: usize = 100;
+
+fn store_damage(store: &crate::store::Store) -> Option<Response> {
+    let damaged = store.damaged_conversations();
+    if damaged.is_empty() {
+        return None;
+    }
+    let listed: Vec<String> = damaged
+        .iter()
+        .take(DAMAGED_LISTED)
+        .map(|(c, _)| c.to_string())
+        .collect();
+    Some(
+        axum::Json(json!({
+            "status": "damaged",
+            "damaged_conversations": damaged.len(),
+            "conversations": listed,
+            "error": format!(
+                "{} conversation(s) have store records that cannot be read; \
+                 the rest are served. See `tidings store check`",
+                damaged.len()
+            ),
+        }))
+        .into_response(),
+    )
+}
+
 async fn metrics(Served(state): Served) -> Response {
     let hub = state.hub();
     let mut out = Exposition::default();
@@ -496,6 +533,12 @@ async fn metrics(Served(state): Served) -> Response {
         },
     );
     out.gauge(
+        "tidings_store_damaged_conversations",
+        "Conversations found with store records that cannot be read since start \
+         (see `tidings store check`).",
+        hub.store.damaged_conversation_count(),
+    );
+    out.gauge(
         "tidings_conversations",
         "Conversations in the table.",
         hub.convs.len() as u64,
@@ -511,9 +554,12 @@ async fn metrics(Served(state): Served) -> Response {
         "Requests, logins and connections refused by a limit or quota, by limit \
          (quic_retry: handshakes asked to prove their address first).",
         "counter",
-        crate::guard::Limit::ALL
-            .iter()
-            .map(|l| (vec![("limit", l.name().to_owned())], hub.guard.hits(*l) as f64)),
+        crate::guard::Limit::ALL.iter().map(|l| {
+            (
+                vec![("limit", l.name().to_owned())],
+                hub.guard.hits(*l) as f64,
+            )
+        }),
     );
     render_hooks(&mut out, &hub.hooks.metrics());
     out.gauge(

@@ -8,6 +8,7 @@ mod connect;
 mod conversation;
 pub mod hooks;
 mod output;
+pub mod store;
 
 use std::collections::HashSet;
 use std::io::IsTerminal;

@@ -144,9 +144,25 @@ impl ConversationTable {
                 .collect(),
         };
         for rec in store.conversations()? {
-            let (seq, ts) = match store.last_message(rec.id)? {
-                Some(e) => (e.msg.seq, e.msg.timestamp),
-                None => (0, 0),
+            let (seq, ts) = match store.last_message(rec.id) {
+                Ok(Some(e)) => (e.msg.seq, e.msg.timestamp),
+                Ok(None) => (0, 0),
+                // A damaged newest message (noted by the store, reported by
+                // /healthz): its key still gives the seq, so none is reused;
+                // the timestamp is unknown, and new ones come from the clock.
+                // If not even the key reads, the conversation stays out of
+                // the table rather than risk overwriting what it holds.
+                Err(e) if e.is_damage() => match store.last_message_seq(rec.id) {
+                    Ok(Some(seq)) => (seq, 0),
+                    _ => {
+                        tracing::error!(
+                            conversation = %rec.id,
+                            "not loaded: its newest message cannot be read"
+                        );
+                        continue;
+                    }
+                },
+                Err(e) => return Err(e),
             };
             table.insert(Arc::new(Conv::new(rec, seq, ts)));
         }

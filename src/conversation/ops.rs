@@ -297,7 +297,13 @@ pub async fn join(hub: &Hub, caller: &Caller, conv: ConvId) -> Result<(), ErrorB
         after_members(hub, Hook::ConversationAdded, caller, conv, me);
         return Ok(());
     }
-    if c.state.read().rec.members.binary_search(&caller.client).is_err() {
+    if c.state
+        .read()
+        .rec
+        .members
+        .binary_search(&caller.client)
+        .is_err()
+    {
         room_for_one_more(hub, &caller.client)?;
     }
     let (added, _) = change_members(hub, &c, me, &[])?;
@@ -624,9 +630,11 @@ pub async fn set_muted(
     };
     hub.pipeline.barrier().await?;
     let id = conv.to_string();
-    hub.after_hook(Hook::ConversationUpdated, &id, || {
-        json!({ "convId": id, "initBy": caller.client, "mute": muted, "members": members })
-    });
+    hub.after_hook(
+        Hook::ConversationUpdated,
+        &id,
+        || json!({ "convId": id, "initBy": caller.client, "mute": muted, "members": members }),
+    );
     Ok(())
 }
 

@@ -45,6 +45,7 @@
 //! the next fdatasync'd group commit (`store.fsync`). A removal lost the same
 //! way means a redelivery, never a loss.
 
+pub mod check;
 pub mod cursors;
 pub mod health;
 pub mod keys;
@@ -100,12 +101,34 @@ pub enum StoreError {
     Failed(String),
     #[error("injected fault at {0:?}")]
     Injected(health::Step),
+    /// sled cannot open the store (it panicked or reported corruption while
+    /// recovering): a restart will not fix it.
+    #[error(
+        "store file {} is damaged and cannot be opened: {detail}. A restart will not fix it: \
+         stop here, copy the data dir aside, then run `tidings store check` and \
+         `tidings store repair --into NEWDIR` (README, \"Damaged store files\")",
+        path.display()
+    )]
+    Unreadable { path: PathBuf, detail: String },
 }
 
 impl StoreError {
     /// Refused before anything was written: the caller may say "not stored".
     pub fn is_refusal(&self) -> bool {
         matches!(self, StoreError::DiskLow { .. } | StoreError::Failed(_))
+    }
+
+    /// The bytes on disk are bad (a record that does not decode, a page
+    /// sled finds corrupt or cut short), as opposed to a refusal or an I/O
+    /// failure that may pass (EMFILE, ENOSPC).
+    pub fn is_damage(&self) -> bool {
+        match self {
+            StoreError::Codec(_) | StoreError::Corrupt { .. } | StoreError::Unreadable { .. } => {
+                true
+            }
+            StoreError::Sled(e) => check::sled_damage(e),
+            _ => false,
+        }
     }
 }
 
@@ -230,23 +253,69 @@ pub struct Store {
     synced_blob: parking_lot::Mutex<u64>,
     /// Free-space reserve, the sticky failure and injected faults (`health`).
     guard: health::Guard,
+    /// Conversations found damaged while serving (`check`).
+    damage: check::Damage,
 }
 
 impl Store {
+    /// Opens (or creates) the store in `dir`. sled 0.34 panics on some
+    /// damaged files while it recovers (a snapshot it cannot build), so the
+    /// open runs under `catch_unwind` and any panic or corruption report
+    /// becomes [`StoreError::Unreadable`] naming the file: start-up never
+    /// panics, and the caller can exit with a code systemd will not loop on.
     pub fn open(dir: &Path, cache_capacity_bytes: u64, fsync: bool) -> Result<Store> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
             path: dir.into(),
             source,
         })?;
+        let db_path = dir.join("db");
+        let existing_len = std::fs::metadata(&db_path).map_or(0, |m| m.len());
+        let opened = check::catch_sled_panic(|| Self::open_inner(dir, cache_capacity_bytes, fsync));
+        let unreadable = |detail: String| StoreError::Unreadable {
+            path: db_path.clone(),
+            detail,
+        };
+        match opened {
+            Err(panic) => Err(unreadable(format!(
+                "sled panicked while recovering it: {panic}"
+            ))),
+            Ok(Err(e @ StoreError::Sled(_))) if e.is_damage() => Err(unreadable(e.to_string())),
+            Ok(Err(StoreError::Codec(e))) => Err(unreadable(format!("meta record: {e}"))),
+            Ok(Err(StoreError::Corrupt { tree })) => {
+                Err(unreadable(format!("a record in {tree} read at start")))
+            }
+            Ok(Err(e)) => Err(e),
+            Ok(Ok((store, fresh))) => {
+                // sled recovers a log cut short by silently dropping what
+                // follows the cut; if that took the schema record, what
+                // opened is not the store that was written.
+                if fresh && existing_len > check::FRESH_DB_MAX_BYTES {
+                    store.guard.fail("opened without its schema record".into());
+                    return Err(unreadable(format!(
+                        "the file holds {existing_len} bytes but sled recovered no schema \
+                         record from it (the log was cut short or overwritten)"
+                    )));
+                }
+                Ok(store)
+            }
+        }
+    }
+
+    /// The open itself; true when the store had no schema record (new).
+    fn open_inner(dir: &Path, cache_capacity_bytes: u64, fsync: bool) -> Result<(Store, bool)> {
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_capacity_bytes)
             .flush_every_ms(Some(500))
             .open()?;
         let meta = db.open_tree("meta")?;
-        match meta.get(b"schema")? {
+        let fresh = match meta.get(b"schema")? {
             None => {
                 meta.insert(b"schema", &SCHEMA_VERSION.to_be_bytes())?;
+                // At once, so a store that has data always has its schema
+                // record: its absence later means damage (see `open`).
+                db.flush()?;
+                true
             }
             Some(v) => {
                 let found = keys::read_u32(&v).ok_or(StoreError::Corrupt { tree: "meta" })?;
@@ -257,8 +326,9 @@ impl Store {
                 } else if found != SCHEMA_VERSION {
                     return Err(StoreError::Schema { found });
                 }
+                false
             }
-        }
+        };
         let data_file = if fsync {
             let path = dir.join("db");
             Some(File::open(&path).map_err(|source| StoreError::Io { path, source })?)
@@ -273,7 +343,7 @@ impl Store {
                 .ok_or(StoreError::Corrupt { tree: "outbox" })?,
         };
         let outbox_len = outbox.len() as u64;
-        Ok(Store {
+        let store = Store {
             conversations: db.open_tree("conversations")?,
             unique: db.open_tree("unique")?,
             memberships: db.open_tree("memberships")?,
@@ -291,7 +361,9 @@ impl Store {
             blobs: dir.join("blobs"),
             synced_blob: parking_lot::Mutex::new(0),
             guard: health::Guard::new(dir, 0),
-        })
+            damage: check::Damage::default(),
+        };
+        Ok((store, fresh))
     }
 
     /// Makes everything written so far durable, the write-behind cursors
@@ -404,12 +476,24 @@ impl Store {
         Ok(())
     }
 
+    /// Every conversation record that decodes. One that does not is noted
+    /// as damaged and left out, so the rest still load; a tree sled cannot
+    /// read is [`StoreError::Unreadable`].
     pub fn conversations(&self) -> Result<Vec<ConversationRecord>> {
-        self.conversations
-            .iter()
-            .values()
-            .map(|v| Ok(codec::decode(&v?)?))
-            .collect()
+        let mut out = Vec::new();
+        for kv in self.conversations.iter() {
+            let (k, v) = kv.map_err(|e| self.unreadable("conversations", e.into()))?;
+            match codec::decode::<ConversationRecord>(&v) {
+                Ok(rec) => out.push(rec),
+                Err(e) => match keys::read_conv(&k) {
+                    Some(conv) => {
+                        self.noted(conv, e.into());
+                    }
+                    None => return Err(self.unreadable("conversations", e.into())),
+                },
+            }
+        }
+        Ok(out)
     }
 
     pub fn unique_get(&self, members_key: &[u8; 32]) -> Result<Option<ConvId>> {
@@ -532,18 +616,20 @@ impl Store {
 
     pub fn message(&self, conv: ConvId, seq: u64) -> Result<Option<LogEntry>> {
         self.guard.faults.check(health::Step::MessageRead)?;
-        match self.log.get(keys::message(conv, seq))? {
+        self.read_conv(conv, || match self.log.get(keys::message(conv, seq))? {
             None => Ok(None),
             Some(v) => Ok(Some(codec::decode(&v)?)),
-        }
+        })
     }
 
     /// The newest stored message of `conv`.
     pub fn last_message(&self, conv: ConvId) -> Result<Option<LogEntry>> {
-        match self.log.scan_prefix(keys::message_prefix(conv)).next_back() {
-            None => Ok(None),
-            Some(kv) => Ok(Some(codec::decode(&kv?.1)?)),
-        }
+        self.read_conv(conv, || {
+            match self.log.scan_prefix(keys::message_prefix(conv)).next_back() {
+                None => Ok(None),
+                Some(kv) => Ok(Some(codec::decode(&kv?.1)?)),
+            }
+        })
     }
 
     /// Messages of `conv` with `lo <= seq <= hi`, at most `limit`, from the
@@ -566,10 +652,11 @@ impl Store {
             Ok(codec::decode(&kv?.1)?)
         };
         let mut out: Vec<LogEntry> = if newest_first {
-            range.rev().take(limit).map(decode).collect::<Result<_>>()?
+            range.rev().take(limit).map(decode).collect::<Result<_>>()
         } else {
-            range.take(limit).map(decode).collect::<Result<_>>()?
-        };
+            range.take(limit).map(decode).collect::<Result<_>>()
+        }
+        .map_err(|e| self.noted(conv, e))?;
         if newest_first {
             out.reverse();
         }
@@ -611,7 +698,7 @@ impl Store {
                 }
                 return Ok((out, true));
             }
-            let e: LogEntry = codec::decode(&kv?.1)?;
+            let e: LogEntry = self.read_conv(conv, || Ok(codec::decode(&kv?.1)?))?;
             if keep(&e) {
                 out.push(e);
             }
@@ -695,7 +782,7 @@ impl Store {
                 hi = mid;
                 continue;
             };
-            let entry: LogEntry = codec::decode(&kv?.1)?;
+            let entry: LogEntry = self.read_conv(conv, || Ok(codec::decode(&kv?.1)?))?;
             if entry.msg.timestamp >= ts {
                 hi = mid;
             } else {

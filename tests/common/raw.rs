@@ -106,4 +106,3 @@ pub fn signed_login(s: &TestServer, client: &str) -> Login {
         sync: SyncMode::Push,
     }
 }
-

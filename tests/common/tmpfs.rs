@@ -72,4 +72,3 @@ pub fn free_bytes(p: &Path) -> u64 {
         .and_then(|l| l.trim().parse().ok())
         .expect("df prints the free bytes")
 }
-

@@ -19,6 +19,7 @@
 //! | `receipts`      | `s` conv(12) id(client)               | delivered ms(8) read ms(8)  |
 //! |                 | `q` id(client) conv(12)               | empty: receipt owed         |
 //! | `outbox`        | push_id(8)                            | [`OutboxRecord`]            |
+//! | `dead_letters`  | push_id(8)                            | [`DeadLetter`]              |
 //! | `sys`, `broadcasts` | see [`system`]                    |                             |
 //! | `meta`          | `schema`                              | u32                         |
 //!
@@ -43,8 +44,14 @@
 //! lost; once flushed it survives a process crash, and a power cut too after
 //! the next fdatasync'd group commit (`store.fsync`). A removal lost the same
 //! way means a redelivery, never a loss.
+//!
+//! `dead_letters` holds outbox records given up on (too many attempts or too
+//! old), under their outbox id, until an operator retries or purges them
+//! ([`dead_letters`]). A record moves between the two trees in one sled
+//! transaction, so it is always in exactly one of them.
 
 pub mod cursors;
+mod dead_letters;
 pub mod health;
 pub mod keys;
 mod migrate;
@@ -66,6 +73,7 @@ pub const TREES: &[&str] = &[
     "log",
     "cursors",
     "outbox",
+    "dead_letters",
     "receipts",
     "sys",
     "broadcasts",
@@ -189,6 +197,8 @@ pub struct OutboxRecord {
     pub enqueued_at: u64,
 }
 
+pub use dead_letters::DeadLetter;
+
 /// One idempotency token to record with an append.
 pub struct TokenRecord<'a> {
     pub client: &'a str,
@@ -216,6 +226,8 @@ pub struct Store {
     outbox_next: parking_lot::Mutex<u64>,
     /// Records in the outbox; sled's own `len` is a full scan.
     outbox_len: AtomicU64,
+    dead_letters: sled::Tree,
+    dead_letters_len: AtomicU64,
     /// sled's main file, fdatasync'd after flushes: sled 0.34's flush only
     /// issues sync_file_range, which a power cut can undo.
     data_file: Option<File>,
@@ -268,6 +280,8 @@ impl Store {
                 .ok_or(StoreError::Corrupt { tree: "outbox" })?,
         };
         let outbox_len = outbox.len() as u64;
+        let dead_letters = db.open_tree("dead_letters")?;
+        let dead_letters_len = dead_letters.len() as u64;
         Ok(Store {
             conversations: db.open_tree("conversations")?,
             unique: db.open_tree("unique")?,
@@ -280,6 +294,8 @@ impl Store {
             broadcasts: db.open_tree("broadcasts")?,
             outbox_next: parking_lot::Mutex::new(outbox_next),
             outbox_len: AtomicU64::new(outbox_len),
+            dead_letters,
+            dead_letters_len: AtomicU64::new(dead_letters_len),
             db,
             data_file,
             blobs: dir.join("blobs"),

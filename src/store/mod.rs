@@ -273,14 +273,19 @@ impl Store {
             None
         };
         let outbox = db.open_tree("outbox")?;
-        let outbox_next = match outbox.last()? {
-            None => 1,
-            Some((k, _)) => keys::read_u64(&k)
-                .and_then(|id| id.checked_add(1))
-                .ok_or(StoreError::Corrupt { tree: "outbox" })?,
-        };
-        let outbox_len = outbox.len() as u64;
         let dead_letters = db.open_tree("dead_letters")?;
+        // Above every id in either tree: a dead letter keeps its id, and a
+        // new record must never take it.
+        let mut outbox_next = 1;
+        for (tree, name) in [(&outbox, "outbox"), (&dead_letters, "dead_letters")] {
+            if let Some((k, _)) = tree.last()? {
+                let next = keys::read_u64(&k)
+                    .and_then(|id| id.checked_add(1))
+                    .ok_or(StoreError::Corrupt { tree: name })?;
+                outbox_next = outbox_next.max(next);
+            }
+        }
+        let outbox_len = outbox.len() as u64;
         let dead_letters_len = dead_letters.len() as u64;
         Ok(Store {
             conversations: db.open_tree("conversations")?,

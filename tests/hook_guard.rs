@@ -269,6 +269,10 @@ async fn breaker_answers_a_hanging_before_hook_at_once() {
     assert_eq!(hooks.count_now("_messageReceived"), FAILURES as usize);
     let st = stats(&s, Hook::MessageReceived);
     assert_eq!(st.breaker_opened, 1, "{st:?}");
-    assert_eq!(st.short_circuited, (SENDS - FAILURES as usize) as u64, "{st:?}");
+    assert_eq!(
+        st.short_circuited,
+        (SENDS - FAILURES as usize) as u64,
+        "{st:?}"
+    );
     assert_eq!(st.timeouts, u64::from(FAILURES), "{st:?}");
 }

@@ -51,9 +51,13 @@ async fn skygear_update_hooks_fire_after_edit_recall_update_and_mute() {
     assert_eq!(c.param("msgId"), &json!(sent.msg_id));
     assert_eq!(c.param("recall"), &json!(true));
 
-    tom.update(conv, Some("Cat & Mouse".into()), Some(r#"{"color":"red"}"#.into()))
-        .await
-        .unwrap();
+    tom.update(
+        conv,
+        Some("Cat & Mouse".into()),
+        Some(r#"{"color":"red"}"#.into()),
+    )
+    .await
+    .unwrap();
     let c = hooks.next("after_conversation_updated").await;
     assert_eq!(c.lane, "sky");
     assert_eq!(c.param("convId"), &json!(key));

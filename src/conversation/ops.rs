@@ -610,9 +610,11 @@ pub async fn set_muted(
     };
     hub.pipeline.barrier().await?;
     let id = conv.to_string();
-    hub.after_hook(Hook::ConversationUpdated, &id, || {
-        json!({ "convId": id, "initBy": caller.client, "mute": muted, "members": members })
-    });
+    hub.after_hook(
+        Hook::ConversationUpdated,
+        &id,
+        || json!({ "convId": id, "initBy": caller.client, "mute": muted, "members": members }),
+    );
     Ok(())
 }
 

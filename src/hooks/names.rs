@@ -241,7 +241,10 @@ mod tests {
             Hook::from_name("after_conversation_updated"),
             Some(Hook::ConversationUpdated)
         );
-        assert_eq!(Hook::from_name("_messageUpdated"), Some(Hook::MessageUpdated));
+        assert_eq!(
+            Hook::from_name("_messageUpdated"),
+            Some(Hook::MessageUpdated)
+        );
         assert_eq!(Hook::from_name("messageReceived"), None);
         assert_eq!(Hook::from_name("_MessageReceived"), None);
         assert!(Hook::unknown_reason("_nope").contains("_messageReceived"));

@@ -133,7 +133,9 @@ impl Stats {
     }
 
     pub fn short_circuited(&self, hook: Hook) {
-        self.of(hook).short_circuited.fetch_add(1, Ordering::Relaxed);
+        self.of(hook)
+            .short_circuited
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn dead_lettered(&self, hook: Hook) {

@@ -321,7 +321,9 @@ impl Store {
     /// group commit does not pay for them.
     pub fn sync_written(&self) -> Result<()> {
         if self.guard.is_failed() {
-            return Err(StoreError::Failed("an earlier write or flush failed".into()));
+            return Err(StoreError::Failed(
+                "an earlier write or flush failed".into(),
+            ));
         }
         self.guard.faults.check(health::Step::Flush)?;
         self.db.flush()?;

@@ -58,6 +58,15 @@ const MAX_HOOK_RESPONSE_BYTES: u64 = 64 << 20;
 /// the disk.
 const MAX_OUTBOX_CAPACITY: u64 = 100_000_000;
 
+/// Ceilings on the hook-protection keys: past these a value is a typo, and
+/// a day-long forgetting of an undefined hook or a breaker held open for
+/// hours would hide a fixed endpoint for too long.
+const MAX_UNDEFINED_RETRY_SECS: u64 = 86_400;
+const MAX_BREAKER_FAILURES: u32 = 1000;
+const MAX_BREAKER_COOLDOWN_MS: u64 = 3_600_000;
+const MAX_OUTBOX_ATTEMPTS: u32 = 1_000_000;
+const MAX_OUTBOX_AGE_SECS: u64 = 30 * 86_400;
+
 /// The documented default config file, printed by `tidings config
 /// print-default`. Loading it yields exactly `Config::default()`.
 pub const DEFAULT_TOML: &str = r#"# Tidings configuration.
@@ -357,6 +366,25 @@ outbox_capacity = 100000
 # Largest hook answer accepted, in bytes (1024 to 64 MiB); a bigger one is a
 # failed call.
 max_response_bytes = 1048576
+
+# An endpoint that answers HTTP 404 or LeanEngine's error code 1 does not
+# define the hook. It is not called again for this many seconds (or until a
+# reload): after-hooks queued for it are discarded (counted), before-hooks
+# answer as fail_policy says.
+undefined_retry_secs = 300
+
+# Circuit breaker per endpoint: after this many failures or timeouts in a
+# row, calls are not made for breaker_cooldown_ms; before-hooks answer as
+# fail_policy says at once, after-hooks wait. Then one call probes the
+# endpoint; its success closes the breaker. 0 turns the breaker off.
+breaker_failures = 5
+breaker_cooldown_ms = 10000
+
+# An after-hook call still undelivered after this many attempts, or this many
+# seconds after it was queued, moves to the dead-letter list
+# (`tidings hooks dead-letters list|retry|purge`).
+outbox_max_attempts = 50
+outbox_max_age_secs = 86400
 
 # Per-hook settings, under LeanCloud's hook name or Skygear's
 # (after_message_sent, after_conversation_created, ...). urls replaces the
@@ -748,6 +776,15 @@ pub struct HooksSection {
     pub outbox_capacity: u64,
     /// Bounds the memory one answer can take.
     pub max_response_bytes: u64,
+    /// An app's undefined function is not called over and over.
+    pub undefined_retry_secs: u64,
+    /// Failures in a row that open an endpoint's breaker; 0 is off.
+    pub breaker_failures: u32,
+    /// How long an open breaker answers without calling.
+    pub breaker_cooldown_ms: u64,
+    /// A record that can never be delivered must not stay in the outbox forever.
+    pub outbox_max_attempts: u32,
+    pub outbox_max_age_secs: u64,
     /// Per-hook overrides, keyed by LeanCloud name (Skygear aliases are
     /// renamed to it on load).
     pub hook: BTreeMap<String, HookOverride>,
@@ -763,6 +800,11 @@ impl Default for HooksSection {
             fail_policy: FailPolicy::Open,
             outbox_capacity: 100_000,
             max_response_bytes: 1 << 20,
+            undefined_retry_secs: 300,
+            breaker_failures: 5,
+            breaker_cooldown_ms: 10_000,
+            outbox_max_attempts: 50,
+            outbox_max_age_secs: 86_400,
             hook: BTreeMap::new(),
         }
     }
@@ -831,6 +873,36 @@ impl HooksSection {
             self.max_response_bytes,
             MIN_HOOK_RESPONSE_BYTES,
             MAX_HOOK_RESPONSE_BYTES,
+        )?;
+        range(
+            "hooks.undefined_retry_secs",
+            self.undefined_retry_secs,
+            1,
+            MAX_UNDEFINED_RETRY_SECS,
+        )?;
+        range(
+            "hooks.breaker_failures",
+            u64::from(self.breaker_failures),
+            0,
+            u64::from(MAX_BREAKER_FAILURES),
+        )?;
+        range(
+            "hooks.breaker_cooldown_ms",
+            self.breaker_cooldown_ms,
+            1,
+            MAX_BREAKER_COOLDOWN_MS,
+        )?;
+        range(
+            "hooks.outbox_max_attempts",
+            u64::from(self.outbox_max_attempts),
+            1,
+            u64::from(MAX_OUTBOX_ATTEMPTS),
+        )?;
+        range(
+            "hooks.outbox_max_age_secs",
+            self.outbox_max_age_secs,
+            1,
+            MAX_OUTBOX_AGE_SECS,
         )?;
         let mut seen: BTreeMap<Hook, &str> = BTreeMap::new();
         for (name, o) in &self.hook {
@@ -975,6 +1047,11 @@ const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     ("hooks", "fail_policy", EnvKind::Str),
     ("hooks", "outbox_capacity", EnvKind::Value),
     ("hooks", "max_response_bytes", EnvKind::Value),
+    ("hooks", "undefined_retry_secs", EnvKind::Value),
+    ("hooks", "breaker_failures", EnvKind::Value),
+    ("hooks", "breaker_cooldown_ms", EnvKind::Value),
+    ("hooks", "outbox_max_attempts", EnvKind::Value),
+    ("hooks", "outbox_max_age_secs", EnvKind::Value),
 ];
 
 /// Keys that exist but are tables, not settable from the environment.
@@ -1353,6 +1430,11 @@ impl Config {
             fail_policy,
             outbox_capacity,
             max_response_bytes,
+            undefined_retry_secs,
+            breaker_failures,
+            breaker_cooldown_ms,
+            outbox_max_attempts,
+            outbox_max_age_secs,
             hook,
         });
         out
@@ -1371,6 +1453,11 @@ pub const LIVE_KEYS: &[&str] = &[
     "hooks.fail_policy",
     "hooks.outbox_capacity",
     "hooks.max_response_bytes",
+    "hooks.undefined_retry_secs",
+    "hooks.breaker_failures",
+    "hooks.breaker_cooldown_ms",
+    "hooks.outbox_max_attempts",
+    "hooks.outbox_max_age_secs",
     "hooks.hook",
 ];
 
@@ -1893,6 +1980,11 @@ mod tests {
                 fail_policy: FailPolicy::Closed,
                 outbox_capacity: 1,
                 max_response_bytes: 1,
+                undefined_retry_secs: 1,
+                breaker_failures: 1,
+                breaker_cooldown_ms: 1,
+                outbox_max_attempts: 1,
+                outbox_max_age_secs: 1,
                 hook: [("_clientOnline".to_owned(), HookOverride::default())].into(),
             },
         };
@@ -2086,6 +2178,26 @@ enabled = false
                 "hooks.connect_timeout_ms",
             ),
             ("[hooks]\noutbox_capacity = 0\n", "hooks.outbox_capacity"),
+            (
+                "[hooks]\nundefined_retry_secs = 0\n",
+                "hooks.undefined_retry_secs",
+            ),
+            (
+                "[hooks]\nbreaker_failures = 1001\n",
+                "hooks.breaker_failures",
+            ),
+            (
+                "[hooks]\nbreaker_cooldown_ms = 0\n",
+                "hooks.breaker_cooldown_ms",
+            ),
+            (
+                "[hooks]\noutbox_max_attempts = 0\n",
+                "hooks.outbox_max_attempts",
+            ),
+            (
+                "[hooks]\noutbox_max_age_secs = 0\n",
+                "hooks.outbox_max_age_secs",
+            ),
             (
                 "[hooks]\nmax_response_bytes = 10\n",
                 "hooks.max_response_bytes",

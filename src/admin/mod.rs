@@ -25,9 +25,11 @@
 //! | `GET /1.2/rtm/clients/{client}/online`, `POST /1.2/rtm/clients/online-check` | presence |
 //! | `POST /1.2/rtm/clients/{client}/kick` | close its devices with 4115 |
 //! | `GET /1.2/rtm/stats` | online and daily user counts |
+//! | `GET /1.2/rtm/hooks/dead-letters`, `POST …/retry`, `POST …/purge` | after-hook calls given up on |
 
 mod broadcasts;
 mod clients;
+mod dead_letters;
 pub mod error;
 mod history;
 mod listener;
@@ -286,6 +288,15 @@ pub fn router(state: AdminState) -> Router {
         .route("/1.2/rtm/clients/check-online", post(clients::online_check))
         .route("/1.2/rtm/clients/{client}/kick", post(clients::kick))
         .route("/1.2/rtm/stats", get(clients::stats))
+        .route("/1.2/rtm/hooks/dead-letters", get(dead_letters::list))
+        .route(
+            "/1.2/rtm/hooks/dead-letters/retry",
+            post(dead_letters::retry),
+        )
+        .route(
+            "/1.2/rtm/hooks/dead-letters/purge",
+            post(dead_letters::purge),
+        )
         .fallback(no_route)
         .method_not_allowed_fallback(no_method)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
@@ -567,6 +578,22 @@ async fn metrics(Served(state): Served) -> Response {
         "After-hook calls waiting in the on-disk outbox.",
         hub.hooks.outbox_len(),
     );
+    let (open, undefined) = hub.hooks.endpoint_counts();
+    out.gauge(
+        "tidings_hook_breakers_open",
+        "Hook endpoints whose circuit breaker is open.",
+        open,
+    );
+    out.gauge(
+        "tidings_hook_endpoints_undefined",
+        "Hook endpoints known not to define their hook, not called until hooks.undefined_retry_secs pass.",
+        undefined,
+    );
+    out.gauge(
+        "tidings_hook_dead_letters",
+        "After-hook calls in the dead-letter list.",
+        hub.hooks.dead_letters_len(),
+    );
     (
         [(
             header::CONTENT_TYPE,
@@ -579,7 +606,7 @@ async fn metrics(Served(state): Served) -> Response {
 
 fn render_hooks(out: &mut Exposition, stats: &[HookStats]) {
     type Field = fn(&HookStats) -> u64;
-    let counters: [(&str, &str, Field); 5] = [
+    let counters: [(&str, &str, Field); 10] = [
         (
             "tidings_hook_calls_total",
             "HTTP calls to hook endpoints, retries included.",
@@ -604,6 +631,31 @@ fn render_hooks(out: &mut Exposition, stats: &[HookStats]) {
             "tidings_hook_dropped_total",
             "After-hook calls dropped because the outbox was full.",
             |s| s.dropped,
+        ),
+        (
+            "tidings_hook_undefined_learned_total",
+            "Times an endpoint was found not to define the hook (HTTP 404 or code 1).",
+            |s| s.undefined_learned,
+        ),
+        (
+            "tidings_hook_undefined_skipped_total",
+            "Calls not made because the endpoint does not define the hook.",
+            |s| s.undefined_skipped,
+        ),
+        (
+            "tidings_hook_breaker_opened_total",
+            "Times an endpoint's circuit breaker opened.",
+            |s| s.breaker_opened,
+        ),
+        (
+            "tidings_hook_short_circuited_total",
+            "Calls not made because the endpoint's circuit breaker was open.",
+            |s| s.short_circuited,
+        ),
+        (
+            "tidings_hook_dead_lettered_total",
+            "After-hook calls moved to the dead-letter list.",
+            |s| s.dead_lettered,
         ),
     ];
     let label = |s: &HookStats| vec![("hook", s.hook.name().to_owned())];

@@ -580,7 +580,7 @@ fn query(params: &[(&str, Option<String>)]) -> String {
     }
 }
 
-struct Api {
+pub(super) struct Api {
     http: reqwest::Client,
     base: String,
     app_id: String,
@@ -588,7 +588,7 @@ struct Api {
 }
 
 impl Api {
-    fn new(conn: &Conn, config: &Config) -> anyhow::Result<Api> {
+    pub(super) fn new(conn: &Conn, config: &Config) -> anyhow::Result<Api> {
         let data_dir = conn
             .data_dir
             .clone()
@@ -631,7 +631,12 @@ impl Api {
     }
 
     /// The JSON answer of a successful call; an error answer becomes the error.
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+    pub(super) async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
         let (status, text) = self.send(method, path, body).await?;
         let v: Value =
             serde_json::from_str(&text).map_err(|_| anyhow!("HTTP {status}, not JSON: {text}"))?;

@@ -1,6 +1,10 @@
 //! `tidings hooks call`: fires a hook by hand against the configured
 //! endpoints, like LeanCloud's staging console. No server is needed; the
 //! store is not touched, so it also works while the server runs.
+//!
+//! `tidings hooks dead-letters list|retry|purge`: the after-hook calls the
+//! outbox gave up on, through the running server's admin API (the server
+//! owns the store).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -11,6 +15,9 @@ use tidings::auth::{CREDENTIALS_FILE, Credentials};
 use tidings::config::{Config, HookOverride};
 use tidings::hooks::{CallError, ChainEnd, Hook, HookClient, Reply};
 
+use reqwest::Method;
+
+use super::admin::{Api, Conn};
 use super::output::emit;
 
 #[derive(Debug, clap::Subcommand)]
@@ -21,6 +28,56 @@ pub enum HooksCommand {
     /// stops at drop/reject or a failure), then a {"outcome": ...} line
     /// follows. Exits non-zero when a call failed.
     Call(CallArgs),
+    /// After-hook calls given up on (hooks.outbox_max_attempts,
+    /// hooks.outbox_max_age_secs), through the admin API.
+    DeadLetters(DeadLettersArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DeadLettersArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+    #[command(subcommand)]
+    pub cmd: DeadLettersCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum DeadLettersCommand {
+    /// One JSON line per dead letter, oldest first: {"id", "hook",
+    /// "order_key", "params", "enqueued_at", "dead_at", "attempts",
+    /// "last_error"}.
+    List {
+        /// Only ids above this one (to page on).
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Queue dead letters for delivery again, at the end of the outbox;
+    /// prints {"retried", "ids"} (their new outbox ids).
+    Retry(Selection),
+    /// Delete dead letters for good; prints {"purged"}.
+    Purge(Selection),
+}
+
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct Selection {
+    /// Dead-letter ids, as `list` prints them.
+    pub ids: Vec<u64>,
+    /// Every dead letter.
+    #[arg(long)]
+    pub all: bool,
+}
+
+impl Selection {
+    fn body(&self) -> Value {
+        if self.all {
+            json!({ "all": true })
+        } else {
+            json!({ "ids": self.ids })
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -39,6 +96,31 @@ pub struct CallArgs {
 pub async fn run(cmd: HooksCommand, config: &Config) -> anyhow::Result<()> {
     match cmd {
         HooksCommand::Call(args) => call(args, config).await,
+        HooksCommand::DeadLetters(args) => dead_letters(args, config).await,
+    }
+}
+
+const DEAD_LETTERS: &str = "/1.2/rtm/hooks/dead-letters";
+
+async fn dead_letters(args: DeadLettersArgs, config: &Config) -> anyhow::Result<()> {
+    let api = Api::new(&args.conn, config)?;
+    match args.cmd {
+        DeadLettersCommand::List { after, limit } => {
+            let path = format!("{DEAD_LETTERS}?after={after}&limit={limit}");
+            let answer = api.call(Method::GET, &path, None).await?;
+            for row in answer["results"].as_array().into_iter().flatten() {
+                emit(row)?;
+            }
+            Ok(())
+        }
+        DeadLettersCommand::Retry(sel) => {
+            let path = format!("{DEAD_LETTERS}/retry");
+            emit(&api.call(Method::POST, &path, Some(sel.body())).await?)
+        }
+        DeadLettersCommand::Purge(sel) => {
+            let path = format!("{DEAD_LETTERS}/purge");
+            emit(&api.call(Method::POST, &path, Some(sel.body())).await?)
+        }
     }
 }
 
@@ -80,7 +162,7 @@ async fn call(args: CallArgs, config: &Config) -> anyhow::Result<()> {
         let _ = emit(&outcome_line(url, outcome, took));
     };
     if hook.is_before() {
-        let end = client.chain(hook, params, &mut report).await;
+        let end = client.chain(hook, params, |_| None, &mut report).await;
         let line = match end {
             ChainEnd::Proceed(result) => json!({"outcome": "proceed", "result": result}),
             ChainEnd::Rejected { code, detail } => {
@@ -161,12 +243,38 @@ mod tests {
             r#"{"convId":"c"}"#,
         ])
         .unwrap();
-        let HooksCommand::Call(a) = c.cmd;
+        let HooksCommand::Call(a) = c.cmd else {
+            panic!("call")
+        };
         assert_eq!(a.name, "after_message_sent");
         assert_eq!(a.params, r#"{"convId":"c"}"#);
         let c = TestCli::try_parse_from(["t", "call", "_clientOnline"]).unwrap();
-        let HooksCommand::Call(a) = c.cmd;
+        let HooksCommand::Call(a) = c.cmd else {
+            panic!("call")
+        };
         assert_eq!(a.params, "{}");
+    }
+
+    #[test]
+    fn dead_letters_parse_and_need_a_selection() {
+        let c = TestCli::try_parse_from(["t", "dead-letters", "retry", "3", "9"]).unwrap();
+        let HooksCommand::DeadLetters(a) = c.cmd else {
+            panic!("dead-letters")
+        };
+        let DeadLettersCommand::Retry(sel) = a.cmd else {
+            panic!("retry")
+        };
+        assert_eq!(sel.body(), json!({ "ids": [3, 9] }));
+        let c = TestCli::try_parse_from(["t", "dead-letters", "purge", "--all"]).unwrap();
+        let HooksCommand::DeadLetters(a) = c.cmd else {
+            panic!("dead-letters")
+        };
+        let DeadLettersCommand::Purge(sel) = a.cmd else {
+            panic!("purge")
+        };
+        assert_eq!(sel.body(), json!({ "all": true }));
+        assert!(TestCli::try_parse_from(["t", "dead-letters", "purge"]).is_err());
+        assert!(TestCli::try_parse_from(["t", "dead-letters", "retry", "1", "--all"]).is_err());
     }
 
     #[test]

@@ -52,6 +52,12 @@ pub enum CallError {
     TooLarge { status: u16, limit: u64 },
     #[error("HTTP {status}: answer is not a JSON object: {detail}")]
     BadAnswer { status: u16, detail: String },
+    /// Not called: the endpoint's circuit breaker is open.
+    #[error("not called: the endpoint failed too often in a row (circuit breaker open)")]
+    CircuitOpen,
+    /// Not called: the endpoint answered lately that the app does not define the hook.
+    #[error("not called: the app does not define this hook (it answered 404 or code 1)")]
+    Undefined,
 }
 
 impl CallError {
@@ -63,7 +69,10 @@ impl CallError {
     /// The HTTP status, if an answer arrived.
     pub fn status(&self) -> Option<u16> {
         match self {
-            CallError::Timeout(_) | CallError::Request(_) => None,
+            CallError::Timeout(_)
+            | CallError::Request(_)
+            | CallError::CircuitOpen
+            | CallError::Undefined => None,
             CallError::HookError { status, .. }
             | CallError::Status { status, .. }
             | CallError::TooLarge { status, .. }
@@ -102,6 +111,10 @@ pub struct HookClient {
     fail_policy: FailPolicy,
     max_response_bytes: u64,
     outbox_capacity: u64,
+    outbox_max_attempts: u32,
+    outbox_max_age: Duration,
+    undefined_retry: Duration,
+    breaker_cooldown: Duration,
     connect_timeout: Duration,
 }
 
@@ -168,6 +181,10 @@ impl HookClient {
             fail_policy: cfg.fail_policy,
             max_response_bytes: cfg.max_response_bytes,
             outbox_capacity: cfg.outbox_capacity,
+            outbox_max_attempts: cfg.outbox_max_attempts,
+            outbox_max_age: Duration::from_secs(cfg.outbox_max_age_secs),
+            undefined_retry: Duration::from_secs(cfg.undefined_retry_secs),
+            breaker_cooldown: Duration::from_millis(cfg.breaker_cooldown_ms),
             connect_timeout: Duration::from_millis(cfg.connect_timeout_ms),
         })
     }
@@ -183,6 +200,24 @@ impl HookClient {
 
     pub fn outbox_capacity(&self) -> u64 {
         self.outbox_capacity
+    }
+
+    /// Attempts after which an after-hook call goes to the dead letters.
+    pub fn outbox_max_attempts(&self) -> u32 {
+        self.outbox_max_attempts
+    }
+
+    /// Age after which a failing after-hook call goes to the dead letters.
+    pub fn outbox_max_age(&self) -> Duration {
+        self.outbox_max_age
+    }
+
+    pub fn undefined_retry(&self) -> Duration {
+        self.undefined_retry
+    }
+
+    pub fn breaker_cooldown(&self) -> Duration {
+        self.breaker_cooldown
     }
 
     /// POSTs `body` (the params as JSON) to `url`. Success is HTTP 200 with
@@ -265,11 +300,14 @@ impl HookClient {
     /// Runs `hook`'s endpoints in order. Each sees `params` with the earlier
     /// results overlaid on the keys `params` has; other result keys (e.g.
     /// `pushMessage`) only go into the merged result. Stops at the first
-    /// drop/reject or failure. `observe` sees every call and its latency.
+    /// drop/reject or failure. `gate` may refuse an endpoint before it is
+    /// called (a failure like any other); `observe` sees every call made and
+    /// its latency.
     pub async fn chain(
         &self,
         hook: Hook,
         mut params: Value,
+        mut gate: impl FnMut(&Url) -> Option<CallError>,
         mut observe: impl FnMut(&Url, &Result<Reply, CallError>, Duration),
     ) -> ChainEnd {
         let mut merged = Map::new();
@@ -286,6 +324,12 @@ impl HookClient {
                     };
                 }
             };
+            if let Some(e) = gate(url) {
+                return ChainEnd::Failed {
+                    detail: format!("{hook} at {url}: {e}"),
+                    merged,
+                };
+            }
             let started = Instant::now();
             let outcome = self.call(url, route.timeout, body).await;
             observe(url, &outcome, started.elapsed());

@@ -18,16 +18,24 @@
 //!
 //! Delivery of after-hooks: one lane per order key, lanes in parallel (at
 //! most [`outbox::MAX_CONCURRENT_CALLS`] calls at once). A failing call is
-//! retried inside its lane, 100 ms doubling to 60 s, for as long as it takes:
-//! it holds up later records of the same key only, but a dead endpoint fills
-//! the outbox, and past `hooks.outbox_capacity` new records are dropped (and
-//! counted), never blocking the caller. A record is removed once every
-//! endpoint of its hook accepted it; a call cut short by a shutdown or crash
-//! is made again after the restart, so an endpoint can see a record twice.
-//! The URLs are the ones configured at delivery time, not at enqueue time.
-//! Durability of the outbox itself: see [`crate::store`].
+//! retried inside its lane, 100 ms doubling to 60 s, until
+//! `hooks.outbox_max_attempts` or `hooks.outbox_max_age_secs`, then the
+//! record moves to the dead letters (see [`outbox`]): it holds up later
+//! records of the same key only, and no hook or key can take more than its
+//! share of the in-memory window. Past `hooks.outbox_capacity` new records
+//! are dropped (and counted), never blocking the caller. A record is
+//! removed once every endpoint of its hook accepted it; a call cut short by
+//! a shutdown or crash is made again after the restart, so an endpoint can
+//! see a record twice. The URLs are the ones configured at delivery time,
+//! not at enqueue time. Durability of the outbox itself: see
+//! [`crate::store`].
+//!
+//! Every endpoint is watched ([`guard`]): one that does not define its hook
+//! (404, LeanEngine's code 1) is not called for a while, and a circuit
+//! breaker stops calls to one that keeps failing.
 
 mod client;
+mod guard;
 mod names;
 pub mod outbox;
 mod stats;
@@ -44,11 +52,12 @@ use tokio::sync::{Notify, broadcast};
 use tracing::{error, warn};
 
 pub use client::{CallError, ChainEnd, HookClient, Reply, Route};
+use guard::{Admit, Guard, Learned};
 pub use names::Hook;
 pub use stats::HookStats;
 
 use crate::config::{FailPolicy, HooksSection};
-use crate::store::{OutboxRecord, Store, StoreError};
+use crate::store::{DeadLetter, OutboxRecord, Store, StoreError};
 
 /// Everything that can go wrong setting hooks up.
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +96,7 @@ pub struct Hooks {
     master_key: String,
     store: Arc<Store>,
     stats: stats::Stats,
+    guard: Guard,
     /// Rung by `after` so the delivery task looks at the outbox again.
     wake: Notify,
     started: AtomicBool,
@@ -120,6 +130,7 @@ impl Hooks {
             master_key: master_key.to_owned(),
             store,
             stats,
+            guard: Guard::new(cfg),
             wake: Notify::new(),
             started: AtomicBool::new(false),
         })
@@ -145,13 +156,19 @@ impl Hooks {
             return Before::Proceed(Map::new());
         }
         let end = client
-            .chain(hook, params, |url, outcome, took| {
-                let timeout = outcome.as_ref().is_err_and(CallError::is_timeout);
-                self.stats.call(hook, outcome.is_ok(), timeout, took);
-                if let Err(e) = outcome {
-                    warn!(%hook, %url, error = %e, "hook call failed");
-                }
-            })
+            .chain(
+                hook,
+                params,
+                |url| self.admit(hook, url).err(),
+                |url, outcome, took| {
+                    let timeout = outcome.as_ref().is_err_and(CallError::is_timeout);
+                    self.stats.call(hook, outcome.is_ok(), timeout, took);
+                    self.learn(hook, url, outcome);
+                    if let Err(e) = outcome {
+                        warn!(%hook, %url, error = %e, "hook call failed");
+                    }
+                },
+            )
             .await;
         match end {
             ChainEnd::Proceed(result) => Before::Proceed(result),
@@ -163,6 +180,39 @@ impl Hooks {
                 FailPolicy::Open => Before::Proceed(merged),
                 FailPolicy::Closed => Before::Failed { detail },
             },
+        }
+    }
+
+    /// Whether `url` may be called now; the error says why not (and is
+    /// counted).
+    fn admit(&self, hook: Hook, url: &reqwest::Url) -> Result<(), CallError> {
+        match self.guard.admit(url) {
+            Admit::Call => Ok(()),
+            Admit::Open => {
+                self.stats.short_circuited(hook);
+                Err(CallError::CircuitOpen)
+            }
+            Admit::Undefined => {
+                self.stats.undefined_skipped(hook);
+                Err(CallError::Undefined)
+            }
+        }
+    }
+
+    /// Feeds one call's outcome to the endpoint's guard.
+    fn learn(&self, hook: Hook, url: &reqwest::Url, outcome: &Result<Reply, CallError>) {
+        match self.guard.record(url, &outcome.as_ref().map(|_| ())) {
+            Learned::Nothing => {}
+            Learned::Undefined => {
+                self.stats.undefined_learned(hook);
+                warn!(%hook, %url, retry_in_secs = self.current().undefined_retry().as_secs(),
+                    "the app does not define this hook (404 or code 1); not calling it for a while");
+            }
+            Learned::Opened => {
+                self.stats.breaker_opened(hook);
+                warn!(%hook, %url, cooldown_ms = self.current().breaker_cooldown().as_millis() as u64,
+                    "hook endpoint keeps failing; circuit breaker open");
+            }
         }
     }
 
@@ -230,6 +280,51 @@ impl Hooks {
         self.store.outbox_len()
     }
 
+    /// Endpoints with an open breaker, and endpoints known not to define
+    /// their hook.
+    pub fn endpoint_counts(&self) -> (u64, u64) {
+        self.guard.counts()
+    }
+
+    /// After-hook calls given up on, waiting for an operator.
+    pub fn dead_letters_len(&self) -> u64 {
+        self.store.dead_letters_len()
+    }
+
+    /// Up to `limit` dead letters with an id above `after`, oldest first.
+    pub fn dead_letters(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, DeadLetter)>, HookError> {
+        Ok(self.store.dead_letters(after, limit)?)
+    }
+
+    /// Queues dead letter `id` for delivery again, at the end of the outbox
+    /// (so after records of its key queued since); its new outbox id, or
+    /// `None` when there is no such dead letter.
+    pub fn retry_dead_letter(&self, id: u64) -> Result<Option<u64>, HookError> {
+        let hook = self
+            .store
+            .dead_letters(id.saturating_sub(1), 1)?
+            .into_iter()
+            .find(|(i, _)| *i == id)
+            .and_then(|(_, l)| Hook::from_name(&l.record.hook));
+        let new = self.store.dead_letter_retry(id)?;
+        if new.is_some() {
+            if let Some(h) = hook {
+                self.stats.queued(h, 1);
+            }
+            self.wake.notify_one();
+        }
+        Ok(new)
+    }
+
+    /// Deletes dead letter `id`; whether it was there.
+    pub fn purge_dead_letter(&self, id: u64) -> Result<bool, HookError> {
+        Ok(self.store.dead_letter_purge(id)?)
+    }
+
     /// Counters of every hook since start.
     pub fn metrics(&self) -> Vec<HookStats> {
         self.stats.snapshot()
@@ -244,6 +339,7 @@ impl Hooks {
             .current()
             .rebuild(cfg, &self.app_id, &self.master_key)?;
         *self.client.write() = Arc::new(next);
+        self.guard.reload(cfg);
         // Newly enabled routes may let waiting records go.
         self.wake.notify_one();
         Ok(())

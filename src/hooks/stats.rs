@@ -29,6 +29,17 @@ pub struct HookStats {
     pub outbox_depth: u64,
     /// After-hook calls dropped because the outbox was full.
     pub dropped: u64,
+    /// Times an endpoint of this hook was found not to define it (404, code 1).
+    pub undefined_learned: u64,
+    /// After-hook calls discarded, and before-hook calls not made, because
+    /// the endpoint does not define the hook.
+    pub undefined_skipped: u64,
+    /// Times an endpoint's breaker opened.
+    pub breaker_opened: u64,
+    /// Calls not made because the endpoint's breaker was open.
+    pub short_circuited: u64,
+    /// After-hook calls moved to the dead-letter list.
+    pub dead_lettered: u64,
 }
 
 pub(super) struct Counters {
@@ -38,6 +49,11 @@ pub(super) struct Counters {
     rejections: AtomicU64,
     outbox_depth: AtomicU64,
     dropped: AtomicU64,
+    undefined_learned: AtomicU64,
+    undefined_skipped: AtomicU64,
+    breaker_opened: AtomicU64,
+    short_circuited: AtomicU64,
+    dead_lettered: AtomicU64,
     latency: Mutex<Histogram<u64>>,
 }
 
@@ -50,6 +66,11 @@ impl Counters {
             rejections: AtomicU64::new(0),
             outbox_depth: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            undefined_learned: AtomicU64::new(0),
+            undefined_skipped: AtomicU64::new(0),
+            breaker_opened: AtomicU64::new(0),
+            short_circuited: AtomicU64::new(0),
+            dead_lettered: AtomicU64::new(0),
             latency: Mutex::new(
                 Histogram::new_with_bounds(1, MAX_LATENCY_US, 2)
                     .unwrap_or_else(|_| unreachable!("constant histogram bounds are valid")),
@@ -95,6 +116,32 @@ impl Stats {
         self.of(hook).dropped.fetch_add(1, Ordering::Relaxed) + 1
     }
 
+    pub fn undefined_learned(&self, hook: Hook) {
+        self.of(hook)
+            .undefined_learned
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn undefined_skipped(&self, hook: Hook) {
+        self.of(hook)
+            .undefined_skipped
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn breaker_opened(&self, hook: Hook) {
+        self.of(hook).breaker_opened.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn short_circuited(&self, hook: Hook) {
+        self.of(hook)
+            .short_circuited
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn dead_lettered(&self, hook: Hook) {
+        self.of(hook).dead_lettered.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn queued(&self, hook: Hook, n: u64) {
         self.of(hook).outbox_depth.fetch_add(n, Ordering::Relaxed);
     }
@@ -132,6 +179,11 @@ impl Stats {
                     latency_p99_us: p99,
                     outbox_depth: c.outbox_depth.load(Ordering::Relaxed),
                     dropped: c.dropped.load(Ordering::Relaxed),
+                    undefined_learned: c.undefined_learned.load(Ordering::Relaxed),
+                    undefined_skipped: c.undefined_skipped.load(Ordering::Relaxed),
+                    breaker_opened: c.breaker_opened.load(Ordering::Relaxed),
+                    short_circuited: c.short_circuited.load(Ordering::Relaxed),
+                    dead_lettered: c.dead_lettered.load(Ordering::Relaxed),
                 }
             })
             .collect()

@@ -134,6 +134,12 @@ pub fn outbox(id: u64) -> [u8; 8] {
     id.to_be_bytes()
 }
 
+/// A dead letter keeps its outbox id, so an operator can tell records apart
+/// across both trees.
+pub fn dead_letter(id: u64) -> [u8; 8] {
+    outbox(id)
+}
+
 pub fn read_conv(b: &[u8]) -> Option<ConvId> {
     Some(ConvId(b.try_into().ok()?))
 }

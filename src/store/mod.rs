@@ -19,6 +19,7 @@
 //! | `receipts`      | `s` conv(12) id(client)               | delivered ms(8) read ms(8)  |
 //! |                 | `q` id(client) conv(12)               | empty: receipt owed         |
 //! | `outbox`        | push_id(8)                            | [`OutboxRecord`]            |
+//! | `dead_letters`  | push_id(8)                            | [`DeadLetter`]              |
 //! | `sys`, `broadcasts` | see [`system`]                    |                             |
 //! | `nonces`        | expires s(8) nonce                    | empty: a used login nonce   |
 //! | `meta`          | `schema`                              | u32                         |
@@ -44,9 +45,15 @@
 //! lost; once flushed it survives a process crash, and a power cut too after
 //! the next fdatasync'd group commit (`store.fsync`). A removal lost the same
 //! way means a redelivery, never a loss.
+//!
+//! `dead_letters` holds outbox records given up on (too many attempts or too
+//! old), under their outbox id, until an operator retries or purges them
+//! ([`dead_letters`]). A record moves between the two trees in one sled
+//! transaction, so it is always in exactly one of them.
 
 pub mod check;
 pub mod cursors;
+mod dead_letters;
 pub mod health;
 pub mod keys;
 mod migrate;
@@ -69,6 +76,7 @@ pub const TREES: &[&str] = &[
     "log",
     "cursors",
     "outbox",
+    "dead_letters",
     "receipts",
     "sys",
     "broadcasts",
@@ -215,6 +223,8 @@ pub struct OutboxRecord {
     pub enqueued_at: u64,
 }
 
+pub use dead_letters::DeadLetter;
+
 /// One idempotency token to record with an append.
 pub struct TokenRecord<'a> {
     pub client: &'a str,
@@ -244,6 +254,8 @@ pub struct Store {
     outbox_next: parking_lot::Mutex<u64>,
     /// Records in the outbox; sled's own `len` is a full scan.
     outbox_len: AtomicU64,
+    dead_letters: sled::Tree,
+    dead_letters_len: AtomicU64,
     /// sled's main file, fdatasync'd after flushes: sled 0.34's flush only
     /// issues sync_file_range, which a power cut can undo.
     data_file: Option<File>,
@@ -336,13 +348,20 @@ impl Store {
             None
         };
         let outbox = db.open_tree("outbox")?;
-        let outbox_next = match outbox.last()? {
-            None => 1,
-            Some((k, _)) => keys::read_u64(&k)
-                .and_then(|id| id.checked_add(1))
-                .ok_or(StoreError::Corrupt { tree: "outbox" })?,
-        };
+        let dead_letters = db.open_tree("dead_letters")?;
+        // Above every id in either tree: a dead letter keeps its id, and a
+        // new record must never take it.
+        let mut outbox_next = 1;
+        for (tree, name) in [(&outbox, "outbox"), (&dead_letters, "dead_letters")] {
+            if let Some((k, _)) = tree.last()? {
+                let next = keys::read_u64(&k)
+                    .and_then(|id| id.checked_add(1))
+                    .ok_or(StoreError::Corrupt { tree: name })?;
+                outbox_next = outbox_next.max(next);
+            }
+        }
         let outbox_len = outbox.len() as u64;
+        let dead_letters_len = dead_letters.len() as u64;
         let store = Store {
             conversations: db.open_tree("conversations")?,
             unique: db.open_tree("unique")?,
@@ -356,6 +375,8 @@ impl Store {
             nonces: db.open_tree("nonces")?,
             outbox_next: parking_lot::Mutex::new(outbox_next),
             outbox_len: AtomicU64::new(outbox_len),
+            dead_letters,
+            dead_letters_len: AtomicU64::new(dead_letters_len),
             db,
             data_file,
             blobs: dir.join("blobs"),

@@ -66,6 +66,8 @@ fn key_encodings_are_byte_exact() {
     assert_eq!(keys::outbox(0x0102), [0, 0, 0, 0, 0, 0, 1, 2]);
     assert_eq!(keys::outbox(u64::MAX), [0xFF; 8]);
     assert_eq!(keys::read_u64(&keys::outbox(77)), Some(77));
+    assert_eq!(keys::dead_letter(0x0102), [0, 0, 0, 0, 0, 0, 1, 2]);
+    assert_eq!(keys::dead_letter(u64::MAX), [0xFF; 8]);
 }
 
 #[test]
@@ -122,6 +124,45 @@ fn outbox_push_peek_remove_and_reopen() {
         s.outbox_remove(id).unwrap();
     }
     assert_eq!(s.outbox_len(), 0);
+}
+
+#[test]
+fn dead_letters_move_whole_between_trees_and_survive_a_reopen() {
+    use super::DeadLetter;
+    let dir = tempfile::tempdir().unwrap();
+    let letter = |n| DeadLetter {
+        record: outbox_rec(n),
+        attempts: 3,
+        dead_at: 5000,
+        last_error: "HTTP 500".into(),
+    };
+    let (a, b) = {
+        let s = Store::open(dir.path(), 8 << 20, true).unwrap();
+        let a = s.outbox_push(&outbox_rec(1)).unwrap();
+        let b = s.outbox_push(&outbox_rec(2)).unwrap();
+        assert!(s.outbox_bury(a, &letter(1)).unwrap());
+        assert!(s.outbox_bury(b, &letter(2)).unwrap());
+        assert!(!s.outbox_bury(b, &letter(2)).unwrap(), "already moved");
+        assert_eq!((s.outbox_len(), s.dead_letters_len()), (0, 2));
+        s.flush_durable().unwrap();
+        (a, b)
+    };
+    let s = Store::open(dir.path(), 8 << 20, true).unwrap();
+    assert_eq!((s.outbox_len(), s.dead_letters_len()), (0, 2));
+    assert_eq!(
+        s.dead_letters(0, 10).unwrap(),
+        vec![(a, letter(1)), (b, letter(2))]
+    );
+    assert_eq!(s.dead_letters(a, 10).unwrap(), vec![(b, letter(2))]);
+    // A retry goes back to the end of the outbox under a new id.
+    let again = s.dead_letter_retry(a).unwrap().expect("was there");
+    assert!(again > b);
+    assert_eq!(s.outbox_peek(10).unwrap(), vec![(again, outbox_rec(1))]);
+    assert_eq!(s.dead_letter_retry(a).unwrap(), None);
+    assert!(s.dead_letter_purge(b).unwrap());
+    assert!(!s.dead_letter_purge(b).unwrap());
+    assert_eq!((s.outbox_len(), s.dead_letters_len()), (1, 0));
+    assert!(s.dead_letters(0, 10).unwrap().is_empty());
 }
 
 #[test]

@@ -203,6 +203,18 @@ impl Target {
             .env("TIDINGS_ADMIN_LISTEN", "127.0.0.1:0")
             .env("TIDINGS_LOG_LEVEL", "warn")
             .stdin(Stdio::null());
+        // One generator on one address is the whole load: the per-client and
+        // per-address abuse limits would measure themselves, not the server.
+        // `--server-env` can turn them back on.
+        for key in [
+            "TIDINGS_QUOTAS_MESSAGES_PER_SEC",
+            "TIDINGS_QUOTAS_REQUESTS_PER_SEC",
+            "TIDINGS_QUOTAS_CONVERSATIONS_PER_HOUR",
+            "TIDINGS_LIMITS_LOGINS_PER_IP_PER_MIN",
+            "TIDINGS_LIMITS_MAX_CONNECTIONS",
+        ] {
+            cmd.env(key, "0");
+        }
         let out = std::fs::File::create(&log)?;
         cmd.stdout(out.try_clone()?).stderr(out);
         sys::die_with_parent(&mut cmd);

@@ -312,6 +312,9 @@ fn serve(config: Config, path: Option<PathBuf>) -> ExitCode {
                 Some(hint) => error!(error = %causes(&e), hint, "tidings could not start"),
                 None => error!(error = %causes(&e), "tidings could not start"),
             }
+            if is_damage(&e) {
+                return ExitCode::from(EXIT_STORE_DAMAGED);
+            }
             ExitCode::from(EXIT_CONFIG)
         }
         Err(Failed::Run(e)) => {
@@ -320,9 +323,7 @@ fn serve(config: Config, path: Option<PathBuf>) -> ExitCode {
             if server_error.is_some_and(|e| e.is_store_failure()) {
                 return ExitCode::from(EXIT_STORE_FAILED);
             }
-            if server_error.is_some_and(
-                |e| matches!(e, tidings::server::ServerError::Store(s) if s.is_damage()),
-            ) {
+            if server_error.is_some_and(is_damage) {
                 return ExitCode::from(EXIT_STORE_DAMAGED);
             }
             ExitCode::from(EXIT_RUNTIME)
@@ -331,6 +332,11 @@ fn serve(config: Config, path: Option<PathBuf>) -> ExitCode {
 }
 
 /// How `run_server` ended badly: at start-up (exit 2) or later.
+/// Damaged store files: their own exit code, which the unit does not restart.
+fn is_damage(e: &tidings::server::ServerError) -> bool {
+    matches!(e, tidings::server::ServerError::Store(s) if s.is_damage())
+}
+
 enum Failed {
     Start(tidings::server::ServerError),
     Run(anyhow::Error),

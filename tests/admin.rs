@@ -113,7 +113,9 @@ async fn only_the_master_key_gets_in_except_probe_and_scrape() {
     );
     // The probe and the scrape need no credentials.
     let health = a.send(a.bare(Method::GET, "/healthz")).await;
-    assert_eq!(health.expect(200), json!({"status": "ok"}));
+    let health = health.expect(200);
+    assert_eq!(health["status"], "ok", "{health}");
+    assert!(health["durableMsAgo"].is_u64(), "{health}");
     let metrics = a.send(a.bare(Method::GET, "/metrics")).await;
     assert_eq!(metrics.status, 200);
     assert!(

@@ -706,7 +706,8 @@ async fn chat_room_reaches_only_joined_online_clients() {
 async fn fifo_of_1000_messages_from_concurrent_senders() {
     const SENDERS: usize = 4;
     const EACH: usize = 250;
-    let s = TestServer::start().await;
+    // Load, not abuse: each sender goes as fast as it can.
+    let s = TestServer::start_with(|c| c.quotas.messages_per_sec = 0).await;
     let names: Vec<String> = (0..SENDERS).map(|i| format!("S{i}")).collect();
     let mut senders = Vec::new();
     for n in &names {
@@ -1070,6 +1071,8 @@ async fn a_client_that_asks_and_does_not_read_is_paused_then_closed_with_4201() 
     let s = TestServer::start_with(|c| {
         c.limits.max_backlog_bytes = 256 * 1024;
         c.limits.backlog_stall_secs = 3;
+        // The backlog bound is under test, not the request rate.
+        c.quotas.requests_per_sec = 0;
     })
     .await;
     let (tom, _tev) = s.connect("Tom").await;

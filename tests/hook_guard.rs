@@ -125,21 +125,7 @@ async fn a_failing_hook_or_key_cannot_hold_the_whole_window() {
 
 /// Runs `tidings hooks dead-letters --data-dir DIR ARGS…`, the real binary.
 async fn dead_letters_cli(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_tidings"));
-    cmd.args(["hooks", "dead-letters", "--data-dir"])
-        .arg(dir)
-        .args(args)
-        .env_remove("TIDINGS_CONFIG")
-        .kill_on_drop(true);
-    let out = tokio::time::timeout(WAIT, cmd.output())
-        .await
-        .expect("the CLI finishes")
-        .expect("the CLI runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    common::admin::data_dir_cli(&["hooks", "dead-letters"], dir, args).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

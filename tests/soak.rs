@@ -41,15 +41,18 @@ fn rss_kib() -> u64 {
 
 /// Sends `body` with `token` until it is stored, retrying refusals (4200
 /// while the disk is full, 4116 over the quota) a bounded number of times.
-async fn send_until_stored(c: &Client, conv: ConvId, token: &str, body: &str) -> String {
+/// The id it got, and how many times the full disk refused it.
+async fn send_until_stored(c: &Client, conv: ConvId, token: &str, body: &str) -> (String, u32) {
+    let mut refused_full = 0;
     for _ in 0..400 {
         let m = SendMessage {
             token: Some(token.into()),
             ..SendMessage::text(conv, body)
         };
         match c.send(m).await {
-            Ok(sent) => return sent.msg_id,
+            Ok(sent) => return (sent.msg_id, refused_full),
             Err(e) if matches!(e.code(), Some(NOT_STORED | MESSAGE_QUOTA)) => {
+                refused_full += u32::from(e.code() == Some(NOT_STORED));
                 tokio::time::sleep(Duration::from_millis(25)).await;
             }
             Err(e) => panic!("{token}: {e}"),
@@ -58,20 +61,23 @@ async fn send_until_stored(c: &Client, conv: ConvId, token: &str, body: &str) ->
     panic!("{token} never stored");
 }
 
-/// A well-behaved pair: `ROUNDS` messages each way, paced inside the quota.
-async fn chat(a: Client, conv: ConvId, who: &'static str) -> Vec<String> {
-    let mut acked = Vec::with_capacity(ROUNDS);
+/// A well-behaved pair: `ROUNDS` messages each way, paced inside the
+/// quota. The acknowledged ids, and the refusals the full disk caused.
+async fn chat(a: Client, conv: ConvId, who: &'static str) -> (Vec<String>, u32) {
+    let (mut acked, mut refused_full) = (Vec::with_capacity(ROUNDS), 0);
     for i in 0..ROUNDS {
         let token = format!("{who}-{i}");
-        acked.push(send_until_stored(&a, conv, &token, &token).await);
+        let (id, refused) = send_until_stored(&a, conv, &token, &token).await;
+        acked.push(id);
+        refused_full += refused;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    acked
+    (acked, refused_full)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abusers_a_dead_hook_and_a_full_disk_lose_nothing_acknowledged() {
-    let fs = Tmpfs::mount(128);
+    let fs = std::sync::Arc::new(Tmpfs::mount(128));
     let data = fs.path().join("data");
     // A LeanEngine app that defines no hook at all: every call is a 404.
     let hooks =
@@ -101,6 +107,28 @@ async fn abusers_a_dead_hook_and_a_full_disk_lose_nothing_acknowledged() {
     // The well-behaved pair chats throughout.
     let tom_chat = tokio::spawn(chat(tom.clone(), chat_conv, "tom"));
     let jerry_chat = tokio::spawn(chat(jerry.clone(), chat_conv, "jerry"));
+
+    // The disk fills under all of it, then space comes back.
+    let store = s.running().hub().store.clone();
+    let disk_fs = fs.clone();
+    let disk = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let filler = tokio::task::spawn_blocking(move || disk_fs.fill(8 << 20))
+            .await
+            .unwrap();
+        let filled_at = started.elapsed();
+        // Bounded: the store re-reads free space every 100 ms.
+        for _ in 0..400 {
+            if !store.health().is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let refused = !store.health().is_ok();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        std::fs::remove_file(&filler).expect("free the space");
+        (filled_at, refused)
+    });
 
     // Abuser 1 asks for 2,000 history pages (200 MB unbounded) and never reads.
     let greedy = Raw::connect(&s).await;
@@ -154,17 +182,6 @@ async fn abusers_a_dead_hook_and_a_full_disk_lose_nothing_acknowledged() {
         }
     });
 
-    // The disk fills under all of it, then space comes back.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let filler = fs.fill(8 << 20);
-    let filled_at = started.elapsed();
-    eventually("a send refused while the disk is full", || {
-        !s.running().hub().store.health().is_ok()
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    std::fs::remove_file(&filler).expect("free the space");
-
     // Every abuser throttled or closed with a code.
     assert_eq!(greedy.close_code().await, Some(TOO_SLOW));
     assert_eq!(pinger.close_code().await, Some(QUOTA));
@@ -182,8 +199,11 @@ async fn abusers_a_dead_hook_and_a_full_disk_lose_nothing_acknowledged() {
     pinging.abort();
 
     // Nothing acknowledged lost, nothing twice, in order.
-    let tom_acked = tom_chat.await.unwrap();
-    let jerry_acked = jerry_chat.await.unwrap();
+    let (filled_at, refused) = disk.await.unwrap();
+    assert!(refused, "the store refused writes while the disk was full");
+    let (tom_acked, tom_full) = tom_chat.await.unwrap();
+    let (jerry_acked, jerry_full) = jerry_chat.await.unwrap();
+    assert!(tom_full + jerry_full > 0, "the chat ran into the full disk");
     let history: Vec<String> = full_history(&tom, chat_conv)
         .await
         .into_iter()
@@ -212,10 +232,12 @@ async fn abusers_a_dead_hook_and_a_full_disk_lose_nothing_acknowledged() {
     let rss_after = rss_kib();
     let grew_mib = rss_after.saturating_sub(rss_before) / 1024;
     eprintln!(
-        "soak: {} rounds each way in {:?}; disk filled at {filled_at:?}; flooder: {} stored, \
-         {throttled} throttled (4116), {refused_full} refused while full (4200); RSS {} -> {} MiB",
+        "soak: {} rounds each way in {:?}; disk filled at {filled_at:?}, chat sends refused \
+         while full {}; flooder: {} stored, {throttled} throttled (4116), {refused_full} refused \
+         while full (4200); RSS {} -> {} MiB",
         ROUNDS,
         started.elapsed(),
+        tom_full + jerry_full,
         stored.len(),
         rss_before / 1024,
         rss_after / 1024

@@ -14,10 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{TestServer, group, text};
+use common::{TestServer, group, text, try_full_history};
 use rand::{Rng, SeedableRng};
 use tidings::client::Client;
-use tidings::protocol::{Anchor, ConvId, Direction, HistoryQuery, SendMessage};
+use tidings::protocol::{ConvId, SendMessage};
 
 #[path = "common/process.rs"]
 #[allow(dead_code)]
@@ -38,7 +38,8 @@ type Expected = BTreeMap<ConvId, Vec<String>>;
 /// Writes CONVS conversations of PER_CONV messages through a real server,
 /// restarts it once and stops it; returns the data dir and what was sent.
 async fn written_store() -> (tempfile::TempDir, Expected) {
-    let mut s = TestServer::start().await;
+    // 720 sends as fast as one client can: not what the quota is for.
+    let mut s = TestServer::start_with(|c| c.quotas.messages_per_sec = 0).await;
     let (tom, ev) = s.connect("Tom").await;
     let mut expected = Expected::new();
     let mut convs = Vec::new();
@@ -212,31 +213,10 @@ fn serve(data: &Path) -> Result<(process::ServerProcess, String), (i32, String)>
     }
 }
 
-/// A conversation's history, or the error that stopped it.
+/// A conversation's history as texts, or the error that stopped it.
 async fn history(c: &Client, conv: ConvId) -> Result<Vec<String>, String> {
-    let mut out = Vec::new();
-    let mut anchor = Anchor::Earliest;
-    loop {
-        let (page, more) = c
-            .history(HistoryQuery {
-                conv,
-                anchor: anchor.clone(),
-                direction: Direction::After,
-                inclusive: false,
-                limit: 1000,
-                lctype: None,
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-        if let Some(last) = page.last() {
-            anchor = Anchor::Seq(last.seq);
-        }
-        let done = !more || page.is_empty();
-        out.extend(page.iter().map(|m| text(m).to_string()));
-        if done {
-            return Ok(out);
-        }
-    }
+    let all = try_full_history(c, conv).await.map_err(|e| e.to_string())?;
+    Ok(all.iter().map(|m| text(m).to_string()).collect())
 }
 
 async fn healthz(admin: &str) -> serde_json::Value {

@@ -38,7 +38,7 @@ impl Store {
     /// Moves outbox record `id` to the dead letters. False (and nothing
     /// written) when the record is no longer in the outbox.
     pub fn outbox_bury(&self, id: u64, letter: &DeadLetter) -> Result<bool> {
-        self.guard.writable()?;
+        self.guard.not_failed()?;
         let value = codec::encode(letter)?;
         let key = keys::outbox(id);
         let moved = (&self.outbox, &self.dead_letters)
@@ -78,7 +78,7 @@ impl Store {
     /// Puts dead letter `id` back at the end of the outbox under a new id,
     /// which it returns; `None` when there is no such dead letter.
     pub fn dead_letter_retry(&self, id: u64) -> Result<Option<u64>> {
-        self.guard.writable()?;
+        self.guard.not_failed()?;
         let key = keys::dead_letter(id);
         let mut next = self.outbox_next.lock();
         let new_id = *next;
@@ -108,7 +108,7 @@ impl Store {
 
     /// Deletes dead letter `id` for good; true if it was there.
     pub fn dead_letter_purge(&self, id: u64) -> Result<bool> {
-        self.guard.writable()?;
+        self.guard.not_failed()?;
         let removed = self.dead_letters.remove(keys::dead_letter(id))?.is_some();
         if removed {
             self.dead_letters_len.fetch_sub(1, Ordering::Relaxed);

@@ -146,10 +146,21 @@ impl Guard {
     }
 
     /// Err when a write now would be refused.
-    pub(super) fn writable(&self) -> Result<(), StoreError> {
-        if let Some(reason) = &*self.failed.lock() {
-            return Err(StoreError::Failed(reason.clone()));
+    /// Only the sticky failure, not the reserve: for the writes that finish
+    /// work already admitted (a batch the pipeline took, the memberships of
+    /// a conversation just stored, receipts, outbox records, nonces). The
+    /// reserve is there so that these still fit; refusing them halfway would
+    /// leave half an operation on disk.
+    pub(super) fn not_failed(&self) -> Result<(), StoreError> {
+        match &*self.failed.lock() {
+            Some(reason) => Err(StoreError::Failed(reason.clone())),
+            None => Ok(()),
         }
+    }
+
+    /// Whether new work may start: not failed, and the reserve is free.
+    pub(super) fn writable(&self) -> Result<(), StoreError> {
+        self.not_failed()?;
         self.refresh_space();
         if self.low.load(Ordering::Relaxed) {
             return Err(StoreError::DiskLow {

@@ -421,7 +421,13 @@ impl Store {
     fn sync_new_blobs(&self) -> std::io::Result<()> {
         let mut synced = self.synced_blob.lock();
         let mut newest = *synced;
-        for entry in std::fs::read_dir(&self.blobs)? {
+        let listing = match std::fs::read_dir(&self.blobs) {
+            Ok(l) => l,
+            // No directory, no blob to sync.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for entry in listing {
             let entry = entry?;
             let Some(lsn) = entry
                 .file_name()
@@ -527,7 +533,7 @@ impl Store {
     }
 
     pub fn unique_put(&self, members_key: &[u8; 32], conv: ConvId) -> Result<()> {
-        self.guard.writable()?;
+        self.guard.not_failed()?;
         self.unique.insert(members_key, &conv.0)?;
         Ok(())
     }
@@ -550,7 +556,7 @@ impl Store {
     }
 
     pub fn add_membership(&self, client: &str, conv: ConvId) -> Result<()> {
-        self.guard.writable()?;
+        self.guard.not_failed()?;
         self.memberships
             .insert(keys::membership(client, conv), &[])?;
         Ok(())
@@ -610,7 +616,7 @@ impl Store {
         stale_patches: &[(u64, ConvId, u64)],
         for_webhook: &[(ConvId, u64)],
     ) -> Result<()> {
-        self.guard.writable()?;
+        self.guard.not_failed()?;
         self.guard.faults.check(health::Step::Write)?;
         let mut batch = sled::Batch::default();
         for &(conv, seq) in for_webhook {
@@ -832,7 +838,7 @@ impl Store {
         delivered: Option<u64>,
         read: Option<u64>,
     ) -> Result<(u64, u64)> {
-        self.guard.writable()?;
+        self.guard.not_failed()?;
         let new = self
             .receipts
             .update_and_fetch(keys::receipt(conv, client), |old| {
@@ -856,7 +862,7 @@ impl Store {
 
     /// Notes that `client` was offline when a receipt for `conv` was due.
     pub fn owe_receipt(&self, client: &str, conv: ConvId) -> Result<()> {
-        self.guard.writable()?;
+        self.guard.not_failed()?;
         self.receipts
             .insert(keys::owed_receipt(client, conv), &[])?;
         Ok(())
@@ -881,7 +887,7 @@ impl Store {
     /// Appends a record and returns its id, larger than every id pushed
     /// before. Does not flush (see the module doc for what that means).
     pub fn outbox_push(&self, rec: &OutboxRecord) -> Result<u64> {
-        self.guard.writable()?;
+        self.guard.not_failed()?;
         let value = codec::encode(rec)?;
         let mut next = self.outbox_next.lock();
         let id = *next;

@@ -11,14 +11,14 @@ use super::{Result, Store, StoreError, keys};
 impl Store {
     /// Records `nonce` as used until `expires` (seconds since the epoch).
     pub fn nonce_put(&self, nonce: &str, expires: u64) -> Result<()> {
-        self.writable()?;
+        self.guard.not_failed()?;
         self.nonces.insert(nonce_key(nonce, expires), &[])?;
         Ok(())
     }
 
     /// Forgets nonces that expired, as the in-memory table drops them.
     pub fn nonce_remove(&self, nonce: &str, expires: u64) -> Result<()> {
-        self.writable()?;
+        self.guard.not_failed()?;
         self.nonces.remove(nonce_key(nonce, expires))?;
         Ok(())
     }
@@ -39,7 +39,7 @@ impl Store {
             let nonce = std::str::from_utf8(&k[8..]).map_err(|_| corrupt())?;
             live.push((expires, nonce.to_owned()));
         }
-        if !expired.is_empty() && self.writable().is_ok() {
+        if !expired.is_empty() && self.guard.not_failed().is_ok() {
             let mut batch = sled::Batch::default();
             expired.into_iter().for_each(|k| batch.remove(k));
             self.nonces.apply_batch(batch)?;

@@ -217,8 +217,18 @@ impl Admin {
 /// Runs `tidings admin --data-dir DIR ARGS…` (the real binary, bounded by
 /// `WAIT`); whether it succeeded, its stdout and its stderr.
 pub async fn admin_cli(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    data_dir_cli(&["admin"], dir, args).await
+}
+
+/// Runs `tidings COMMAND… --data-dir DIR ARGS…`, the real binary (at most
+/// `WAIT`); whether it succeeded, its stdout and its stderr.
+pub async fn data_dir_cli(
+    command: &[&str],
+    dir: &std::path::Path,
+    args: &[&str],
+) -> (bool, String, String) {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_tidings"));
-    cmd.arg("admin")
+    cmd.args(command)
         .arg("--data-dir")
         .arg(dir)
         .args(args)

@@ -189,6 +189,14 @@ pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 
 /// Every message of `conv`, oldest first, paging through history.
 pub async fn full_history(c: &Client, conv: ConvId) -> Vec<Message> {
+    try_full_history(c, conv).await.expect("history")
+}
+
+/// Every message of `conv`, oldest first, or the error that stopped the paging.
+pub async fn try_full_history(
+    c: &Client,
+    conv: ConvId,
+) -> Result<Vec<Message>, tidings::client::ClientError> {
     use tidings::protocol::{Anchor, Direction, HistoryQuery};
     let mut out = Vec::new();
     let mut anchor = Anchor::Earliest;
@@ -202,15 +210,14 @@ pub async fn full_history(c: &Client, conv: ConvId) -> Vec<Message> {
                 limit: 1000,
                 lctype: None,
             })
-            .await
-            .expect("history");
+            .await?;
         if let Some(last) = page.last() {
             anchor = Anchor::Seq(last.seq);
         }
         let done = !more || page.is_empty();
         out.extend(page);
         if done {
-            return out;
+            return Ok(out);
         }
     }
 }

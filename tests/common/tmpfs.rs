@@ -60,15 +60,16 @@ impl Drop for Tmpfs {
     }
 }
 
+/// Bytes free for an unprivileged writer on `p`'s filesystem (statvfs, as
+/// the store's own reserve check reads it).
 pub fn free_bytes(p: &Path) -> u64 {
-    let out = Command::new("df")
-        .args(["--output=avail", "-B1"])
-        .arg(p)
-        .output()
-        .expect("df");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .nth(1)
-        .and_then(|l| l.trim().parse().ok())
-        .expect("df prints the free bytes")
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).expect("a path without NUL");
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a valid C string and `st` is written by statvfs on success.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
+    assert_eq!(rc, 0, "statvfs {}", p.display());
+    // SAFETY: statvfs returned 0, so it filled `st`.
+    let st = unsafe { st.assume_init() };
+    st.f_bavail.saturating_mul(st.f_frsize)
 }

@@ -191,6 +191,11 @@ async fn a_full_disk_refuses_writes_and_recovers_without_a_restart() {
         .expect(200);
 
     let filler = fs.fill(8 << 20);
+    // The store re-reads free space at most every 100 ms.
+    eventually("the store to see the disk low", || {
+        !s.running().hub().store.health().is_ok()
+    })
+    .await;
     let refused = tom.send_text(conv, "while full").await;
     assert_eq!(code_of(refused), NOT_STORED);
     assert!(matches!(

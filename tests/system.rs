@@ -355,7 +355,11 @@ async fn a_broadcast_handed_to_a_dead_connection_comes_at_the_next_login() {
     assert_eq!(next(&mut zev, "the live broadcast").await.0.msg_id, b);
     drop((zed, zev));
     let (_zed, _zev, got) = broadcasts_at_login(&s, &a, &id, "zed").await;
-    assert_eq!(got, std::slice::from_ref(&b), "never acknowledged, so not had");
+    assert_eq!(
+        got,
+        std::slice::from_ref(&b),
+        "never acknowledged, so not had"
+    );
     // Acknowledged this time (auto-ack), so not again.
     had(&s, "zed", &b).await;
     let (_zed, _zev, got) = broadcasts_at_login(&s, &a, &id, "zed").await;

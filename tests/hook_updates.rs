@@ -8,7 +8,7 @@ mod common;
 
 use common::hook_server::HookServer;
 use common::*;
-use serde_json::{Value, json};
+use serde_json::json;
 use tidings::config::Config;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,15 +77,4 @@ async fn skygear_update_hooks_fire_after_edit_recall_update_and_mute() {
     // Only these two hooks are configured: nothing else was called.
     let rest: Vec<String> = hooks.take_all().into_iter().map(|c| c.name).collect();
     assert!(rest.is_empty(), "unexpected calls: {rest:?}");
-}
-
-fn sorted_strings(v: &Value) -> Vec<String> {
-    let mut out: Vec<String> = v
-        .as_array()
-        .unwrap_or_else(|| panic!("expected an array, got {v}"))
-        .iter()
-        .map(|s| s.as_str().expect("a string").to_owned())
-        .collect();
-    out.sort();
-    out
 }

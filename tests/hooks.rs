@@ -44,17 +44,6 @@ fn server_error<T: std::fmt::Debug>(r: Result<T, ClientError>) -> ErrorBody {
     }
 }
 
-fn strings(v: &Value) -> Vec<String> {
-    let mut out: Vec<String> = v
-        .as_array()
-        .unwrap_or_else(|| panic!("expected an array, got {v}"))
-        .iter()
-        .map(|s| s.as_str().expect("a string").to_owned())
-        .collect();
-    out.sort();
-    out
-}
-
 fn content_of(m: &tidings::protocol::Message) -> &Content {
     &m.content
 }
@@ -185,7 +174,7 @@ async fn message_received_params_field_for_field() {
         assert_eq!(&c.body[k], v, "_messageReceived {k}: {}", c.body);
     }
     // Every member but the sender.
-    assert_eq!(strings(c.param("toPeers")), ["Jerry", "Spike"]);
+    assert_eq!(sorted_strings(c.param("toPeers")), ["Jerry", "Spike"]);
     jev.next_message(WAIT).await.unwrap();
     sev.next_message(WAIT).await.unwrap();
 
@@ -209,7 +198,7 @@ async fn message_received_params_field_for_field() {
     assert_eq!(c.param("transient"), &json!(true));
     assert_eq!(c.param("content"), "typing…");
     assert_eq!(c.param("fromPeer"), "Tom");
-    assert_eq!(strings(c.param("toPeers")), ["Jerry", "Spike"]);
+    assert_eq!(sorted_strings(c.param("toPeers")), ["Jerry", "Spike"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -765,7 +754,7 @@ async fn after_hooks_carry_the_spec_fields() {
     let c = hooks.next("_conversationRemoved").await;
     assert_eq!(c.param("initBy"), "Tom");
     assert_eq!(c.param("convId"), &json!(conv_str(conv)));
-    assert_eq!(strings(c.param("members")), ["Spike", "Tyke"]);
+    assert_eq!(sorted_strings(c.param("members")), ["Spike", "Tyke"]);
     let mut m = SendMessage::text(conv, "");
     m.content = Content::Binary(vec![0xde, 0xad, 0xbe, 0xef]);
     let sent = jerry.send(m).await.unwrap();

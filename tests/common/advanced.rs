@@ -156,18 +156,6 @@ pub fn route_hook(c: &mut Config, name: &str, url: String) {
     );
 }
 
-/// A JSON array of strings, sorted.
-pub fn sorted_strings(v: &Value) -> Vec<String> {
-    let mut out: Vec<String> = v
-        .as_array()
-        .unwrap_or_else(|| panic!("expected an array, got {v}"))
-        .iter()
-        .map(|s| s.as_str().expect("a string").to_owned())
-        .collect();
-    out.sort();
-    out
-}
-
 /// The messages' ids, in order.
 pub fn ids(msgs: &[Message]) -> Vec<&str> {
     msgs.iter().map(|m| m.msg_id.as_str()).collect()

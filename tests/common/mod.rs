@@ -222,6 +222,18 @@ pub async fn try_full_history(
     }
 }
 
+/// A JSON array of strings, sorted.
+pub fn sorted_strings(v: &serde_json::Value) -> Vec<String> {
+    let mut out: Vec<String> = v
+        .as_array()
+        .unwrap_or_else(|| panic!("expected an array, got {v}"))
+        .iter()
+        .map(|s| s.as_str().expect("a string").to_owned())
+        .collect();
+    out.sort();
+    out
+}
+
 /// `(conversation, count, last message id)` of each Unread item.
 pub fn unread_summary(items: &[UnreadItem]) -> Vec<(ConvId, u64, Option<String>)> {
     items

@@ -13,7 +13,8 @@ use parking_lot::RwLock;
 use serde_json::json;
 use tidings::protocol::{Content, ConvId, Message};
 use tidings::store::{LogEntry, Store};
-use tidings::transport::{self, FrameDecoder, ServerIdentity, ServerTrust, tls};
+use tidings::transport::{self, ServerIdentity, ServerTrust, tls};
+use tidings::wire::frame::FrameDecoder;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 

@@ -35,13 +35,13 @@ use tracing::{debug, warn};
 
 use crate::auth::valid_id;
 use crate::conversation::system::{self, Sent};
-use crate::hub::{Hub, event_frame};
+use crate::core::outbound::{BroadcastFrame, Outbound};
+use crate::hub::Hub;
 use crate::message::Draft;
 use crate::metrics::METRICS;
 use crate::protocol::{
     Content, ConvId, ErrorBody, ErrorCode, Event, Message, SendMessage, parse_msg_id,
 };
-use crate::session::registry::{BroadcastFrame, Outbound};
 use crate::store::system::BroadcastRecord;
 use crate::store::{LogEntry, Store, StoreError};
 use crate::util::{now_ms, random_token};
@@ -194,7 +194,7 @@ pub async fn send(hub: &Arc<Hub>, b: Broadcast) -> Result<Sent, ErrorBody> {
     let id = hub.store.put_broadcast(&record)?;
     hub.pipeline.barrier().await?;
     METRICS.broadcast();
-    let frame = event_frame(Event::Message {
+    let frame = crate::wire::frame::event(Event::Message {
         msg: entry.msg.for_receiver(""),
         redelivered: false,
     })
@@ -400,7 +400,7 @@ fn missed(hub: &Hub, client: &str) -> Result<AtLogin, StoreError> {
         if e.deleted {
             continue;
         }
-        if let Some(frame) = event_frame(Event::Message {
+        if let Some(frame) = crate::wire::frame::event(Event::Message {
             msg: e.msg.for_receiver(client),
             redelivered: true,
         }) {

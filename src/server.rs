@@ -16,12 +16,13 @@ use tracing::{info, warn};
 use crate::admin::{self, AdminError, AdminServer, AdminState, Target};
 use crate::auth::{self, Authenticator, Credentials};
 use crate::config::{AuthMode, Config};
-use crate::conversation::ConversationTable;
+use crate::core::conversation::ConversationTable;
 use crate::hooks::{HookError, Hooks};
 use crate::hub::Hub;
 use crate::message::Pipeline;
 use crate::protocol::ErrorCode;
-use crate::session::{self, registry::Registry};
+use crate::registry::Registry;
+use crate::session;
 use crate::store::{Store, StoreError};
 use crate::transport::{self, ServerIdentity, TlsError, TransportError};
 
@@ -202,7 +203,7 @@ impl Server {
             config.store.fsync,
         )?);
         store.set_min_free_bytes(config.store.min_free_mb * 1024 * 1024);
-        let convs = ConversationTable::load(&store)?;
+        let convs = load_conversations(&store)?;
         let registry = Arc::new(Registry::default());
         let mode = match config.auth.mode {
             AuthMode::Signature => auth::Mode::Signature,
@@ -550,4 +551,33 @@ impl RunningServer {
         info!("shut down cleanly");
         Ok(())
     }
+}
+
+/// Loads every conversation and recovers its last seq from the log.
+pub fn load_conversations(store: &Store) -> Result<ConversationTable, StoreError> {
+    let table = ConversationTable::new();
+    for rec in store.conversations()? {
+        let (seq, ts) = match store.last_message(rec.id) {
+            Ok(Some(e)) => (e.msg.seq, e.msg.timestamp),
+            Ok(None) => (0, 0),
+            // A damaged newest message (noted by the store, reported by
+            // /healthz): its key still gives the seq, so none is reused;
+            // the timestamp is unknown, and new ones come from the clock.
+            // If not even the key reads, the conversation stays out of
+            // the table rather than risk overwriting what it holds.
+            Err(e) if e.is_damage() => match store.last_message_seq(rec.id) {
+                Ok(Some(seq)) => (seq, 0),
+                _ => {
+                    tracing::error!(
+                        conversation = %rec.id,
+                        "not loaded: its newest message cannot be read"
+                    );
+                    continue;
+                }
+            },
+            Err(e) => return Err(e),
+        };
+        table.insert(Arc::new(crate::core::conversation::Conv::new(rec, seq, ts)));
+    }
+    Ok(table)
 }

@@ -30,7 +30,6 @@ use tokio::sync::broadcast as signal;
 use tokio::task::JoinHandle;
 use tracing::{error, warn};
 
-use crate::admin::iso_date;
 use crate::config::SystemSection;
 use crate::conversation::system;
 use crate::hooks::encode_bin;
@@ -38,6 +37,7 @@ use crate::hub::Hub;
 use crate::metrics::METRICS;
 use crate::protocol::{Content, ConvId, ErrorBody, parse_msg_id};
 use crate::store::LogEntry;
+use crate::util::iso_date;
 use crate::util::now_ms;
 
 /// Most rows in one POST.

@@ -13,7 +13,7 @@ use tidings::protocol::{
     Anchor, ClientFrame, Command, ConvId, ConvKind, CreateConversation, Direction, Event,
     HistoryQuery, Reply, SendMessage, ServerFrame,
 };
-use tidings::transport::frame;
+use tidings::wire::frame;
 use tokio::time::Instant;
 
 /// Waits for the `ClientEvent::Closed` at the end of an event stream.

@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 use tidings::protocol::{ClientFrame, Command, Content, ConvId, SendMessage, ServerFrame};
-use tidings::transport::frame::{self, FrameDecoder, FrameError};
+use tidings::wire::frame::{self, FrameDecoder, FrameError};
 
 const MAX: usize = 4096;
 

@@ -18,7 +18,7 @@ use tidings::client::Client;
 use tidings::protocol::{
     Anchor, ClientFrame, Command, ConvId, Direction, HistoryQuery, SendMessage,
 };
-use tidings::transport::frame;
+use tidings::wire::frame;
 use tokio::time::Instant;
 
 const ROUNDS: usize = 120;

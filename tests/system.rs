@@ -24,8 +24,9 @@ use common::*;
 use reqwest::Method;
 use serde_json::{Value, json};
 use tidings::client::{Client, ClientEvent, Events};
+use tidings::core::outbound::{BroadcastFrame, Outbound};
 use tidings::protocol::{Content, ConvId, Event, Message, SendMessage};
-use tidings::session::registry::{BroadcastFrame, DeviceHandle, Outbound};
+use tidings::registry::DeviceHandle;
 use tokio::sync::mpsc;
 
 const SC: &str = "/1.2/rtm/service-conversations";
@@ -281,7 +282,7 @@ async fn a_live_copy_of_a_broadcast_sent_at_login_is_dropped() {
     let hub = s.running().hub().clone();
     let (c, seq) = tidings::protocol::parse_msg_id(&b).expect("a stored id");
     let entry = hub.store.message(c, seq).unwrap().expect("stored");
-    let frame = tidings::hub::event_frame(Event::Message {
+    let frame = tidings::wire::frame::event(Event::Message {
         msg: entry.msg.for_receiver(""),
         redelivered: false,
     })
@@ -726,7 +727,7 @@ async fn clients_messages_are_sys_message_rows_and_reach_the_webhook() {
         .iter()
         .find(|r| r["msgId"] == s1.msg_id.as_str())
         .unwrap();
-    let iso = tidings::admin::iso_date(s1.timestamp);
+    let iso = tidings::util::iso_date(s1.timestamp);
     assert_eq!(
         first,
         &json!({

@@ -24,14 +24,15 @@ use criterion::{
 use rand::seq::SliceRandom;
 use tokio::sync::mpsc;
 
-use tidings::codec;
-use tidings::conversation::{Conv, ConversationTable};
+use tidings::core::conversation::{Conv, ConversationTable};
+use tidings::core::outbound::{Outbound, StoredFrame};
 use tidings::protocol::{
     ClientFrame, Command, Content, ConvId, ConvKind, Event, Message, SendMessage, ServerFrame,
 };
-use tidings::session::registry::{DeviceHandle, Outbound, Registry, StoredFrame};
+use tidings::registry::{DeviceHandle, Registry};
 use tidings::store::{ConversationRecord, LogEntry, Store};
-use tidings::transport::frame::{self, FrameDecoder};
+use tidings::wire::codec;
+use tidings::wire::frame::{self, FrameDecoder};
 
 /// The frame limit the server uses by default; only the header check reads it.
 const MAX_FRAME: usize = 1024 * 1024;
@@ -151,7 +152,7 @@ fn bench_conv_table(c: &mut Criterion) {
             .put_conversation(&conv_record(*id, i))
             .expect("put_conversation");
     }
-    let table = ConversationTable::load(&store).expect("load");
+    let table = tidings::server::load_conversations(&store).expect("load");
     assert_eq!(table.len(), CONVS);
     // Handles to re-insert in the mixed case: replacing an entry takes the
     // shard's write lock exactly as a new conversation does, and keeps the

@@ -273,7 +273,7 @@ pub async fn conversation(
     Params(p): Params<HistoryParams>,
 ) -> ApiResult<Json<Value>> {
     let id = conv_id(&id)?;
-    st.hub().live_conv(id)?;
+    st.hub().convs.live(id)?;
     answer(st.hub().clone(), p, move |hub, q| {
         run(hub, &[id], q, |_| true)
     })

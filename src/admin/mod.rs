@@ -691,40 +691,9 @@ fn render_hooks(out: &mut Exposition, stats: &[HookStats]) {
     );
 }
 
-/// `2015-07-30T14:37:42.584Z`: LeanCloud's date strings, from ms since the
-/// epoch (UTC, proleptic Gregorian; Howard Hinnant's civil-from-days).
-pub fn iso_date(ms: u64) -> String {
-    let days = (ms / 86_400_000) as i64;
-    let rem = ms % 86_400_000;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3_600_000,
-        rem / 60_000 % 60,
-        rem / 1000 % 60,
-        rem % 1000
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn iso_dates_match_leanclouds() {
-        assert_eq!(iso_date(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(iso_date(1_438_267_062_584), "2015-07-30T14:37:42.584Z");
-        assert_eq!(iso_date(951_782_400_000), "2000-02-29T00:00:00.000Z");
-        assert_eq!(iso_date(1_798_761_599_999), "2026-12-31T23:59:59.999Z");
-    }
 
     #[test]
     fn lc_sign_is_md5_of_timestamp_and_master_key_within_a_window() {

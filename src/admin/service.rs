@@ -9,10 +9,11 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::Served;
 use super::error::{ApiError, ApiResult, Body, Params, Segments, conv_id};
-use super::{Served, iso_date};
 use crate::conversation::system::{self, AppMessage, Service, Update};
 use crate::protocol::Content;
+use crate::util::iso_date;
 
 /// LeanCloud's default page of subscribers; we allow up to [`MAX_PAGE`].
 const SUBSCRIBERS_PAGE: usize = 50;

@@ -13,10 +13,11 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 
 use super::acks::AckBatch;
 use super::{ClientError, ClientEvent};
-use crate::codec;
 use crate::protocol::{ClientFrame, Event, Reply, ServerFrame};
-use crate::transport::frame::{self, FrameError};
+use crate::transport::StreamError;
 use crate::transport::{FrameReader, close_code};
+use crate::wire::codec;
+use crate::wire::frame;
 
 /// How long acks may wait to be batched with later ones.
 pub(crate) const ACK_FLUSH: Duration = Duration::from_millis(20);
@@ -111,7 +112,7 @@ pub(crate) struct Driver {
 
 enum StreamEnd {
     Finished,
-    Failed(FrameError),
+    Failed(StreamError),
 }
 
 impl Driver {
@@ -194,7 +195,7 @@ impl Driver {
                     reason: "server finished the stream".into(),
                 })
             }
-            StreamEnd::Failed(FrameError::Read(quinn::ReadError::ConnectionLost(err))) => {
+            StreamEnd::Failed(StreamError::Read(quinn::ReadError::ConnectionLost(err))) => {
                 close_info(&err, closing)
             }
             StreamEnd::Failed(e) => {

@@ -97,7 +97,7 @@ impl FakeConn {
     }
 
     async fn write(&mut self, f: &ServerFrame) {
-        let bytes = transport::frame::encode(f).expect("encode");
+        let bytes = crate::wire::frame::encode(f).expect("encode");
         self.send.write_all(&bytes).await.expect("write");
     }
 

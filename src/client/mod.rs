@@ -24,12 +24,12 @@ use tokio::sync::{mpsc, oneshot};
 pub use acks::AckBatch;
 use driver::{Driver, Shared, Writer};
 
-use crate::codec::{self, CodecError};
 use crate::protocol::{
     ClientFrame, Command, Content, ConvId, ConvKind, ConversationInfo, CreateConversation,
     EditMessage, ErrorBody, Event, HistoryQuery, Login, Message, Reply, SendMessage, SyncMode,
 };
-use crate::transport::{self, FrameError, FrameReader, ServerTrust, TransportError, close_code};
+use crate::transport::{self, FrameReader, ServerTrust, StreamError, TransportError, close_code};
+use crate::wire::codec::{self, CodecError};
 
 /// The TLS server name the client asks for; the generated certificate carries it.
 pub const DEFAULT_SERVER_NAME: &str = "tidings";
@@ -187,7 +187,7 @@ pub enum ClientError {
     #[error("no answer from {addr} within {after:?}: is the server running and reachable?")]
     Unreachable { addr: SocketAddr, after: Duration },
     #[error(transparent)]
-    Frame(#[from] FrameError),
+    Frame(#[from] StreamError),
     #[error(transparent)]
     Codec(#[from] CodecError),
     #[error("unexpected reply: {0}")]
@@ -203,7 +203,7 @@ impl ClientError {
             ClientError::Connection(e) | ClientError::Transport(TransportError::Connection(e)) => {
                 close_code(e)
             }
-            ClientError::Frame(FrameError::Read(quinn::ReadError::ConnectionLost(e))) => {
+            ClientError::Frame(StreamError::Read(quinn::ReadError::ConnectionLost(e))) => {
                 close_code(e)
             }
             _ => None,
@@ -274,7 +274,7 @@ async fn request_on(
     cmd: Command,
 ) -> Result<Reply, ClientError> {
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-    let bytes = transport::frame::encode(&ClientFrame::Request { id, cmd })?;
+    let bytes = crate::wire::frame::encode(&ClientFrame::Request { id, cmd })?;
     let (tx, rx) = oneshot::channel();
     {
         let mut p = shared.pending.lock();
@@ -665,7 +665,7 @@ impl Client {
         {
             return Ok(());
         }
-        let framed = transport::frame::encode(&frame)?;
+        let framed = crate::wire::frame::encode(&frame)?;
         self.inner
             .out
             .send(framed)

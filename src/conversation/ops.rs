@@ -5,9 +5,10 @@
 use std::sync::Arc;
 
 use crate::auth::valid_id;
-use crate::conversation::{Conv, unique_key};
+use crate::core::Caller;
+use crate::core::conversation::{Conv, unique_key};
 use crate::hooks::Hook;
-use crate::hub::{Caller, Hub};
+use crate::hub::Hub;
 use crate::protocol::{
     ConvId, ConvKind, ConversationInfo, CreateConversation, ErrorBody, ErrorCode, Event,
 };
@@ -117,19 +118,20 @@ pub async fn create(
         room_for_one_more(hub, &caller.client)?;
     }
     hub.guard.create_conversation(&caller.client)?;
-    hub.before_hook(Hook::ConversationStart, || {
-        let initial: &[String] = if room {
-            std::slice::from_ref(&caller.client)
-        } else {
-            &members
-        };
-        json!({
-            "initBy": caller.client,
-            "members": initial,
-            "attr": hook_attr(&req.name, &req.attr),
+    hub.hooks
+        .check_before(Hook::ConversationStart, || {
+            let initial: &[String] = if room {
+                std::slice::from_ref(&caller.client)
+            } else {
+                &members
+            };
+            json!({
+                "initBy": caller.client,
+                "members": initial,
+                "attr": hook_attr(&req.name, &req.attr),
+            })
         })
-    })
-    .await?;
+        .await?;
     let now = now_ms();
     let rec = ConversationRecord {
         id: ConvId::random(),
@@ -181,7 +183,8 @@ pub async fn create(
     hub.pipeline.barrier().await?;
     let info = conv.info(&caller.client);
     let id = info.id.to_string();
-    hub.after_hook(Hook::ConversationStarted, &id, || json!({ "convId": id }));
+    hub.hooks
+        .after_if_on(Hook::ConversationStarted, &id, || json!({ "convId": id }));
     if !room {
         let others: Vec<String> = info
             .members
@@ -189,7 +192,7 @@ pub async fn create(
             .filter(|m| **m != caller.client)
             .cloned()
             .collect();
-        hub.notify(
+        hub.registry.notify(
             others.iter().map(String::as_str),
             Event::Invited {
                 conv: info.id,
@@ -375,12 +378,13 @@ async fn member_hook(
     conv: ConvId,
     members: &[String],
 ) -> Result<(), ErrorBody> {
-    hub.before_hook(
-        hook,
-        || json!({ "initBy": caller.client, "members": members, "convId": conv.to_string() }),
-    )
-    .await
-    .map(|_| ())
+    hub.hooks
+        .check_before(
+            hook,
+            || json!({ "initBy": caller.client, "members": members, "convId": conv.to_string() }),
+        )
+        .await
+        .map(|_| ())
 }
 
 /// `_conversationAdded` / `_conversationRemoved`, when anyone changed.
@@ -389,7 +393,7 @@ fn after_members(hub: &Hub, hook: Hook, caller: &Caller, conv: ConvId, members: 
         return;
     }
     let id = conv.to_string();
-    hub.after_hook(
+    hub.hooks.after_if_on(
         hook,
         &id,
         || json!({ "initBy": caller.client, "convId": id, "members": members }),
@@ -413,7 +417,7 @@ fn announce_joined(hub: &Hub, c: &Conv, caller: &Caller, added: Vec<String>) {
 /// Tells every current member (online room members, for chat rooms).
 fn notify_members(hub: &Hub, c: &Conv, ev: Event) {
     let audience = c.state.read().audience();
-    hub.notify(audience.iter().map(String::as_str), ev);
+    hub.registry.notify(audience.iter().map(String::as_str), ev);
 }
 
 fn require_admin(c: &Conv, caller: &Caller) -> Result<(), ErrorBody> {
@@ -457,7 +461,7 @@ pub async fn add_members(
         conv,
         by: caller.client.clone(),
     };
-    hub.notify(added.iter().map(String::as_str), ev);
+    hub.registry.notify(added.iter().map(String::as_str), ev);
     announce_joined(hub, &c, caller, added);
     Ok(())
 }
@@ -479,7 +483,7 @@ pub async fn remove_members(
     hub.pipeline.barrier().await?;
     after_members(hub, Hook::ConversationRemoved, caller, conv, &removed);
     if !removed.is_empty() {
-        hub.notify(
+        hub.registry.notify(
             removed.iter().map(String::as_str),
             Event::Kicked {
                 conv,
@@ -513,7 +517,7 @@ pub async fn update(
         return Err(not_member(conv));
     }
     let result = hub
-        .before_hook(Hook::ConversationUpdate, || {
+        .hooks.check_before(Hook::ConversationUpdate, || {
             json!({ "initBy": caller.client, "convId": conv.to_string(), "attr": hook_attr(&name, &attr) })
         })
         .await?;
@@ -538,7 +542,7 @@ pub async fn update(
     };
     hub.pipeline.barrier().await?;
     let id = conv.to_string();
-    hub.after_hook(Hook::ConversationUpdated, &id, || {
+    hub.hooks.after_if_on(Hook::ConversationUpdated, &id, || {
         json!({
             "convId": id,
             "initBy": caller.client,
@@ -546,7 +550,7 @@ pub async fn update(
             "members": audience,
         })
     });
-    hub.notify(
+    hub.registry.notify(
         audience.iter().map(String::as_str),
         Event::ConversationUpdated {
             conv,
@@ -604,7 +608,8 @@ pub async fn set_muted(
     }
     // LeanCloud sends mute alone (never with attr) and reads only mute back.
     let result = hub
-        .before_hook(
+        .hooks
+        .check_before(
             Hook::ConversationUpdate,
             || json!({ "initBy": caller.client, "convId": conv.to_string(), "mute": muted }),
         )
@@ -630,7 +635,7 @@ pub async fn set_muted(
     };
     hub.pipeline.barrier().await?;
     let id = conv.to_string();
-    hub.after_hook(
+    hub.hooks.after_if_on(
         Hook::ConversationUpdated,
         &id,
         || json!({ "convId": id, "initBy": caller.client, "mute": muted, "members": members }),
@@ -687,7 +692,7 @@ pub async fn delete(hub: &Hub, caller: &Caller, conv: ConvId) -> Result<(), Erro
         .map_err(|e| err(ErrorCode::InternalError, format!("history removal: {e}")))??;
     hub.pipeline.barrier().await?;
     tracing::info!(%conv, by = %caller.client, messages = removed, "conversation deleted");
-    hub.notify(
+    hub.registry.notify(
         audience.iter().map(String::as_str),
         Event::ConversationDeleted {
             conv,
@@ -695,7 +700,7 @@ pub async fn delete(hub: &Hub, caller: &Caller, conv: ConvId) -> Result<(), Erro
         },
     );
     let id = conv.to_string();
-    hub.after_hook(Hook::ConversationDeleted, &id, || {
+    hub.hooks.after_if_on(Hook::ConversationDeleted, &id, || {
         json!({
             "convId": id,
             "deletedBy": caller.client,

@@ -15,14 +15,14 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::auth::valid_id;
-use crate::conversation::Conv;
+use crate::core::conversation::Conv;
+use crate::core::outbound::Outbound;
 use crate::hub::Hub;
 use crate::message::Draft;
 use crate::metrics::METRICS;
 use crate::protocol::{
     Content, ConvId, ConvKind, ErrorBody, ErrorCode, Event, Message, SendMessage,
 };
-use crate::session::registry::Outbound;
 use crate::store::ConversationRecord;
 use crate::util::{now_ms, random_token};
 

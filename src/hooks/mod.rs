@@ -36,7 +36,7 @@
 
 mod client;
 mod guard;
-mod names;
+
 pub mod outbox;
 mod stats;
 #[cfg(test)]
@@ -51,12 +51,13 @@ use serde_json::{Map, Value};
 use tokio::sync::{Notify, broadcast};
 use tracing::{error, warn};
 
+pub use crate::protocol::hooks::Hook;
 pub use client::{CallError, ChainEnd, HookClient, Reply, Route};
 use guard::{Admit, Guard, Learned};
-pub use names::Hook;
 pub use stats::HookStats;
 
 use crate::config::{FailPolicy, HooksSection};
+use crate::protocol::ErrorBody;
 use crate::store::{DeadLetter, OutboxRecord, Store, StoreError};
 
 /// Everything that can go wrong setting hooks up.
@@ -213,6 +214,43 @@ impl Hooks {
                 warn!(%hook, %url, cooldown_ms = self.current().breaker_cooldown().as_millis() as u64,
                     "hook endpoint keeps failing; circuit breaker open");
             }
+        }
+    }
+
+    /// Runs a before-hook when it is on. `Ok` carries the chain's merged
+    /// result (empty when the hook is off); `Err` is the client's answer: the
+    /// hook's own code when it rejected, LeanCloud's default for the hook
+    /// when it failed under the fail-closed policy.
+    pub async fn check_before(
+        &self,
+        hook: Hook,
+        params: impl FnOnce() -> Value,
+    ) -> Result<Map<String, Value>, ErrorBody> {
+        if !self.enabled(hook) {
+            return Ok(Map::new());
+        }
+        let default = hook.reject_error();
+        match self.before(hook, params()).await {
+            Before::Proceed(result) => Ok(result),
+            Before::Rejected { code, detail } => Err(ErrorBody {
+                code: u16::try_from(code)
+                    .ok()
+                    .filter(|c| *c > 0)
+                    .unwrap_or(default.code()),
+                reason: default.reason().to_string(),
+                detail,
+            }),
+            Before::Failed { detail } => {
+                Err(ErrorBody::new(default, format!("hook failed: {detail}")))
+            }
+        }
+    }
+
+    /// Queues an after-hook when it is on, building its parameters only
+    /// then; never delays the caller.
+    pub fn after_if_on(&self, hook: Hook, order_key: &str, params: impl FnOnce() -> Value) {
+        if self.enabled(hook) {
+            self.after(hook, params(), order_key);
         }
     }
 

@@ -4,11 +4,12 @@
 
 use serde_json::{Value, json};
 
-use crate::conversation::Conv;
+use crate::core::Caller;
+use crate::core::conversation::Conv;
 use crate::hooks::{self, Before, Hook, Hooks};
-use crate::hub::{Caller, Hub};
+use crate::hub::Hub;
 use crate::protocol::{Content, ConvKind, ErrorBody, Message, Reason, SendMessage};
-use crate::session::registry::Registry;
+use crate::registry::Registry;
 use crate::util::now_ms;
 
 /// LeanCloud's `content` and `bin`: binary content travels as base64.
@@ -36,7 +37,8 @@ pub async fn received(
     m: &mut SendMessage,
 ) -> Result<Verdict, ErrorBody> {
     let result = hub
-        .before_hook(Hook::MessageReceived, || {
+        .hooks
+        .check_before(Hook::MessageReceived, || {
             let (kind, mut to_peers) = {
                 let st = conv.state.read();
                 (st.rec.kind, st.audience())

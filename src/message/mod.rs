@@ -11,13 +11,14 @@ pub mod will;
 pub use pipeline::{Change, Committed, Draft, PatchDraft, Pending, Pipeline};
 
 use crate::auth::valid_id;
-use crate::conversation::Conv;
-use crate::hub::{Caller, Hub};
+use crate::core::Caller;
+use crate::core::conversation::Conv;
+use crate::core::outbound::Outbound;
+use crate::hub::Hub;
 use crate::protocol::{
     Anchor, Content, ConvId, ConvKind, Direction, ErrorBody, ErrorCode, Event, HistoryQuery,
     Message, Reason, Reply, SendMessage, UnreadItem,
 };
-use crate::session::registry::Outbound;
 use crate::util::{now_ms, random_token};
 use bytes::Bytes;
 
@@ -119,7 +120,7 @@ impl Changed {
             self.msg.timestamp = *timestamp;
             self.msg.updated_at = Some(*timestamp);
         }
-        crate::hub::event_frame(Event::MessageUpdated {
+        crate::wire::frame::event(Event::MessageUpdated {
             msg: self.msg,
             reason: Some(self.reason),
         })
@@ -413,7 +414,7 @@ pub fn read(
     if seq > before {
         receipts::on_read(hub, &c, &caller.client, before, seq)?;
     }
-    if let Some(f) = crate::hub::event_frame(Event::ReadUpdated { conv, seq }) {
+    if let Some(f) = crate::wire::frame::event(Event::ReadUpdated { conv, seq }) {
         hub.registry.send_to(
             [caller.client.as_str()],
             Some(caller.conn_id),

@@ -7,13 +7,14 @@ use serde_json::json;
 
 use super::hooks::{content_params, replace_content, to_peers_of};
 use super::{Change, PatchDraft, check_content, check_mentions, filter_content, member_conv};
-use crate::conversation::Conv;
+use crate::core::Caller;
+use crate::core::conversation::Conv;
+use crate::core::outbound::Outbound;
 use crate::hooks::Hook;
-use crate::hub::{Caller, Hub, event_frame};
+use crate::hub::Hub;
 use crate::protocol::{
     Content, ConvId, ConvKind, EditMessage, ErrorBody, ErrorCode, Event, Reply, parse_msg_id,
 };
-use crate::session::registry::Outbound;
 use crate::store::LogEntry;
 
 fn err(code: ErrorCode, detail: impl Into<String>) -> ErrorBody {
@@ -69,7 +70,8 @@ async fn update_hook(
         .get(&e.msg.conv)
         .ok_or_else(|| err(ErrorCode::ConvNotFound, "conversation gone"))?;
     let result = hub
-        .before_hook(Hook::MessageUpdate, || {
+        .hooks
+        .check_before(Hook::MessageUpdate, || {
             let (kind, mut to_peers) = {
                 let st = conv.state.read();
                 (st.rec.kind, st.audience())
@@ -106,7 +108,7 @@ async fn commit(hub: &Hub, draft: PatchDraft) -> Result<LogEntry, ErrorBody> {
 /// Tells the caller's own connection why the server or a hook changed its edit.
 fn tell_editor(hub: &Hub, caller: &Caller, e: &LogEntry) {
     if let Some(reason) = &e.reason
-        && let Some(f) = event_frame(Event::MessageUpdated {
+        && let Some(f) = crate::wire::frame::event(Event::MessageUpdated {
             msg: e.msg.clone().for_receiver(&caller.client),
             reason: Some(reason.clone()),
         })
@@ -200,7 +202,7 @@ pub async fn recall(
 /// conversation's `attr`, `members`).
 fn after_updated(hub: &Hub, conv: &Conv, stored: &LogEntry, by: &str) {
     let key = conv.id.to_string();
-    hub.after_hook(Hook::MessageUpdated, &key, || {
+    hub.hooks.after_if_on(Hook::MessageUpdated, &key, || {
         let (members, attr) = {
             let st = conv.state.read();
             (
@@ -261,7 +263,7 @@ pub async fn delete(
     )
     .await?;
     let key = conv_id.to_string();
-    hub.after_hook(Hook::MessageDeleted, &key, || {
+    hub.hooks.after_if_on(Hook::MessageDeleted, &key, || {
         json!({
             "convId": key,
             "msgId": stored.msg.msg_id,
@@ -289,7 +291,7 @@ pub async fn by_app(
     timestamp: Option<u64>,
     edit: Option<Content>,
 ) -> Result<LogEntry, ErrorBody> {
-    let conv = hub.live_conv(conv_id)?;
+    let conv = hub.convs.live(conv_id)?;
     let e = target(hub, conv_id, msg_id)?;
     if timestamp.is_some_and(|t| t != e.msg.timestamp) {
         return Err(err(

@@ -12,15 +12,15 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
-use crate::conversation::Conv;
+use crate::core::conversation::Conv;
+use crate::core::outbound::{Outbound, StoredFrame};
 use crate::hooks::Hooks;
-use crate::hub::event_frame;
 use crate::metrics::METRICS;
 use crate::protocol::{
     Content, ConvId, ConvKind, ErrorBody, ErrorCode, Event, Message, RECALLED_CONTENT, Reason,
     SendMessage,
 };
-use crate::session::registry::{Outbound, Registry, StoredFrame};
+use crate::registry::Registry;
 use crate::store::{LogEntry, SentRecord, Store, TokenRecord};
 use crate::util::now_ms;
 
@@ -594,7 +594,7 @@ pub fn per_receiver<'a>(audience: &[&'a str], msg: &Message) -> Vec<(Vec<&'a str
 /// other: a message reaches only the sender and whom the app named in
 /// `to_peers` (the first list).
 fn audience_of<'a>(
-    st: &'a crate::conversation::ConvState,
+    st: &'a crate::core::conversation::ConvState,
     from: &'a str,
     to_peers: &[&'a Option<Vec<String>>],
 ) -> Vec<&'a str> {
@@ -646,7 +646,7 @@ fn fan_out(ctx: &Ctx, conv: &Conv, entry: &LogEntry, origin_conn: u64) {
         .receipt
         .then(|| Arc::new((entry.msg.from.clone(), entry.msg.timestamp)));
     for (group, msg) in per_receiver(&audience, &entry.msg) {
-        let Some(frame) = event_frame(Event::Message {
+        let Some(frame) = crate::wire::frame::event(Event::Message {
             msg,
             redelivered: false,
         }) else {
@@ -689,7 +689,7 @@ fn fan_out_patch(ctx: &Ctx, entry: &LogEntry, p: &PatchDraft) {
                 by: p.by.clone(),
             },
         };
-        if let Some(f) = event_frame(ev) {
+        if let Some(f) = crate::wire::frame::event(ev) {
             ctx.registry
                 .send_to(group, Some(p.origin_conn), &Outbound::frame(f));
         }

@@ -10,8 +10,9 @@
 use bytes::Bytes;
 
 use super::member_conv;
-use crate::conversation::Conv;
-use crate::hub::{Caller, Hub, event_frame};
+use crate::core::Caller;
+use crate::core::conversation::Conv;
+use crate::hub::Hub;
 use crate::protocol::{ConvId, ConvKind, ErrorBody, Event, Reply};
 
 /// Most log entries a read looks through for a message that wants a receipt.
@@ -19,7 +20,7 @@ const READ_SCAN: usize = 1000;
 
 fn tell(hub: &Hub, sender: &str, conv: ConvId, ev: Event) -> Result<(), ErrorBody> {
     if hub.registry.is_online(sender) {
-        hub.notify([sender], ev);
+        hub.registry.notify([sender], ev);
     } else {
         hub.store.owe_receipt(sender, conv)?;
     }
@@ -127,14 +128,18 @@ pub fn owed(hub: &Hub, client: &str) -> Result<Vec<Bytes>, ErrorBody> {
         for by in others {
             let (d, r) = hub.store.receipt(conv, &by)?;
             if d > 0 {
-                out.extend(event_frame(Event::LastDeliveredAt {
+                out.extend(crate::wire::frame::event(Event::LastDeliveredAt {
                     conv,
                     by: by.clone(),
                     at: d,
                 }));
             }
             if r > 0 {
-                out.extend(event_frame(Event::LastReadAt { conv, by, at: r }));
+                out.extend(crate::wire::frame::event(Event::LastReadAt {
+                    conv,
+                    by,
+                    at: r,
+                }));
             }
         }
     }

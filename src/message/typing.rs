@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::core::Caller;
+use crate::core::outbound::Outbound;
 use crate::hooks::Hook;
-use crate::hub::{Caller, Hub};
+use crate::hub::Hub;
 use crate::protocol::{ConvId, Event};
-use crate::session::registry::Outbound;
 use crate::util::now_ms;
 
 /// Entries in the hook rate-limit table before stale ones are swept.
@@ -41,7 +42,7 @@ pub fn relay(hub: &Hub, caller: &Caller, conv_id: ConvId, started: bool) {
     }
     if started && hook_due(hub, &caller.client, conv_id) {
         let key = conv_id.to_string();
-        hub.after_hook(Hook::TypingStarted, &key, || {
+        hub.hooks.after_if_on(Hook::TypingStarted, &key, || {
             let now = now_ms();
             json!({
                 "convId": key,

@@ -6,7 +6,8 @@
 //! which is not the client going away, so there is nothing to send then.
 
 use super::{deliver_online, unstored};
-use crate::hub::{Caller, Hub};
+use crate::core::Caller;
+use crate::hub::Hub;
 use crate::protocol::{ConvId, Message, Reply, SendMessage};
 use crate::util::now_ms;
 

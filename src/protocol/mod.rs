@@ -1,11 +1,12 @@
 //! The wire protocol: what a client and the server say to each other.
 //!
-//! Every type here is encoded by [`crate::codec`] and framed by
+//! Every type here is encoded by [`crate::wire::codec`] and framed by
 //! [`crate::transport::frame`]. `docs/PROTOCOL.md` is the prose version of
 //! this file; keep them in step. New fields go at the end of a struct and new
 //! variants at the end of an enum, because the encoding is positional.
 
 pub mod codes;
+pub mod hooks;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -2,7 +2,6 @@
 //! fanned-out messages to the writer, tracks acks and redelivers.
 
 mod broadcasts;
-pub mod registry;
 mod sync;
 mod writer;
 
@@ -11,24 +10,25 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
 use crate::conversation::ops as conv_ops;
+use crate::core::Caller;
+use crate::core::outbound::{CloseOrder, Outbound, ReceiptFor};
 use crate::hooks::Hook;
-use crate::hub::{Caller, Hub, event_frame};
+use crate::hub::Hub;
 use crate::message::{self, SendPlan};
 use crate::metrics::METRICS;
 use crate::protocol::codes::close;
 use crate::protocol::{
-    ClientFrame, Command, ConvId, ErrorBody, ErrorCode, Event, Login, Reply, SendMessage,
-    ServerFrame, SyncMode,
+    ClientFrame, Command, ConvId, ErrorBody, ErrorCode, Event, Login, Reply, SendMessage, SyncMode,
 };
-use crate::transport::frame::{self, FrameError, FrameReader};
-use registry::{CloseOrder, DeviceHandle, Outbound, ReceiptFor};
+use crate::registry::{self, DeviceHandle};
+use crate::transport::{FrameReader, StreamError};
+use crate::wire::frame::FrameError;
 use serde_json::json;
 use writer::Writer;
 
@@ -95,7 +95,7 @@ fn close_now(conn: &quinn::Connection, code: ErrorCode, reason: &str) {
 
 /// Sends a `Closing` event, lets the writer drain (bounded), then closes.
 async fn close_with(conn: &quinn::Connection, writer: &Writer, code: ErrorCode, reason: &str) {
-    if let Some(f) = event_frame(Event::Closing {
+    if let Some(f) = crate::wire::frame::event(Event::Closing {
         code: code.code(),
         reason: reason.to_string(),
     }) {
@@ -105,20 +105,12 @@ async fn close_with(conn: &quinn::Connection, writer: &Writer, code: ErrorCode, 
     close_now(conn, code, reason);
 }
 
-fn response(id: u64, result: Result<Reply, ErrorBody>) -> Option<Bytes> {
-    match frame::encode(&ServerFrame::Response { id, result }) {
-        Ok(b) => Some(b),
-        Err(e) => {
-            tracing::error!(error = %e, "encoding a response failed");
-            None
-        }
-    }
-}
+use crate::wire::frame::response;
 
-fn frame_error_code(e: &FrameError) -> Option<ErrorCode> {
+fn frame_error_code(e: &StreamError) -> Option<ErrorCode> {
     match e {
-        FrameError::TooLong { .. } => Some(ErrorCode::FrameTooLong),
-        FrameError::Unparseable(_) => Some(ErrorCode::UnparseableRawMsg),
+        StreamError::Frame(FrameError::TooLong { .. }) => Some(ErrorCode::FrameTooLong),
+        StreamError::Frame(FrameError::Unparseable(_)) => Some(ErrorCode::UnparseableRawMsg),
         _ => None,
     }
 }
@@ -271,7 +263,7 @@ impl Session {
         login: Login,
         login_id: u64,
     ) -> Option<Session> {
-        let conn_id = hub.next_conn_id();
+        let conn_id = hub.registry.next_conn_id();
         let device_id = login
             .device_id
             .clone()
@@ -312,7 +304,7 @@ impl Session {
             }
             Ok(displaced) => {
                 let reason = "logged in on another device with the same tag";
-                let frame = event_frame(Event::Conflict {
+                let frame = crate::wire::frame::event(Event::Conflict {
                     code: ErrorCode::SessionConflict.code(),
                     reason: reason.into(),
                 });
@@ -336,14 +328,15 @@ impl Session {
         info!(client = %caller.client, device = %caller.device_id, conn = conn_id, "online");
         METRICS.login(&caller.client);
         let tag = login.tag.clone().filter(|t| !t.is_empty());
-        hub.after_hook(Hook::ClientOnline, &caller.client, || {
-            json!({
-                "peerId": caller.client,
-                "sourceIP": caller.ip,
-                "tag": tag.as_deref().unwrap_or(registry::DEFAULT_TAG),
-                "reconnect": u8::from(login.reconnect),
-            })
-        });
+        hub.hooks
+            .after_if_on(Hook::ClientOnline, &caller.client, || {
+                json!({
+                    "peerId": caller.client,
+                    "sourceIP": caller.ip,
+                    "tag": tag.as_deref().unwrap_or(registry::DEFAULT_TAG),
+                    "reconnect": u8::from(login.reconnect),
+                })
+            });
         let quota = hub.guard.connection();
         let mut s = Session {
             hub,
@@ -391,7 +384,7 @@ impl Session {
     /// knows its view may be incomplete until the next login.
     fn sync_skipped(&self, what: &str, e: ErrorBody) {
         debug!(client = %self.caller.client, what, error = %e, "offline sync skipped");
-        if let Some(f) = event_frame(Event::SyncSkipped {
+        if let Some(f) = crate::wire::frame::event(Event::SyncSkipped {
             what: what.to_owned(),
             code: e.code,
             reason: e.detail,
@@ -478,7 +471,7 @@ impl Session {
                     Ok(bytes) => {
                         idle_deadline = Instant::now() + idle;
                         // Datagrams carry only fire-and-forget frames; a bad one is dropped.
-                        if let Ok(ClientFrame::Typing { conv, started }) = crate::codec::decode(&bytes) {
+                        if let Ok(ClientFrame::Typing { conv, started }) = crate::wire::codec::decode(&bytes) {
                             self.typing(conv, started);
                         }
                     }
@@ -536,23 +529,25 @@ impl Session {
         info!(client = %self.caller.client, conn = self.caller.conn_id, close_code = ended.close_code,
               error = ?ended.error.map(|e| e.code()), "offline");
         let c = &self.caller;
-        self.hub.after_hook(Hook::ClientOffline, &c.client, || {
-            let mut p = json!({
-                "peerId": c.client,
-                "closeCode": ended.close_code,
-                "closeMsg": close_msg(ended.close_code),
-                "tag": self.tag.as_deref().unwrap_or(registry::DEFAULT_TAG),
+        self.hub
+            .hooks
+            .after_if_on(Hook::ClientOffline, &c.client, || {
+                let mut p = json!({
+                    "peerId": c.client,
+                    "closeCode": ended.close_code,
+                    "closeMsg": close_msg(ended.close_code),
+                    "tag": self.tag.as_deref().unwrap_or(registry::DEFAULT_TAG),
+                });
+                // LeanCloud omits the address when the connection was lost.
+                if ended.close_code != close::CONNECTION_LOST {
+                    p["sourceIP"] = json!(c.ip);
+                }
+                if let Some(e) = ended.error {
+                    p["errorCode"] = json!(e.code());
+                    p["errorMsg"] = json!(e.reason());
+                }
+                p
             });
-            // LeanCloud omits the address when the connection was lost.
-            if ended.close_code != close::CONNECTION_LOST {
-                p["sourceIP"] = json!(c.ip);
-            }
-            if let Some(e) = ended.error {
-                p["errorCode"] = json!(e.code());
-                p["errorMsg"] = json!(e.reason());
-            }
-            p
-        });
     }
 
     fn reply(&self, id: u64, result: Result<Reply, ErrorBody>) {
@@ -884,7 +879,7 @@ impl Session {
                 }
                 i.sent_at = now;
                 if let Some(e) = entries.iter().find(|e| e.msg.seq == i.seq)
-                    && let Some(f) = event_frame(Event::Message {
+                    && let Some(f) = crate::wire::frame::event(Event::Message {
                         msg: e.msg.clone().for_receiver(&self.caller.client),
                         redelivered: true,
                     })
@@ -905,7 +900,7 @@ impl Session {
             SyncMode::Pull => {
                 let limit = self.hub.config.delivery.pull_sync_limit as usize;
                 let items = message::unread_summary(&self.hub, &self.caller.client, limit)?;
-                if let Some(f) = event_frame(Event::Unread { items }) {
+                if let Some(f) = crate::wire::frame::event(Event::Unread { items }) {
                     self.writer.send(f);
                 }
                 Ok(())

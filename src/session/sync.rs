@@ -4,7 +4,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::Session;
-use crate::hub::event_frame;
 use crate::protocol::{ConvId, ErrorBody, Event};
 
 /// Most patches (edits, recalls, deletes) shown to a device at login; older
@@ -52,7 +51,7 @@ impl Session {
                     .msg
                     .receipt
                     .then(|| Arc::new((e.msg.from.clone(), e.msg.timestamp)));
-                if let Some(f) = event_frame(Event::Message {
+                if let Some(f) = crate::wire::frame::event(Event::Message {
                     msg: e.msg.for_receiver(&self.caller.client),
                     redelivered: true,
                 }) {
@@ -63,7 +62,7 @@ impl Session {
                 }
             }
         }
-        if let Some(f) = event_frame(Event::SyncDone {
+        if let Some(f) = crate::wire::frame::event(Event::SyncDone {
             conversations: convs,
             messages: sent,
             skipped,
@@ -118,7 +117,7 @@ impl Session {
                     reason: e.reason,
                 }
             };
-            if let Some(f) = event_frame(ev) {
+            if let Some(f) = crate::wire::frame::event(ev) {
                 self.writer.send(f);
             }
         }

@@ -1,6 +1,6 @@
 //! QUIC endpoints and framing. The session layer sees frames, never packets.
 
-pub mod frame;
+pub mod stream;
 pub mod tls;
 pub mod udp;
 
@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use frame::{FrameDecoder, FrameError, FrameReader};
+pub use stream::{FrameReader, StreamError};
 pub use tls::{ServerIdentity, ServerTrust, TlsError};
 
 #[derive(Debug, thiserror::Error)]

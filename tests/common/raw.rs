@@ -3,9 +3,10 @@
 //! traffic.
 
 use tidings::protocol::{ClientFrame, Command, Login, Reply, ServerFrame, SyncMode};
-use tidings::transport::frame::{self, FrameReader};
+use tidings::transport::FrameReader;
 use tidings::transport::tls::parse_fingerprint;
 use tidings::transport::{self, ServerTrust, close_code};
+use tidings::wire::frame;
 
 use super::{TestServer, WAIT};
 
@@ -36,7 +37,7 @@ impl Raw {
         let (send, recv) = self.conn.open_bi().await.unwrap();
         RawStream {
             send,
-            reader: FrameReader::new(recv, tidings::codec::DECODE_LIMIT),
+            reader: FrameReader::new(recv, tidings::wire::codec::DECODE_LIMIT),
         }
     }
 

@@ -1,106 +1,15 @@
-//! Who is online: every logged-in device, by client id.
+//! Who is online: every logged-in device, by client id, and the one way
+//! to hand it something ([`Outbound`]).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::Bytes;
 use crossbeam_utils::CachePadded;
 use parking_lot::RwLock;
 use tokio::sync::mpsc;
 
-use crate::protocol::ConvId;
-
-/// Sender and time of a message that asked for delivery receipts.
-pub type ReceiptFor = Arc<(String, u64)>;
-
-/// What the fan-out hands a session. Everything is pre-encoded once and
-/// shared by all receivers. Each variant is one pointer: every session's
-/// queue preallocates a block of slots, which idle connections pay for.
-#[derive(Debug, Clone)]
-pub enum Outbound {
-    /// A stored message (an encoded `ServerFrame::Event(Message)`); its
-    /// position lets the session track acks.
-    Message(Arc<StoredFrame>),
-    /// Any other encoded frame for the stream.
-    Frame(Arc<Bytes>),
-    /// A stored broadcast from the live fan-out: the session skips it when
-    /// its login already sent it from the store.
-    Broadcast(Arc<BroadcastFrame>),
-    /// A transient message: sent as a datagram when it fits, else on the stream.
-    Transient(Arc<TransientFrames>),
-    /// Close this session with a LeanCloud code.
-    Close(Box<CloseOrder>),
-}
-
-// Every session's queue holds 32 of these before it holds anything.
-const _: () = assert!(std::mem::size_of::<Outbound>() <= 16);
-
-#[derive(Debug)]
-pub struct StoredFrame {
-    pub conv: ConvId,
-    pub seq: u64,
-    pub frame: Bytes,
-    /// Set when the sender asked for receipts.
-    pub receipt: Option<ReceiptFor>,
-}
-
-/// A stored broadcast, with its id: the client's broadcast cursor moves to
-/// it once the client acknowledges `(conv, seq)`.
-#[derive(Debug)]
-pub struct BroadcastFrame {
-    pub id: u64,
-    pub conv: ConvId,
-    pub seq: u64,
-    pub frame: Bytes,
-}
-
-#[derive(Debug)]
-pub struct TransientFrames {
-    /// The bare encoding, for a datagram.
-    pub datagram: Bytes,
-    /// The length-prefixed one, for the stream.
-    pub frame: Bytes,
-}
-
-#[derive(Debug, Clone)]
-pub struct CloseOrder {
-    pub code: u16,
-    pub reason: String,
-    /// Sent before closing.
-    pub frame: Option<Bytes>,
-    /// What `_clientOffline` reports (`close::*`).
-    pub close_code: u8,
-}
-
-impl Outbound {
-    pub fn frame(frame: Bytes) -> Outbound {
-        Outbound::Frame(Arc::new(frame))
-    }
-
-    pub fn close(order: CloseOrder) -> Outbound {
-        Outbound::Close(Box::new(order))
-    }
-
-    /// An unstored event (transient message, will, typing) for the
-    /// datagram path, with its stream fallback; `None` only if encoding
-    /// our own type failed, which is logged.
-    pub fn transient(ev: crate::protocol::Event) -> Option<Outbound> {
-        let ev = crate::protocol::ServerFrame::Event(ev);
-        match (
-            crate::codec::encode(&ev),
-            crate::transport::frame::encode(&ev),
-        ) {
-            (Ok(datagram), Ok(frame)) => Some(Outbound::Transient(Arc::new(TransientFrames {
-                datagram: datagram.into(),
-                frame,
-            }))),
-            (Err(e), _) | (_, Err(e)) => {
-                tracing::error!(error = %e, "encoding an unstored event failed");
-                None
-            }
-        }
-    }
-}
+use crate::core::outbound::{CloseOrder, Outbound};
+use crate::protocol::{ConvId, Event};
 
 #[derive(Debug, Clone)]
 pub struct DeviceHandle {
@@ -125,6 +34,7 @@ pub const DEFAULT_TAG: &str = "default";
 /// Lock-sharded by client id so logins and fan-out to different clients rarely meet.
 pub struct Registry {
     shards: Vec<CachePadded<RwLock<HashMap<String, ClientEntry>>>>,
+    conn_ids: AtomicU64,
 }
 
 impl Default for Registry {
@@ -133,6 +43,7 @@ impl Default for Registry {
             shards: (0..SHARDS)
                 .map(|_| CachePadded::new(RwLock::new(HashMap::new())))
                 .collect(),
+            conn_ids: AtomicU64::new(1),
         }
     }
 }
@@ -147,6 +58,18 @@ fn shard_of(client: &str) -> usize {
 }
 
 impl Registry {
+    /// A new connection's id, unique for the life of the process.
+    pub fn next_conn_id(&self) -> u64 {
+        self.conn_ids.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Sends an event to every device of `clients`.
+    pub fn notify<'a>(&self, clients: impl IntoIterator<Item = &'a str>, ev: Event) {
+        if let Some(frame) = crate::wire::frame::event(ev) {
+            self.send_to(clients, None, &Outbound::frame(frame));
+        }
+    }
+
     /// Adds a device. Returns the devices it displaces: those with the same
     /// non-empty tag. When `refuse_on_conflict` is set and there are any, nothing
     /// changes and `Err` carries them.
@@ -246,9 +169,9 @@ impl Registry {
     /// Closes every session of `client` with 4115 KICKED_BY_APP
     /// (`_clientOffline` closeCode 4). Returns how many were told.
     pub fn kick(&self, client: &str, reason: &str) -> usize {
-        use crate::protocol::{ErrorCode, Event, codes::close};
+        use crate::protocol::{ErrorCode, codes::close};
         let code = ErrorCode::KickedByApp.code();
-        let frame = crate::hub::event_frame(Event::Closing {
+        let frame = crate::wire::frame::event(Event::Closing {
             code,
             reason: reason.to_string(),
         });
@@ -311,6 +234,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     fn dev(conn_id: u64, tag: Option<&str>) -> (DeviceHandle, mpsc::UnboundedReceiver<Outbound>) {
         let (tx, rx) = mpsc::unbounded_channel();

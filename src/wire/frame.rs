@@ -1,11 +1,12 @@
 //! Length-prefixed frames: a 4-byte big-endian length, then that many bytes of
-//! [`crate::codec`] encoding. The length is checked against the limit before
+//! [`super::codec`] encoding. The length is checked against the limit before
 //! any byte of the body is buffered or decoded.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::codec::{self, CodecError};
+use super::codec::{self, CodecError};
+use crate::protocol::{ErrorBody, Event, Reply, ServerFrame};
 
 pub const HEADER_LEN: usize = 4;
 
@@ -17,10 +18,6 @@ pub enum FrameError {
     Unparseable(#[from] CodecError),
     #[error("stream ended inside a frame")]
     Truncated,
-    #[error("stream read: {0}")]
-    Read(#[from] quinn::ReadError),
-    #[error("stream write: {0}")]
-    Write(#[from] quinn::WriteError),
 }
 
 /// Encodes `value` as one complete frame (header included).
@@ -84,32 +81,23 @@ impl FrameDecoder {
     }
 }
 
-/// Reads frames off a QUIC receive stream.
-pub struct FrameReader {
-    recv: quinn::RecvStream,
-    decoder: FrameDecoder,
+/// Encodes an event as a stream frame. Encoding our own types cannot fail
+/// short of a bug, which is logged rather than taking the server down.
+pub fn event(ev: Event) -> Option<Bytes> {
+    logged(&ServerFrame::Event(ev), "an event")
 }
 
-impl FrameReader {
-    pub fn new(recv: quinn::RecvStream, max: usize) -> Self {
-        FrameReader {
-            recv,
-            decoder: FrameDecoder::new(max),
-        }
-    }
+/// Encodes the answer to request `id`; `None` (logged) only on a bug.
+pub fn response(id: u64, result: Result<Reply, ErrorBody>) -> Option<Bytes> {
+    logged(&ServerFrame::Response { id, result }, "a response")
+}
 
-    /// The next frame; `Ok(None)` at a clean end of stream. Cancel-safe: a
-    /// partial frame stays buffered if the future is dropped.
-    pub async fn read<T: DeserializeOwned>(&mut self) -> Result<Option<T>, FrameError> {
-        loop {
-            if let Some(frame) = self.decoder.next_frame()? {
-                return Ok(Some(frame));
-            }
-            match self.recv.read_chunk(64 * 1024, true).await? {
-                Some(chunk) => self.decoder.extend(&chunk.bytes),
-                None if self.decoder.buffered() == 0 => return Ok(None),
-                None => return Err(FrameError::Truncated),
-            }
+fn logged(f: &ServerFrame, what: &str) -> Option<Bytes> {
+    match encode(f) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            tracing::error!(error = %e, "encoding {what} failed");
+            None
         }
     }
 }

@@ -1,0 +1,201 @@
+//! Conversations in memory: the lock-sharded table and the rules of
+//! membership and roles. The table is filled from records the caller read
+//! (`server` at start-up), so nothing here touches the store.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crossbeam_utils::CachePadded;
+use parking_lot::RwLock;
+use sha2::{Digest, Sha256};
+
+use crate::protocol::{ConvId, ConvKind, ConversationInfo, ErrorBody, ErrorCode};
+use crate::store::ConversationRecord;
+
+/// One conversation in memory.
+pub struct Conv {
+    pub id: ConvId,
+    pub state: RwLock<ConvState>,
+    /// Highest assigned seq and its timestamp; written only by the commit
+    /// pipeline, after the message is durable.
+    last_seq: AtomicU64,
+    last_ts: AtomicU64,
+    /// Set by a conversation delete; the commit thread then refuses writes
+    /// from sends that looked the conversation up just before.
+    deleted: AtomicBool,
+}
+
+pub struct ConvState {
+    pub rec: ConversationRecord,
+    /// Chat rooms only: who is in the room now.
+    pub room: BTreeSet<String>,
+}
+
+impl ConvState {
+    pub fn is_member(&self, client: &str) -> bool {
+        match self.rec.kind {
+            ConvKind::ChatRoom => self.room.contains(client),
+            _ => self
+                .rec
+                .members
+                .binary_search_by(|m| m.as_str().cmp(client))
+                .is_ok(),
+        }
+    }
+
+    pub fn is_admin(&self, client: &str) -> bool {
+        self.rec.creator == client || self.rec.managers.iter().any(|m| m == client)
+    }
+
+    pub fn audience_len(&self) -> usize {
+        match self.rec.kind {
+            ConvKind::ChatRoom => self.room.len(),
+            _ => self.rec.members.len(),
+        }
+    }
+
+    /// Who receives this conversation's messages.
+    pub fn audience(&self) -> Vec<String> {
+        match self.rec.kind {
+            ConvKind::ChatRoom => self.room.iter().cloned().collect(),
+            _ => self.rec.members.clone(),
+        }
+    }
+}
+
+impl Conv {
+    pub fn new(rec: ConversationRecord, last_seq: u64, last_ts: u64) -> Self {
+        Conv {
+            id: rec.id,
+            state: RwLock::new(ConvState {
+                rec,
+                room: BTreeSet::new(),
+            }),
+            last_seq: AtomicU64::new(last_seq),
+            last_ts: AtomicU64::new(last_ts),
+            deleted: AtomicBool::new(false),
+        }
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::Acquire)
+    }
+
+    pub fn mark_deleted(&self) {
+        self.deleted.store(true, Ordering::Release);
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq.load(Ordering::Acquire)
+    }
+
+    pub fn last_ts(&self) -> u64 {
+        self.last_ts.load(Ordering::Acquire)
+    }
+
+    /// Called by the commit pipeline once `seq` is durable.
+    pub fn advance(&self, seq: u64, ts: u64) {
+        self.last_ts.store(ts, Ordering::Release);
+        self.last_seq.store(seq, Ordering::Release);
+    }
+
+    pub fn info(&self, caller: &str) -> ConversationInfo {
+        let st = self.state.read();
+        let r = &st.rec;
+        let last_seq = self.last_seq();
+        ConversationInfo {
+            id: r.id,
+            kind: r.kind,
+            name: r.name.clone(),
+            attr: r.attr.clone(),
+            creator: r.creator.clone(),
+            members: r.members.clone(),
+            managers: r.managers.clone(),
+            muted: r.muted.iter().any(|m| m == caller),
+            unique: r.unique,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            last_message_at: (last_seq > 0).then(|| self.last_ts()),
+            last_seq,
+        }
+    }
+}
+
+const SHARDS: usize = 64;
+
+type Shard = RwLock<HashMap<ConvId, Arc<Conv>>>;
+
+/// Conversations by id, sharded so unrelated conversations never share a
+/// lock; each shard on its own cache line, or readers on different cores
+/// would still fight over the lock words.
+pub struct ConversationTable {
+    shards: Vec<CachePadded<Shard>>,
+}
+
+impl Default for ConversationTable {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ConversationTable {
+    pub fn new() -> Self {
+        ConversationTable {
+            shards: (0..SHARDS)
+                .map(|_| CachePadded::new(RwLock::new(HashMap::new())))
+                .collect(),
+        }
+    }
+
+    fn shard(&self, id: &ConvId) -> &Shard {
+        // Ids are random, so their bytes spread evenly.
+        &self.shards[id.0[11] as usize % SHARDS]
+    }
+
+    pub fn get(&self, id: &ConvId) -> Option<Arc<Conv>> {
+        self.shard(id).read().get(id).cloned()
+    }
+
+    /// A conversation that exists and is not deleted, else 4303.
+    pub fn live(&self, id: ConvId) -> Result<Arc<Conv>, ErrorBody> {
+        self.get(&id)
+            .filter(|c| !c.is_deleted())
+            .ok_or_else(|| ErrorBody::new(ErrorCode::ConvNotFound, format!("no conversation {id}")))
+    }
+
+    pub fn insert(&self, conv: Arc<Conv>) {
+        self.shard(&conv.id).write().insert(conv.id, conv);
+    }
+
+    pub fn remove(&self, id: &ConvId) -> Option<Arc<Conv>> {
+        self.shard(id).write().remove(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.read().len()).sum()
+    }
+
+    /// Every conversation's id, one shard lock at a time.
+    pub fn ids(&self) -> Vec<ConvId> {
+        let mut out = Vec::with_capacity(self.len());
+        for s in &self.shards {
+            out.extend(s.read().keys().copied());
+        }
+        out
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The unique-conversation key: a hash of the sorted member set.
+pub fn unique_key(sorted_members: &[String]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for m in sorted_members {
+        h.update(m.as_bytes());
+        h.update([0]);
+    }
+    h.finalize().into()
+}

@@ -11,8 +11,10 @@
 //! points; `default.toml` is the documented default file, kept equal to
 //! `Default` by a test; `check.rs` validates every bound; `env.rs` overlays
 //! the environment; `live.rs` says which keys a reload applies.
+//! `duration.rs` reads the durations typed on the CLI and bench flags.
 
 mod check;
+pub mod duration;
 mod env;
 mod live;
 #[cfg(test)]

@@ -22,6 +22,7 @@ use anyhow::{Result, bail};
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 use serde_json::{Value, json};
+use tidings::config::duration;
 
 use report::Measured;
 use target::Target;
@@ -72,14 +73,14 @@ enum Cmd {
 /// Parameters shared by every scenario; each uses the ones that apply to it.
 #[derive(Debug, Clone, Args, Serialize)]
 pub struct LoadArgs {
-    /// Measured window, seconds.
-    #[arg(long, default_value_t = 10.0)]
+    /// Measured window: seconds (10, 2.5) or a duration (5s, 500ms, 2m).
+    #[arg(long, default_value_t = 10.0, value_name = "DURATION", value_parser = duration::parse_secs)]
     pub duration: f64,
-    /// Load before the window that is not counted, seconds.
-    #[arg(long, default_value_t = 2.0)]
+    /// Load before the window that is not counted: seconds or a duration.
+    #[arg(long, default_value_t = 2.0, value_name = "DURATION", value_parser = duration::parse_secs)]
     pub warmup: f64,
-    /// Longest wait after the window for answers and receipts still on their way, seconds.
-    #[arg(long, default_value_t = 5.0)]
+    /// Longest wait after the window for answers and receipts still on their way: seconds or a duration.
+    #[arg(long, default_value_t = 5.0, value_name = "DURATION", value_parser = duration::parse_secs)]
     pub drain: f64,
     /// Most messages (logins, queries, appends) in the window.
     #[arg(long)]
@@ -486,4 +487,31 @@ fn mqtt_main(m: MqttArgs) -> Result<ExitCode> {
         report::write_json(path, &doc)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn direct(args: &[&str]) -> LoadArgs {
+        let argv = ["tidings-bench", "direct"].iter().chain(args);
+        match Cli::try_parse_from(argv).expect("parses").cmd {
+            Cmd::Direct(a) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Scripts pass bare seconds; people type `5s`. Both mean seconds here.
+    #[test]
+    fn windows_take_seconds_or_human_durations() {
+        let a = direct(&[]);
+        assert_eq!((a.duration, a.warmup, a.drain), (10.0, 2.0, 5.0));
+        let a = direct(&["--duration", "2.5", "--warmup", "1", "--drain", "0"]);
+        assert_eq!((a.duration, a.warmup, a.drain), (2.5, 1.0, 0.0));
+        let a = direct(&["--duration", "5s", "--warmup", "500ms", "--drain", "2m"]);
+        assert_eq!((a.duration, a.warmup, a.drain), (5.0, 0.5, 120.0));
+        let argv = ["tidings-bench", "direct", "--duration", "soon"];
+        let err = Cli::try_parse_from(argv).unwrap_err().to_string();
+        assert!(err.contains("--duration") && err.contains("5s"), "{err}");
+    }
 }

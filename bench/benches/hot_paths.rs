@@ -8,6 +8,10 @@
 //!   log entries then `flush_durable`, with fsync on and off.
 //! - `fanout/…`: `Registry::send_to` of one pre-encoded message to 10, 100
 //!   or 1000 online clients.
+//! - `metrics/…`: what the hot paths pay to count: `METRICS`'s counter add
+//!   against a bare relaxed `fetch_add` on a static (what `metrics.rs` did
+//!   before it used prometheus-client), and its lock-free histogram against
+//!   prometheus-client's own (a mutex per observation).
 //!
 //! Run with `cargo bench --bench hot_paths`; add a filter such as
 //! `-- fanout` to run one group. Measurement times are kept short so the
@@ -350,11 +354,41 @@ fn bench_fanout(c: &mut Criterion) {
     g.finish();
 }
 
+// ---------------------------------------------------------------- metrics
+
+fn bench_metrics(c: &mut Criterion) {
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    use tidings::metrics::METRICS;
+
+    static BARE: AtomicU64 = AtomicU64::new(0);
+    let mut g = c.benchmark_group("metrics");
+    configure(&mut g, 50);
+    g.bench_function("counter/bare_static_atomic", |b| {
+        b.iter(|| BARE.fetch_add(black_box(1), Relaxed))
+    });
+    g.bench_function("counter/metrics_messages_out", |b| {
+        b.iter(|| METRICS.messages_out(black_box(1)))
+    });
+    let d = Duration::from_micros(1_700);
+    g.bench_function("histogram/metrics_delivery", |b| {
+        b.iter(|| METRICS.delivery.observe(black_box(d)))
+    });
+    let crate_histogram = prometheus_client::metrics::histogram::Histogram::new([
+        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        5.0, 10.0,
+    ]);
+    g.bench_function("histogram/prometheus_client", |b| {
+        b.iter(|| crate_histogram.observe(black_box(d).as_secs_f64()))
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
     bench_codec,
     bench_conv_table,
     bench_store_append,
-    bench_fanout
+    bench_fanout,
+    bench_metrics
 );
 criterion_main!(benches);

@@ -12,7 +12,7 @@ use reqwest::Method;
 use serde_json::{Map, Value, json};
 use tidings::admin::ADDR_FILE;
 use tidings::auth::{CREDENTIALS_FILE, Credentials};
-use tidings::config::Config;
+use tidings::config::{Config, duration};
 
 use super::connect::Secret;
 use super::output::emit;
@@ -211,9 +211,9 @@ pub enum BroadcastCommand {
         /// Expiry, ms since the epoch (default and at most a month ahead).
         #[arg(long, value_name = "MS", conflicts_with = "ttl")]
         valid_till: Option<u64>,
-        /// Expiry as seconds from now.
-        #[arg(long, value_name = "SECS")]
-        ttl: Option<u64>,
+        /// Expiry from now: seconds (3600) or a duration (1h, 30m).
+        #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
+        ttl: Option<Duration>,
         /// Not stored: only the clients online now get it.
         #[arg(long, conflicts_with = "subscribers")]
         transient: bool,
@@ -459,8 +459,9 @@ async fn broadcast(api: &Api, cmd: BroadcastCommand) -> anyhow::Result<()> {
         } => {
             let mut body = json!({ "from_client": from, "message": text });
             let valid_till = match ttl {
-                Some(secs) => {
-                    Some(tidings::util::now_ms().saturating_add(secs.saturating_mul(1000)))
+                Some(ttl) => {
+                    let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+                    Some(tidings::util::now_ms().saturating_add(ms))
                 }
                 None => valid_till,
             };
@@ -749,11 +750,29 @@ mod tests {
             AdminCommand::Broadcast(BroadcastCommand::Send {
                 ttl, subscribers, ..
             }) => {
-                assert_eq!(ttl, Some(60));
+                assert_eq!(ttl, Some(Duration::from_secs(60)));
                 assert!(!subscribers);
             }
             other => panic!("{other:?}"),
         }
+        let c = TestCli::try_parse_from([
+            "t",
+            "broadcast",
+            "send",
+            "--conv",
+            "c",
+            "--from",
+            "Bot",
+            "--ttl",
+            "1h",
+            "hi",
+        ])
+        .unwrap();
+        assert!(matches!(
+            c.args.cmd,
+            AdminCommand::Broadcast(BroadcastCommand::Send { ttl: Some(t), .. })
+                if t == Duration::from_secs(3600)
+        ));
         // Message ids are URL-safe base64 and may start with '-'.
         let c = TestCli::try_parse_from(["t", "broadcast", "delete", "-Kx"]).unwrap();
         assert!(matches!(

@@ -13,7 +13,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use tidings::auth::{CREDENTIALS_FILE, Credentials};
 use tidings::client::{Client, ClientError, ClientOptions, Events, Signer};
-use tidings::config::{AuthMode, Config};
+use tidings::config::{AuthMode, Config, duration};
 use tidings::protocol::SyncMode;
 use tidings::server::ADDR_FILE;
 use tidings::transport::ServerTrust;
@@ -77,20 +77,18 @@ pub struct Common {
     /// same --tag, this login gives way (4111) instead of kicking it off.
     #[arg(long)]
     pub reconnect: bool,
-    /// Seconds to wait for the server to answer the connection before
-    /// reporting it unreachable (fractions allowed).
-    #[arg(long, value_name = "SECS", default_value = DEFAULT_CONNECT_TIMEOUT, value_parser = parse_secs)]
+    /// How long to wait for the server to answer the connection before
+    /// reporting it unreachable: seconds (2, 0.5) or a duration (500ms, 1m).
+    #[arg(long, value_name = "DURATION", default_value = DEFAULT_CONNECT_TIMEOUT, value_parser = connect_timeout)]
     pub connect_timeout: Duration,
 }
 
-fn parse_secs(s: &str) -> Result<Duration, String> {
-    let secs: f64 = s
-        .parse()
-        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
-    if !(secs > 0.0 && secs <= 3600.0) {
+fn connect_timeout(s: &str) -> Result<Duration, String> {
+    let d = duration::parse(s)?;
+    if d.is_zero() || d > Duration::from_secs(3600) {
         return Err("must be more than 0 and at most 3600 seconds".into());
     }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(d)
 }
 
 impl Common {

@@ -17,7 +17,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde_json::json;
 use tidings::client::{Client, ClientError, ClientEvent};
-use tidings::config::Config;
+use tidings::config::{Config, duration};
 use tidings::protocol::{
     Anchor, Content, ConvId, Direction, EditMessage, Event, HistoryQuery, SendMessage, SyncMode,
 };
@@ -170,9 +170,9 @@ pub struct ListenArgs {
     /// Stop after this many message events.
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
-    /// Stop after this many seconds.
-    #[arg(long, value_name = "SECS")]
-    pub timeout: Option<u64>,
+    /// Stop after this long: seconds (30, 2.5) or a duration (500ms, 2m).
+    #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
+    pub timeout: Option<Duration>,
     #[arg(long, value_enum, default_value_t = SyncArg::Push)]
     pub sync: SyncArg,
 }
@@ -658,9 +658,10 @@ async fn listen(args: ListenArgs, config: &Config) -> anyhow::Result<()> {
     };
     let mut signals = StopSignals::install()?;
     let (client, mut events) = args.common.connect(config, sync, true).await?;
+    // A timeout past what an Instant can hold is no deadline at all.
     let deadline = args
         .timeout
-        .map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
+        .and_then(|d| tokio::time::Instant::now().checked_add(d));
     let sleep = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now));
     tokio::pin!(sleep);
     let mut messages = 0u64;
@@ -761,6 +762,50 @@ mod tests {
     }
 
     const CONV: &str = "abababababababababababab";
+
+    /// Durations take bare seconds, as scripts pass them, or `500ms`, `2m`.
+    #[test]
+    fn duration_flags_take_seconds_or_human_forms() {
+        let timeout = |v: &str| match parse(&["listen", "--as", "J", "--timeout", v]) {
+            ClientCommand::Listen(a) => a.timeout,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(timeout("30"), Some(Duration::from_secs(30)));
+        assert_eq!(timeout("2.5"), Some(Duration::from_millis(2500)));
+        assert_eq!(timeout("2m"), Some(Duration::from_secs(120)));
+        let connect = |v: &[&str]| {
+            let mut argv = vec!["send", "--as", "Tom", "--to", "J"];
+            argv.extend_from_slice(v);
+            argv.push("hi");
+            match parse(&argv) {
+                ClientCommand::Send(a) => a.common.connect_timeout,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(connect(&[]), Duration::from_secs(2));
+        assert_eq!(
+            connect(&["--connect-timeout", "0.5"]),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            connect(&["--connect-timeout", "750ms"]),
+            Duration::from_millis(750)
+        );
+        for bad in ["0", "0s", "2h", "soon"] {
+            let argv = [
+                "t",
+                "send",
+                "--as",
+                "T",
+                "--to",
+                "J",
+                "--connect-timeout",
+                bad,
+                "hi",
+            ];
+            assert!(TestCli::try_parse_from(argv).is_err(), "{bad}");
+        }
+    }
 
     fn parse(args: &[&str]) -> ClientCommand {
         let mut argv = vec!["t"];

@@ -6,7 +6,7 @@
 //! doors (`server`, `admin`, `session`) → features (`broadcast`, `sysmsg`,
 //! `message`, `conversation`) → composition (`hub`) → runtime services
 //! (`pipeline`, `registry`) → the core (`core`) → adapters (`hooks`,
-//! `guard`, `transport`, `store`, `auth`, `filter`, `http`, `metrics`) →
+//! `guard`, `transport`, `auth`, `store`, `filter`, `http`, `metrics`) →
 //! vocabulary (`config`, `wire`, `protocol`, `util`). Inside a layer the
 //! list is an order too: a module may use the ones after it, never the
 //! ones before. The client library and the CLI sit beside the server
@@ -24,23 +24,29 @@ use std::path::{Path, PathBuf};
 const ORDER: &[&str] = &[
     // Beside the server: the CLI and the client library it uses.
     "cli",
-    "client", // Doors.
+    "client",
+    // Doors.
     "server",
     "admin",
-    "session", // Features.
+    "session",
+    // Features.
     "broadcast",
     "sysmsg",
     "message",
-    "conversation", // Composition.
-    "hub",          // Runtime services below the hub.
+    "conversation",
+    // Composition.
+    "hub",
+    // Runtime services below the hub.
     "pipeline",
-    "registry", // The sans-IO core.
-    "core",     // Adapters: each owns one outside thing.
+    "registry",
+    // The sans-IO core.
+    "core",
+    // Adapters: each owns one outside thing.
     "hooks",
     "guard",
     "transport",
-    "store",
     "auth",
+    "store",
     "filter",
     "http",
     "metrics",

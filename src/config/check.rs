@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::hooks::Hook;
+use crate::protocol::hooks::Hook;
 
 use super::{Config, ConfigError, HooksSection, MAX_FRAME_BYTES_LIMIT, MIN_FRAME_BYTES_LIMIT};
 

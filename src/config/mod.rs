@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::hooks::Hook;
+use crate::protocol::hooks::Hook;
 
 pub use live::LIVE_KEYS;
 

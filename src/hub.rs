@@ -15,7 +15,7 @@ use crate::hooks::{Before, Hook, Hooks};
 use crate::message::Pipeline;
 use crate::protocol::{ConvId, ErrorBody, ErrorCode, Event, ServerFrame};
 use crate::session::registry::{Outbound, Registry};
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 use crate::transport::frame;
 
 pub struct Hub {
@@ -149,24 +149,5 @@ pub fn event_frame(ev: Event) -> Option<Bytes> {
             tracing::error!(error = %e, "encoding an event failed");
             None
         }
-    }
-}
-
-/// 4200 with what happened. A refusal (low disk space, a failed store) was
-/// logged once when it began, so it is not logged again per request; other
-/// errors are logged at most once a second.
-impl From<StoreError> for ErrorBody {
-    fn from(e: StoreError) -> Self {
-        let detail = match &e {
-            StoreError::DiskLow { .. } => "not stored: the server's disk is full; try again later",
-            StoreError::Failed(_) => "not stored: the server's store failed and it is restarting",
-            // Noted per conversation and reported by /healthz (`store::check`).
-            e if e.is_damage() => "stored records here are damaged and cannot be read",
-            _ => {
-                crate::store::health::log_error(&e);
-                "storage failure"
-            }
-        };
-        ErrorBody::new(ErrorCode::InternalError, detail)
     }
 }

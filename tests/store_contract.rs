@@ -93,7 +93,10 @@ mod contract {
     /// Appends `n` messages to `c` after `last`.
     pub fn append_n<B: Backend>(b: &B, c: ConvId, last: u64, n: u64) {
         let entries: Vec<_> = (last + 1..=last + n).map(|s| entry(c, s, s)).collect();
-        let heads = [Head { conv: c, last_seq: last }];
+        let heads = [Head {
+            conv: c,
+            last_seq: last,
+        }];
         b.append(&batch(&heads, &entries)).expect("append");
     }
 
@@ -140,7 +143,10 @@ mod contract {
         assert_eq!(b.seq_at_or_after(x, 10_000, 5).unwrap(), 6);
         // Then on from the new head.
         append_n(b, x, 5, 2);
-        assert_eq!(seqs(&b.messages(x, 1, u64::MAX, 100, false).unwrap()), [1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(
+            seqs(&b.messages(x, 1, u64::MAX, 100, false).unwrap()),
+            [1, 2, 3, 4, 5, 6, 7]
+        );
         assert_eq!(b.remove_log(y).unwrap(), 1);
         assert_eq!(b.last_seq(y).unwrap(), 0);
         assert_eq!(b.last_seq(x).unwrap(), 7);
@@ -166,13 +172,22 @@ mod contract {
         d.msg.updated_at = Some(150);
         // A rewrite and a new message of the same conversation together.
         let both = [d, entry(y, 2, 2)];
-        b.append(&batch(&[Head { conv: y, last_seq: 1 }], &both))
-            .unwrap();
+        b.append(&batch(
+            &[Head {
+                conv: y,
+                last_seq: 1,
+            }],
+            &both,
+        ))
+        .unwrap();
         assert_eq!(b.patches_since(0, 10).unwrap(), [(150, y, 1), (200, x, 2)]);
         assert_eq!(b.patches_since(150, 10).unwrap(), [(200, x, 2)]);
         assert!(b.patches_since(200, 10).unwrap().is_empty());
         assert!(b.patches_since(u64::MAX, 10).unwrap().is_empty());
-        assert_eq!(b.message(x, 2).unwrap().unwrap().msg.content, Content::Text("edited".into()));
+        assert_eq!(
+            b.message(x, 2).unwrap().unwrap().msg.content,
+            Content::Text("edited".into())
+        );
         assert!(b.message(y, 1).unwrap().unwrap().deleted);
         assert_eq!(b.last_seq(y).unwrap(), 2);
         assert_eq!(b.last_seq(x).unwrap(), 3, "a rewrite moves no head");
@@ -181,10 +196,17 @@ mod contract {
     pub fn gaps_and_repeats_are_refused<B: Backend>(b: &B) {
         let x = conv(1);
         append_n(b, x, 0, 2);
-        let h = [Head { conv: x, last_seq: 2 }];
+        let h = [Head {
+            conv: x,
+            last_seq: 2,
+        }];
         let gap = |got: u64, want: u64| {
             move |r: Result<(), StoreError>| match r {
-                Err(StoreError::SeqGap { conv, want: w, got: g }) => {
+                Err(StoreError::SeqGap {
+                    conv,
+                    want: w,
+                    got: g,
+                }) => {
                     assert_eq!((conv, w, g), (x, want, got));
                 }
                 other => panic!("want SeqGap, got {other:?}"),
@@ -230,16 +252,21 @@ mod contract {
             }) => assert_eq!((conv, expected, found), (x, 0, 1)),
             other => panic!("want SeqMoved, got {other:?}"),
         }
-        assert!(!StoreError::SeqMoved {
-            conv: x,
-            expected: 0,
-            found: 1
-        }
-        .is_damage());
+        assert!(
+            !StoreError::SeqMoved {
+                conv: x,
+                expected: 0,
+                found: 1
+            }
+            .is_damage()
+        );
         assert_eq!(b.last_seq(y).unwrap(), 0);
         assert_eq!(b.message(y, 1).unwrap(), None);
         // A head ahead of the log is as wrong as one behind it.
-        let ahead = [Head { conv: x, last_seq: 5 }];
+        let ahead = [Head {
+            conv: x,
+            last_seq: 5,
+        }];
         assert!(matches!(
             b.append(&batch(&ahead, &[entry(x, 6, 6)])),
             Err(StoreError::SeqMoved { found: 1, .. })
@@ -277,7 +304,11 @@ mod contract {
         let mut texts: Vec<_> = all.iter().map(|e| e.msg.content.clone()).collect();
         texts.sort_by_key(|c| format!("{c:?}"));
         texts.dedup();
-        assert_eq!(texts.len() as u64, WRITERS * EACH, "every send exactly once");
+        assert_eq!(
+            texts.len() as u64,
+            WRITERS * EACH,
+            "every send exactly once"
+        );
     }
 
     pub fn tokens_are_idempotent<B: Backend>(b: &B) {
@@ -341,7 +372,11 @@ mod contract {
         let key = [7u8; 32];
         assert_eq!(b.unique_get(&key).unwrap(), None);
         assert_eq!(b.unique_claim(&key, x).unwrap(), None);
-        assert_eq!(b.unique_claim(&key, y).unwrap(), Some(x), "first claim wins");
+        assert_eq!(
+            b.unique_claim(&key, y).unwrap(),
+            Some(x),
+            "first claim wins"
+        );
         assert_eq!(b.unique_get(&key).unwrap(), Some(x));
         b.unique_put(&key, y).unwrap();
         assert_eq!(b.unique_get(&key).unwrap(), Some(y));
@@ -365,9 +400,16 @@ mod contract {
         b.put_subscription(x, "alice", 99).unwrap();
         assert_eq!(
             b.subscriptions(x, None, 10).unwrap(),
-            [("alice".to_owned(), 1), ("bob".to_owned(), 2), ("carol".to_owned(), 0)]
+            [
+                ("alice".to_owned(), 1),
+                ("bob".to_owned(), 2),
+                ("carol".to_owned(), 0)
+            ]
         );
-        assert_eq!(b.subscriptions(x, Some("alice"), 1).unwrap(), [("bob".to_owned(), 2)]);
+        assert_eq!(
+            b.subscriptions(x, Some("alice"), 1).unwrap(),
+            [("bob".to_owned(), 2)]
+        );
         b.remove_subscription(x, "bob").unwrap();
         assert_eq!(b.subscriptions(x, Some("alice"), 1).unwrap()[0].0, "carol");
     }
@@ -381,7 +423,11 @@ mod contract {
         assert_eq!(b.read_cursor("Jerry", x).unwrap(), 0);
         assert_eq!(b.device_cursor("Tom", "pc", x).unwrap(), 0);
         b.step_device_cursor("Tom", "pc", x, 2).unwrap();
-        assert_eq!(b.device_cursor("Tom", "pc", x).unwrap(), 0, "1 not acked yet");
+        assert_eq!(
+            b.device_cursor("Tom", "pc", x).unwrap(),
+            0,
+            "1 not acked yet"
+        );
         b.step_device_cursor("Tom", "pc", x, 1).unwrap();
         b.step_device_cursor("Tom", "pc", x, 2).unwrap();
         assert_eq!(b.device_cursor("Tom", "pc", x).unwrap(), 2);
@@ -399,8 +445,14 @@ mod contract {
     pub fn receipts_only_rise_and_owed_ones_are_taken_once<B: Backend>(b: &B) {
         let x = conv(1);
         assert_eq!(b.receipt(x, "Jerry").unwrap(), (0, 0));
-        assert_eq!(b.raise_receipt(x, "Jerry", Some(10), None).unwrap(), (10, 0));
-        assert_eq!(b.raise_receipt(x, "Jerry", Some(5), Some(7)).unwrap(), (10, 7));
+        assert_eq!(
+            b.raise_receipt(x, "Jerry", Some(10), None).unwrap(),
+            (10, 0)
+        );
+        assert_eq!(
+            b.raise_receipt(x, "Jerry", Some(5), Some(7)).unwrap(),
+            (10, 7)
+        );
         assert_eq!(b.receipt(x, "Jerry").unwrap(), (10, 7));
         assert_eq!(b.receipt(x, "Jerr").unwrap(), (0, 0));
         b.owe_receipt("Tom", x).unwrap();
@@ -421,7 +473,9 @@ mod contract {
     pub fn outbox_claim_ack_and_dead_letters<B: Backend>(b: &B) {
         assert_eq!(b.outbox_len(), 0);
         assert!(b.outbox_peek(10).unwrap().is_empty());
-        let ids: Vec<u64> = (0..4).map(|n| b.outbox_push(&outbox_rec(n)).unwrap()).collect();
+        let ids: Vec<u64> = (0..4)
+            .map(|n| b.outbox_push(&outbox_rec(n)).unwrap())
+            .collect();
         assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
         assert_eq!(b.outbox_len(), 4);
         // Claimed oldest first, then on from the last one seen.
@@ -429,7 +483,12 @@ mod contract {
             b.outbox_peek(2).unwrap(),
             [(ids[0], outbox_rec(0)), (ids[1], outbox_rec(1))]
         );
-        let rest: Vec<u64> = b.outbox_peek_after(ids[1], 10).unwrap().iter().map(|r| r.0).collect();
+        let rest: Vec<u64> = b
+            .outbox_peek_after(ids[1], 10)
+            .unwrap()
+            .iter()
+            .map(|r| r.0)
+            .collect();
         assert_eq!(rest, ids[2..]);
         assert!(b.outbox_peek_after(u64::MAX, 10).unwrap().is_empty());
         // Acked once.
@@ -452,7 +511,10 @@ mod contract {
         let again = b.dead_letter_retry(ids[1]).unwrap().expect("was there");
         assert!(again > ids[3]);
         assert_eq!(b.dead_letter_retry(ids[1]).unwrap(), None);
-        assert_eq!(b.outbox_peek(10).unwrap().last(), Some(&(again, outbox_rec(1))));
+        assert_eq!(
+            b.outbox_peek(10).unwrap().last(),
+            Some(&(again, outbox_rec(1)))
+        );
         assert!(b.outbox_bury(again, &letter).unwrap());
         assert!(b.dead_letter_purge(again).unwrap());
         assert!(!b.dead_letter_purge(again).unwrap());

@@ -164,16 +164,9 @@ pub trait Conversations {
 pub trait Cursors {
     fn device_cursor(&self, client: &str, device: &str, conv: ConvId) -> Result<u64>;
     /// Raises it to `seq`; never lowers it.
-    fn set_device_cursor(&self, client: &str, device: &str, conv: ConvId, seq: u64)
-    -> Result<()>;
+    fn set_device_cursor(&self, client: &str, device: &str, conv: ConvId, seq: u64) -> Result<()>;
     /// Moves it to `seq` only from `seq - 1`.
-    fn step_device_cursor(
-        &self,
-        client: &str,
-        device: &str,
-        conv: ConvId,
-        seq: u64,
-    ) -> Result<()>;
+    fn step_device_cursor(&self, client: &str, device: &str, conv: ConvId, seq: u64) -> Result<()>;
     fn read_cursor(&self, client: &str, conv: ConvId) -> Result<u64>;
     /// Raises it to `seq`; never lowers it.
     fn set_read_cursor(&self, client: &str, conv: ConvId, seq: u64) -> Result<()>;
@@ -388,22 +381,10 @@ impl Cursors for Store {
     fn device_cursor(&self, client: &str, device: &str, conv: ConvId) -> Result<u64> {
         Store::device_cursor(self, client, device, conv)
     }
-    fn set_device_cursor(
-        &self,
-        client: &str,
-        device: &str,
-        conv: ConvId,
-        seq: u64,
-    ) -> Result<()> {
+    fn set_device_cursor(&self, client: &str, device: &str, conv: ConvId, seq: u64) -> Result<()> {
         Store::set_device_cursor(self, client, device, conv, seq)
     }
-    fn step_device_cursor(
-        &self,
-        client: &str,
-        device: &str,
-        conv: ConvId,
-        seq: u64,
-    ) -> Result<()> {
+    fn step_device_cursor(&self, client: &str, device: &str, conv: ConvId, seq: u64) -> Result<()> {
         Store::step_device_cursor(self, client, device, conv, seq)
     }
     fn read_cursor(&self, client: &str, conv: ConvId) -> Result<u64> {

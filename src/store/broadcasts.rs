@@ -35,7 +35,10 @@ impl Store {
             .ok_or_else(corrupt)?;
         let mut batch = sled::Batch::default();
         batch.insert(keys::broadcast(id).to_vec(), value);
-        batch.insert(keys::broadcast_expiry(rec.valid_till, id).to_vec(), Vec::new());
+        batch.insert(
+            keys::broadcast_expiry(rec.valid_till, id).to_vec(),
+            Vec::new(),
+        );
         batch.insert(
             keys::broadcast_by_message(rec.conv, rec.seq).to_vec(),
             id.to_be_bytes().to_vec(),
@@ -105,10 +108,16 @@ impl Store {
     /// `now_ms`, soonest expired first: one seek when none has.
     pub fn expired_broadcasts(&self, now_ms: u64, limit: usize) -> Result<Vec<u64>> {
         self.trees[Tree::Broadcasts]
-            .range(keys::broadcast_expiry_start()..=keys::broadcast_expiry(now_ms, u64::MAX).to_vec())
+            .range(
+                keys::broadcast_expiry_start()..=keys::broadcast_expiry(now_ms, u64::MAX).to_vec(),
+            )
             .keys()
             .take(limit)
-            .map(|k| keys::read_broadcast_expiry(&k?).map(|(_, id)| id).ok_or_else(corrupt))
+            .map(|k| {
+                keys::read_broadcast_expiry(&k?)
+                    .map(|(_, id)| id)
+                    .ok_or_else(corrupt)
+            })
             .collect()
     }
 
@@ -204,5 +213,4 @@ mod tests {
         // A prefix of another id has a cursor of its own.
         assert_eq!(s.broadcast_cursor("Jer").unwrap(), None);
     }
-
 }

@@ -127,11 +127,11 @@ impl Store {
             None => Ok(None),
             Some(k) => {
                 let k = k?;
-                Ok(Some(
-                    keys::read_u64(&k[13..]).ok_or(StoreError::Corrupt {
+                Ok(Some(keys::read_u64(&k[13..]).ok_or(
+                    StoreError::Corrupt {
                         tree: Tree::Log.name(),
-                    })?,
-                ))
+                    },
+                )?))
             }
         }
     }
@@ -588,11 +588,9 @@ fn validate(
             Some(n) => Err(format!("schema {n}")),
             None => Err(format!("value of {} bytes, want 4", v.len())),
         },
-        Some(Tree::Broadcasts) if k.first() == Some(&b'b') => {
-            codec::decode::<BroadcastRecord>(v)
-                .map(|b| Some(b.conv))
-                .map_err(decode_err)
-        }
+        Some(Tree::Broadcasts) if k.first() == Some(&b'b') => codec::decode::<BroadcastRecord>(v)
+            .map(|b| Some(b.conv))
+            .map_err(decode_err),
         // sled's default tree, `sys` and the rest of `broadcasts`: read,
         // not decoded further (fixed-size keys and values the server
         // checks as it reads them).

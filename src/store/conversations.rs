@@ -23,14 +23,14 @@ impl Store {
     pub fn conversations(&self) -> Result<Vec<ConversationRecord>> {
         let mut out = Vec::new();
         for kv in self.trees[Tree::Conversations].iter() {
-            let (k, v) = kv.map_err(|e| self.unreadable("conversations", e.into()))?;
+            let (k, v) = kv.map_err(|e| self.unreadable(Tree::Conversations.name(), e.into()))?;
             match codec::decode::<ConversationRecord>(&v) {
                 Ok(rec) => out.push(rec),
                 Err(e) => match keys::read_conv(&k) {
                     Some(conv) => {
                         self.noted(conv, e.into());
                     }
-                    None => return Err(self.unreadable("conversations", e.into())),
+                    None => return Err(self.unreadable(Tree::Conversations.name(), e.into())),
                 },
             }
         }
@@ -40,9 +40,9 @@ impl Store {
     pub fn unique_get(&self, members_key: &[u8; 32]) -> Result<Option<ConvId>> {
         match self.trees[Tree::Unique].get(members_key)? {
             None => Ok(None),
-            Some(v) => keys::read_conv(&v)
-                .map(Some)
-                .ok_or(StoreError::Corrupt { tree: Tree::Unique.name() }),
+            Some(v) => keys::read_conv(&v).map(Some).ok_or(StoreError::Corrupt {
+                tree: Tree::Unique.name(),
+            }),
         }
     }
 
@@ -55,9 +55,11 @@ impl Store {
     /// Points `members_key` at `conv` unless it already names a conversation; returns that one.
     pub fn unique_claim(&self, members_key: &[u8; 32], conv: ConvId) -> Result<Option<ConvId>> {
         self.guard.writable()?;
-        match self.trees[Tree::Unique]
-            .compare_and_swap(members_key, None as Option<&[u8]>, Some(&conv.0[..]))?
-        {
+        match self.trees[Tree::Unique].compare_and_swap(
+            members_key,
+            None as Option<&[u8]>,
+            Some(&conv.0[..]),
+        )? {
             Ok(()) => Ok(None),
             Err(e) => Ok(e.current.as_deref().and_then(keys::read_conv)),
         }
@@ -70,8 +72,7 @@ impl Store {
 
     pub fn add_membership(&self, client: &str, conv: ConvId) -> Result<()> {
         self.guard.not_failed()?;
-        self.trees[Tree::Memberships]
-            .insert(keys::membership(client, conv), &[])?;
+        self.trees[Tree::Memberships].insert(keys::membership(client, conv), &[])?;
         Ok(())
     }
 

@@ -71,9 +71,9 @@ impl Cursors {
     fn stored(&self, key: &[u8]) -> Result<Option<u64>> {
         match self.tree.get(key)? {
             None => Ok(None),
-            Some(v) => keys::read_u64(&v)
-                .map(Some)
-                .ok_or(StoreError::Corrupt { tree: Tree::Cursors.name() }),
+            Some(v) => keys::read_u64(&v).map(Some).ok_or(StoreError::Corrupt {
+                tree: Tree::Cursors.name(),
+            }),
         }
     }
 

@@ -97,7 +97,9 @@ impl Store {
     /// Deletes dead letter `id` for good; true if it was there.
     pub fn dead_letter_purge(&self, id: u64) -> Result<bool> {
         self.guard.not_failed()?;
-        let removed = self.trees[Tree::DeadLetters].remove(keys::dead_letter(id))?.is_some();
+        let removed = self.trees[Tree::DeadLetters]
+            .remove(keys::dead_letter(id))?
+            .is_some();
         if removed {
             self.dead_letters_len.fetch_sub(1, Ordering::Relaxed);
         }

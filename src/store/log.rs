@@ -114,7 +114,7 @@ impl Store {
     /// planned from, the next seq a new message must have)` once every
     /// entry passed. An entry at or below its conversation's head rewrites
     /// a stored message; one above must be the next seq, and needs a head.
-    fn check_seqs(
+    pub(super) fn check_seqs(
         &self,
         known: &mut HashMap<ConvId, u64>,
         heads: &[Head],
@@ -179,16 +179,21 @@ impl Store {
 
     pub fn message(&self, conv: ConvId, seq: u64) -> Result<Option<LogEntry>> {
         self.guard.faults.check(health::Step::MessageRead)?;
-        self.read_conv(conv, || match self.trees[Tree::Log].get(keys::message(conv, seq))? {
-            None => Ok(None),
-            Some(v) => Ok(Some(codec::decode(&v)?)),
+        self.read_conv(conv, || {
+            match self.trees[Tree::Log].get(keys::message(conv, seq))? {
+                None => Ok(None),
+                Some(v) => Ok(Some(codec::decode(&v)?)),
+            }
         })
     }
 
     /// The newest stored message of `conv`.
     pub fn last_message(&self, conv: ConvId) -> Result<Option<LogEntry>> {
         self.read_conv(conv, || {
-            match self.trees[Tree::Log].scan_prefix(keys::message_prefix(conv)).next_back() {
+            match self.trees[Tree::Log]
+                .scan_prefix(keys::message_prefix(conv))
+                .next_back()
+            {
                 None => Ok(None),
                 Some(kv) => Ok(Some(codec::decode(&kv?.1)?)),
             }
@@ -208,8 +213,7 @@ impl Store {
         if lo > hi || limit == 0 {
             return Ok(Vec::new());
         }
-        let range = self.trees[Tree::Log]
-            .range(keys::message(conv, lo)..=keys::message(conv, hi));
+        let range = self.trees[Tree::Log].range(keys::message(conv, lo)..=keys::message(conv, hi));
         let decode = |kv: sled::Result<(sled::IVec, sled::IVec)>| -> Result<LogEntry> {
             Ok(codec::decode(&kv?.1)?)
         };
@@ -240,8 +244,7 @@ impl Store {
         if lo > hi || limit == 0 {
             return Ok((Vec::new(), false));
         }
-        let range = self.trees[Tree::Log]
-            .range(keys::message(conv, lo)..=keys::message(conv, hi));
+        let range = self.trees[Tree::Log].range(keys::message(conv, lo)..=keys::message(conv, hi));
         let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = if newest_first
         {
             Box::new(range.rev())
@@ -281,7 +284,11 @@ impl Store {
             .keys()
             .take_while(|k| k.as_ref().map_or(true, |k| k.starts_with(keys::PATCHES)))
             .take(limit)
-            .map(|k| keys::read_patch(&k?).ok_or(StoreError::Corrupt { tree: Tree::Log.name() }))
+            .map(|k| {
+                keys::read_patch(&k?).ok_or(StoreError::Corrupt {
+                    tree: Tree::Log.name(),
+                })
+            })
             .collect()
     }
 
@@ -292,7 +299,11 @@ impl Store {
             .scan_prefix(keys::WEBHOOK_QUEUE)
             .keys()
             .take(limit)
-            .map(|k| keys::read_webhook(&k?).ok_or(StoreError::Corrupt { tree: Tree::Log.name() }))
+            .map(|k| {
+                keys::read_webhook(&k?).ok_or(StoreError::Corrupt {
+                    tree: Tree::Log.name(),
+                })
+            })
             .collect()
     }
 
@@ -378,8 +389,7 @@ impl Store {
         if lo > hi || limit == 0 {
             return Ok(Vec::new());
         }
-        let range = self.trees[Tree::Log]
-            .range(keys::message(conv, lo)..=keys::message(conv, hi));
+        let range = self.trees[Tree::Log].range(keys::message(conv, lo)..=keys::message(conv, hi));
         let mut out = Vec::new();
         let mut take = |kv: sled::Result<(sled::IVec, sled::IVec)>| -> Result<bool> {
             let e: LogEntry = codec::decode(&kv?.1)?;

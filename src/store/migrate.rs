@@ -70,7 +70,9 @@ pub(super) fn v1_to_v2(db: &sled::Db) -> Result<u64> {
         if codec::decode::<LogEntry>(&v).is_ok() {
             continue;
         }
-        let old: LogEntryV1 = codec::decode(&v).map_err(|_| StoreError::Corrupt { tree: Tree::Log.name() })?;
+        let old: LogEntryV1 = codec::decode(&v).map_err(|_| StoreError::Corrupt {
+            tree: Tree::Log.name(),
+        })?;
         batch.insert(k, codec::encode(&LogEntry::from(old))?);
         in_batch += 1;
         if in_batch == 10_000 {

@@ -112,8 +112,8 @@
 //! - **Refusals.** A write refused before anything was written (low disk,
 //!   a failed store) is an error for which [`StoreError::is_refusal`] holds.
 
-
 pub mod api;
+mod broadcasts;
 pub mod check;
 mod conversations;
 pub mod cursors;
@@ -129,7 +129,6 @@ mod receipts;
 pub mod records;
 pub mod system;
 pub mod tables;
-mod broadcasts;
 
 use std::collections::HashMap;
 use std::fs::File;

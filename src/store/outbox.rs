@@ -35,7 +35,9 @@ impl Store {
     pub fn outbox_peek_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, OutboxRecord)>> {
         match after.checked_add(1) {
             None => Ok(Vec::new()),
-            Some(from) => self.outbox_scan(self.trees[Tree::Outbox].range(keys::outbox(from)..), limit),
+            Some(from) => {
+                self.outbox_scan(self.trees[Tree::Outbox].range(keys::outbox(from)..), limit)
+            }
         }
     }
 
@@ -43,7 +45,9 @@ impl Store {
         iter.take(limit)
             .map(|kv| {
                 let (k, v) = kv?;
-                let id = keys::read_u64(&k).ok_or(StoreError::Corrupt { tree: Tree::Outbox.name() })?;
+                let id = keys::read_u64(&k).ok_or(StoreError::Corrupt {
+                    tree: Tree::Outbox.name(),
+                })?;
                 Ok((id, codec::decode(&v)?))
             })
             .collect()
@@ -62,4 +66,5 @@ impl Store {
     /// Records waiting in the outbox.
     pub fn outbox_len(&self) -> u64 {
         self.outbox_len.load(Ordering::Relaxed)
-    }}
+    }
+}

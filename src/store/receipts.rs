@@ -16,8 +16,8 @@ impl Store {
         read: Option<u64>,
     ) -> Result<(u64, u64)> {
         self.guard.not_failed()?;
-        let new = self.trees[Tree::Receipts]
-            .update_and_fetch(keys::receipt(conv, client), |old| {
+        let new =
+            self.trees[Tree::Receipts].update_and_fetch(keys::receipt(conv, client), |old| {
                 let (d, r) = old.and_then(keys::read_u64_pair).unwrap_or((0, 0));
                 let d = d.max(delivered.unwrap_or(0));
                 let r = r.max(read.unwrap_or(0));
@@ -25,22 +25,25 @@ impl Store {
             })?;
         new.as_deref()
             .and_then(keys::read_u64_pair)
-            .ok_or(StoreError::Corrupt { tree: Tree::Receipts.name() })
+            .ok_or(StoreError::Corrupt {
+                tree: Tree::Receipts.name(),
+            })
     }
 
     /// What `client` has received and read in `conv` (0 when never).
     pub fn receipt(&self, conv: ConvId, client: &str) -> Result<(u64, u64)> {
         match self.trees[Tree::Receipts].get(keys::receipt(conv, client))? {
             None => Ok((0, 0)),
-            Some(v) => keys::read_u64_pair(&v).ok_or(StoreError::Corrupt { tree: Tree::Receipts.name() }),
+            Some(v) => keys::read_u64_pair(&v).ok_or(StoreError::Corrupt {
+                tree: Tree::Receipts.name(),
+            }),
         }
     }
 
     /// Notes that `client` was offline when a receipt for `conv` was due.
     pub fn owe_receipt(&self, client: &str, conv: ConvId) -> Result<()> {
         self.guard.not_failed()?;
-        self.trees[Tree::Receipts]
-            .insert(keys::owed_receipt(client, conv), &[])?;
+        self.trees[Tree::Receipts].insert(keys::owed_receipt(client, conv), &[])?;
         Ok(())
     }
 

@@ -64,9 +64,13 @@ impl Store {
             if !k.starts_with(&prefix) {
                 break;
             }
-            let client = std::str::from_utf8(&k[prefix.len()..])
-                .map_err(|_| StoreError::Corrupt { tree: Tree::Sys.name() })?;
-            let at = keys::read_u64(&v).ok_or(StoreError::Corrupt { tree: Tree::Sys.name() })?;
+            let client =
+                std::str::from_utf8(&k[prefix.len()..]).map_err(|_| StoreError::Corrupt {
+                    tree: Tree::Sys.name(),
+                })?;
+            let at = keys::read_u64(&v).ok_or(StoreError::Corrupt {
+                tree: Tree::Sys.name(),
+            })?;
             out.push((client.to_owned(), at));
         }
         Ok(out)
@@ -101,7 +105,10 @@ impl Store {
     pub fn set_sys_acked(&self, msgs: &[(ConvId, u64)], at_ms: u64) -> Result<()> {
         let mut batch = sled::Batch::default();
         for &(conv, seq) in msgs {
-            batch.insert(keys::sys_acked(conv, seq).to_vec(), at_ms.to_be_bytes().to_vec());
+            batch.insert(
+                keys::sys_acked(conv, seq).to_vec(),
+                at_ms.to_be_bytes().to_vec(),
+            );
         }
         self.trees[Tree::Sys].apply_batch(batch)?;
         Ok(())
@@ -111,9 +118,9 @@ impl Store {
     pub fn sys_acked(&self, conv: ConvId, seq: u64) -> Result<Option<u64>> {
         match self.trees[Tree::Sys].get(keys::sys_acked(conv, seq))? {
             None => Ok(None),
-            Some(v) => Ok(Some(
-                keys::read_u64(&v).ok_or(StoreError::Corrupt { tree: Tree::Sys.name() })?,
-            )),
+            Some(v) => Ok(Some(keys::read_u64(&v).ok_or(StoreError::Corrupt {
+                tree: Tree::Sys.name(),
+            })?)),
         }
     }
 }

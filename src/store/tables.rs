@@ -197,13 +197,12 @@ mod tests {
         // The cursor writer's tree is the listed one, not a second handle.
         assert_eq!(&*s.cursors.tree_name(), Tree::Cursors.name().as_bytes());
         // sled has no tree the list does not name (besides its own default).
-        let mut on_disk: Vec<Vec<u8>> = s
-            .db
-            .tree_names()
-            .into_iter()
-            .map(|n| n.to_vec())
-            .filter(|n| n.as_slice() != b"__sled__default")
-            .collect();
+        let mut on_disk: Vec<Vec<u8>> =
+            s.db.tree_names()
+                .into_iter()
+                .map(|n| n.to_vec())
+                .filter(|n| n.as_slice() != b"__sled__default")
+                .collect();
         on_disk.sort();
         let mut want = listed;
         want.sort();

@@ -354,3 +354,75 @@ fn cursors_still_in_memory_survive_a_drop_without_flush() {
     assert_eq!(s.read_cursor("Tom", c).unwrap(), 2);
     assert_eq!(s.device_cursor("Tom", "pc", c).unwrap(), 2);
 }
+
+/// The checked append against the unchecked write it wraps, on the commit
+/// thread's shape (256 messages over 16 conversations per batch, no flush):
+/// `cargo test --release --lib checked_write_costs -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn checked_write_costs_what_the_unchecked_one_does() {
+    use super::api::{Head, LogBatch};
+    use std::time::{Duration, Instant};
+    const BATCHES: u64 = 400;
+    let run = |checked: bool| -> Duration {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 64 << 20, false).unwrap();
+        let mut took = Duration::ZERO;
+        for b in 0..BATCHES {
+            let entries: Vec<_> = (0..256u64)
+                .map(|i| entry(conv((i % 16) as u8), b * 16 + i / 16 + 1, b))
+                .collect();
+            let heads: Vec<_> = (0..16u8)
+                .map(|c| Head {
+                    conv: conv(c),
+                    last_seq: b * 16,
+                })
+                .collect();
+            let t = Instant::now();
+            if checked {
+                s.write_checked(&LogBatch {
+                    heads: &heads,
+                    entries: &entries,
+                    tokens: &[],
+                    stale_patches: &[],
+                    for_webhook: &[],
+                })
+                .unwrap();
+            } else {
+                s.write_unsynced(&entries, &[], &[], &[]).unwrap();
+            }
+            took += t.elapsed();
+        }
+        took
+    };
+    // The check alone, against heads already in memory (the steady state).
+    let check_only = || -> Duration {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 64 << 20, false).unwrap();
+        let entries: Vec<_> = (0..256u64)
+            .map(|i| entry(conv((i % 16) as u8), i / 16 + 1, 0))
+            .collect();
+        let heads: Vec<_> = (0..16u8)
+            .map(|c| Head {
+                conv: conv(c),
+                last_seq: 0,
+            })
+            .collect();
+        let mut known = std::collections::HashMap::new();
+        let t = Instant::now();
+        for _ in 0..BATCHES {
+            s.check_seqs(&mut known, &heads, &entries).unwrap();
+        }
+        t.elapsed()
+    };
+    let per = |d: Duration| d.as_nanos() as f64 / (BATCHES * 256) as f64;
+    for round in 0..3 {
+        let (u, c) = (run(false), run(true));
+        println!(
+            "round {round}: unchecked {:.0} ns/msg, checked {:.0} ns/msg, the check alone {:.1} ns/msg",
+            per(u),
+            per(c),
+            per(check_only())
+        );
+    }
+}

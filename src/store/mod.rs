@@ -162,8 +162,9 @@ pub struct Store {
     outbox_len: AtomicU64,
     dead_letters_len: AtomicU64,
     /// The last seq in the log of each conversation an append checked,
-    /// read from sled the first time. Held across the check and the batch
-    /// write, so the check is in the same write (`log`).
+    /// read from sled the first time (one u64 per conversation written
+    /// since start). Held across the check and the batch write, so the
+    /// check is in the same write (`log`).
     heads: parking_lot::Mutex<HashMap<ConvId, u64>>,
     /// sled's main file, fdatasync'd after flushes: sled 0.34's flush only
     /// issues sync_file_range, which a power cut can undo.

@@ -10,9 +10,9 @@ use crate::core::conversation::ConversationTable;
 use crate::filter::KeywordFilter;
 use crate::hooks::Hooks;
 use crate::message::Pipeline;
-use crate::protocol::{ConvId, ErrorBody, ErrorCode};
+use crate::protocol::ConvId;
 use crate::registry::Registry;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 
 pub struct Hub {
     pub config: Config,
@@ -64,24 +64,5 @@ impl Hub {
             unique_lock: parking_lot::Mutex::new(()),
             fan_outs: Arc::new(AtomicU64::new(0)),
         }
-    }
-}
-
-/// 4200 with what happened. A refusal (low disk space, a failed store) was
-/// logged once when it began, so it is not logged again per request; other
-/// errors are logged at most once a second.
-impl From<StoreError> for ErrorBody {
-    fn from(e: StoreError) -> Self {
-        let detail = match &e {
-            StoreError::DiskLow { .. } => "not stored: the server's disk is full; try again later",
-            StoreError::Failed(_) => "not stored: the server's store failed and it is restarting",
-            // Noted per conversation and reported by /healthz (`store::check`).
-            e if e.is_damage() => "stored records here are damaged and cannot be read",
-            _ => {
-                crate::store::health::log_error(&e);
-                "storage failure"
-            }
-        };
-        ErrorBody::new(ErrorCode::InternalError, detail)
     }
 }

@@ -29,8 +29,6 @@ pub mod auth;
 pub mod broadcast;
 pub mod client;
 pub mod wire;
-// Kept until the store is merged; see wire::codec.
-pub use wire::codec;
 pub mod config;
 pub mod conversation;
 pub mod core;

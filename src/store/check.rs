@@ -26,11 +26,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::tables::Tree;
 use super::{
-    ConversationRecord, LogEntry, OutboxRecord, Result, SCHEMA_VERSION, SentRecord, Store,
-    StoreError, keys,
+    BroadcastRecord, ConversationRecord, LogEntry, OutboxRecord, Result, SCHEMA_VERSION,
+    SentRecord, Store, StoreError, keys,
 };
-use crate::codec;
+use crate::wire::codec;
 use crate::protocol::ConvId;
 
 /// A sled file at most this big may lack the schema record (a first start
@@ -118,8 +119,7 @@ impl Store {
     /// value: what start-up falls back on when that value is damaged, so
     /// the conversation's next seq is never one already used.
     pub fn last_message_seq(&self, conv: ConvId) -> Result<Option<u64>> {
-        match self
-            .log
+        match self.trees[Tree::Log]
             .scan_prefix(keys::message_prefix(conv))
             .keys()
             .next_back()
@@ -127,9 +127,11 @@ impl Store {
             None => Ok(None),
             Some(k) => {
                 let k = k?;
-                Ok(Some(
-                    keys::read_u64(&k[13..]).ok_or(StoreError::Corrupt { tree: "log" })?,
-                ))
+                Ok(Some(keys::read_u64(&k[13..]).ok_or(
+                    StoreError::Corrupt {
+                        tree: Tree::Log.name(),
+                    },
+                )?))
             }
         }
     }
@@ -227,9 +229,9 @@ pub fn repair(dir: &Path, into: &Path, scratch: &Path) -> Result<RepairReport> {
         // Without it the new store would look like one that lost its log
         // (`Store::open`); a lost record means the records are this build's.
         {
-            let meta = target.open_tree("meta")?;
-            if meta.get(b"schema")?.is_none() {
-                meta.insert(b"schema", &SCHEMA_VERSION.to_be_bytes())?;
+            let meta = Tree::Meta.open(&target)?;
+            if meta.get(keys::SCHEMA)?.is_none() {
+                meta.insert(keys::SCHEMA, &SCHEMA_VERSION.to_be_bytes())?;
             }
         }
         target.flush()?;
@@ -391,7 +393,7 @@ fn scan_all(dir: &Path, db: Option<&sled::Db>, into: Option<&sled::Db>) -> Repor
         });
         match scanned {
             Ok(Ok((mut tr, bad, good_convs, gap))) => {
-                if name == "conversations" {
+                if Tree::named(name.as_bytes()) == Some(Tree::Conversations) {
                     known_convs.extend(good_convs);
                 }
                 for (conv, key, error) in bad {
@@ -405,7 +407,7 @@ fn scan_all(dir: &Path, db: Option<&sled::Db>, into: Option<&sled::Db>) -> Repor
                     }
                 }
                 if let Some((after, before, error)) = gap {
-                    if name == "log" {
+                    if Tree::named(name.as_bytes()) == Some(Tree::Log) {
                         log_gap = Some((after.clone(), before.clone()));
                     }
                     tr.unread = Some(UnreadRange {
@@ -423,7 +425,7 @@ fn scan_all(dir: &Path, db: Option<&sled::Db>, into: Option<&sled::Db>) -> Repor
                     .push(whole_tree_unread(name, format!("sled panicked: {panic}")));
             }
         }
-        if name == "log"
+        if Tree::named(name.as_bytes()) == Some(Tree::Log)
             && report
                 .trees
                 .last()
@@ -526,8 +528,8 @@ fn validate(
         }
     };
     let decode_err = |e: codec::CodecError| e.to_string();
-    let r: std::result::Result<Option<ConvId>, String> = match tree {
-        "conversations" => match keys::read_conv(k) {
+    let r: std::result::Result<Option<ConvId>, String> = match Tree::named(tree.as_bytes()) {
+        Some(Tree::Conversations) => match keys::read_conv(k) {
             None => Err("key is not a conversation id".into()),
             Some(c) => codec::decode::<ConversationRecord>(v)
                 .map_err(decode_err)
@@ -539,7 +541,7 @@ fn validate(
                     }
                 }),
         },
-        "log" => match k.first() {
+        Some(Tree::Log) => match k.first() {
             Some(b'm') if k.len() == 21 => {
                 let (c, seq) = (conv_at(1), keys::read_u64(&k[13..]));
                 return match codec::decode::<LogEntry>(v) {
@@ -558,7 +560,7 @@ fn validate(
             Some(b'y') if k.len() == 21 => fixed(0).map(|()| conv_at(1)),
             _ => Err("malformed key".into()),
         },
-        "memberships" => {
+        Some(Tree::Memberships) => {
             let ok = k.first().is_some_and(|&n| n as usize + 1 + 12 == k.len());
             if ok {
                 fixed(0).map(|()| conv_at(k.len() - 12))
@@ -566,40 +568,38 @@ fn validate(
                 Err("malformed key".into())
             }
         }
-        "unique" if k.len() == 32 => fixed(12).map(|()| keys::read_conv(v)),
-        "unique" => Err("malformed key".into()),
-        "cursors" => match k.first() {
+        Some(Tree::Unique) if k.len() == 32 => fixed(12).map(|()| keys::read_conv(v)),
+        Some(Tree::Unique) => Err("malformed key".into()),
+        Some(Tree::Cursors) => match k.first() {
             Some(b'd' | b'r' | b'p') => fixed(8).map(|()| None),
             _ => Err("malformed key".into()),
         },
-        "receipts" => match k.first() {
+        Some(Tree::Receipts) => match k.first() {
             Some(b's') if k.len() > 13 => fixed(16).map(|()| conv_at(1)),
             Some(b'q') => fixed(0).map(|()| None),
             _ => Err("malformed key".into()),
         },
-        "outbox" if k.len() == 8 => codec::decode::<OutboxRecord>(v)
+        Some(Tree::Outbox) if k.len() == 8 => codec::decode::<OutboxRecord>(v)
             .map(|_| None)
             .map_err(decode_err),
-        "outbox" => Err("malformed key".into()),
-        "meta" if k == b"schema" => match keys::read_u32(v) {
+        Some(Tree::Outbox) => Err("malformed key".into()),
+        Some(Tree::Meta) if k == keys::SCHEMA => match keys::read_u32(v) {
             Some(n) if n == SCHEMA_VERSION || n == 1 => Ok(None),
             Some(n) => Err(format!("schema {n}")),
             None => Err(format!("value of {} bytes, want 4", v.len())),
         },
-        "broadcasts" if k.first() == Some(&b'b') => {
-            codec::decode::<super::system::BroadcastRecord>(v)
-                .map(|b| Some(b.conv))
-                .map_err(decode_err)
-        }
+        Some(Tree::Broadcasts) if k.first() == Some(&b'b') => codec::decode::<BroadcastRecord>(v)
+            .map(|b| Some(b.conv))
+            .map_err(decode_err),
         // sled's default tree, `sys` and the rest of `broadcasts`: read,
         // not decoded further (fixed-size keys and values the server
         // checks as it reads them).
         _ => Ok(None),
     };
     r.map_err(|e| {
-        let conv = match tree {
-            "conversations" => keys::read_conv(k),
-            "log" if k.len() == 21 => conv_at(1),
+        let conv = match Tree::named(tree.as_bytes()) {
+            Some(Tree::Conversations) => keys::read_conv(k),
+            Some(Tree::Log) if k.len() == 21 => conv_at(1),
             _ => None,
         };
         (conv, e)

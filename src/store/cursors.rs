@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use super::tables::Tree;
 use super::{Result, Store, StoreError, keys};
 use crate::protocol::ConvId;
 
@@ -57,6 +58,12 @@ impl Cursors {
         }
     }
 
+    /// The tree it writes to, for the test that every tree comes from the list.
+    #[cfg(test)]
+    pub(super) fn tree_name(&self) -> sled::IVec {
+        self.tree.name()
+    }
+
     fn shard(&self, key: &[u8]) -> &Mutex<Shard> {
         &self.shards[self.hasher.hash_one(key) as usize % SHARDS]
     }
@@ -64,9 +71,9 @@ impl Cursors {
     fn stored(&self, key: &[u8]) -> Result<Option<u64>> {
         match self.tree.get(key)? {
             None => Ok(None),
-            Some(v) => keys::read_u64(&v)
-                .map(Some)
-                .ok_or(StoreError::Corrupt { tree: "cursors" }),
+            Some(v) => keys::read_u64(&v).map(Some).ok_or(StoreError::Corrupt {
+                tree: Tree::Cursors.name(),
+            }),
         }
     }
 

@@ -5,31 +5,19 @@
 
 use std::sync::atomic::Ordering;
 
-use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-use super::{OutboxRecord, Result, Store, StoreError, keys};
-use crate::codec;
-
-/// An outbox record given up on, with why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeadLetter {
-    pub record: OutboxRecord,
-    /// Delivery attempts made since the server last started.
-    pub attempts: u32,
-    /// When it was given up on, ms since the Unix epoch.
-    pub dead_at: u64,
-    /// The last failure, for the operator.
-    pub last_error: String,
-}
+use super::tables::Tree;
+use super::{DeadLetter, Result, Store, StoreError, keys};
+use crate::wire::codec;
 
 fn tx_error(e: TransactionError<()>) -> StoreError {
     match e {
         TransactionError::Storage(e) => e.into(),
         // Only an undecodable dead letter aborts.
         TransactionError::Abort(()) => StoreError::Corrupt {
-            tree: "dead_letters",
+            tree: Tree::DeadLetters.name(),
         },
     }
 }
@@ -41,7 +29,7 @@ impl Store {
         self.guard.not_failed()?;
         let value = codec::encode(letter)?;
         let key = keys::outbox(id);
-        let moved = (&self.outbox, &self.dead_letters)
+        let moved = (&self.trees[Tree::Outbox], &self.trees[Tree::DeadLetters])
             .transaction(|(o, d)| {
                 if o.remove(&key)?.is_none() {
                     return Ok(false);
@@ -62,13 +50,13 @@ impl Store {
         let Some(from) = after.checked_add(1) else {
             return Ok(Vec::new());
         };
-        self.dead_letters
+        self.trees[Tree::DeadLetters]
             .range(keys::dead_letter(from)..)
             .take(limit)
             .map(|kv| {
                 let (k, v) = kv?;
                 let id = keys::read_u64(&k).ok_or(StoreError::Corrupt {
-                    tree: "dead_letters",
+                    tree: Tree::DeadLetters.name(),
                 })?;
                 Ok((id, codec::decode(&v)?))
             })
@@ -83,7 +71,7 @@ impl Store {
         let mut next = self.outbox_next.lock();
         let new_id = *next;
         let new_key = keys::outbox(new_id);
-        let moved = (&self.outbox, &self.dead_letters)
+        let moved = (&self.trees[Tree::Outbox], &self.trees[Tree::DeadLetters])
             .transaction(|(o, d)| {
                 let Some(v) = d.remove(&key)? else {
                     return Ok(false);
@@ -109,7 +97,9 @@ impl Store {
     /// Deletes dead letter `id` for good; true if it was there.
     pub fn dead_letter_purge(&self, id: u64) -> Result<bool> {
         self.guard.not_failed()?;
-        let removed = self.dead_letters.remove(keys::dead_letter(id))?.is_some();
+        let removed = self.trees[Tree::DeadLetters]
+            .remove(keys::dead_letter(id))?
+            .is_some();
         if removed {
             self.dead_letters_len.fetch_sub(1, Ordering::Relaxed);
         }

@@ -2,8 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{LogEntry, Result, StoreError};
-use crate::codec;
+use super::tables::Tree;
+use super::{LogEntry, Result, StoreError, keys};
+use crate::wire::codec;
 use crate::protocol::{Content, ConvId, Message};
 
 /// Schema 1's message record, as written before edit/recall/delete existed.
@@ -60,16 +61,18 @@ impl From<LogEntryV1> for LogEntry {
 /// 1's layout is a strict prefix, so it never decodes as 2), so re-running
 /// after a crash is safe.
 pub(super) fn v1_to_v2(db: &sled::Db) -> Result<u64> {
-    let log = db.open_tree("log")?;
+    let log = Tree::Log.open(db)?;
     let mut done = 0u64;
     let mut batch = sled::Batch::default();
     let mut in_batch = 0;
-    for kv in log.scan_prefix([b'm']) {
+    for kv in log.scan_prefix(keys::MESSAGES) {
         let (k, v) = kv?;
         if codec::decode::<LogEntry>(&v).is_ok() {
             continue;
         }
-        let old: LogEntryV1 = codec::decode(&v).map_err(|_| StoreError::Corrupt { tree: "log" })?;
+        let old: LogEntryV1 = codec::decode(&v).map_err(|_| StoreError::Corrupt {
+            tree: Tree::Log.name(),
+        })?;
         batch.insert(k, codec::encode(&LogEntry::from(old))?);
         in_batch += 1;
         if in_batch == 10_000 {
@@ -87,7 +90,6 @@ pub(super) fn v1_to_v2(db: &sled::Db) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::keys;
 
     #[test]
     fn a_schema_1_dir_opens_with_every_message_intact() {
@@ -95,11 +97,12 @@ mod tests {
         let conv = ConvId([7; 12]);
         {
             let db = sled::open(dir.path()).unwrap();
-            db.open_tree("meta")
+            Tree::Meta
+                .open(&db)
                 .unwrap()
-                .insert(b"schema", &1u32.to_be_bytes())
+                .insert(keys::SCHEMA, &1u32.to_be_bytes())
                 .unwrap();
-            let log = db.open_tree("log").unwrap();
+            let log = Tree::Log.open(&db).unwrap();
             for seq in 1..=3u64 {
                 let old = LogEntryV1 {
                     msg: MessageV1 {

@@ -6,20 +6,21 @@
 //! store (a group commit, sled's 500 ms background flush, or a graceful
 //! shutdown), so only a crash within that moment can forget one.
 
+use super::tables::Tree;
 use super::{Result, Store, StoreError, keys};
 
 impl Store {
     /// Records `nonce` as used until `expires` (seconds since the epoch).
     pub fn nonce_put(&self, nonce: &str, expires: u64) -> Result<()> {
         self.guard.not_failed()?;
-        self.nonces.insert(nonce_key(nonce, expires), &[])?;
+        self.trees[Tree::Nonces].insert(keys::nonce(nonce, expires), &[])?;
         Ok(())
     }
 
     /// Forgets nonces that expired, as the in-memory table drops them.
     pub fn nonce_remove(&self, nonce: &str, expires: u64) -> Result<()> {
         self.guard.not_failed()?;
-        self.nonces.remove(nonce_key(nonce, expires))?;
+        self.trees[Tree::Nonces].remove(keys::nonce(nonce, expires))?;
         Ok(())
     }
 
@@ -28,9 +29,11 @@ impl Store {
     pub fn nonces_live(&self, now: u64) -> Result<Vec<(u64, String)>> {
         let mut live = Vec::new();
         let mut expired = Vec::new();
-        for kv in self.nonces.iter() {
+        for kv in self.trees[Tree::Nonces].iter() {
             let (k, _) = kv?;
-            let corrupt = || StoreError::Corrupt { tree: "nonces" };
+            let corrupt = || StoreError::Corrupt {
+                tree: Tree::Nonces.name(),
+            };
             let expires = keys::read_u64(k.get(..8).ok_or_else(corrupt)?).ok_or_else(corrupt)?;
             if expires < now {
                 expired.push(k);
@@ -42,15 +45,8 @@ impl Store {
         if !expired.is_empty() && self.guard.not_failed().is_ok() {
             let mut batch = sled::Batch::default();
             expired.into_iter().for_each(|k| batch.remove(k));
-            self.nonces.apply_batch(batch)?;
+            self.trees[Tree::Nonces].apply_batch(batch)?;
         }
         Ok(live)
     }
-}
-
-fn nonce_key(nonce: &str, expires: u64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(8 + nonce.len());
-    k.extend_from_slice(&expires.to_be_bytes());
-    k.extend_from_slice(nonce.as_bytes());
-    k
 }

@@ -16,66 +16,6 @@ fn entry(c: ConvId, seq: u64, ts: u64) -> LogEntry {
     )
 }
 
-#[test]
-fn key_encodings_are_byte_exact() {
-    let c = conv(0xAB);
-    assert_eq!(keys::id("Tom"), b"\x03Tom");
-    assert_eq!(
-        keys::membership("Tom", c),
-        [b"\x03Tom".as_slice(), &[0xAB; 12]].concat()
-    );
-    assert_eq!(
-        keys::message(c, 0x0102),
-        *[b"m".as_slice(), &[0xAB; 12], &[0, 0, 0, 0, 0, 0, 1, 2]]
-            .concat()
-            .as_slice()
-    );
-    assert_eq!(keys::token("Tom", "t1"), b"k\x03Tomt1");
-    assert_eq!(
-        keys::device_cursor("Tom", "pc", c),
-        [b"d\x03Tom\x02pc".as_slice(), &[0xAB; 12]].concat()
-    );
-    assert_eq!(
-        keys::read_cursor("Tom", c),
-        [b"r\x03Tom".as_slice(), &[0xAB; 12]].concat()
-    );
-    assert_eq!(
-        keys::patch(0x0102, c, 7).as_slice(),
-        [
-            b"u".as_slice(),
-            &[0, 0, 0, 0, 0, 0, 1, 2],
-            &[0xAB; 12],
-            &[0, 0, 0, 0, 0, 0, 0, 7]
-        ]
-        .concat()
-    );
-    assert_eq!(keys::read_patch(&keys::patch(9, c, 7)), Some((9, c, 7)));
-    assert_eq!(keys::webhook(c, 7)[0], b'y');
-    assert_eq!(keys::webhook(c, 7)[1..], keys::message(c, 7)[1..]);
-    assert_eq!(keys::read_webhook(&keys::webhook(c, 7)), Some((c, 7)));
-    assert_eq!(keys::patch_cursor("Tom", "pc"), b"p\x03Tom\x02pc");
-    assert_eq!(
-        keys::receipt(c, "Tom"),
-        [b"s".as_slice(), &[0xAB; 12], b"\x03Tom"].concat()
-    );
-    assert_eq!(
-        keys::owed_receipt("Tom", c),
-        [b"q\x03Tom".as_slice(), &[0xAB; 12]].concat()
-    );
-    assert_eq!(keys::read_u64_pair(&keys::u64_pair(1, 2)), Some((1, 2)));
-    assert_eq!(keys::outbox(0x0102), [0, 0, 0, 0, 0, 0, 1, 2]);
-    assert_eq!(keys::outbox(u64::MAX), [0xFF; 8]);
-    assert_eq!(keys::read_u64(&keys::outbox(77)), Some(77));
-    assert_eq!(keys::dead_letter(0x0102), [0, 0, 0, 0, 0, 0, 1, 2]);
-    assert_eq!(keys::dead_letter(u64::MAX), [0xFF; 8]);
-}
-
-#[test]
-fn outbox_keys_sort_by_id_across_byte_boundaries() {
-    assert!(keys::outbox(255) < keys::outbox(256));
-    assert!(keys::outbox(u64::MAX - 1) < keys::outbox(u64::MAX));
-}
-
 fn outbox_rec(n: u32) -> OutboxRecord {
     OutboxRecord {
         hook: "_messageSent".into(),
@@ -163,13 +103,6 @@ fn dead_letters_move_whole_between_trees_and_survive_a_reopen() {
     assert!(!s.dead_letter_purge(b).unwrap());
     assert_eq!((s.outbox_len(), s.dead_letters_len()), (1, 0));
     assert!(s.dead_letters(0, 10).unwrap().is_empty());
-}
-
-#[test]
-fn message_keys_sort_by_seq_across_byte_boundaries() {
-    let c = conv(1);
-    assert!(keys::message(c, 255) < keys::message(c, 256));
-    assert!(keys::message(c, u64::MAX) < keys::message(conv(2), 0));
 }
 
 #[test]
@@ -420,4 +353,76 @@ fn cursors_still_in_memory_survive_a_drop_without_flush() {
     let s = Store::open(dir.path(), 8 << 20, false).unwrap();
     assert_eq!(s.read_cursor("Tom", c).unwrap(), 2);
     assert_eq!(s.device_cursor("Tom", "pc", c).unwrap(), 2);
+}
+
+/// The checked append against the unchecked write it wraps, on the commit
+/// thread's shape (256 messages over 16 conversations per batch, no flush):
+/// `cargo test --release --lib checked_write_costs -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn checked_write_costs_what_the_unchecked_one_does() {
+    use super::api::{Head, LogBatch};
+    use std::time::{Duration, Instant};
+    const BATCHES: u64 = 400;
+    let run = |checked: bool| -> Duration {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 64 << 20, false).unwrap();
+        let mut took = Duration::ZERO;
+        for b in 0..BATCHES {
+            let entries: Vec<_> = (0..256u64)
+                .map(|i| entry(conv((i % 16) as u8), b * 16 + i / 16 + 1, b))
+                .collect();
+            let heads: Vec<_> = (0..16u8)
+                .map(|c| Head {
+                    conv: conv(c),
+                    last_seq: b * 16,
+                })
+                .collect();
+            let t = Instant::now();
+            if checked {
+                s.write_checked(&LogBatch {
+                    heads: &heads,
+                    entries: &entries,
+                    tokens: &[],
+                    stale_patches: &[],
+                    for_webhook: &[],
+                })
+                .unwrap();
+            } else {
+                s.write_unsynced(&entries, &[], &[], &[]).unwrap();
+            }
+            took += t.elapsed();
+        }
+        took
+    };
+    // The check alone, against heads already in memory (the steady state).
+    let check_only = || -> Duration {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 64 << 20, false).unwrap();
+        let entries: Vec<_> = (0..256u64)
+            .map(|i| entry(conv((i % 16) as u8), i / 16 + 1, 0))
+            .collect();
+        let heads: Vec<_> = (0..16u8)
+            .map(|c| Head {
+                conv: conv(c),
+                last_seq: 0,
+            })
+            .collect();
+        let mut known = std::collections::HashMap::new();
+        let t = Instant::now();
+        for _ in 0..BATCHES {
+            s.check_seqs(&mut known, &heads, &entries).unwrap();
+        }
+        t.elapsed()
+    };
+    let per = |d: Duration| d.as_nanos() as f64 / (BATCHES * 256) as f64;
+    for round in 0..3 {
+        let (u, c) = (run(false), run(true));
+        println!(
+            "round {round}: unchecked {:.0} ns/msg, checked {:.0} ns/msg, the check alone {:.1} ns/msg",
+            per(u),
+            per(c),
+            per(check_only())
+        );
+    }
 }

@@ -1,34 +1,49 @@
 //! Tidings: a self-hosted instant-messaging server over QUIC that follows
 //! LeanCloud IM's conventions.
 //!
-//! # Layout
+//! # Layout: follow one message
 //!
-//! - [`protocol`]: frames, commands, replies, events and LeanCloud's error codes.
-//! - [`codec`]: the only user of bincode.
-//! - [`transport`]: QUIC endpoints, TLS identity and pinning, length-prefixed framing.
-//! - [`auth`]: app credentials and HMAC-SHA1 login signatures.
-//! - [`store`]: the only user of sled: trees, key encodings, records, durable flush,
-//!   write-behind cursors.
-//! - [`conversation`]: the lock-sharded conversation table and membership rules.
-//! - [`message`]: the group-commit pipeline that orders, stores and fans out messages.
-//! - [`filter`]: keyword filtering (aho-corasick, Unicode case-insensitive).
-//! - [`http`]: the outbound HTTP client every caller shares (TLS, proxy and redirect policy).
-//! - [`hooks`]: LeanCloud IM hooks over HTTP: before-hook chains and the after-hook outbox.
-//! - [`hub`]: the shared state of a running server, handed to every session.
-//! - [`session`]: one connection's login, commands, delivery and acks.
-//! - [`server`]: start-up, the accept loop and graceful shutdown.
-//! - [`admin`]: the admin REST API (LeanCloud's `/1.2/rtm`), `/healthz` and `/metrics`.
-//! - [`broadcast`]: TTL'd broadcasts: the online fan-out in bounded steps, the login catch-up, the sweep.
-//! - [`sysmsg`]: `_SysMessage`, clients' messages to system conversations: rows, query, webhook worker.
-//! - [`metrics`]: process-wide counters and histograms for `/metrics`.
-//! - [`client`]: the async client library used by the CLI, tests and bench.
-//! - [`config`]: the documented configuration struct.
+//! 1. [`server`] accepts a QUIC connection ([`transport`]) and gives it to
+//!    the QUIC door, [`session::run`], which reads length-prefixed frames
+//!    ([`wire::frame`], [`wire::codec`]) as [`protocol::ClientFrame`]s.
+//! 2. [`session`]'s engine logs the client in, then each request goes
+//!    through its dispatch table to a feature; a send joins its
+//!    conversation's send lane, which keeps one conversation's sends in order.
+//! 3. [`message`]`::send` validates ([`core::validate`]), runs the
+//!    `_messageReceived` hook ([`hooks`]) and the keyword filter
+//!    ([`filter`]), and submits a draft to the [`pipeline`].
+//! 4. [`pipeline`]'s commit thread plans a group ([`core::ordering`]:
+//!    seqs, timestamps, idempotency tokens, patches), writes and flushes it
+//!    to the [`store`], then answers the senders.
+//! 5. Its fan-out finds the audience ([`core::conversation`]), encodes each
+//!    frame once ([`core::outbound`]) and hands it to the online devices
+//!    through the [`registry`]; after-hooks go to the hook outbox.
+//! 6. The receiving session writes it and tracks it until acked
+//!    ([`core::delivery`]), resending it from the log after the ack timeout.
+//! 7. The receiver's ack moves its device cursor ([`store`]) and the
+//!    sender's delivery receipt ([`core::receipts`], [`message`]).
+//!
+//! Around that path: [`conversation`] (create, members, settings, system
+//! conversations), [`broadcast`] (TTL'd broadcasts), [`sysmsg`]
+//! (`_SysMessage`), [`admin`] (the `/1.2/rtm` REST API, `/healthz`,
+//! `/metrics`), [`guard`] (quotas and per-address limits), [`auth`]
+//! (signatures), [`http`] (the one outbound HTTP client), [`metrics`],
+//! [`config`], [`util`]. [`hub`] only holds the handles every feature
+//! shares. [`client`] is the client library the CLI, tests and bench use.
+//!
+//! # The layer rule
+//!
+//! Imports point down only: doors (`server`, `admin`, `session`) →
+//! features (`broadcast`, `sysmsg`, `message`, `conversation`) → `hub` →
+//! runtime services (`pipeline`, `registry`) → the sans-IO `core` →
+//! adapters (`hooks`, `guard`, `transport`, `auth`, `store`, `filter`,
+//! `http`, `metrics`) → vocabulary (`config`, `wire`, `protocol`, `util`).
+//! `tests/layers.rs` enforces it; `docs/ARCHITECTURE.md` explains it.
 
 pub mod admin;
 pub mod auth;
 pub mod broadcast;
 pub mod client;
-pub mod wire;
 pub mod config;
 pub mod conversation;
 pub mod core;
@@ -47,3 +62,4 @@ pub mod store;
 pub mod sysmsg;
 pub mod transport;
 pub mod util;
+pub mod wire;

@@ -28,7 +28,7 @@ use criterion::{
 use rand::seq::SliceRandom;
 use tokio::sync::mpsc;
 
-use tidings::core::conversation::{Conv, ConversationTable};
+use tidings::core::conversation::Conv;
 use tidings::core::outbound::{Outbound, StoredFrame};
 use tidings::protocol::{
     ClientFrame, Command, Content, ConvId, ConvKind, Event, Message, SendMessage, ServerFrame,

@@ -9,8 +9,8 @@
 
 use super::tables::Tree;
 use super::{BroadcastRecord, Result, Store, StoreError, keys};
-use crate::wire::codec;
 use crate::protocol::ConvId;
+use crate::wire::codec;
 
 pub(super) fn corrupt() -> StoreError {
     StoreError::Corrupt {

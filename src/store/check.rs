@@ -31,8 +31,8 @@ use super::{
     BroadcastRecord, ConversationRecord, LogEntry, OutboxRecord, Result, SCHEMA_VERSION,
     SentRecord, Store, StoreError, keys,
 };
-use crate::wire::codec;
 use crate::protocol::ConvId;
+use crate::wire::codec;
 
 /// A sled file at most this big may lack the schema record (a first start
 /// that stopped before its first flush); a bigger one without it lost data.

@@ -2,8 +2,8 @@
 
 use super::tables::Tree;
 use super::{ConversationRecord, Result, Store, StoreError, keys};
-use crate::wire::codec;
 use crate::protocol::ConvId;
+use crate::wire::codec;
 
 impl Store {
     pub fn put_conversation(&self, rec: &ConversationRecord) -> Result<()> {

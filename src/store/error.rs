@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use crate::wire::codec::CodecError;
 use crate::protocol::{ConvId, ErrorBody, ErrorCode};
+use crate::wire::codec::CodecError;
 
 use super::{SCHEMA_VERSION, check, health};
 

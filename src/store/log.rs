@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use super::api::{Head, LogBatch};
 use super::tables::Tree;
 use super::{LogEntry, Result, SentRecord, Store, StoreError, TokenRecord, health, keys};
-use crate::wire::codec;
 use crate::protocol::ConvId;
+use crate::wire::codec;
 
 impl Store {
     /// Writes messages and their indexes in one atomic batch, then makes them durable.

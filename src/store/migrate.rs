@@ -4,8 +4,8 @@ use serde::{Deserialize, Serialize};
 
 use super::tables::Tree;
 use super::{LogEntry, Result, StoreError, keys};
-use crate::wire::codec;
 use crate::protocol::{Content, ConvId, Message};
+use crate::wire::codec;
 
 /// Schema 1's message record, as written before edit/recall/delete existed.
 #[derive(Serialize, Deserialize)]

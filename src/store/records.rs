@@ -155,8 +155,8 @@ pub struct BroadcastRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::codec;
     use crate::protocol::Content;
+    use crate::wire::codec;
 
     fn entry(device: &str, to_peers: Option<Vec<&str>>) -> LogEntry {
         let msg = Message::new(ConvId([1; 12]), 1, "Tom", 5, Content::Text("hi".into()));

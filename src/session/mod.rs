@@ -1,7 +1,7 @@
 //! One client connection: login, then a loop that reads commands, hands
 //! fanned-out messages to the writer, tracks acks and redelivers.
 
-mod broadcasts;
+
 mod sync;
 mod writer;
 
@@ -210,7 +210,7 @@ struct Session {
     /// read the store is dropped once.
     broadcasts_at_login: HashSet<(ConvId, u64)>,
     /// Broadcasts sent and not yet acknowledged: the client's cursor.
-    broadcast_acks: broadcasts::BroadcastAcks,
+    broadcast_acks: crate::core::broadcast_acks::BroadcastAcks,
     /// This connection's request and ping buckets (`guard`).
     quota: crate::guard::ConnQuota,
 }
@@ -363,7 +363,7 @@ impl Session {
         }
         match crate::broadcast::at_login(&s.hub, &s.caller.client) {
             Ok(got) => {
-                s.broadcast_acks = broadcasts::BroadcastAcks::at_login(got.cursor, got.looked_at);
+                s.broadcast_acks = crate::core::broadcast_acks::BroadcastAcks::at_login(got.cursor, got.looked_at);
                 for b in got.frames {
                     s.broadcast_acks.sent(b.id, b.conv, b.seq);
                     s.writer.send(b.frame);

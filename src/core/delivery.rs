@@ -74,7 +74,12 @@ pub struct Delivery {
 
 impl Delivery {
     /// `now` starts the redelivery clock; `me` is the device's client.
-    pub fn new(now: Instant, me: impl Into<String>, ack_timeout: Duration, max_inflight: usize) -> Self {
+    pub fn new(
+        now: Instant,
+        me: impl Into<String>,
+        ack_timeout: Duration,
+        max_inflight: usize,
+    ) -> Self {
         let check_every = Duration::from_secs(1).min(ack_timeout);
         Delivery {
             me: me.into(),
@@ -107,7 +112,13 @@ impl Delivery {
     }
 
     /// A stored message the login's sync wrote: in flight like a live one.
-    pub fn handle_synced(&mut self, now: Instant, conv: ConvId, seq: u64, receipt: Option<ReceiptFor>) {
+    pub fn handle_synced(
+        &mut self,
+        now: Instant,
+        conv: ConvId,
+        seq: u64,
+        receipt: Option<ReceiptFor>,
+    ) {
         self.track(now, conv, seq, receipt);
     }
 
@@ -196,7 +207,12 @@ impl Delivery {
     /// The log rows of a range from [`Self::poll_refetch`]: returns, oldest
     /// first, what to send again (marked for this receiver). One deleted
     /// meanwhile (or gone) counts as acked: there is nothing left to send.
-    pub fn handle_refetched(&mut self, now: Instant, conv: ConvId, rows: &[LogEntry]) -> Vec<Message> {
+    pub fn handle_refetched(
+        &mut self,
+        now: Instant,
+        conv: ConvId,
+        rows: &[LogEntry],
+    ) -> Vec<Message> {
         let Some(q) = self.inflight.get_mut(&conv) else {
             return Vec::new();
         };

@@ -25,7 +25,13 @@ fn stored(conv: ConvId, seq: u64, receipt_from: Option<&str>) -> StoredFrame {
 
 fn row(conv: ConvId, seq: u64, deleted: bool) -> LogEntry {
     let mut e = LogEntry::new(
-        Message::new(conv, seq, "Tom", 1000 + seq, Content::Text(format!("m{seq}"))),
+        Message::new(
+            conv,
+            seq,
+            "Tom",
+            1000 + seq,
+            Content::Text(format!("m{seq}")),
+        ),
         "phone",
         "127.0.0.1",
     );
@@ -41,7 +47,11 @@ fn jerry(t0: Instant) -> Delivery {
 fn an_unacked_message_is_read_again_after_the_ack_timeout() {
     let t0 = crate::core::test_origin();
     let mut d = jerry(t0);
-    assert_eq!(d.poll_timeout(), None, "no timer while nothing is in flight");
+    assert_eq!(
+        d.poll_timeout(),
+        None,
+        "no timer while nothing is in flight"
+    );
     assert!(d.handle_stored(t0, &stored(A, 1, None)));
     assert_eq!(d.poll_timeout(), Some(t0 + SEC), "checked every second");
     d.handle_timeout(t0 + TIMEOUT - SEC);
@@ -66,7 +76,11 @@ fn the_check_does_not_run_before_it_is_due() {
     let t0 = crate::core::test_origin();
     let mut d = Delivery::new(t0, "Jerry", Duration::from_millis(200), MAX_INFLIGHT);
     assert!(d.handle_stored(t0, &stored(A, 1, None)));
-    assert_eq!(d.poll_timeout(), Some(t0 + Duration::from_millis(200)), "a short timeout checks more often");
+    assert_eq!(
+        d.poll_timeout(),
+        Some(t0 + Duration::from_millis(200)),
+        "a short timeout checks more often"
+    );
     d.handle_timeout(t0 + Duration::from_millis(199));
     assert_eq!(d.poll_refetch(), None);
     d.handle_timeout(t0 + Duration::from_millis(200));
@@ -86,7 +100,11 @@ fn only_the_overdue_head_and_what_follows_it_are_sent_again() {
     assert_eq!(d.poll_refetch(), None);
     let rows = [row(A, 1, false), row(A, 2, false)];
     let again = d.handle_refetched(t0 + TIMEOUT, A, &rows);
-    assert_eq!(again.iter().map(|m| m.seq).collect::<Vec<_>>(), [1], "2 is not overdue yet");
+    assert_eq!(
+        again.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        [1],
+        "2 is not overdue yet"
+    );
 }
 
 #[test]
@@ -129,7 +147,14 @@ fn acks_are_cumulative_and_late_ones_do_no_harm() {
     }
     assert!(d.handle_stored(t0, &stored(B, 1, None)));
     let acked = d.handle_ack(A, 3, Some(4));
-    assert_eq!(acked, Some(Acked { conv: A, seq: 3, receipt: None }));
+    assert_eq!(
+        acked,
+        Some(Acked {
+            conv: A,
+            seq: 3,
+            receipt: None
+        })
+    );
     assert_eq!(d.inflight(), 2, "A 4 and B 1 remain");
     // An older ack arriving after a newer one changes nothing in flight,
     // and still asks for its cursor (the store only raises it).
@@ -158,7 +183,10 @@ fn an_ack_owes_the_newest_receipt_and_never_one_to_myself() {
     assert!(d.handle_stored(t0, &stored(A, 1, Some("Tom"))));
     assert!(d.handle_stored(t0, &stored(A, 2, Some("Tom"))));
     assert!(d.handle_stored(t0, &stored(A, 3, None)));
-    assert!(d.handle_stored(t0, &stored(A, 4, Some("Jerry"))), "my own, from another device");
+    assert!(
+        d.handle_stored(t0, &stored(A, 4, Some("Jerry"))),
+        "my own, from another device"
+    );
     let acked = d.handle_ack(A, 4, Some(4)).expect("acked");
     assert_eq!(acked.receipt.as_deref(), Some(&("Tom".to_owned(), 1002)));
 }
@@ -171,10 +199,16 @@ fn a_seq_the_sync_sent_is_dropped_from_the_live_copy() {
     d.handle_sync_passed(B, 2);
     assert!(!d.handle_stored(t0, &stored(A, 4, None)));
     assert!(!d.handle_stored(t0, &stored(A, 5, None)));
-    assert!(!d.handle_stored(t0, &stored(B, 2, None)), "passed over by the sync");
+    assert!(
+        !d.handle_stored(t0, &stored(B, 2, None)),
+        "passed over by the sync"
+    );
     assert_eq!(d.inflight(), 1, "only the synced one");
     assert!(d.handle_stored(t0, &stored(A, 6, None)));
-    assert!(!d.handle_stored(t0, &stored(A, 6, None)), "a repeat of a live one");
+    assert!(
+        !d.handle_stored(t0, &stored(A, 6, None)),
+        "a repeat of a live one"
+    );
     assert!(d.handle_stored(t0, &stored(B, 3, None)));
 }
 
@@ -186,7 +220,10 @@ fn past_the_inflight_cap_messages_are_written_but_left_to_the_next_sync() {
     assert!(d.handle_stored(t0, &stored(A, 2, None)));
     assert!(d.handle_stored(t0, &stored(A, 3, None)), "still written");
     assert_eq!(d.inflight(), 2);
-    assert!(!d.handle_stored(t0, &stored(A, 3, None)), "and still deduplicated");
+    assert!(
+        !d.handle_stored(t0, &stored(A, 3, None)),
+        "and still deduplicated"
+    );
     d.handle_timeout(t0 + TIMEOUT);
     assert_eq!(d.poll_refetch(), Some((A, 1, 2)), "3 is not redelivered");
 }
@@ -203,8 +240,15 @@ fn a_broadcast_sent_at_login_is_skipped_once_from_the_live_fan_out() {
     };
     d.handle_login_broadcasts(Some(3), Some(4));
     d.handle_login_broadcast(4, A, 7);
-    assert_eq!(d.poll_broadcast_cursor(), None, "4 is unacked: the cursor stays at 3");
-    assert!(!d.handle_broadcast(&b(4, 7)), "the live copy of the login's one");
+    assert_eq!(
+        d.poll_broadcast_cursor(),
+        None,
+        "4 is unacked: the cursor stays at 3"
+    );
+    assert!(
+        !d.handle_broadcast(&b(4, 7)),
+        "the live copy of the login's one"
+    );
     assert!(d.handle_broadcast(&b(4, 7)), "but only once");
     assert!(d.handle_broadcast(&b(5, 8)));
     d.handle_broadcast_ack(A, 7);

@@ -78,9 +78,15 @@ mod tests {
         let t0 = crate::core::test_origin();
         let mut t = TypingLimit::<u8, bool>::new(1000);
         assert!(t.admit(t0, SEC, 1, true));
-        assert!(!t.admit(t0 + SEC / 2, SEC, 1, true), "a repeat inside the window");
+        assert!(
+            !t.admit(t0 + SEC / 2, SEC, 1, true),
+            "a repeat inside the window"
+        );
         assert!(t.admit(t0 + SEC / 2, SEC, 2, true), "another conversation");
-        assert!(t.admit(t0 + SEC / 2, SEC, 1, false), "a change goes out at once");
+        assert!(
+            t.admit(t0 + SEC / 2, SEC, 1, false),
+            "a change goes out at once"
+        );
         assert!(t.admit(t0 + SEC / 2 + Duration::from_nanos(1), SEC, 1, true));
         assert!(!t.admit(t0 + SEC, SEC, 1, true));
         assert!(t.admit(t0 + SEC * 2, SEC, 1, true), "the window passed");

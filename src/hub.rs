@@ -20,7 +20,7 @@ pub struct Hub {
     /// Will messages by client (one each, the latest wins).
     pub wills: parking_lot::Mutex<HashMap<String, crate::message::will::Will>>,
     /// When `_typingStarted` last went out per client and conversation.
-    pub typing_hooks: parking_lot::Mutex<HashMap<(String, ConvId), std::time::Instant>>,
+    pub typing_hooks: parking_lot::Mutex<crate::core::typing::TypingLimit<(String, ConvId)>>,
     pub store: Arc<Store>,
     pub convs: ConversationTable,
     pub registry: Arc<Registry>,
@@ -54,7 +54,9 @@ impl Hub {
             config,
             filter,
             wills: parking_lot::Mutex::new(HashMap::new()),
-            typing_hooks: parking_lot::Mutex::new(HashMap::new()),
+            typing_hooks: parking_lot::Mutex::new(crate::core::typing::TypingLimit::new(
+                crate::core::typing::HOOK_SWEEP_AT,
+            )),
             store,
             convs,
             registry,

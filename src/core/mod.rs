@@ -8,8 +8,11 @@
 //! or a second store reuse the rules instead of copying them. No `tokio`,
 //! `quinn`, `sled` or HTTP may be imported here; `tests/layers.rs` checks.
 
+pub mod broadcast_acks;
 pub mod conversation;
+pub mod delivery;
 pub mod outbound;
+pub mod typing;
 
 /// Who is asking: the logged-in identity of a session.
 #[derive(Debug, Clone)]
@@ -18,4 +21,14 @@ pub struct Caller {
     pub device_id: String,
     pub conn_id: u64,
     pub ip: String,
+}
+
+/// The origin of the virtual clock in the core's unit tests: they need one
+/// real `Instant` to count from, and everything after it is `t0 + d`. The
+/// core's code never reads the clock; `tests/layers.rs` checks that by
+/// text, so the test clock is named through an alias here, once.
+#[cfg(test)]
+pub(crate) fn test_origin() -> std::time::Instant {
+    use std::time::Instant as Clock;
+    Clock::now()
 }

@@ -13,9 +13,6 @@ use crate::hub::Hub;
 use crate::protocol::{ConvId, Event};
 use crate::util::now_ms;
 
-/// Entries in the hook rate-limit table before stale ones are swept.
-const SWEEP_AT: usize = 10_000;
-
 /// Relays a typing change; silently dropped when the caller is not a member
 /// (there is no answer to a datagram).
 pub fn relay(hub: &Hub, caller: &Caller, conv_id: ConvId, started: bool) {
@@ -61,17 +58,7 @@ fn hook_due(hub: &Hub, client: &str, conv: ConvId) -> bool {
         return false;
     }
     let every = Duration::from_secs(hub.config.messages.typing_hook_interval_secs);
-    let now = Instant::now();
-    let mut last = hub.typing_hooks.lock();
-    if last.len() >= SWEEP_AT {
-        last.retain(|_, t| now.duration_since(*t) < every);
-    }
-    let key = (client.to_owned(), conv);
-    match last.get(&key) {
-        Some(t) if now.duration_since(*t) < every => false,
-        _ => {
-            last.insert(key, now);
-            true
-        }
-    }
+    hub.typing_hooks
+        .lock()
+        .admit(Instant::now(), every, (client.to_owned(), conv), ())
 }

@@ -1,12 +1,13 @@
-//! The task that owns a connection's send stream, so nothing else ever holds
-//! it across an await.
+//! The QUIC door's write half: the task that owns a connection's send
+//! stream, so nothing else ever holds it across an await.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
+
+use super::backlog::Backlog;
 
 enum Msg {
     Data(Bytes),
@@ -20,45 +21,6 @@ pub struct Writer {
     backlog: Arc<Backlog>,
 }
 
-/// Every byte a connection holds in memory: what waits to be written to it
-/// (replies, events, deliveries alike) and the sends it has asked for that
-/// wait their turn. One bound covers both (`limits.max_backlog_bytes`).
-#[derive(Default)]
-pub struct Backlog {
-    /// Queued for the peer but not yet handed to QUIC: how far a slow
-    /// reader is behind.
-    out: AtomicUsize,
-    /// Sends read from the peer, queued for the send lane.
-    sends: AtomicUsize,
-    /// Woken whenever either shrinks, so a paused session reads again.
-    shrunk: Notify,
-}
-
-impl Backlog {
-    pub fn total(&self) -> usize {
-        self.out()
-            .saturating_add(self.sends.load(Ordering::Relaxed))
-    }
-
-    pub fn out(&self) -> usize {
-        self.out.load(Ordering::Relaxed)
-    }
-
-    pub fn add_send(&self, bytes: usize) {
-        self.sends.fetch_add(bytes, Ordering::Relaxed);
-    }
-
-    pub fn sent(&self, bytes: usize) {
-        self.sends.fetch_sub(bytes, Ordering::Relaxed);
-        self.shrunk.notify_one();
-    }
-
-    /// Resolves once something was written or a queued send was taken.
-    pub async fn shrunk(&self) {
-        self.shrunk.notified().await;
-    }
-}
-
 impl Writer {
     pub fn spawn(send: quinn::SendStream) -> Writer {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -69,7 +31,7 @@ impl Writer {
 
     /// Queues an encoded frame; a closed connection drops it silently.
     pub fn send(&self, frame: Bytes) {
-        self.backlog.out.fetch_add(frame.len(), Ordering::Relaxed);
+        self.backlog.queued_out(frame.len());
         let _ = self.tx.send(Msg::Data(frame));
     }
 
@@ -115,8 +77,7 @@ async fn run(
             return;
         }
         if bytes > 0 {
-            backlog.out.fetch_sub(bytes, Ordering::Relaxed);
-            backlog.shrunk.notify_one();
+            backlog.wrote_out(bytes);
         }
         batch.clear();
         // A burst's capacity is not kept for an idle connection.

@@ -15,7 +15,7 @@
 //!
 //! One cursor per client (every broadcast up to it was had), never a copy
 //! of a broadcast per client. The cursor moves when the client acknowledges
-//! the broadcast, not when it is sent (`session::broadcasts`): a connection
+//! the broadcast, not when it is sent (`core::broadcast_acks`): a connection
 //! that died unnoticed is still handed broadcasts until it times out, and
 //! those come again at its next login.
 //! Expired records are swept in the background ([`start_sweeper`]); the

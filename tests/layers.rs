@@ -254,9 +254,14 @@ fn the_core_does_no_io() {
     rust_files(&src().join("core"), &mut files);
     assert!(!files.is_empty(), "src/core exists");
     let mut found = Vec::new();
+    // Tests may read the clock once for a virtual clock's origin.
+    files.retain(|f| !f.to_string_lossy().ends_with("tests.rs"));
     for file in files {
         let text = std::fs::read_to_string(&file).expect("read source");
         for (n, line) in text.lines().enumerate() {
+            if line.trim() == "#[cfg(test)]" {
+                break;
+            }
             let code = code_of(line);
             for name in NOT_IN_CORE {
                 if code.contains(name) {

@@ -24,11 +24,10 @@ pub struct Caller {
 }
 
 /// The origin of the virtual clock in the core's unit tests: they need one
-/// real `Instant` to count from, and everything after it is `t0 + d`. The
-/// core's code never reads the clock; `tests/layers.rs` checks that by
-/// text, so the test clock is named through an alias here, once.
+/// real `Instant` to count from, and everything after it is `t0 + d`.
+/// Test code is the only place in the core that may read the clock
+/// (`tests/layers.rs` skips it).
 #[cfg(test)]
 pub(crate) fn test_origin() -> std::time::Instant {
-    use std::time::Instant as Clock;
-    Clock::now()
+    std::time::Instant::now()
 }

@@ -9,7 +9,9 @@
 //! `quinn`, `sled` or HTTP may be imported here; `tests/layers.rs` checks.
 
 pub mod conversation;
+pub mod ordering;
 pub mod outbound;
+pub mod receipts;
 
 /// Who is asking: the logged-in identity of a session.
 #[derive(Debug, Clone)]

@@ -6,7 +6,8 @@
 use serde_json::json;
 
 use super::hooks::{content_params, replace_content, to_peers_of};
-use super::{Change, PatchDraft, check_content, check_mentions, filter_content, member_conv};
+use crate::core::ordering::{Change, PatchDraft};
+use super::{check_content, check_mentions, filter_content, member_conv};
 use crate::core::Caller;
 use crate::core::conversation::Conv;
 use crate::core::outbound::Outbound;

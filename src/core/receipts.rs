@@ -171,10 +171,7 @@ mod tests {
     #[test]
     fn an_offline_sender_is_owed_and_gets_what_was_set_at_login() {
         let c = ConvId([1; 12]);
-        assert_eq!(
-            decide(Kind::Read, c, "b", 5, 5, || false),
-            Decision::Owe
-        );
+        assert_eq!(decide(Kind::Read, c, "b", 5, 5, || false), Decision::Owe);
         assert_eq!(owed_events(c, "b", 0, 0), Vec::<Event>::new());
         assert_eq!(
             owed_events(c, "b", 3, 0),

@@ -7,7 +7,6 @@ pub mod receipts;
 pub mod typing;
 pub mod will;
 
-
 use crate::auth::valid_id;
 use crate::core::Caller;
 use crate::core::conversation::{Conv, audience};

@@ -133,7 +133,7 @@ fn timestamps_never_go_backwards_when_the_clock_does() {
     let mut ds = vec![draft(&c, "x", "d", None)];
     let p = appends(&mut ds, 1_200);
     assert_eq!(p.entries[0].msg.timestamp, 1_500);
-    assert_eq!(p.entries[0].msg.seq, 6);
+    assert_eq!(p.entries[0].msg.seq, 7);
 }
 
 #[test]
@@ -281,7 +281,11 @@ fn a_patch_of_a_stored_row_replaces_its_patch_key_and_moves_it_forward() {
     let e = &p.entries[0];
     assert!(e.deleted && e.msg.recalled);
     assert_eq!(e.msg.content, Content::Text(String::new()));
-    assert_eq!(e.msg.updated_at, Some(902), "strictly increasing per message");
+    assert_eq!(
+        e.msg.updated_at,
+        Some(902),
+        "strictly increasing per message"
+    );
     assert!(p.heads.is_empty() && p.notices.is_empty());
 }
 

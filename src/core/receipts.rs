@@ -34,12 +34,12 @@ pub enum Kind {
 }
 
 /// What to do with a receipt once the stored time was raised.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     /// Nothing new: an earlier receipt already covered a later message.
     Nothing,
-    /// The sender has a device online: send it this event now.
-    Tell(Event),
+    /// The sender has a device online: send it [`event`] now.
+    Tell,
     /// The sender is offline: owe it; it comes at the next login.
     Owe,
 }
@@ -47,25 +47,23 @@ pub enum Decision {
 /// `reader` reached time `at` in `conv`; the store, raising only, now
 /// holds `stored`. Only a raise to exactly `at` is news (raise-only: a
 /// lower or equal time is old news). `sender_online` is asked only then.
-pub fn decide(
-    kind: Kind,
-    conv: ConvId,
-    reader: &str,
-    at: u64,
-    stored: u64,
-    sender_online: impl FnOnce() -> bool,
-) -> Decision {
+pub fn decide(at: u64, stored: u64, sender_online: impl FnOnce() -> bool) -> Decision {
     if stored != at {
-        return Decision::Nothing;
+        Decision::Nothing
+    } else if sender_online() {
+        Decision::Tell
+    } else {
+        Decision::Owe
     }
-    if !sender_online() {
-        return Decision::Owe;
-    }
+}
+
+/// The event that tells a sender `reader` reached `at`.
+pub fn event(kind: Kind, conv: ConvId, reader: &str, at: u64) -> Event {
     let by = reader.to_owned();
-    Decision::Tell(match kind {
+    match kind {
         Kind::Delivered => Event::LastDeliveredAt { conv, by, at },
         Kind::Read => Event::LastReadAt { conv, by, at },
-    })
+    }
 }
 
 /// The events an owed receipt becomes at login: `by`'s stored times, each
@@ -144,34 +142,32 @@ mod tests {
 
     #[test]
     fn raise_only_a_move_to_exactly_at_is_news() {
-        let c = ConvId([1; 12]);
         let never = || -> bool { panic!("asked who is online for old news") };
+        assert_eq!(decide(100, 200, never), Decision::Nothing);
+        assert_eq!(decide(200, 200, || true), Decision::Tell);
+        let c = ConvId([1; 12]);
         assert_eq!(
-            decide(Kind::Delivered, c, "b", 100, 200, never),
-            Decision::Nothing
-        );
-        assert_eq!(
-            decide(Kind::Delivered, c, "b", 200, 200, || true),
-            Decision::Tell(Event::LastDeliveredAt {
+            event(Kind::Delivered, c, "b", 200),
+            Event::LastDeliveredAt {
                 conv: c,
                 by: "b".into(),
                 at: 200
-            })
+            }
         );
         assert_eq!(
-            decide(Kind::Read, c, "b", 200, 200, || true),
-            Decision::Tell(Event::LastReadAt {
+            event(Kind::Read, c, "b", 200),
+            Event::LastReadAt {
                 conv: c,
                 by: "b".into(),
                 at: 200
-            })
+            }
         );
     }
 
     #[test]
     fn an_offline_sender_is_owed_and_gets_what_was_set_at_login() {
         let c = ConvId([1; 12]);
-        assert_eq!(decide(Kind::Read, c, "b", 5, 5, || false), Decision::Owe);
+        assert_eq!(decide(5, 5, || false), Decision::Owe);
         assert_eq!(owed_events(c, "b", 0, 0), Vec::<Event>::new());
         assert_eq!(
             owed_events(c, "b", 3, 0),

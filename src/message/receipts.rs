@@ -33,11 +33,11 @@ fn settle(
     at: u64,
     stored: u64,
 ) -> Result<(), ErrorBody> {
-    match receipts::decide(kind, conv, reader, at, stored, || {
-        hub.registry.is_online(sender)
-    }) {
+    match receipts::decide(at, stored, || hub.registry.is_online(sender)) {
         Decision::Nothing => {}
-        Decision::Tell(ev) => hub.registry.notify([sender], ev),
+        Decision::Tell => hub
+            .registry
+            .notify([sender], receipts::event(kind, conv, reader, at)),
         Decision::Owe => hub.store.owe_receipt(sender, conv)?,
     }
     Ok(())

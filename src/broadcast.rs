@@ -35,9 +35,9 @@ use tracing::{debug, warn};
 
 use crate::auth::valid_id;
 use crate::conversation::system::{self, Sent};
+use crate::core::ordering::Draft;
 use crate::core::outbound::{BroadcastFrame, Outbound};
 use crate::hub::Hub;
-use crate::message::Draft;
 use crate::metrics::METRICS;
 use crate::protocol::{
     Content, ConvId, ErrorBody, ErrorCode, Event, Message, SendMessage, parse_msg_id,

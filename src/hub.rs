@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::core::conversation::ConversationTable;
 use crate::filter::KeywordFilter;
 use crate::hooks::Hooks;
-use crate::message::Pipeline;
+use crate::pipeline::Pipeline;
 use crate::protocol::ConvId;
 use crate::registry::Registry;
 use crate::store::Store;

@@ -54,6 +54,7 @@ pub mod http;
 pub mod hub;
 pub mod message;
 pub mod metrics;
+pub mod pipeline;
 pub mod protocol;
 pub mod registry;
 pub mod server;

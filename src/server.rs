@@ -19,7 +19,7 @@ use crate::config::{AuthMode, Config};
 use crate::core::conversation::ConversationTable;
 use crate::hooks::{HookError, Hooks};
 use crate::hub::Hub;
-use crate::message::Pipeline;
+use crate::pipeline::Pipeline;
 use crate::protocol::ErrorCode;
 use crate::registry::Registry;
 use crate::session;

@@ -16,9 +16,9 @@ use serde_json::{Map, Value};
 
 use crate::auth::valid_id;
 use crate::core::conversation::Conv;
+use crate::core::ordering::Draft;
 use crate::core::outbound::Outbound;
 use crate::hub::Hub;
-use crate::message::Draft;
 use crate::metrics::METRICS;
 use crate::protocol::{
     Content, ConvId, ConvKind, ErrorBody, ErrorCode, Event, Message, SendMessage,

@@ -57,10 +57,58 @@ impl ConvState {
 
     /// Who receives this conversation's messages.
     pub fn audience(&self) -> Vec<String> {
-        match self.rec.kind {
-            ConvKind::ChatRoom => self.room.iter().cloned().collect(),
-            _ => self.rec.members.clone(),
-        }
+        self.present().map(str::to_owned).collect()
+    }
+
+    /// Who is in the conversation now: its members, or whoever is in the
+    /// room for a chat room. One iterator type for both, so no caller
+    /// allocates to read it.
+    fn present(&self) -> impl Iterator<Item = &str> {
+        let (room, members) = match self.rec.kind {
+            ConvKind::ChatRoom => (Some(self.room.iter()), None),
+            _ => (None, Some(self.rec.members.iter())),
+        };
+        room.into_iter()
+            .flatten()
+            .chain(members.into_iter().flatten())
+            .map(String::as_str)
+    }
+}
+
+/// Who receives a message `from` sent in `st`'s conversation, the sender
+/// included (its other devices get a copy): everyone in it (online room
+/// members for chat rooms), narrowed by every `to_peers` list a hook or the
+/// app chose (`None` narrows nothing). In a system conversation clients
+/// write to the app, not to each other: a message reaches only the sender
+/// and whom the app named in `to_peers` (the first list).
+///
+/// The one copy of this rule: stored messages, their patches and unstored
+/// ones (transient messages, wills) all reach whom it says.
+pub fn audience<'a>(
+    st: &'a ConvState,
+    from: &'a str,
+    to_peers: &[Option<&'a [String]>],
+) -> Vec<&'a str> {
+    let chosen = |a: &&str| {
+        *a == from
+            || to_peers
+                .iter()
+                .all(|tp| tp.is_none_or(|p| p.iter().any(|p| p == a)))
+    };
+    match st.rec.kind {
+        ConvKind::System => std::iter::once(from)
+            .chain(
+                to_peers
+                    .first()
+                    .copied()
+                    .flatten()
+                    .into_iter()
+                    .flatten()
+                    .map(String::as_str),
+            )
+            .filter(chosen)
+            .collect(),
+        ConvKind::ChatRoom | ConvKind::Normal => st.present().filter(chosen).collect(),
     }
 }
 
@@ -198,4 +246,81 @@ pub fn unique_key(sorted_members: &[String]) -> [u8; 32] {
         h.update([0]);
     }
     h.finalize().into()
+}
+
+#[cfg(test)]
+mod audience_tests {
+    use super::*;
+
+    fn state(kind: ConvKind, members: &[&str], room: &[&str]) -> ConvState {
+        ConvState {
+            rec: ConversationRecord {
+                id: ConvId([3; 12]),
+                kind,
+                name: None,
+                attr: None,
+                creator: "a".into(),
+                members: members.iter().map(|m| m.to_string()).collect(),
+                managers: Vec::new(),
+                muted: Vec::new(),
+                unique: false,
+                created_at: 0,
+                updated_at: 0,
+            },
+            room: room.iter().map(|m| m.to_string()).collect(),
+        }
+    }
+
+    fn peers(p: &[&str]) -> Vec<String> {
+        p.iter().map(|m| m.to_string()).collect()
+    }
+
+    #[test]
+    fn members_hear_everything_the_sender_included() {
+        let st = state(ConvKind::Normal, &["a", "b", "c"], &[]);
+        assert_eq!(audience(&st, "a", &[None]), ["a", "b", "c"]);
+        assert_eq!(audience(&st, "a", &[]), ["a", "b", "c"]);
+        assert_eq!(st.audience(), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn a_chat_room_reaches_who_is_in_the_room_not_its_members() {
+        let st = state(ConvKind::ChatRoom, &["x"], &["b", "a"]);
+        assert_eq!(audience(&st, "a", &[None]), ["a", "b"]);
+        assert_eq!(st.audience(), ["a", "b"]);
+        assert_eq!(st.audience_len(), 2);
+    }
+
+    #[test]
+    fn to_peers_narrow_but_the_sender_stays() {
+        let st = state(ConvKind::Normal, &["a", "b", "c", "d"], &[]);
+        let hook = peers(&["c", "d", "z"]);
+        let update = peers(&["d"]);
+        assert_eq!(audience(&st, "a", &[Some(&hook)]), ["a", "c", "d"]);
+        // A patch is narrowed by the message's list and the patch hook's.
+        assert_eq!(
+            audience(&st, "a", &[Some(&hook), Some(&update)]),
+            ["a", "d"]
+        );
+        assert_eq!(audience(&st, "a", &[None, Some(&update)]), ["a", "d"]);
+        // An empty list (a broadcast's stored copy) leaves only the sender.
+        assert_eq!(audience(&st, "a", &[Some(&[])]), ["a"]);
+    }
+
+    #[test]
+    fn a_system_conversation_reaches_the_sender_and_whom_the_app_named() {
+        let st = state(ConvKind::System, &["s1", "s2", "s3"], &[]);
+        let named = peers(&["s2", "t"]);
+        assert_eq!(audience(&st, "bot", &[Some(&named)]), ["bot", "s2", "t"]);
+        // A client writing in: to the app, not to the other subscribers.
+        assert_eq!(audience(&st, "s1", &[Some(&[])]), ["s1"]);
+        // The patch hook narrows it further.
+        let update = peers(&["t"]);
+        assert_eq!(
+            audience(&st, "bot", &[Some(&named), Some(&update)]),
+            ["bot", "t"]
+        );
+        // Membership questions still see the subscribers.
+        assert_eq!(st.audience(), ["s1", "s2", "s3"]);
+    }
 }

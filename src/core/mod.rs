@@ -11,7 +11,9 @@
 pub mod broadcast_acks;
 pub mod conversation;
 pub mod delivery;
+pub mod ordering;
 pub mod outbound;
+pub mod receipts;
 pub mod typing;
 
 /// Who is asking: the logged-in identity of a session.

@@ -1,24 +1,19 @@
-//! The message hooks: `_messageReceived` before a message is stored,
-//! `_messageSent` and `_receiversOffline` after it is delivered. Parameter
-//! names are LeanCloud's, so LeanEngine hook code reads them unchanged.
+//! The message hooks: `_messageReceived` before a message is stored (and
+//! the helpers `_messageUpdate` shares). `_messageSent` and
+//! `_receiversOffline`, after delivery, live with the fan-out
+//! (`pipeline::fanout`). Parameter names are LeanCloud's, so LeanEngine
+//! hook code reads them unchanged.
 
 use serde_json::{Value, json};
 
 use crate::core::Caller;
 use crate::core::conversation::Conv;
-use crate::hooks::{self, Before, Hook, Hooks};
+use crate::hooks::{self, Hook};
 use crate::hub::Hub;
-use crate::protocol::{Content, ConvKind, ErrorBody, Message, Reason, SendMessage};
-use crate::registry::Registry;
+use crate::protocol::{Content, ConvKind, ErrorBody, Reason, SendMessage};
 use crate::util::now_ms;
 
-/// LeanCloud's `content` and `bin`: binary content travels as base64.
-pub(crate) fn content_params(c: &Content) -> (Value, bool) {
-    match c {
-        Content::Text(t) => (Value::String(t.clone()), false),
-        Content::Binary(b) => (Value::String(hooks::encode_bin(b)), true),
-    }
-}
+pub(crate) use crate::pipeline::fanout::content_params;
 
 /// What a before-hook decided about a message it let through.
 pub struct Verdict {
@@ -122,103 +117,4 @@ pub(crate) fn replace_content(
         .and_then(Value::as_str)
         .map_or_else(|| format!("modified by {}", hook.name()), str::to_owned);
     Ok(Some(Reason { code, detail }))
-}
-
-/// After delivery: `_messageSent` with who was online, and
-/// `_receiversOffline` (not for chat rooms) for those who were not.
-/// `audience` is everyone the message reached, the sender included; it is
-/// only read when a hook is on. Never blocks the caller: the first hook is
-/// queued in the outbox, the second runs on `rt`.
-pub fn delivered(
-    hooks: &std::sync::Arc<Hooks>,
-    registry: &Registry,
-    rt: &tokio::runtime::Handle,
-    kind: ConvKind,
-    msg: &Message,
-    from_ip: &str,
-    audience: &[impl AsRef<str>],
-) {
-    let sent = hooks.enabled(Hook::MessageSent);
-    let offline_hook = hooks.enabled(Hook::ReceiversOffline) && kind != ConvKind::ChatRoom;
-    if !sent && !offline_hook {
-        return;
-    }
-    let (online, offline): (Vec<&str>, Vec<&str>) = audience
-        .iter()
-        .map(AsRef::as_ref)
-        .filter(|r| *r != msg.from)
-        .partition(|r| registry.is_online(r));
-    let (content, bin) = content_params(&msg.content);
-    let conv = msg.conv.to_string();
-    if sent {
-        let params = json!({
-            "fromPeer": msg.from,
-            "convId": conv,
-            "msgId": msg.msg_id,
-            "onlinePeers": online,
-            "offlinePeers": offline,
-            "transient": msg.transient,
-            "system": kind == ConvKind::System,
-            "bin": bin,
-            "content": content,
-            "receipt": msg.receipt,
-            "timestamp": msg.timestamp,
-            "sourceIP": from_ip,
-        });
-        hooks.after(Hook::MessageSent, params, &conv);
-    }
-    // Transient messages and wills reach only who is online: nothing to push.
-    if offline_hook && !offline.is_empty() && !msg.transient && !msg.will {
-        let mentioned: Vec<&str> = if msg.mention_all {
-            Vec::new()
-        } else {
-            offline
-                .iter()
-                .copied()
-                .filter(|p| msg.mention_list.iter().any(|m| m == p))
-                .collect()
-        };
-        let params = json!({
-            "fromPeer": msg.from,
-            "convId": conv,
-            "msgId": msg.msg_id,
-            "offlinePeers": offline,
-            "content": content,
-            "bin": bin,
-            "timestamp": msg.timestamp,
-            "mentionAll": msg.mention_all,
-            "mentionOfflinePeers": mentioned,
-            "pushData": msg.push_data,
-        });
-        let hooks = hooks.clone();
-        rt.spawn(async move {
-            let decision = hooks.before(Hook::ReceiversOffline, params.clone()).await;
-            push(&params, decision);
-        });
-    }
-}
-
-/// What `_receiversOffline` decided. Tidings has no push provider yet
-/// (APNs/FCM come with the push work); the decision is logged for now.
-fn push(params: &Value, decision: Before) {
-    let Before::Proceed(result) = decision else {
-        tracing::debug!(conv = %params["convId"], "receivers-offline hook failed; no push");
-        return;
-    };
-    if result.get("skip").and_then(Value::as_bool) == Some(true) {
-        return;
-    }
-    let peers = result
-        .get("offlinePeers")
-        .unwrap_or(&params["offlinePeers"]);
-    let payload = result
-        .get("pushMessage")
-        .cloned()
-        .unwrap_or_else(|| params["content"].clone());
-    let force = result
-        .get("force")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    tracing::info!(target: "tidings::push", conv = %params["convId"], msg = %params["msgId"],
-        peers = %peers, force, payload = %payload, "push notification (no provider configured)");
 }

@@ -3,18 +3,18 @@
 
 pub mod hooks;
 pub mod patch;
-pub mod pipeline;
 pub mod receipts;
 pub mod typing;
 pub mod will;
 
-pub use pipeline::{Change, Committed, Draft, PatchDraft, Pending, Pipeline};
-
 use crate::auth::valid_id;
 use crate::core::Caller;
-use crate::core::conversation::Conv;
+use crate::core::conversation::{Conv, audience};
+use crate::core::ordering::{Committed, Draft};
 use crate::core::outbound::Outbound;
 use crate::hub::Hub;
+use crate::pipeline::Pending;
+use crate::pipeline::fanout::{delivered, per_receiver};
 use crate::protocol::{
     Anchor, Content, ConvId, ConvKind, Direction, ErrorBody, ErrorCode, Event, HistoryQuery,
     Message, Reason, Reply, SendMessage, UnreadItem,
@@ -260,24 +260,18 @@ pub(crate) fn deliver_online(
     msg: Message,
     to_peers: Option<&[String]>,
 ) {
-    let (kind, mut audience) = {
-        let st = conv.state.read();
-        (st.rec.kind, st.audience())
-    };
-    if let Some(peers) = to_peers {
-        audience.retain(|a| peers.contains(a) || *a == caller.client);
-    }
-    hooks::delivered(
+    let st = conv.state.read();
+    let audience = audience(&st, &caller.client, &[to_peers]);
+    delivered(
         &hub.hooks,
         &hub.registry,
         &tokio::runtime::Handle::current(),
-        kind,
+        st.rec.kind,
         &msg,
         &caller.ip,
         &audience,
     );
-    let audience: Vec<&str> = audience.iter().map(String::as_str).collect();
-    for (group, msg) in pipeline::per_receiver(&audience, &msg) {
+    for (group, msg) in per_receiver(&audience, &msg) {
         let Some(out) = Outbound::transient(Event::Message {
             msg,
             redelivered: false,

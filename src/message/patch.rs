@@ -6,9 +6,10 @@
 use serde_json::json;
 
 use super::hooks::{content_params, replace_content, to_peers_of};
-use super::{Change, PatchDraft, check_content, check_mentions, filter_content, member_conv};
+use super::{check_content, check_mentions, filter_content, member_conv};
 use crate::core::Caller;
 use crate::core::conversation::Conv;
+use crate::core::ordering::{Change, PatchDraft};
 use crate::core::outbound::Outbound;
 use crate::hooks::Hook;
 use crate::hub::Hub;

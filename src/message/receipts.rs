@@ -6,23 +6,39 @@
 //! The times are stored per conversation and reader, so they survive
 //! restarts and can be queried. A sender with no device online when a
 //! receipt was due is owed it: it comes at the sender's next login.
+//!
+//! This is the store side; the rules themselves (two members, raise-only,
+//! tell now or owe) are `core::receipts`.
 
 use bytes::Bytes;
 
 use super::member_conv;
 use crate::core::Caller;
 use crate::core::conversation::Conv;
+use crate::core::receipts::{self, Decision, Kind};
 use crate::hub::Hub;
-use crate::protocol::{ConvId, ConvKind, ErrorBody, Event, Reply};
+use crate::protocol::{ConvId, ErrorBody, Reply};
 
 /// Most log entries a read looks through for a message that wants a receipt.
 const READ_SCAN: usize = 1000;
 
-fn tell(hub: &Hub, sender: &str, conv: ConvId, ev: Event) -> Result<(), ErrorBody> {
-    if hub.registry.is_online(sender) {
-        hub.registry.notify([sender], ev);
-    } else {
-        hub.store.owe_receipt(sender, conv)?;
+/// `reader` reached `at`, and the store now holds `stored`: tells
+/// `sender`, owes it, or does nothing, as `core::receipts` decides.
+fn settle(
+    hub: &Hub,
+    kind: Kind,
+    conv: ConvId,
+    reader: &str,
+    sender: &str,
+    at: u64,
+    stored: u64,
+) -> Result<(), ErrorBody> {
+    match receipts::decide(at, stored, || hub.registry.is_online(sender)) {
+        Decision::Nothing => {}
+        Decision::Tell => hub
+            .registry
+            .notify([sender], receipts::event(kind, conv, reader, at)),
+        Decision::Owe => hub.store.owe_receipt(sender, conv)?,
     }
     Ok(())
 }
@@ -37,16 +53,7 @@ pub fn on_delivered(
     at: u64,
 ) -> Result<(), ErrorBody> {
     let (delivered, _) = hub.store.raise_receipt(conv, reader, Some(at), None)?;
-    if delivered != at {
-        // An earlier ack already covered a later message.
-        return Ok(());
-    }
-    let ev = Event::LastDeliveredAt {
-        conv,
-        by: reader.to_owned(),
-        at,
-    };
-    tell(hub, sender, conv, ev)
+    settle(hub, Kind::Delivered, conv, reader, sender, at, delivered)
 }
 
 /// `reader` read `conv` from `before` (exclusive) up to `seq`: if one of
@@ -59,11 +66,8 @@ pub fn on_read(
     before: u64,
     seq: u64,
 ) -> Result<(), ErrorBody> {
-    {
-        let st = conv.state.read();
-        if st.rec.kind != ConvKind::Normal || st.audience_len() > 2 {
-            return Ok(());
-        }
+    if !receipts::read_counts(&conv.state.read()) {
+        return Ok(());
     }
     let (wanting, _) =
         hub.store
@@ -78,15 +82,15 @@ pub fn on_read(
     };
     let at = newest.msg.timestamp;
     let (_, read) = hub.store.raise_receipt(conv.id, reader, None, Some(at))?;
-    if read != at {
-        return Ok(());
-    }
-    let ev = Event::LastReadAt {
-        conv: conv.id,
-        by: reader.to_owned(),
+    settle(
+        hub,
+        Kind::Read,
+        conv.id,
+        reader,
+        &wanting.msg.from,
         at,
-    };
-    tell(hub, &wanting.msg.from, conv.id, ev)
+        read,
+    )
 }
 
 /// The other member's receipt times for the caller's messages.
@@ -99,15 +103,14 @@ pub fn query(hub: &Hub, caller: &Caller, conv: ConvId) -> Result<Reply, ErrorBod
         .into_iter()
         .filter(|m| *m != caller.client)
         .collect();
-    let (mut delivered, mut read) = (0, 0);
-    for m in &others {
-        let (d, r) = hub.store.receipt(conv, m)?;
-        delivered = delivered.max(d);
-        read = read.max(r);
-    }
+    let times = others
+        .iter()
+        .map(|m| hub.store.receipt(conv, m))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (last_delivered_at, last_read_at) = receipts::latest(times);
     Ok(Reply::Receipts {
-        last_delivered_at: (delivered > 0).then_some(delivered),
-        last_read_at: (read > 0).then_some(read),
+        last_delivered_at,
+        last_read_at,
     })
 }
 
@@ -127,19 +130,8 @@ pub fn owed(hub: &Hub, client: &str) -> Result<Vec<Bytes>, ErrorBody> {
             .collect();
         for by in others {
             let (d, r) = hub.store.receipt(conv, &by)?;
-            if d > 0 {
-                out.extend(crate::wire::frame::event(Event::LastDeliveredAt {
-                    conv,
-                    by: by.clone(),
-                    at: d,
-                }));
-            }
-            if r > 0 {
-                out.extend(crate::wire::frame::event(Event::LastReadAt {
-                    conv,
-                    by,
-                    at: r,
-                }));
+            for ev in receipts::owed_events(conv, &by, d, r) {
+                out.extend(crate::wire::frame::event(ev));
             }
         }
     }

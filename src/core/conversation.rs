@@ -112,6 +112,25 @@ pub fn audience<'a>(
     }
 }
 
+/// Who receives an unstored message (a transient message, a will): as
+/// [`audience`], except in a system conversation, where it reaches the
+/// subscribers (narrowed by `to_peers`, the sender kept if subscribed)
+/// rather than whom the app named: the rule unstored messages have always
+/// had there, kept apart so that the difference is stated in one place.
+pub fn audience_unstored<'a>(
+    st: &'a ConvState,
+    from: &'a str,
+    to_peers: Option<&'a [String]>,
+) -> Vec<&'a str> {
+    match st.rec.kind {
+        ConvKind::System => st
+            .present()
+            .filter(|a| *a == from || to_peers.is_none_or(|p| p.iter().any(|p| p == a)))
+            .collect(),
+        ConvKind::ChatRoom | ConvKind::Normal => audience(st, from, &[to_peers]),
+    }
+}
+
 impl Conv {
     pub fn new(rec: ConversationRecord, last_seq: u64, last_ts: u64) -> Self {
         Conv {
@@ -322,5 +341,17 @@ mod audience_tests {
         );
         // Membership questions still see the subscribers.
         assert_eq!(st.audience(), ["s1", "s2", "s3"]);
+    }
+
+    #[test]
+    fn unstored_messages_in_a_system_conversation_reach_named_subscribers() {
+        let st = state(ConvKind::System, &["s1", "s2", "s3"], &[]);
+        let named = peers(&["s2", "t"]);
+        // Not `t`, who is not subscribed; not the app's sender, who is not either.
+        assert_eq!(audience_unstored(&st, "bot", Some(&named)), ["s2"]);
+        assert_eq!(audience_unstored(&st, "s1", None), ["s1", "s2", "s3"]);
+        assert_eq!(audience_unstored(&st, "s1", Some(&named)), ["s1", "s2"]);
+        let normal = state(ConvKind::Normal, &["a", "b"], &[]);
+        assert_eq!(audience_unstored(&normal, "a", None), audience(&normal, "a", &[None]));
     }
 }

@@ -9,7 +9,7 @@ pub mod will;
 
 use crate::auth::valid_id;
 use crate::core::Caller;
-use crate::core::conversation::{Conv, audience};
+use crate::core::conversation::{Conv, audience_unstored};
 use crate::core::ordering::{Committed, Draft};
 use crate::core::outbound::Outbound;
 use crate::hub::Hub;
@@ -261,7 +261,7 @@ pub(crate) fn deliver_online(
     to_peers: Option<&[String]>,
 ) {
     let st = conv.state.read();
-    let audience = audience(&st, &caller.client, &[to_peers]);
+    let audience = audience_unstored(&st, &caller.client, to_peers);
     delivered(
         &hub.hooks,
         &hub.registry,

@@ -13,6 +13,7 @@ use super::{Ctx, Job, fanout};
 use crate::core::ordering::{self, Outcome, Step};
 use crate::metrics::METRICS;
 use crate::protocol::{ErrorBody, ErrorCode};
+use crate::store::api::{Head, LogBatch};
 use crate::store::{Store, TokenRecord};
 use crate::util::now_ms;
 
@@ -95,7 +96,23 @@ fn commit(jobs: &mut Vec<Job>, ctx: &Ctx) -> bool {
     let written = if nothing_new {
         Ok(())
     } else {
-        store.write_unsynced(&plan.entries, &tokens, &plan.stale, &plan.inbound)
+        // Each conversation's head as planned from: the store refuses the
+        // batch if its log says otherwise (see `failed_commit`).
+        let heads: Vec<Head> = plan
+            .heads
+            .values()
+            .map(|(conv, _, _)| Head {
+                conv: conv.id,
+                last_seq: conv.last_seq(),
+            })
+            .collect();
+        store.write_checked(&LogBatch {
+            heads: &heads,
+            entries: &plan.entries,
+            tokens: &tokens,
+            stale_patches: &plan.stale,
+            for_webhook: &plan.inbound,
+        })
     }
     .and_then(|()| store.sync_written())
     .map_err(|e| failed_commit(store, e));
@@ -170,6 +187,11 @@ fn commit(jobs: &mut Vec<Job>, ctx: &Ctx) -> bool {
 /// unknown (4202) rather than a false "not stored". The server then stops;
 /// a resend with the same token after the restart answers either the
 /// stored message or a new one, never another client's.
+///
+/// A batch the store refused because a conversation's last seq moved under
+/// it (`SeqMoved`, `SeqGap`) takes the same road: with one commit thread
+/// that means the heads in memory disagree with the log, and a restart
+/// reloads them from it; carrying on could only reorder or overwrite.
 fn failed_commit(store: &Store, e: crate::store::StoreError) -> ErrorBody {
     if e.is_refusal() {
         return ErrorBody::from(e);

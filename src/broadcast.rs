@@ -34,10 +34,11 @@ use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
 use crate::auth::valid_id;
-use crate::conversation::system::{self, Sent};
+use crate::conversation::system;
 use crate::core::outbound::{BroadcastFrame, Outbound};
 use crate::hub::Hub;
 use crate::message::Draft;
+use crate::message::app::Sent;
 use crate::metrics::METRICS;
 use crate::protocol::{
     Content, ConvId, ErrorBody, ErrorCode, Event, Message, SendMessage, parse_msg_id,

@@ -7,6 +7,7 @@ use std::sync::atomic::AtomicU64;
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::core::conversation::ConversationTable;
+use crate::core::will::Wills;
 use crate::filter::KeywordFilter;
 use crate::hooks::Hooks;
 use crate::message::Pipeline;
@@ -18,7 +19,7 @@ pub struct Hub {
     pub config: Config,
     pub filter: KeywordFilter,
     /// Will messages by client (one each, the latest wins).
-    pub wills: parking_lot::Mutex<HashMap<String, crate::message::will::Will>>,
+    pub wills: Wills,
     /// When `_typingStarted` last went out per client and conversation.
     pub typing_hooks: parking_lot::Mutex<HashMap<(String, ConvId), std::time::Instant>>,
     pub store: Arc<Store>,
@@ -29,8 +30,6 @@ pub struct Hub {
     pub hooks: Arc<Hooks>,
     /// Rate limits and quotas (`guard`).
     pub guard: crate::guard::Guard,
-    /// Held (never across an await) while creating a unique conversation.
-    pub unique_lock: parking_lot::Mutex<()>,
     /// Broadcast fan-outs still handing out their message (shared with the
     /// fan-out tasks, which hold the hub only weakly).
     pub fan_outs: Arc<AtomicU64>,
@@ -53,7 +52,7 @@ impl Hub {
             guard,
             config,
             filter,
-            wills: parking_lot::Mutex::new(HashMap::new()),
+            wills: Wills::new(),
             typing_hooks: parking_lot::Mutex::new(HashMap::new()),
             store,
             convs,
@@ -61,7 +60,6 @@ impl Hub {
             pipeline,
             auth,
             hooks,
-            unique_lock: parking_lot::Mutex::new(()),
             fan_outs: Arc::new(AtomicU64::new(0)),
         }
     }

@@ -10,6 +10,8 @@
 
 pub mod conversation;
 pub mod outbound;
+pub mod validate;
+pub mod will;
 
 /// Who is asking: the logged-in identity of a session.
 #[derive(Debug, Clone)]

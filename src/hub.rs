@@ -1,12 +1,12 @@
 //! The shared state of a running server, handed to every session.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::core::conversation::ConversationTable;
+use crate::core::will::Wills;
 use crate::filter::KeywordFilter;
 use crate::hooks::Hooks;
 use crate::pipeline::Pipeline;
@@ -18,7 +18,7 @@ pub struct Hub {
     pub config: Config,
     pub filter: KeywordFilter,
     /// Will messages by client (one each, the latest wins).
-    pub wills: parking_lot::Mutex<HashMap<String, crate::message::will::Will>>,
+    pub wills: Wills,
     /// When `_typingStarted` last went out per client and conversation.
     pub typing_hooks: parking_lot::Mutex<crate::core::typing::TypingLimit<(String, ConvId)>>,
     pub store: Arc<Store>,
@@ -29,8 +29,6 @@ pub struct Hub {
     pub hooks: Arc<Hooks>,
     /// Rate limits and quotas (`guard`).
     pub guard: crate::guard::Guard,
-    /// Held (never across an await) while creating a unique conversation.
-    pub unique_lock: parking_lot::Mutex<()>,
     /// Broadcast fan-outs still handing out their message (shared with the
     /// fan-out tasks, which hold the hub only weakly).
     pub fan_outs: Arc<AtomicU64>,
@@ -53,7 +51,7 @@ impl Hub {
             guard,
             config,
             filter,
-            wills: parking_lot::Mutex::new(HashMap::new()),
+            wills: Wills::new(),
             typing_hooks: parking_lot::Mutex::new(crate::core::typing::TypingLimit::new(
                 crate::core::typing::HOOK_SWEEP_AT,
             )),
@@ -63,7 +61,6 @@ impl Hub {
             pipeline,
             auth,
             hooks,
-            unique_lock: parking_lot::Mutex::new(()),
             fan_outs: Arc::new(AtomicU64::new(0)),
         }
     }

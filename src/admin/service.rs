@@ -11,7 +11,8 @@ use serde_json::{Map, Value, json};
 
 use super::Served;
 use super::error::{ApiError, ApiResult, Body, Params, Segments, conv_id};
-use crate::conversation::system::{self, AppMessage, Service, Update};
+use crate::conversation::system::{self, Service, Update};
+use crate::message::app::{self, AppMessage};
 use crate::protocol::Content;
 use crate::util::iso_date;
 
@@ -275,7 +276,7 @@ pub async fn send(
         push_data: push_data(req.push_data)?,
         from_ip: peer.ip().to_string(),
     };
-    let sent = system::send(st.hub(), id, m).await?;
+    let sent = app::send(st.hub(), id, m).await?;
     Ok(Json(
         json!({"msg-id": sent.msg_id, "timestamp": sent.timestamp}),
     ))

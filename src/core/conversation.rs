@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, MutexGuard, RwLock};
 use sha2::{Digest, Sha256};
 
 use crate::protocol::{ConvId, ConvKind, ConversationInfo, ErrorBody, ErrorCode};
@@ -198,6 +198,10 @@ type Shard = RwLock<HashMap<ConvId, Arc<Conv>>>;
 /// would still fight over the lock words.
 pub struct ConversationTable {
     shards: Vec<CachePadded<Shard>>,
+    /// Held (never across an await) while creating a unique conversation:
+    /// "look the member set up, else insert" must be one step, or two racing
+    /// creates of one member set would make two conversations.
+    unique: Mutex<()>,
 }
 
 impl Default for ConversationTable {
@@ -212,6 +216,7 @@ impl ConversationTable {
             shards: (0..SHARDS)
                 .map(|_| CachePadded::new(RwLock::new(HashMap::new())))
                 .collect(),
+            unique: Mutex::new(()),
         }
     }
 
@@ -229,6 +234,19 @@ impl ConversationTable {
         self.get(&id)
             .filter(|c| !c.is_deleted())
             .ok_or_else(|| ErrorBody::new(ErrorCode::ConvNotFound, format!("no conversation {id}")))
+    }
+
+    /// A live conversation of `kind`, else `None`: for callers that serve
+    /// one kind only (the admin API's system conversations), to whom every
+    /// other conversation does not exist.
+    pub fn live_of(&self, id: ConvId, kind: ConvKind) -> Option<Arc<Conv>> {
+        self.get(&id)
+            .filter(|c| !c.is_deleted() && c.state.read().rec.kind == kind)
+    }
+
+    /// Serialises the creation of unique conversations; see the field.
+    pub fn unique_creation(&self) -> MutexGuard<'_, ()> {
+        self.unique.lock()
     }
 
     pub fn insert(&self, conv: Arc<Conv>) {
@@ -265,6 +283,61 @@ pub fn unique_key(sorted_members: &[String]) -> [u8; 32] {
         h.update([0]);
     }
     h.finalize().into()
+}
+
+/// The sorted-members invariant: a stored member list is sorted and has no
+/// duplicates, so membership is a binary search and the unique key is a
+/// hash of the list as it stands. Every edit goes through these.
+pub fn sorted_unique(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Inserts `client` in place; false when it was there already.
+pub fn insert_member(members: &mut Vec<String>, client: &str) -> bool {
+    match members.binary_search_by(|m| m.as_str().cmp(client)) {
+        Ok(_) => false,
+        Err(at) => {
+            members.insert(at, client.to_owned());
+            true
+        }
+    }
+}
+
+/// Removes `client`; false when it was not there.
+pub fn remove_member(members: &mut Vec<String>, client: &str) -> bool {
+    match members.binary_search_by(|m| m.as_str().cmp(client)) {
+        Ok(at) => {
+            members.remove(at);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// A member-set change worked out before it is applied: the new list, and
+/// who of `add` was not in and who of `remove` was (as asked, in order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberEdit {
+    pub members: Vec<String>,
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+/// `current` (sorted) with `add` in and `remove` out, still sorted.
+pub fn edit_members(current: &[String], add: &[String], remove: &[String]) -> MemberEdit {
+    let has = |m: &String| current.binary_search(m).is_ok();
+    let added: Vec<String> = add.iter().filter(|m| !has(m)).cloned().collect();
+    let removed: Vec<String> = remove.iter().filter(|m| has(m)).cloned().collect();
+    let mut members = current.to_vec();
+    members.extend(added.iter().cloned());
+    members.retain(|m| !removed.contains(m));
+    MemberEdit {
+        members: sorted_unique(members),
+        added,
+        removed,
+    }
 }
 
 #[cfg(test)]
@@ -353,5 +426,37 @@ mod audience_tests {
         assert_eq!(audience_unstored(&st, "s1", Some(&named)), ["s1", "s2"]);
         let normal = state(ConvKind::Normal, &["a", "b"], &[]);
         assert_eq!(audience_unstored(&normal, "a", None), audience(&normal, "a", &[None]));
+    }
+}
+
+#[cfg(test)]
+mod member_tests {
+    use super::*;
+
+    fn v(s: &[&str]) -> Vec<String> {
+        s.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn edits_keep_members_sorted_and_unique() {
+        assert_eq!(sorted_unique(v(&["b", "a", "b"])), v(&["a", "b"]));
+        let mut m = v(&["a", "c"]);
+        assert!(insert_member(&mut m, "b"));
+        assert!(!insert_member(&mut m, "b"));
+        assert_eq!(m, v(&["a", "b", "c"]));
+        assert!(remove_member(&mut m, "a"));
+        assert!(!remove_member(&mut m, "a"));
+        assert_eq!(m, v(&["b", "c"]));
+    }
+
+    #[test]
+    fn an_edit_reports_only_real_changes() {
+        let e = edit_members(&v(&["a", "c"]), &v(&["d", "a", "b"]), &v(&["c", "x"]));
+        assert_eq!(e.members, v(&["a", "b", "d"]));
+        assert_eq!(e.added, v(&["d", "b"]));
+        assert_eq!(e.removed, v(&["c"]));
+        let none = edit_members(&v(&["a"]), &[], &[]);
+        assert_eq!(none.members, v(&["a"]));
+        assert!(none.added.is_empty() && none.removed.is_empty());
     }
 }

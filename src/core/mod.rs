@@ -15,6 +15,8 @@ pub mod ordering;
 pub mod outbound;
 pub mod receipts;
 pub mod typing;
+pub mod validate;
+pub mod will;
 
 /// Who is asking: the logged-in identity of a session.
 #[derive(Debug, Clone)]

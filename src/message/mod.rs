@@ -1,17 +1,18 @@
 //! Messages: sending (stored or transient), history, read cursors and the
 //! offline-sync views a session needs at login.
 
+pub mod app;
 pub mod hooks;
 pub mod patch;
 pub mod receipts;
 pub mod typing;
 pub mod will;
 
-use crate::auth::valid_id;
 use crate::core::Caller;
 use crate::core::conversation::{Conv, audience_unstored};
 use crate::core::ordering::{Committed, Draft};
 use crate::core::outbound::Outbound;
+use crate::core::validate::{self, err, mentions as check_mentions};
 use crate::hub::Hub;
 use crate::pipeline::Pending;
 use crate::pipeline::fanout::{delivered, per_receiver};
@@ -22,19 +23,13 @@ use crate::protocol::{
 use crate::util::{now_ms, random_token};
 use bytes::Bytes;
 
-fn err(code: ErrorCode, detail: impl Into<String>) -> ErrorBody {
-    ErrorBody::new(code, detail)
-}
-
+/// A conversation the caller is a member of, else 4303 or 4401.
 fn member_conv(
     hub: &Hub,
     caller: &Caller,
     conv: ConvId,
 ) -> Result<std::sync::Arc<Conv>, ErrorBody> {
-    let c = hub
-        .convs
-        .get(&conv)
-        .ok_or_else(|| err(ErrorCode::ConvNotFound, format!("no conversation {conv}")))?;
+    let c = hub.convs.live(conv)?;
     if !c.state.read().is_member(&caller.client) {
         return Err(err(
             ErrorCode::InvalidMessagingTarget,
@@ -44,51 +39,20 @@ fn member_conv(
     Ok(c)
 }
 
+/// The content limit of a client's message (`limits.max_content_bytes`).
 fn check_content(hub: &Hub, content: &Content) -> Result<(), ErrorBody> {
-    let max = hub.config.limits.max_content_bytes as usize;
-    if content.len() > max {
-        return Err(err(
-            ErrorCode::FrameTooLong,
-            format!(
-                "content of {} bytes over limits.max_content_bytes ({max})",
-                content.len()
-            ),
-        ));
-    }
-    Ok(())
-}
-
-fn check_mentions(list: &[String]) -> Result<(), ErrorBody> {
-    match list.iter().find(|id| !valid_id(id)) {
-        Some(bad) => Err(err(
-            ErrorCode::InvalidMessagingTarget,
-            format!("invalid mention {bad:?}"),
-        )),
-        None => Ok(()),
-    }
+    validate::content_size(
+        content,
+        hub.config.limits.max_content_bytes as usize,
+        "content",
+    )
 }
 
 fn validate(hub: &Hub, m: &SendMessage) -> Result<(), ErrorBody> {
     check_content(hub, &m.content)?;
     check_mentions(&m.mention_list)?;
-    if let Some(p) = &m.push_data {
-        serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(p).map_err(|e| {
-            err(
-                ErrorCode::InvalidMessagingTarget,
-                format!("pushData must be a JSON object: {e}"),
-            )
-        })?;
-    }
-    if m.token
-        .as_ref()
-        .is_some_and(|t| t.is_empty() || t.len() > 64)
-    {
-        return Err(err(
-            ErrorCode::InvalidMessagingTarget,
-            "token must be 1-64 bytes",
-        ));
-    }
-    Ok(())
+    validate::push_data(&m.push_data)?;
+    validate::token(&m.token)
 }
 
 /// How a send proceeds: transient ones and wills are answered at once;
@@ -283,12 +247,7 @@ pub(crate) fn deliver_online(
 }
 
 pub fn history(hub: &Hub, caller: &Caller, q: HistoryQuery) -> Result<Reply, ErrorBody> {
-    let conv = hub.convs.get(&q.conv).ok_or_else(|| {
-        err(
-            ErrorCode::ConvNotFound,
-            format!("no conversation {}", q.conv),
-        )
-    })?;
+    let conv = hub.convs.live(q.conv)?;
     {
         let st = conv.state.read();
         if st.rec.kind != ConvKind::ChatRoom && !st.is_member(&caller.client) {

@@ -68,8 +68,8 @@ async fn update_hook(
 ) -> Result<(Option<Vec<String>>, Option<crate::protocol::Reason>), ErrorBody> {
     let conv = hub
         .convs
-        .get(&e.msg.conv)
-        .ok_or_else(|| err(ErrorCode::ConvNotFound, "conversation gone"))?;
+        .live(e.msg.conv)
+        .map_err(|_| err(ErrorCode::ConvNotFound, "conversation gone"))?;
     let result = hub
         .hooks
         .check_before(Hook::MessageUpdate, || {

@@ -16,7 +16,7 @@ use crate::util::now_ms;
 /// Relays a typing change; silently dropped when the caller is not a member
 /// (there is no answer to a datagram).
 pub fn relay(hub: &Hub, caller: &Caller, conv_id: ConvId, started: bool) {
-    let Some(conv) = hub.convs.get(&conv_id) else {
+    let Ok(conv) = hub.convs.live(conv_id) else {
         return;
     };
     let members = {

@@ -4,19 +4,15 @@
 //!
 //! Held in memory only: a server restart closes every connection with 4202,
 //! which is not the client going away, so there is nothing to send then.
+//! Which will goes out is the table's rule ([`crate::core::will`]); this
+//! file parks and sends.
 
 use super::{deliver_online, unstored};
 use crate::core::Caller;
+use crate::core::will::Will;
 use crate::hub::Hub;
-use crate::protocol::{ConvId, Message, Reply, SendMessage};
+use crate::protocol::{Message, Reply, SendMessage};
 use crate::util::now_ms;
-
-pub struct Will {
-    caller: Caller,
-    conv: ConvId,
-    msg: Message,
-    to_peers: Option<Vec<String>>,
-}
 
 /// Parks `m` (already checked, hooked and filtered) as the caller's will,
 /// replacing any earlier one.
@@ -24,43 +20,35 @@ pub fn set(hub: &Hub, caller: &Caller, m: SendMessage, to_peers: Option<Vec<Stri
     let conv = m.conv;
     let (mut msg, reply) = unstored(caller, m);
     msg.will = true;
-    let will = Will {
+    hub.wills.set(Will {
         caller: caller.clone(),
         conv,
         msg,
         to_peers,
-    };
-    hub.wills.lock().insert(caller.client.clone(), will);
+    });
     reply
 }
 
 /// Drops the caller's will, whichever of its connections set it.
 pub fn clear(hub: &Hub, caller: &Caller) {
-    hub.wills.lock().remove(&caller.client);
-}
-
-/// Takes the will the connection `caller` set, if it is still the client's.
-fn take(hub: &Hub, caller: &Caller) -> Option<Will> {
-    let mut wills = hub.wills.lock();
-    match wills.get(&caller.client) {
-        Some(w) if w.caller.conn_id == caller.conn_id => wills.remove(&caller.client),
-        _ => None,
-    }
+    hub.wills.clear(&caller.client);
 }
 
 /// A proactive logout: the will is not sent.
 pub fn forget(hub: &Hub, caller: &Caller) {
-    take(hub, caller);
+    hub.wills.take(caller);
 }
 
 /// The connection dropped without a logout: send its will, if the client
 /// is still a member of the conversation it names.
 pub fn fire(hub: &Hub, caller: &Caller) {
-    let Some(w) = take(hub, caller) else { return };
-    let Some(conv) = hub.convs.get(&w.conv) else {
+    let Some(w) = hub.wills.take(caller) else {
         return;
     };
-    if conv.is_deleted() || !conv.state.read().is_member(&w.caller.client) {
+    let Ok(conv) = hub.convs.live(w.conv) else {
+        return;
+    };
+    if !conv.state.read().is_member(&w.caller.client) {
         return;
     }
     let msg = Message {

@@ -1,0 +1,79 @@
+//! `delete`: a conversation and its history, by its owner or a manager.
+
+use serde_json::json;
+
+use super::{hook_attr, not_member};
+use crate::core::Caller;
+use crate::core::conversation::unique_key;
+use crate::core::validate::err;
+use crate::hooks::Hook;
+use crate::hub::Hub;
+use crate::protocol::{ConvId, ConvKind, ErrorBody, ErrorCode, Event};
+
+/// Deletes a conversation with its history: its owner or a manager. System
+/// conversations belong to the app and go through the admin API.
+pub async fn delete(hub: &Hub, caller: &Caller, conv: ConvId) -> Result<(), ErrorBody> {
+    let c = hub.convs.live(conv)?;
+    let rec = {
+        let st = c.state.read();
+        match st.rec.kind {
+            ConvKind::System => {
+                return Err(err(
+                    ErrorCode::ConvApiFailed,
+                    "system conversations are deleted through the admin API",
+                ));
+            }
+            ConvKind::Normal if !st.is_member(&caller.client) => return Err(not_member(conv)),
+            _ => {}
+        }
+        if !st.is_admin(&caller.client) {
+            return Err(err(
+                ErrorCode::NeedOwner,
+                "only the owner or a manager may delete a conversation",
+            ));
+        }
+        st.rec.clone()
+    };
+    let audience = c.state.read().audience();
+    // From here on the commit thread refuses this conversation's writes.
+    c.mark_deleted();
+    hub.convs.remove(&conv);
+    for m in &rec.members {
+        hub.store.remove_membership(m, conv)?;
+    }
+    if rec.unique {
+        let key = unique_key(&rec.members);
+        if hub.store.unique_get(&key)? == Some(conv) {
+            hub.store.unique_remove(&key)?;
+        }
+    }
+    hub.store.remove_conversation(conv)?;
+    for m in c.state.read().room.iter() {
+        hub.registry.leave_room(m, conv);
+    }
+    // Everything queued before the delete is written; then the log goes.
+    hub.pipeline.barrier().await?;
+    let store = hub.store.clone();
+    let removed = tokio::task::spawn_blocking(move || store.remove_log(conv))
+        .await
+        .map_err(|e| err(ErrorCode::InternalError, format!("history removal: {e}")))??;
+    hub.pipeline.barrier().await?;
+    tracing::info!(%conv, by = %caller.client, messages = removed, "conversation deleted");
+    hub.registry.notify(
+        audience.iter().map(String::as_str),
+        Event::ConversationDeleted {
+            conv,
+            by: caller.client.clone(),
+        },
+    );
+    let id = conv.to_string();
+    hub.hooks.after_if_on(Hook::ConversationDeleted, &id, || {
+        json!({
+            "convId": id,
+            "deletedBy": caller.client,
+            "members": rec.members,
+            "attr": hook_attr(&rec.name, &rec.attr),
+        })
+    });
+    Ok(())
+}

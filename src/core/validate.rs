@@ -189,7 +189,7 @@ mod tests {
         assert_eq!(e.code, 4301);
         assert!(e.detail.starts_with(&format!("invalid client id {long:?}")));
         assert_eq!(code(client_ids(&["a\nb"])), 4301);
-        assert!(mentions(&[ok.clone()]).is_ok());
+        assert!(mentions(std::slice::from_ref(&ok)).is_ok());
         let e = mentions(&[String::new()]).unwrap_err();
         assert_eq!((e.code, e.detail.as_str()), (4401, "invalid mention \"\""));
         assert!(from_client(&ok).is_ok());

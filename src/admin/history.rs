@@ -19,12 +19,11 @@ use serde_json::{Value, json};
 use super::Served;
 use super::error::{ApiError, ApiResult, Params, Segments, conv_id};
 use crate::auth::valid_id;
-use crate::broadcast::is_broadcast;
 use crate::conversation::system;
 use crate::hooks::encode_bin;
 use crate::hub::Hub;
 use crate::protocol::{Content, ConvId, ConvKind, ErrorBody, ErrorCode, parse_msg_id};
-use crate::store::LogEntry;
+use crate::store::{LogEntry, Origin};
 
 /// LeanCloud's default page.
 const DEFAULT_LIMIT: usize = 100;
@@ -322,7 +321,8 @@ pub async fn subscriber(
     system::lookup(st.hub(), id)?;
     answer(st.hub().clone(), p, move |hub, q| {
         run(hub, &[id], q, |e| {
-            e.to_peers.as_ref().is_some_and(|to| to.contains(&client)) || is_broadcast(e)
+            e.to_peers.as_ref().is_some_and(|to| to.contains(&client))
+                || e.origin() == Origin::Broadcast
         })
     })
     .await

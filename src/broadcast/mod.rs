@@ -36,7 +36,6 @@ pub use sweep::{start_sweeper, sweep};
 
 use crate::protocol::Content;
 use crate::protocol::ConvId;
-use crate::store::LogEntry;
 
 /// LeanCloud's default and longest `valid_till`: a month (30 days) ahead.
 pub const MONTH_MS: u64 = 30 * 24 * 3600 * 1000;
@@ -44,14 +43,6 @@ pub const MONTH_MS: u64 = 30 * 24 * 3600 * 1000;
 /// Most missed broadcasts a login gets (the newest); older ones stay in
 /// history.
 pub const AT_LOGIN_MAX: usize = 1000;
-
-// Origin: after the merge `store::LogEntry::origin()` answers this from the
-// same bytes; this predicate is then `e.origin() == Origin::Broadcast`.
-/// Whether a log entry is a broadcast: no device, and nobody named.
-/// Clients' messages have a device; the app's sends name 1 to 20 receivers.
-pub fn is_broadcast(e: &LogEntry) -> bool {
-    e.origin_device.is_empty() && e.to_peers.as_ref().is_some_and(Vec::is_empty)
-}
 
 /// A broadcast as the admin API asks for it.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,23 +62,4 @@ pub struct Broadcast {
     pub transient: bool,
     /// The admin API caller, kept as the message's `from-ip`.
     pub from_ip: String,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::protocol::Message;
-
-    #[test]
-    fn broadcasts_are_told_apart_from_clients_and_app_sends() {
-        let msg = Message::new(ConvId([1; 12]), 1, "Bot", 1, Content::Text("hi".into()));
-        let mut e = LogEntry::new(msg, "", "127.0.0.1");
-        e.to_peers = Some(Vec::new());
-        assert!(is_broadcast(&e));
-        e.to_peers = Some(vec!["Tom".into()]);
-        assert!(!is_broadcast(&e), "an app send names its receivers");
-        e.to_peers = Some(Vec::new());
-        e.origin_device = "phone".into();
-        assert!(!is_broadcast(&e), "a client's message has a device");
-    }
 }

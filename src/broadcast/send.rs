@@ -6,10 +6,10 @@ use std::sync::Arc;
 use super::fan_out::{Audience, spawn_fan_out};
 use super::{Broadcast, MONTH_MS};
 use crate::conversation::system;
+use crate::core::ordering::Draft;
 use crate::core::outbound::{BroadcastFrame, Outbound};
 use crate::core::validate::{self, err};
 use crate::hub::Hub;
-use crate::core::ordering::Draft;
 use crate::message::app::Sent;
 use crate::metrics::METRICS;
 use crate::protocol::{ConvId, ErrorBody, ErrorCode, Event, Message, SendMessage, parse_msg_id};
@@ -81,7 +81,7 @@ pub async fn send(hub: &Arc<Hub>, b: Broadcast) -> Result<Sent, ErrorBody> {
             send,
             from: b.from.clone(),
             // No device and nobody named: the pipeline's fan-out reaches
-            // only the sender, and sync leaves it to us (`is_broadcast`).
+            // only the sender, and sync leaves it to us (`Origin::Broadcast`).
             origin_device: String::new(),
             origin_conn: 0,
             from_ip: b.from_ip,

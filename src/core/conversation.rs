@@ -425,7 +425,10 @@ mod audience_tests {
         assert_eq!(audience_unstored(&st, "s1", None), ["s1", "s2", "s3"]);
         assert_eq!(audience_unstored(&st, "s1", Some(&named)), ["s1", "s2"]);
         let normal = state(ConvKind::Normal, &["a", "b"], &[]);
-        assert_eq!(audience_unstored(&normal, "a", None), audience(&normal, "a", &[None]));
+        assert_eq!(
+            audience_unstored(&normal, "a", None),
+            audience(&normal, "a", &[None])
+        );
     }
 }
 

@@ -20,6 +20,7 @@ use crate::protocol::{
     Anchor, Content, ConvId, ConvKind, Direction, ErrorBody, ErrorCode, Event, HistoryQuery,
     Message, Reason, Reply, SendMessage, UnreadItem,
 };
+use crate::store::Origin;
 use crate::util::{now_ms, random_token};
 use bytes::Bytes;
 
@@ -446,5 +447,5 @@ pub fn last_visible(hub: &Hub, conv: ConvId, client: &str) -> Result<Option<Mess
 /// In a system conversation a subscriber sees its own exchanges with the
 /// app and the broadcasts, not other subscribers' messages.
 fn sees(e: &crate::store::LogEntry, client: &str) -> bool {
-    e.reaches(client) || crate::broadcast::is_broadcast(e)
+    e.reaches(client) || e.origin() == Origin::Broadcast
 }

@@ -11,16 +11,13 @@ use crate::core::Caller;
 use crate::core::conversation::Conv;
 use crate::core::ordering::{Change, PatchDraft};
 use crate::core::outbound::Outbound;
+use crate::core::validate::err;
 use crate::hooks::Hook;
 use crate::hub::Hub;
 use crate::protocol::{
     Content, ConvId, ConvKind, EditMessage, ErrorBody, ErrorCode, Event, Reply, parse_msg_id,
 };
 use crate::store::LogEntry;
-
-fn err(code: ErrorCode, detail: impl Into<String>) -> ErrorBody {
-    ErrorBody::new(code, detail)
-}
 
 /// The stored message `msg_id` names in `conv`, if it is still there.
 fn target(hub: &Hub, conv: ConvId, msg_id: &str) -> Result<LogEntry, ErrorBody> {

@@ -4,7 +4,7 @@
 //! carries them to the app (`[system] webhook_url`).
 //!
 //! They are the log entries of system conversations that have a device
-//! ([`is_inbound`]): the app's own sends and broadcasts have none. The
+//! (`LogEntry::origin()` is `Origin::Client`): the app's own sends and broadcasts have none. The
 //! commit pipeline queues each for the webhook in the atomic batch that
 //! stores it (`y` keys, [`Store::webhook_pending`]). The worker takes up to
 //! [`BATCH_MAX`] at a time, oldest first per conversation, waits until they
@@ -25,13 +25,3 @@ mod webhook;
 
 pub use rows::{Filter, query, row};
 pub use webhook::{BATCH_MAX, RETRIES, Webhook, WebhookError, backoff, start};
-
-use crate::store::LogEntry;
-
-// Origin: after the merge `store::LogEntry::origin()` answers this from the
-// same bytes; this predicate is then `e.origin() == Origin::Client`.
-/// Whether a system conversation's log entry is a client's message (it has
-/// a device), not the app's send or broadcast.
-pub fn is_inbound(e: &LogEntry) -> bool {
-    !e.origin_device.is_empty()
-}

@@ -3,12 +3,11 @@
 
 use serde_json::{Value, json};
 
-use super::is_inbound;
 use crate::conversation::system;
 use crate::hooks::encode_bin;
 use crate::hub::Hub;
 use crate::protocol::{Content, ConvId, ErrorBody, parse_msg_id};
-use crate::store::LogEntry;
+use crate::store::{LogEntry, Origin};
 use crate::util::iso_date;
 
 fn date(ms: u64) -> Value {
@@ -67,7 +66,9 @@ pub fn query(
     limit: usize,
 ) -> Result<Vec<(LogEntry, Option<u64>)>, ErrorBody> {
     let keep = |e: &LogEntry| {
-        is_inbound(e) && !e.deleted && f.from.as_ref().is_none_or(|from| e.msg.from == *from)
+        e.origin() == Origin::Client
+            && !e.deleted
+            && f.from.as_ref().is_none_or(|from| e.msg.from == *from)
     };
     let mut found: Vec<LogEntry> = Vec::new();
     if let Some(id) = &f.msg_id {
@@ -133,7 +134,7 @@ mod tests {
         );
         let e = LogEntry::new(msg, "phone", "121.238.214.92");
         let id = e.msg.msg_id.clone();
-        assert!(is_inbound(&e));
+        assert_eq!(e.origin(), Origin::Client);
         assert_eq!(
             row(&e, None),
             json!({
@@ -167,6 +168,6 @@ mod tests {
             "",
             "127.0.0.1",
         );
-        assert!(!is_inbound(&app));
+        assert_ne!(app.origin(), Origin::Client);
     }
 }

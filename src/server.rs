@@ -514,8 +514,10 @@ impl RunningServer {
         }
         // Whatever session is left loses its connection now, not after the
         // QUIC idle timeout.
-        self.endpoint
-            .close(ErrorCode::ServerShutdown.close_code(), b"shutdown");
+        self.endpoint.close(
+            crate::transport::app_close_code(ErrorCode::ServerShutdown),
+            b"shutdown",
+        );
         // Its requests may be waiting on the pipeline, which still runs.
         if let Some(a) = self.admin.take() {
             a.join(cut.saturating_duration_since(tokio::time::Instant::now()))

@@ -79,11 +79,6 @@ impl ErrorCode {
     pub fn code(self) -> u16 {
         self as u16
     }
-
-    /// QUIC application close codes are varints; ours always fit.
-    pub fn close_code(self) -> quinn::VarInt {
-        quinn::VarInt::from_u32(self as u32)
-    }
 }
 
 /// `_clientOffline` close codes.

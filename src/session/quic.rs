@@ -55,7 +55,7 @@ pub async fn run(
 }
 
 fn close_now(conn: &quinn::Connection, code: ErrorCode, reason: &str) {
-    conn.close(code.close_code(), reason.as_bytes());
+    conn.close(crate::transport::app_close_code(code), reason.as_bytes());
 }
 
 pub struct QuicDoor {

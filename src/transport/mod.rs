@@ -144,3 +144,9 @@ pub fn close_code(err: &quinn::ConnectionError) -> Option<u16> {
         _ => None,
     }
 }
+
+/// The QUIC application close code for a LeanCloud error code (a varint;
+/// ours always fit).
+pub fn app_close_code(code: crate::protocol::ErrorCode) -> quinn::VarInt {
+    quinn::VarInt::from(code.code())
+}

@@ -14,7 +14,6 @@ use tracing::debug;
 use super::Ended;
 use super::dispatch::{Dispatched, dispatch};
 use super::door::{DRAIN, Door, DoorError, Incoming, Outlet, Want, close_with};
-use super::login;
 use super::send_lane::SendLanes;
 use crate::core::Caller;
 use crate::core::delivery::Delivery;
@@ -25,25 +24,6 @@ use crate::message;
 use crate::metrics::METRICS;
 use crate::protocol::codes::close;
 use crate::protocol::{ClientFrame, Command, ConvId, ErrorCode, Event};
-
-/// Runs a door's connection from its first frame to its end.
-pub(super) async fn run<D: Door>(
-    hub: Arc<Hub>,
-    mut door: D,
-    login_deadline: Instant,
-    shutdown: &mut broadcast::Receiver<()>,
-) {
-    let Some((login, login_id)) =
-        login::await_login(&hub, &mut door, login_deadline, shutdown).await
-    else {
-        return;
-    };
-    let Some(mut session) = login::open(hub, door, login, login_id).await else {
-        return;
-    };
-    let ended = session.serve(shutdown).await;
-    login::finish(&mut session, &ended);
-}
 
 /// One logged-in connection.
 pub(super) struct Session<D: Door> {

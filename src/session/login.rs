@@ -1,5 +1,6 @@
-//! The start and end of a session: the login handshake, tag conflicts, the
-//! order of steps once logged in, and `_clientOnline` / `_clientOffline`.
+//! The life of a session around the engine's loop ([`run`]): the login
+//! handshake, tag conflicts, the order of steps once logged in, and
+//! `_clientOnline` / `_clientOffline` at the start and the end.
 
 use std::sync::Arc;
 
@@ -22,6 +23,24 @@ use crate::metrics::METRICS;
 use crate::protocol::codes::close;
 use crate::protocol::{ClientFrame, Command, ErrorBody, ErrorCode, Event, Login, Reply};
 use crate::registry::{self, DeviceHandle};
+
+/// Runs a door's connection from its first frame to its end.
+pub(super) async fn run<D: Door>(
+    hub: Arc<Hub>,
+    mut door: D,
+    login_deadline: Instant,
+    shutdown: &mut broadcast::Receiver<()>,
+) {
+    let Some((login, login_id)) = await_login(&hub, &mut door, login_deadline, shutdown).await
+    else {
+        return;
+    };
+    let Some(mut session) = open(hub, door, login, login_id).await else {
+        return;
+    };
+    let ended = session.serve(shutdown).await;
+    finish(&mut session, &ended);
+}
 
 /// Reads frames until a Login request arrives or the login deadline passes.
 pub(super) async fn await_login<D: Door>(

@@ -8,7 +8,8 @@
 //! - `engine.rs`: the loop, written once: inputs, deliveries, acks,
 //!   redelivery, the backlog bound, shutdown. It reads the clock and passes
 //!   `now` to `core::delivery`, which decides what to send and when.
-//! - `login.rs`: the login handshake and the steps at login and at the end.
+//! - `login.rs`: the life of a session around the loop (`login::run`): the
+//!   login handshake, the steps at login and at the end.
 //! - `dispatch.rs`: the command table (request → feature).
 //! - `send_lane.rs`: per-conversation send lanes; `sync.rs`: offline sync.
 //! - `backlog.rs`: the bytes a connection holds, whatever its door.

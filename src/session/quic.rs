@@ -50,7 +50,7 @@ pub async fn run(
         reader: FrameReader::new(recv, limits.max_frame_bytes as usize),
         conn,
     };
-    super::engine::run(hub, door, login_deadline, &mut shutdown).await;
+    super::login::run(hub, door, login_deadline, &mut shutdown).await;
     drop(done);
 }
 

@@ -340,25 +340,31 @@ pub fn edit_members(current: &[String], add: &[String], remove: &[String]) -> Me
     }
 }
 
+/// A record for the core's unit tests: created by "a", no name or roles.
+#[cfg(test)]
+pub(crate) fn test_record(id: ConvId, kind: ConvKind, members: &[&str]) -> ConversationRecord {
+    ConversationRecord {
+        id,
+        kind,
+        name: None,
+        attr: None,
+        creator: "a".into(),
+        members: members.iter().map(|m| m.to_string()).collect(),
+        managers: Vec::new(),
+        muted: Vec::new(),
+        unique: false,
+        created_at: 0,
+        updated_at: 0,
+    }
+}
+
 #[cfg(test)]
 mod audience_tests {
     use super::*;
 
     fn state(kind: ConvKind, members: &[&str], room: &[&str]) -> ConvState {
         ConvState {
-            rec: ConversationRecord {
-                id: ConvId([3; 12]),
-                kind,
-                name: None,
-                attr: None,
-                creator: "a".into(),
-                members: members.iter().map(|m| m.to_string()).collect(),
-                managers: Vec::new(),
-                muted: Vec::new(),
-                unique: false,
-                created_at: 0,
-                updated_at: 0,
-            },
+            rec: test_record(ConvId([3; 12]), kind, members),
             room: room.iter().map(|m| m.to_string()).collect(),
         }
     }

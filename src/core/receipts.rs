@@ -100,23 +100,10 @@ pub fn latest(times: impl IntoIterator<Item = (u64, u64)>) -> (Option<u64>, Opti
 mod tests {
     use super::*;
     use crate::core::conversation::Conv;
-    use crate::store::ConversationRecord;
+    use crate::core::conversation::test_record;
 
     fn conv(kind: ConvKind, members: &[&str]) -> Conv {
-        let rec = ConversationRecord {
-            id: ConvId([7; 12]),
-            kind,
-            name: None,
-            attr: None,
-            creator: "a".into(),
-            members: members.iter().map(|m| m.to_string()).collect(),
-            managers: Vec::new(),
-            muted: Vec::new(),
-            unique: false,
-            created_at: 0,
-            updated_at: 0,
-        };
-        Conv::new(rec, 0, 0)
+        Conv::new(test_record(ConvId([7; 12]), kind, members), 0, 0)
     }
 
     #[test]

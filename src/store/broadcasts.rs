@@ -148,10 +148,10 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn rec(conv: ConvId, seq: u64, valid_till: u64) -> BroadcastRecord {
+    pub(in crate::store) fn rec(conv: ConvId, seq: u64, valid_till: u64) -> BroadcastRecord {
         BroadcastRecord {
             conv,
             seq,

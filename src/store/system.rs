@@ -145,6 +145,7 @@ fn clear_prefix(tree: &sled::Tree, prefix: &[u8]) -> Result<()> {
 mod tests {
     use super::*;
     use crate::store::LogEntry;
+    use crate::store::broadcasts::tests::rec;
 
     #[test]
     fn subscriptions_page_by_client_id_and_keep_the_first_time() {
@@ -176,17 +177,6 @@ mod tests {
         s.remove_subscription(a, "bob").unwrap();
         assert_eq!(s.subscriptions(a, Some("bo"), 1).unwrap()[0].0, "carol");
         assert_eq!(s.subscriptions(b, None, 10).unwrap().len(), 1);
-    }
-
-    fn rec(conv: ConvId, seq: u64, valid_till: u64) -> BroadcastRecord {
-        BroadcastRecord {
-            conv,
-            seq,
-            from: "Bot".into(),
-            created_at: 1,
-            valid_till,
-            subscribers_only: false,
-        }
     }
 
     #[test]

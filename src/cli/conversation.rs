@@ -105,28 +105,8 @@ pub async fn run(cmd: ConversationCommand, config: &Config) -> anyhow::Result<()
             })
             .await
         }
-        ConversationCommand::Add(a) => {
-            let members = a.members.clone();
-            let args = ConvOnly {
-                common: a.common,
-                conv: a.conv,
-            };
-            on_conv(&args, config, "adding members", async |c, conv| {
-                c.add_members(conv, members).await
-            })
-            .await
-        }
-        ConversationCommand::Remove(a) => {
-            let members = a.members.clone();
-            let args = ConvOnly {
-                common: a.common,
-                conv: a.conv,
-            };
-            on_conv(&args, config, "removing members", async |c, conv| {
-                c.remove_members(conv, members).await
-            })
-            .await
-        }
+        ConversationCommand::Add(a) => change_members(a, config, true).await,
+        ConversationCommand::Remove(a) => change_members(a, config, false).await,
         ConversationCommand::Update(a) => {
             if let Some(attr) = &a.attr {
                 actions::json_object(attr, "--attr")?;
@@ -152,6 +132,28 @@ pub async fn run(cmd: ConversationCommand, config: &Config) -> anyhow::Result<()
 }
 
 /// Does `change`, then prints the conversation as the server now has it.
+/// `conversation add` and `conversation remove`: one shape, two calls.
+async fn change_members(a: MembersArgs, config: &Config, add: bool) -> anyhow::Result<()> {
+    let MembersArgs {
+        common,
+        conv,
+        members,
+    } = a;
+    let what = if add {
+        "adding members"
+    } else {
+        "removing members"
+    };
+    on_conv(&ConvOnly { common, conv }, config, what, async |c, conv| {
+        if add {
+            c.add_members(conv, members).await
+        } else {
+            c.remove_members(conv, members).await
+        }
+    })
+    .await
+}
+
 async fn on_conv(
     args: &ConvOnly,
     config: &Config,

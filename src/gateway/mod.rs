@@ -1,0 +1,2 @@
+//! The LeanCloud WebSocket door (placeholder: the lead's module replaces this file at merge).
+pub mod query;

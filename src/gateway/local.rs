@@ -11,7 +11,7 @@ use super::peer::Peer;
 use super::proto::{
     CommandType, ConvCommand, GenericCommand, JsonObjectMessage, OpType, SessionCommand,
 };
-use super::query::{Query, row};
+use super::query::Query;
 use crate::core::Caller;
 use crate::hub::Hub;
 use crate::protocol::{ConvId, ConvKind, ErrorBody};
@@ -127,21 +127,12 @@ fn query(hub: &Hub, client: &str, c: ConvCommand) -> Result<String, ErrorBody> {
         (None, false) => Vec::new(),
         (None, true) => crate::conversation::ops::list(hub, &who, MOST)?,
     };
-    let with_last = q.flag() & 2 != 0;
-    let rows = infos
-        .iter()
-        .map(|info| {
-            let last = if with_last {
-                crate::message::last_visible(hub, info.id, client)
-                    .ok()
-                    .flatten()
-            } else {
-                None
-            };
-            row(info, client, last.as_ref(), q.flag())
-        })
-        .collect();
-    Ok(serde_json::Value::Array(q.apply(rows)).to_string())
+    // Filtered on whole rows, then only the page is rendered as asked
+    // (compact, with last messages).
+    let rows = q.run(&infos, client, |info| {
+        crate::message::last_visible(hub, info.id, client)
+    })?;
+    Ok(serde_json::Value::Array(rows).to_string())
 }
 
 fn room(hub: &Hub, conv: ConvId) -> Result<Arc<crate::core::conversation::Conv>, ErrorBody> {

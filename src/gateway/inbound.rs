@@ -452,11 +452,8 @@ fn ack(peer: &Peer, a: AckCommand) -> Inbound {
         .and_then(parse_msg_id)
         .filter(|(c, _)| *c == conv)
         .map(|(_, s)| s);
-    let by_time = a
-        .tots
-        .and_then(|t| u64::try_from(t).ok())
-        .and_then(|t| peer.acked_until(conv, t));
-    match by_id.max(by_time) {
+    let tots = a.tots.and_then(|t| u64::try_from(t).ok());
+    match peer.acked(conv, by_id, tots) {
         Some(seq) => Inbound::Frame(ClientFrame::Ack {
             acks: vec![(conv, seq)],
         }),

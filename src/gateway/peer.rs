@@ -29,6 +29,10 @@ use crate::session::{Backlog, Door, DoorError, Incoming, Outlet, Want};
 /// timeout; the socket enforces its own idle limit instead (`socket.rs`).
 const ALIVE_EVERY: Duration = Duration::from_secs(30);
 
+/// Written-but-unacked messages remembered per conversation, for acks by
+/// time; the engine's own in-flight cap is smaller.
+const MAX_UNACKED: usize = 4096;
+
 /// What the outlet and the socket share about one peer.
 pub(super) struct Peer {
     pub client: String,
@@ -80,17 +84,24 @@ impl Peer {
         st.pending.insert(id, p);
     }
 
-    /// The seq the JS SDK's timestamp-range ack comes to (the newest
-    /// message written at or before `tots`), forgetting what it covers.
-    pub(super) fn acked_until(&self, conv: ConvId, tots: u64) -> Option<u64> {
+    /// The seq an ack comes to: the message it names (`mid`: Swift, ObjC,
+    /// Java), or the newest written at or before `tots` (JS's range of
+    /// timestamps); what it covers is forgotten.
+    pub(super) fn acked(&self, conv: ConvId, by_id: Option<u64>, tots: Option<u64>) -> Option<u64> {
         let mut st = self.state.lock();
-        let map = st.delivered.get_mut(&conv)?;
-        let rest = map.split_off(&tots.saturating_add(1));
-        let acked = std::mem::replace(map, rest);
-        if map.is_empty() {
-            st.delivered.remove(&conv);
+        let map = st.delivered.get_mut(&conv);
+        let by_time = match (map, tots) {
+            (Some(map), Some(t)) => map.range(..=t).map(|(_, s)| *s).max(),
+            _ => None,
+        };
+        let seq = by_id.max(by_time)?;
+        if let Some(map) = st.delivered.get_mut(&conv) {
+            map.retain(|_, s| *s > seq);
+            if map.is_empty() {
+                st.delivered.remove(&conv);
+            }
         }
-        acked.values().copied().max()
+        Some(seq)
     }
 
     /// Queues a command for the socket, counted in this peer's backlog.
@@ -119,12 +130,15 @@ impl Peer {
             && msg.seq > 0
         {
             let mut st = self.state.lock();
-            st.delivered
-                .entry(msg.conv)
-                .or_default()
-                .entry(msg.timestamp)
+            let map = st.delivered.entry(msg.conv).or_default();
+            map.entry(msg.timestamp)
                 .and_modify(|s| *s = (*s).max(msg.seq))
                 .or_insert(msg.seq);
+            // A client that never acks by time costs a bounded map; the
+            // engine redelivers what it has not acked anyway.
+            if map.len() > MAX_UNACKED {
+                map.pop_first();
+            }
         }
         if let Event::Conflict { code, reason } = &ev {
             // Said as `session/closed`; the engine's close then adds nothing.

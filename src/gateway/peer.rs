@@ -317,3 +317,76 @@ impl Outlet for LcOutlet {
 pub(super) fn unaccounted(msg: Message) -> WsOut {
     WsOut::Msg(msg, None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::frame::Format;
+    use crate::protocol::{Content, Message, SyncMode};
+
+    fn peer() -> (Arc<Peer>, mpsc::UnboundedReceiver<WsOut>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let dialect = Dialect {
+            format: Format::Binary,
+            sync: SyncMode::Pull,
+        };
+        (
+            Peer::new("bob".into(), dialect, Arc::new(Tokens::new(60)), tx),
+            rx,
+        )
+    }
+
+    fn deliver(p: &Peer, conv: ConvId, seq: u64, ts: u64) {
+        let msg = Message::new(conv, seq, "alice", ts, Content::Text("x".into()));
+        p.on_event(Event::Message {
+            msg,
+            redelivered: false,
+        });
+    }
+
+    #[test]
+    fn acks_by_time_and_by_id_come_to_a_seq_and_forget_what_they_cover() {
+        let (p, mut rx) = peer();
+        let conv = ConvId([3; 12]);
+        deliver(&p, conv, 1, 100);
+        deliver(&p, conv, 2, 100);
+        deliver(&p, conv, 3, 200);
+        deliver(&p, conv, 4, 300);
+        for _ in 0..4 {
+            assert!(
+                matches!(rx.try_recv(), Ok(WsOut::Msg(..))),
+                "each is written"
+            );
+        }
+        assert_eq!(p.acked(conv, None, Some(150)), Some(2), "JS: fromts..tots");
+        assert_eq!(p.acked(conv, None, Some(150)), None, "already forgotten");
+        assert_eq!(p.acked(conv, Some(3), None), Some(3), "Swift: by mid");
+        assert_eq!(
+            p.acked(conv, None, Some(250)),
+            None,
+            "3 went with the id ack"
+        );
+        assert_eq!(p.acked(conv, None, Some(300)), Some(4));
+        assert!(p.state.lock().delivered.is_empty());
+        assert_eq!(
+            p.acked(ConvId([4; 12]), None, Some(1)),
+            None,
+            "nothing written there"
+        );
+    }
+
+    #[test]
+    fn pushes_carry_the_im_service_and_the_client() {
+        let (p, mut rx) = peer();
+        deliver(&p, ConvId([3; 12]), 1, 100);
+        let Ok(WsOut::Msg(axum::extract::ws::Message::Binary(b), Some(_))) = rx.try_recv() else {
+            panic!("a counted binary message");
+        };
+        let cmd = <GenericCommand as prost::Message>::decode(b.as_ref()).unwrap();
+        assert_eq!(
+            (cmd.service, cmd.peer_id.as_deref(), cmd.i),
+            (Some(2), Some("bob"), None)
+        );
+        assert_eq!(cmd.direct_message.unwrap().msg.as_deref(), Some("x"));
+    }
+}

@@ -25,36 +25,31 @@ fn direct(cid: &str, text: &str) -> tidings::gateway::proto::GenericCommand {
     c
 }
 
-#[tokio::test]
-async fn the_router_points_at_the_door() {
-    let s = TestServer::start().await;
+/// What the door's router answers.
+async fn route(s: &TestServer) -> serde_json::Value {
     let addr = s.running().gateway_addr().expect("gateway on");
-    let http = common::admin::http_client();
-    let body: serde_json::Value = http
+    common::admin::http_client()
         .get(format!("http://{addr}/v1/route?appId=x&secure=true"))
         .send()
         .await
         .expect("route")
         .json()
         .await
-        .expect("json");
-    let url = format!("ws://{addr}/");
+        .expect("json")
+}
+
+#[tokio::test]
+async fn the_router_points_at_the_door() {
+    let s = TestServer::start().await;
+    let body = route(&s).await;
+    let url = format!("ws://{}/", s.running().gateway_addr().expect("gateway on"));
     assert_eq!(body["server"], url.as_str());
     assert_eq!(body["secondary"], url.as_str());
     assert_eq!(body["ttl"], 3600);
-    let s2 =
+    let proxied =
         TestServer::start_with(|c| c.gateway.public_url = Some("wss://im.example.com/".into()))
             .await;
-    let addr = s2.running().gateway_addr().expect("gateway on");
-    let body: serde_json::Value = http
-        .get(format!("http://{addr}/v1/route?appId=x"))
-        .send()
-        .await
-        .expect("route")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(body["server"], "wss://im.example.com/");
+    assert_eq!(route(&proxied).await["server"], "wss://im.example.com/");
     let off = TestServer::start_with(|c| c.gateway.enabled = false).await;
     assert_eq!(off.running().gateway_addr(), None);
 }

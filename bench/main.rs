@@ -70,7 +70,12 @@ enum Cmd {
     },
     /// Prints key figures of several --json files side by side.
     #[command(hide = true)]
-    CompareJson { files: Vec<PathBuf> },
+    CompareJson {
+        files: Vec<PathBuf>,
+        /// Repeated runs: medians per offered rate and scenario, and their ratios.
+        #[arg(long)]
+        medians: bool,
+    },
 }
 
 /// Parameters shared by every scenario; each uses the ones that apply to it.
@@ -225,8 +230,12 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             baseline::relay_server(listen)?;
             return Ok(ExitCode::SUCCESS);
         }
-        Cmd::CompareJson { files } => {
-            print!("{}", report::compare(&files)?);
+        Cmd::CompareJson { files, medians } => {
+            if medians {
+                print!("{}", report::medians(&files)?);
+            } else {
+                print!("{}", report::compare(&files)?);
+            }
             return Ok(ExitCode::SUCCESS);
         }
         Cmd::Hooks(a) => return hooks_main(a),

@@ -34,6 +34,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::LoadArgs;
@@ -51,6 +52,8 @@ const UA: &str = "tidings-bench";
 /// The door's default listener, for an existing server without `--gateway`.
 const DEFAULT_GATEWAY: &str = "127.0.0.1:7452";
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bytes read from the socket at a time; bigger messages still fit.
+const READ_BUFFER: usize = 8 * 1024;
 
 /// A text message as the SDKs write it; the digits go between the two.
 const TEXT_HEAD: &str = r#"{"_lctext":""#;
@@ -136,8 +139,11 @@ impl LcClient {
             "Sec-WebSocket-Protocol",
             HeaderValue::from_static(SUBPROTOCOL),
         );
-        // No Nagle, as the server's side of the door.
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true)
+        // No Nagle, as the server's side of the door. A small read buffer:
+        // tungstenite zeroes the whole buffer before each read (128 KiB by
+        // default), which would cost the generator more than the protocol.
+        let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(config), true)
             .await
             .with_context(|| format!("WebSocket to {addr}"))?;
         let (sink, stream) = ws.split();

@@ -548,7 +548,7 @@ pub fn medians(files: &[std::path::PathBuf]) -> Result<String> {
         for (name, f) in &figures {
             let mut base = None;
             for ((_, scenario), runs) in &here {
-                let vals: Vec<f64> = runs.iter().filter_map(|d| f(d)).collect();
+                let vals: Vec<f64> = runs.iter().filter_map(f).collect();
                 let m = median(&vals);
                 // Latency in ms wants two decimals; the rest one.
                 let dp = if name.ends_with("ms") { 2 } else { 1 };

@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 use crate::LoadArgs;
 use crate::load::{Progress, Receiver, Tracker, payload, run_schedule};
 use crate::report::{Measured, Samples, Usage};
-use crate::sys;
+use crate::sys::{self, Sample};
 use crate::target::Target;
 
 /// Endpoints a non-holding login storm cycles through; its connections are short-lived.
@@ -363,17 +363,34 @@ pub async fn messages(
     rx_tasks.abort_all();
     p.finish();
 
-    let mut m = Measured::from_tracker(scenario, "msg", &t);
+    let m = message_figures(scenario, &t, w.connections, before, start, end);
+    drop(w.senders);
+    im.close().await;
+    Ok((m, w.setup))
+}
+
+/// The figures of a message run once its window is drained: latency from
+/// the scheduled send to the receipt and to the server's answer, CPU and
+/// memory between the `start` and `end` samples (`before`: before any
+/// client connected). `ws-direct` reports through this too, so the two
+/// doors' figures mean the same.
+pub(crate) fn message_figures(
+    scenario: &str,
+    t: &Tracker,
+    connections: usize,
+    before: Option<Sample>,
+    start: Option<Samples>,
+    end: Samples,
+) -> Measured {
+    let mut m = Measured::from_tracker(scenario, "msg", t);
     m.latency = Some(("scheduled send → receipt", t.latency.merged()));
     m.ack_latency = Some(("scheduled send → Sent reply", t.ack.merged()));
-    m.connections = w.connections;
+    m.connections = connections;
     m.sent_total = t.launched.load(Ordering::Relaxed);
     let (s0, s1) = (start.unwrap_or(end), end);
     m.server = Usage::new("server", before, s0.server, s1.server);
     m.generator = Usage::new("generator", None, s0.me, s1.me);
-    drop(w.senders);
-    im.close().await;
-    Ok((m, w.setup))
+    m
 }
 
 /// `history`: open-loop history queries against one pre-filled conversation.

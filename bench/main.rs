@@ -12,6 +12,7 @@ mod mqtt;
 mod report;
 mod sys;
 mod target;
+mod ws;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -43,6 +44,8 @@ enum Cmd {
     Idle(LoadArgs),
     /// --pairs one-to-one conversations, a→b, --rate msgs/s in total.
     Direct(LoadArgs),
+    /// The `direct` load over the LeanCloud door: WebSocket, lc.protobuf2.3, as the SDKs speak it.
+    WsDirect(LoadArgs),
     /// Groups of --group-size members out of --connections clients; every member sends.
     Group(LoadArgs),
     /// One chat room of --room-members members; every member sends.
@@ -67,7 +70,12 @@ enum Cmd {
     },
     /// Prints key figures of several --json files side by side.
     #[command(hide = true)]
-    CompareJson { files: Vec<PathBuf> },
+    CompareJson {
+        files: Vec<PathBuf>,
+        /// Repeated runs: medians per offered rate and scenario, and their ratios.
+        #[arg(long)]
+        medians: bool,
+    },
 }
 
 /// Parameters shared by every scenario; each uses the ones that apply to it.
@@ -132,6 +140,9 @@ pub struct LoadArgs {
     #[arg(long)]
     #[serde(skip)]
     pub master_key: Option<String>,
+    /// The running server's LeanCloud door, for ws-direct [default: 127.0.0.1:7452, the config's default].
+    #[arg(long)]
+    pub gateway: Option<SocketAddr>,
     /// The running server's pid, for CPU and RSS samples.
     #[arg(long)]
     pub server_pid: Option<u32>,
@@ -219,8 +230,12 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             baseline::relay_server(listen)?;
             return Ok(ExitCode::SUCCESS);
         }
-        Cmd::CompareJson { files } => {
-            print!("{}", report::compare(&files)?);
+        Cmd::CompareJson { files, medians } => {
+            if medians {
+                print!("{}", report::medians(&files)?);
+            } else {
+                print!("{}", report::compare(&files)?);
+            }
             return Ok(ExitCode::SUCCESS);
         }
         Cmd::Hooks(a) => return hooks_main(a),
@@ -229,6 +244,7 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
         Cmd::Connect(a) => ("connect", a),
         Cmd::Idle(a) => ("idle", a),
         Cmd::Direct(a) => ("direct", a),
+        Cmd::WsDirect(a) => ("ws-direct", a),
         Cmd::Group(a) => ("group", a),
         Cmd::Room(a) => ("room", a),
         Cmd::History(a) => ("history", a),
@@ -287,6 +303,7 @@ fn against_server(
             "connect" => im::connect(args, &target).await,
             "idle" => im::idle(args, &target).await,
             "history" => im::history(args, &target).await,
+            "ws-direct" => ws::direct(args, &target).await,
             _ => im::messages(name, args, &target).await,
         }
     });

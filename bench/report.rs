@@ -496,3 +496,102 @@ fn num(v: &Value, decimals: usize) -> String {
 fn us(v: &Value) -> String {
     v.as_u64().map(fmt_us).unwrap_or_else(|| "-".into())
 }
+
+/// Repeated runs, grouped by offered rate and scenario: each figure's
+/// value per run and median, and each scenario's medians as a multiple of
+/// the first scenario's at that rate. For A B A B comparisons on a noisy
+/// machine, where one run proves little (bench/compare-doors.sh).
+pub fn medians(files: &[std::path::PathBuf]) -> Result<String> {
+    // (rate, scenario) → runs, in the order given.
+    let mut groups: Vec<((u64, String), Vec<Value>)> = Vec::new();
+    for f in files {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        let d: Value =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", f.display()))?;
+        let rate = d["results"]["offered_rate"].as_f64().unwrap_or(0.0).round() as u64;
+        let key = (rate, d["scenario"].as_str().unwrap_or("?").to_owned());
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, runs)) => runs.push(d),
+            None => groups.push((key, vec![d])),
+        }
+    }
+    type Figure<'a> = (&'a str, &'a dyn Fn(&Value) -> Option<f64>);
+    let figures: [Figure; 6] = [
+        ("server CPU µs/msg", &|d| {
+            d["results"]["server"]["cpu_us_per_unit"].as_f64()
+        }),
+        ("p50 ms", &|d| {
+            d["results"]["latency"]["p50_us"].as_f64().map(|u| u / 1e3)
+        }),
+        ("p99 ms", &|d| {
+            d["results"]["latency"]["p99_us"].as_f64().map(|u| u / 1e3)
+        }),
+        ("server RSS MiB", &|d| {
+            d["results"]["server"]["rss_end_kb"]
+                .as_f64()
+                .map(|k| k / 1024.0)
+        }),
+        ("generator µs/msg", &|d| {
+            d["results"]["generator"]["cpu_us_per_unit"].as_f64()
+        }),
+        ("lost + dup", &|d| {
+            Some(d["results"]["lost"].as_f64()? + d["results"]["dup"].as_f64()?)
+        }),
+    ];
+    let mut rates: Vec<u64> = groups.iter().map(|((r, _), _)| *r).collect();
+    rates.dedup();
+    let mut out = String::new();
+    for rate in rates {
+        let here: Vec<&(_, Vec<Value>)> = groups.iter().filter(|((r, _), _)| *r == rate).collect();
+        let _ = writeln!(out, "offered {rate}/s");
+        for (name, f) in &figures {
+            let mut base = None;
+            for ((_, scenario), runs) in &here {
+                let vals: Vec<f64> = runs.iter().filter_map(f).collect();
+                let m = median(&vals);
+                // Latency in ms wants two decimals; the rest one.
+                let dp = if name.ends_with("ms") { 2 } else { 1 };
+                let each: Vec<String> = vals.iter().map(|v| format!("{v:.dp$}")).collect();
+                let ratio = match (base, m) {
+                    (None, _) => {
+                        base = m;
+                        String::new()
+                    }
+                    (Some(b), Some(m)) if b > 0.0 => format!("  = {:.2}x", m / b),
+                    _ => String::new(),
+                };
+                let _ = writeln!(
+                    out,
+                    "  {name:<18} {scenario:<10} median {:>8}  ({}){ratio}",
+                    m.map_or("-".into(), |m| format!("{m:.dp$}")),
+                    each.join(", ")
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn median(v: &[f64]) -> Option<f64> {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_even_and_none() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+    }
+}

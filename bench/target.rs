@@ -96,6 +96,8 @@ pub struct Target {
     pub fsync: Option<bool>,
     /// The admin REST API's address, where the scenario asked for it (`broadcast`).
     pub admin: Option<SocketAddr>,
+    /// The LeanCloud door (`ws-direct`): a spawned server's, or `--gateway`.
+    pub gateway: Option<SocketAddr>,
 }
 
 impl Target {
@@ -178,6 +180,7 @@ impl Target {
             spawned: None,
             fsync: None,
             admin: None,
+            gateway: args.gateway,
         })
     }
 
@@ -195,12 +198,17 @@ impl Target {
         let root = scratch_dir(args, "server")?;
         let data = root.join("data");
         let log = root.join("server.log");
+        // The door is on by default at a fixed port (7452), which two
+        // servers on one machine cannot share; and the server writes no
+        // file with its address. So the port is picked here.
+        let gateway = free_port()?;
         let mut cmd = Command::new(&bin);
         cmd.arg("serve")
             .env("TIDINGS_SERVER_DATA_DIR", &data)
             .env("TIDINGS_SERVER_LISTEN", "127.0.0.1:0")
             .env("TIDINGS_ADMIN_ENABLED", admin.to_string())
             .env("TIDINGS_ADMIN_LISTEN", "127.0.0.1:0")
+            .env("TIDINGS_GATEWAY_LISTEN", gateway.to_string())
             .env("TIDINGS_LOG_LEVEL", "warn")
             .stdin(Stdio::null());
         // One generator on one address is the whole load: the per-client and
@@ -277,6 +285,7 @@ impl Target {
             spawned: Some(spawned),
             fsync: Some(args.fsync.unwrap_or(true)),
             admin: admin_addr,
+            gateway: Some(gateway),
         })
     }
 
@@ -287,6 +296,7 @@ impl Target {
             "pid": self.pid,
             "fsync": self.fsync,
             "admin": self.admin.map(|a| a.to_string()),
+            "gateway": self.gateway.map(|a| a.to_string()),
         })
     }
 
@@ -300,6 +310,14 @@ impl Target {
         }
         Ok(())
     }
+}
+
+/// A loopback TCP port free right now. Another process could take it
+/// before the server binds it; the server then exits saying so, and the
+/// run fails with its log rather than measuring something else.
+fn free_port() -> Result<SocketAddr> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(l.local_addr()?)
 }
 
 fn read_addr(dir: &Path) -> Result<SocketAddr> {

@@ -322,6 +322,10 @@ impl Server {
                     done_tx.clone(),
                 )?;
                 info!(addr = %g.local_addr(), "LeanCloud door listening");
+                let file = hub.config.server.data_dir.join(crate::gateway::ADDR_FILE);
+                if let Err(e) = std::fs::write(&file, g.local_addr().to_string()) {
+                    warn!(error = %e, "could not write {}", crate::gateway::ADDR_FILE);
+                }
                 Some(g)
             }
             None => None,

@@ -29,13 +29,13 @@ pub(super) enum Inbound {
     /// engine command (`local.rs`).
     Local(Local),
     /// Answered at once.
-    Answer(GenericCommand),
+    Answer(Box<GenericCommand>),
     Nothing,
 }
 
 #[derive(Debug)]
 pub(super) enum Local {
-    Query(ConvCommand),
+    Query(Box<ConvCommand>),
     Count(ConvId),
     Members(ConvId),
     IsMember(ConvId),
@@ -69,7 +69,7 @@ pub(super) fn translate(hub: &Hub, peer: &Peer, cmd: GenericCommand) -> Inbound 
     let i = cmd.i;
     match route(hub, peer, cmd) {
         Ok(inbound) => inbound,
-        Err(e) => Inbound::Answer(outbound::error(i, &e)),
+        Err(e) => Inbound::Answer(Box::new(outbound::error(i, &e))),
     }
 }
 
@@ -108,9 +108,9 @@ fn route(hub: &Hub, peer: &Peer, cmd: GenericCommand) -> Result<Inbound, ErrorBo
             patch(i, cmd.patch_message.unwrap_or_default())
         }
         // The APNs token (Swift, ObjC): push is not on this door yet.
-        (Some(CommandType::Report), Some(OpType::Upload)) => Ok(Inbound::Answer(
+        (Some(CommandType::Report), Some(OpType::Upload)) => Ok(Inbound::Answer(Box::new(
             outbound::command(CommandType::Report, Some(OpType::Uploaded), i),
-        )),
+        ))),
         // Java's push channel on the IM socket: nobody waits for an answer.
         (Some(CommandType::Login), _) => Ok(Inbound::Nothing),
         (kind, op) => Err(bad(
@@ -220,7 +220,7 @@ fn conv(
             },
         ),
         OpType::MaxRead => one(Command::Receipts { conv: cid()? }, Pending::MaxRead { i }),
-        OpType::Query => Ok(Inbound::Local(Local::Query(c))),
+        OpType::Query => Ok(Inbound::Local(Local::Query(Box::new(c)))),
         OpType::Count => Ok(Inbound::Local(Local::Count(cid()?))),
         OpType::Members => Ok(Inbound::Local(Local::Members(cid()?))),
         OpType::IsMember => Ok(Inbound::Local(Local::IsMember(cid()?))),

@@ -43,6 +43,10 @@ use crate::hub::Hub;
 
 pub use frame::SUBPROTOCOLS;
 
+/// In the data dir: the door's bound address, for local tools and tests
+/// (as `server.addr` is for QUIC clients).
+pub const ADDR_FILE: &str = "gateway.addr";
+
 /// What every socket of the door shares.
 pub(crate) struct Shared {
     pub hub: Arc<Hub>,

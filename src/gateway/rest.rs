@@ -53,21 +53,20 @@ pub(super) async fn route(State(door): State<Door>, headers: HeaderMap) -> Respo
 }
 
 /// The client a REST call is for, by the session token the SDK sends.
-fn holder(door: &Door, headers: &HeaderMap) -> Result<Holder, Response> {
+fn holder(door: &Door, headers: &HeaderMap) -> Option<Holder> {
     let token = headers
         .get("x-lc-im-session-token")
         .and_then(|h| h.to_str().ok())
         .unwrap_or_default();
-    door.shared
-        .tokens
-        .holder(token, crate::util::now_ms())
-        .ok_or_else(|| {
-            error(
-                StatusCode::UNAUTHORIZED,
-                4112,
-                "X-LC-IM-Session-Token is missing, unknown or expired",
-            )
-        })
+    door.shared.tokens.holder(token, crate::util::now_ms())
+}
+
+fn no_session() -> Response {
+    error(
+        StatusCode::UNAUTHORIZED,
+        4112,
+        "X-LC-IM-Session-Token is missing, unknown or expired",
+    )
 }
 
 /// `GET /1.1/rtm/notifications`: the "permanent" notifications a client
@@ -75,8 +74,8 @@ fn holder(door: &Door, headers: &HeaderMap) -> Result<Holder, Response> {
 /// offline sync instead, so the list is empty; both shapes (JS reads
 /// `notifications`, Swift `permanent`/`droppable`) are in one answer.
 pub(super) async fn notifications(State(door): State<Door>, headers: HeaderMap) -> Response {
-    if let Err(r) = holder(&door, &headers) {
-        return r;
+    if holder(&door, &headers).is_none() {
+        return no_session();
     }
     Json(json!({
         "hasMore": false,
@@ -101,9 +100,8 @@ pub(super) async fn member_info(
     headers: HeaderMap,
     Query(q): Query<ClassQuery>,
 ) -> Response {
-    let who = match holder(&door, &headers) {
-        Ok(h) => h,
-        Err(r) => return r,
+    let Some(who) = holder(&door, &headers) else {
+        return no_session();
     };
     let filter: Value = q
         .filter

@@ -96,7 +96,9 @@ fn route(hub: &Hub, peer: &Peer, cmd: GenericCommand) -> Result<Inbound, ErrorBo
         }
         (Some(CommandType::Direct), _) => {
             let d = cmd.direct_message.unwrap_or_default();
-            engine(Command::Send(send(d)?), Pending::Direct { i })
+            let m = send(d)?;
+            let receipt = m.receipt && !m.transient;
+            engine(Command::Send(m), Pending::Direct { i, receipt })
         }
         (Some(CommandType::Ack), _) => Ok(ack(peer, cmd.ack_message.unwrap_or_default())),
         (Some(CommandType::Read), _) => Ok(read(cmd.read_message.unwrap_or_default())),

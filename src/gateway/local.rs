@@ -121,7 +121,7 @@ fn query(hub: &Hub, client: &str, c: Box<ConvCommand>) -> Result<String, ErrorBo
         (Some(ids), _) => ids
             .iter()
             .filter_map(|id| id.parse::<ConvId>().ok())
-            .filter_map(|id| crate::conversation::ops::get(hub, &who, id).ok())
+            .filter_map(|id| by_id(hub, client, id))
             .collect(),
         // Temporary conversations are not kept: none is found.
         (None, false) => Vec::new(),
@@ -133,6 +133,15 @@ fn query(hub: &Hub, client: &str, c: Box<ConvCommand>) -> Result<String, ErrorBo
         crate::message::last_visible(hub, info.id, client)
     })?;
     Ok(serde_json::Value::Array(rows).to_string())
+}
+
+/// A conversation named by its id: LeanCloud's SDKs join a conversation
+/// by fetching it first (`getConversation(id).then(c => c.join())`), so a
+/// client may see any live one it could join. The QUIC door's
+/// `GetConversation` answers members only; both let anyone join by id
+/// (LeanCloud's behaviour without conversation signatures).
+fn by_id(hub: &Hub, client: &str, id: ConvId) -> Option<crate::protocol::ConversationInfo> {
+    hub.convs.live(id).ok().map(|c| c.info(client))
 }
 
 fn room(hub: &Hub, conv: ConvId) -> Result<Arc<crate::core::conversation::Conv>, ErrorBody> {

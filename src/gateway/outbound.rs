@@ -43,8 +43,10 @@ pub(super) enum Pending {
         cmd: CommandType,
         op: OpType,
     },
-    /// `direct`: `ack` with the message's id and time.
-    Direct { i: Option<i32> },
+    /// `direct`: `ack` with the message's id and time. `receipt`: the
+    /// sender asked for receipts, so the peer remembers the message to
+    /// name it in the `rcp` that says it arrived.
+    Direct { i: Option<i32>, receipt: bool },
     /// `logs`: the page, oldest first, cut at `until` (`tt`/`tmid`).
     Logs {
         i: Option<i32>,
@@ -90,7 +92,7 @@ impl Pending {
             | Pending::Members { i, .. }
             | Pending::Updated { i }
             | Pending::Same { i, .. }
-            | Pending::Direct { i }
+            | Pending::Direct { i, .. }
             | Pending::Logs { i, .. }
             | Pending::Patched { i }
             | Pending::MaxRead { i }
@@ -548,9 +550,22 @@ fn patch(m: &Message, recall: bool, reason: Option<Reason>) -> GenericCommand {
     }
 }
 
-fn rcp(conv: ConvId, by: String, at: u64, read: bool) -> GenericCommand {
+/// A receipt push; `id` names the message it is for (the SDKs mark that
+/// message delivered), or none for the conversation's timestamps alone.
+pub(super) fn rcp(conv: ConvId, by: String, at: u64, read: bool) -> GenericCommand {
+    rcp_for(conv, None, by, at, read)
+}
+
+pub(super) fn rcp_for(
+    conv: ConvId,
+    id: Option<String>,
+    by: String,
+    at: u64,
+    read: bool,
+) -> GenericCommand {
     GenericCommand {
         rcp_message: Some(RcpCommand {
+            id,
             cid: Some(conv.to_string()),
             t: Some(ms(at)),
             read: Some(read),

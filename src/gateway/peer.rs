@@ -51,6 +51,9 @@ struct State {
     /// acked, by timestamp: the JS SDK acks a range of timestamps
     /// (`fromts`/`tots`), the engine a seq.
     delivered: HashMap<ConvId, BTreeMap<u64, u64>>,
+    /// Per conversation, messages this client sent asking for receipts
+    /// and not yet delivered: (timestamp, id), oldest first.
+    awaiting_receipt: HashMap<ConvId, Vec<(u64, String)>>,
     /// The tag of the login, for the session token.
     tag: Option<String>,
     logged_in: bool,
@@ -125,6 +128,11 @@ impl Peer {
     }
 
     fn on_event(&self, ev: Event) {
+        match ev {
+            Event::LastDeliveredAt { conv, by, at } => return self.receipt(conv, by, at, false),
+            Event::LastReadAt { conv, by, at } => return self.receipt(conv, by, at, true),
+            _ => {}
+        }
         if let Event::Message { msg, .. } = &ev
             && !msg.transient
             && msg.seq > 0
@@ -175,8 +183,49 @@ impl Peer {
             ));
             return;
         }
+        if let (
+            Pending::Direct { receipt: true, .. },
+            Ok(Reply::Sent {
+                msg_id, timestamp, ..
+            }),
+        ) = (&p, &result)
+            && let Some((conv, _)) = crate::protocol::parse_msg_id(msg_id)
+        {
+            let mut st = self.state.lock();
+            let waiting = st.awaiting_receipt.entry(conv).or_default();
+            waiting.push((*timestamp, msg_id.clone()));
+            if waiting.len() > MAX_UNACKED {
+                waiting.remove(0);
+            }
+        }
         if let Some(cmd) = outbound::reply(p, result, &self.client) {
             self.send(&cmd);
+        }
+    }
+
+    /// A delivery receipt names each message of this client's that it
+    /// covers (the SDKs mark those delivered); a read receipt, or one that
+    /// covers none, says the conversation's time alone.
+    fn receipt(&self, conv: ConvId, by: String, at: u64, read: bool) {
+        let named: Vec<String> = {
+            let mut st = self.state.lock();
+            match st.awaiting_receipt.get_mut(&conv) {
+                Some(waiting) => {
+                    let (done, rest) = waiting.drain(..).partition(|(t, _)| *t <= at);
+                    *waiting = rest;
+                    if waiting.is_empty() {
+                        st.awaiting_receipt.remove(&conv);
+                    }
+                    done.into_iter().map(|(_, id)| id).collect::<Vec<_>>()
+                }
+                None => Vec::new(),
+            }
+        };
+        if named.is_empty() || read {
+            self.push(outbound::rcp(conv, by.clone(), at, read));
+        }
+        for id in named {
+            self.push(outbound::rcp_for(conv, Some(id), by.clone(), at, false));
         }
     }
 

@@ -24,9 +24,11 @@ use tokio::sync::{mpsc, oneshot};
 pub use acks::AckBatch;
 use driver::{Driver, Shared, Writer};
 
+use crate::auth::{ConvAction, ConvOp};
 use crate::protocol::{
     ClientFrame, Command, Content, ConvId, ConvKind, ConversationInfo, CreateConversation,
-    EditMessage, ErrorBody, Event, HistoryQuery, Login, Message, Reply, SendMessage, SyncMode,
+    EditMessage, ErrorBody, Event, HistoryQuery, Login, Message, OpSignature, Reply, SendMessage,
+    SyncMode,
 };
 use crate::transport::{self, FrameReader, ServerTrust, StreamError, TransportError, close_code};
 use crate::wire::codec::{self, CodecError};
@@ -86,6 +88,25 @@ impl Signer {
                 nonce,
                 signature,
             } => (*timestamp, nonce.clone(), signature.clone()),
+        }
+    }
+
+    /// A conversation-operation signature for `op`, when this signer can
+    /// make one: only a master key can (an app server signs for the others,
+    /// passed with the `*_signed` methods).
+    pub fn sign_conversation(&self, app_id: &str, op: &ConvOp<'_>) -> Option<OpSignature> {
+        match self {
+            Signer::MasterKey(key) => {
+                let timestamp = crate::util::now_secs();
+                let nonce = crate::auth::random_nonce();
+                let signature = crate::auth::sign_conversation(key, app_id, op, timestamp, &nonce);
+                Some(OpSignature {
+                    timestamp,
+                    nonce,
+                    signature,
+                })
+            }
+            Signer::Unsigned | Signer::Precomputed { .. } => None,
         }
     }
 }
@@ -235,6 +256,9 @@ struct Inner {
     device_id: String,
     server_time: u64,
     request_timeout: Duration,
+    /// Signs conversation operations the caller did not sign itself.
+    app_id: String,
+    signer: Signer,
     _guard: Arc<Guard>,
     // Keeps the socket owned even if the caller dropped the endpoint it passed in.
     _endpoint: quinn::Endpoint,
@@ -362,7 +386,7 @@ impl Client {
 
         let (timestamp, nonce, signature) = opts.signer.sign(&opts.app_id, &opts.client_id);
         let login = Login {
-            app_id: opts.app_id,
+            app_id: opts.app_id.clone(),
             client_id: opts.client_id.clone(),
             tag: opts.tag,
             device_id: opts.device_id,
@@ -395,6 +419,8 @@ impl Client {
                 device_id,
                 server_time,
                 request_timeout: opts.request_timeout,
+                app_id: opts.app_id,
+                signer: opts.signer,
                 _guard: guard.clone(),
                 _endpoint: endpoint,
             }),
@@ -455,10 +481,33 @@ impl Client {
         }
     }
 
+    /// The signature this client's signer makes for an operation (`None`
+    /// unless it holds the master key).
+    fn auto_sign(
+        &self,
+        conv: Option<ConvId>,
+        members: &[String],
+        action: ConvAction,
+    ) -> Option<OpSignature> {
+        let id = conv.map(|c| c.to_string());
+        let op = ConvOp {
+            client_id: &self.inner.client_id,
+            conv: id.as_deref(),
+            members,
+            action,
+        };
+        self.inner.signer.sign_conversation(&self.inner.app_id, &op)
+    }
+
+    /// Sends `c` with its own signature, or one this client's signer makes
+    /// over `c.members` when it has none.
     pub async fn create_conversation(
         &self,
-        c: CreateConversation,
+        mut c: CreateConversation,
     ) -> Result<ConversationInfo, ClientError> {
+        if c.sig.is_none() {
+            c.sig = self.auto_sign(None, &c.members, ConvAction::Create);
+        }
         self.request_conversation(Command::CreateConversation(c))
             .await
     }
@@ -474,6 +523,7 @@ impl Client {
             attr: None,
             unique: true,
             kind: ConvKind::Normal,
+            sig: None,
         })
         .await
     }
@@ -491,16 +541,45 @@ impl Client {
         }
     }
 
+    /// Joins, signed by this client's signer when it can (see [`Signer::sign_conversation`]).
     pub async fn join(&self, conv: ConvId) -> Result<(), ClientError> {
-        self.request_ok(Command::Join { conv }).await
+        let me = [self.inner.client_id.clone()];
+        let sig = self.auto_sign(Some(conv), &me, ConvAction::Invite);
+        self.request_ok(Command::Join { conv, sig }).await
     }
 
+    /// Joins with a signature an app server made (an `invite` of the caller).
+    pub async fn join_signed(&self, conv: ConvId, sig: OpSignature) -> Result<(), ClientError> {
+        self.request_ok(Command::Join {
+            conv,
+            sig: Some(sig),
+        })
+        .await
+    }
+
+    /// Leaves; signed when this client's signer can, though a quit needs no signature.
     pub async fn leave(&self, conv: ConvId) -> Result<(), ClientError> {
-        self.request_ok(Command::Leave { conv }).await
+        let me = [self.inner.client_id.clone()];
+        let sig = self.auto_sign(Some(conv), &me, ConvAction::Kick);
+        self.request_ok(Command::Leave { conv, sig }).await
     }
 
     pub async fn add_members(&self, conv: ConvId, members: Vec<String>) -> Result<(), ClientError> {
-        self.request_ok(Command::AddMembers { conv, members }).await
+        let sig = self.auto_sign(Some(conv), &members, ConvAction::Invite);
+        self.request_ok(Command::AddMembers { conv, members, sig })
+            .await
+    }
+
+    /// Adds members with a signature an app server made (an `invite` of `members`).
+    pub async fn add_members_signed(
+        &self,
+        conv: ConvId,
+        members: Vec<String>,
+        sig: OpSignature,
+    ) -> Result<(), ClientError> {
+        let sig = Some(sig);
+        self.request_ok(Command::AddMembers { conv, members, sig })
+            .await
     }
 
     pub async fn remove_members(
@@ -508,7 +587,20 @@ impl Client {
         conv: ConvId,
         members: Vec<String>,
     ) -> Result<(), ClientError> {
-        self.request_ok(Command::RemoveMembers { conv, members })
+        let sig = self.auto_sign(Some(conv), &members, ConvAction::Kick);
+        self.request_ok(Command::RemoveMembers { conv, members, sig })
+            .await
+    }
+
+    /// Removes members with a signature an app server made (a `kick` of `members`).
+    pub async fn remove_members_signed(
+        &self,
+        conv: ConvId,
+        members: Vec<String>,
+        sig: OpSignature,
+    ) -> Result<(), ClientError> {
+        let sig = Some(sig);
+        self.request_ok(Command::RemoveMembers { conv, members, sig })
             .await
     }
 

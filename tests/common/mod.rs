@@ -155,6 +155,7 @@ pub fn group(members: &[&str]) -> CreateConversation {
         attr: None,
         unique: false,
         kind: ConvKind::Normal,
+        sig: None,
     }
 }
 

@@ -6,8 +6,9 @@ mod conversation;
 mod rest_key;
 
 pub use conversation::{
-    ConvAction, ConvOp, ConvSignaturePolicy, DEFAULT_WINDOW_SECS as DEFAULT_CONVERSATION_WINDOW_SECS,
-    conversation_message, sign_conversation,
+    ConvAction, ConvOp, ConvSignaturePolicy,
+    DEFAULT_WINDOW_SECS as DEFAULT_CONVERSATION_WINDOW_SECS, conversation_message,
+    sign_conversation,
 };
 pub use rest_key::{KeyError, KeyKind, SIGN_WINDOW_MS};
 
@@ -422,7 +423,10 @@ mod tests {
         let path = dir.path().join(CREDENTIALS_FILE);
         std::fs::write(&path, r#"{"app_id":"old","master_key":"0123456789abcdef"}"#).unwrap();
         let c = Credentials::load_or_create(dir.path(), None, None).unwrap();
-        assert_eq!((c.app_id.as_str(), c.master_key.as_str()), ("old", "0123456789abcdef"));
+        assert_eq!(
+            (c.app_id.as_str(), c.master_key.as_str()),
+            ("old", "0123456789abcdef")
+        );
         assert_eq!(c.app_key().len(), 24);
         assert_eq!(Credentials::load(dir.path()).unwrap(), c);
         // Stable across starts; the configured key wins without touching the file.
@@ -437,6 +441,9 @@ mod tests {
             Credentials::load_or_create_all(empty.path(), Some("a"), Some("m"), Some("k")).unwrap();
         assert_eq!(all.app_key, "k");
         assert!(!empty.path().join(CREDENTIALS_FILE).exists());
-        assert!(!format!("{c:?}").contains(&c.app_key), "Debug hides the key");
+        assert!(
+            !format!("{c:?}").contains(&c.app_key),
+            "Debug hides the key"
+        );
     }
 }

@@ -69,7 +69,10 @@ fn created(r: Result<Reply, ClientError>) -> ConvId {
 }
 
 async fn members(c: &Client, conv: ConvId) -> Vec<String> {
-    c.get_conversation(conv).await.expect("conversation").members
+    c.get_conversation(conv)
+        .await
+        .expect("conversation")
+        .members
 }
 
 #[tokio::test]
@@ -83,22 +86,32 @@ async fn off_unsigned_operations_work_as_before() {
         nonce: "n".into(),
         signature: "not hex".into(),
     };
-    raw(&tom, Command::AddMembers {
-        conv,
-        members: ids(&["Alice"]),
-        sig: Some(junk.clone()),
-    })
+    raw(
+        &tom,
+        Command::AddMembers {
+            conv,
+            members: ids(&["Alice"]),
+            sig: Some(junk.clone()),
+        },
+    )
     .await
     .expect("a signature is not looked at with the switch off");
-    raw(&spike, Command::Join { conv, sig: None }).await.expect("join unsigned");
-    raw(&tom, Command::RemoveMembers {
-        conv,
-        members: ids(&["Alice"]),
-        sig: None,
-    })
+    raw(&spike, Command::Join { conv, sig: None })
+        .await
+        .expect("join unsigned");
+    raw(
+        &tom,
+        Command::RemoveMembers {
+            conv,
+            members: ids(&["Alice"]),
+            sig: None,
+        },
+    )
     .await
     .expect("remove unsigned");
-    raw(&spike, Command::Leave { conv, sig: None }).await.expect("leave unsigned");
+    raw(&spike, Command::Leave { conv, sig: None })
+        .await
+        .expect("leave unsigned");
     assert_eq!(members(&tom, conv).await, ids(&["Jerry", "Tom"]));
 }
 
@@ -108,7 +121,10 @@ async fn on_unsigned_operations_are_refused_with_4302() {
     let (tom, _te) = s.connect("Tom").await;
     let (spike, _se) = s.connect("Spike").await;
 
-    assert_eq!(code(raw(&tom, create_cmd(&["Jerry"], None)).await), Some(4302));
+    assert_eq!(
+        code(raw(&tom, create_cmd(&["Jerry"], None)).await),
+        Some(4302)
+    );
     // The client library signs with its master key by itself.
     let conv = tom.create_conversation(group(&["Jerry"])).await.unwrap().id;
 
@@ -126,7 +142,10 @@ async fn on_unsigned_operations_are_refused_with_4302() {
     assert_eq!(code(raw(&tom, remove).await), Some(4302));
     // A stranger cannot walk into the conversation (and its history) by id,
     // nor learn whether it exists.
-    assert_eq!(code(raw(&spike, Command::Join { conv, sig: None }).await), Some(4302));
+    assert_eq!(
+        code(raw(&spike, Command::Join { conv, sig: None }).await),
+        Some(4302)
+    );
     let nowhere = ConvId([7; 12]);
     let probe = Command::Join {
         conv: nowhere,
@@ -137,7 +156,9 @@ async fn on_unsigned_operations_are_refused_with_4302() {
 
     // Quitting needs no signature (LeanCloud's Java SDK quits unsigned).
     let (jerry, _je) = s.connect("Jerry").await;
-    raw(&jerry, Command::Leave { conv, sig: None }).await.expect("quit unsigned");
+    raw(&jerry, Command::Leave { conv, sig: None })
+        .await
+        .expect("quit unsigned");
     assert_eq!(members(&tom, conv).await, ids(&["Tom"]));
 }
 
@@ -152,22 +173,59 @@ async fn on_signed_operations_pass_in_seconds_and_milliseconds() {
     let sig = sign(&s, "Tom", None, &["Jerry"], ConvAction::Create, now);
     let conv = created(raw(&tom, create_cmd(&["Jerry"], Some(sig))).await);
     // ...and here with it, in any order, as the JS SDK sends it (ms).
-    let sig = sign(&s, "Tom", None, &["Alice", "Tom"], ConvAction::Create, now * 1000);
+    let sig = sign(
+        &s,
+        "Tom",
+        None,
+        &["Alice", "Tom"],
+        ConvAction::Create,
+        now * 1000,
+    );
     created(raw(&tom, create_cmd(&["Tom", "Alice"], Some(sig))).await);
 
-    let sig = sign(&s, "Tom", Some(conv), &["Alice", "Bob"], ConvAction::Invite, now * 1000);
-    tom.add_members_signed(conv, ids(&["Bob", "Alice"]), sig).await.expect("add");
+    let sig = sign(
+        &s,
+        "Tom",
+        Some(conv),
+        &["Alice", "Bob"],
+        ConvAction::Invite,
+        now * 1000,
+    );
+    tom.add_members_signed(conv, ids(&["Bob", "Alice"]), sig)
+        .await
+        .expect("add");
     let sig = sign(&s, "Spike", Some(conv), &["Spike"], ConvAction::Invite, now);
     spike.join_signed(conv, sig).await.expect("join");
     let sig = sign(&s, "Tom", Some(conv), &["Bob"], ConvAction::Kick, now);
-    tom.remove_members_signed(conv, ids(&["Bob"]), sig).await.expect("remove");
-    let sig = sign(&s, "Spike", Some(conv), &["Spike"], ConvAction::Kick, now * 1000);
-    raw(&spike, Command::Leave { conv, sig: Some(sig) }).await.expect("signed quit");
+    tom.remove_members_signed(conv, ids(&["Bob"]), sig)
+        .await
+        .expect("remove");
+    let sig = sign(
+        &s,
+        "Spike",
+        Some(conv),
+        &["Spike"],
+        ConvAction::Kick,
+        now * 1000,
+    );
+    raw(
+        &spike,
+        Command::Leave {
+            conv,
+            sig: Some(sig),
+        },
+    )
+    .await
+    .expect("signed quit");
     assert_eq!(members(&tom, conv).await, ids(&["Alice", "Jerry", "Tom"]));
 
     // The client library's own signatures, for every operation.
-    tom.add_members(conv, ids(&["Bob"])).await.expect("auto-signed add");
-    tom.remove_members(conv, ids(&["Bob"])).await.expect("auto-signed remove");
+    tom.add_members(conv, ids(&["Bob"]))
+        .await
+        .expect("auto-signed add");
+    tom.remove_members(conv, ids(&["Bob"]))
+        .await
+        .expect("auto-signed remove");
     spike.join(conv).await.expect("auto-signed join");
     spike.leave(conv).await.expect("auto-signed leave");
 }
@@ -194,7 +252,14 @@ async fn on_replays_stale_and_mismatched_signatures_are_refused() {
     assert_eq!(code(raw(&tom, add(&["Alice"], &shouted)).await), Some(4302));
 
     // Older than six hours, in seconds or ms.
-    let stale = sign(&s, "Tom", Some(conv), &["Bob"], ConvAction::Invite, now - SIX_HOURS - 60);
+    let stale = sign(
+        &s,
+        "Tom",
+        Some(conv),
+        &["Bob"],
+        ConvAction::Invite,
+        now - SIX_HOURS - 60,
+    );
     assert_eq!(code(raw(&tom, add(&["Bob"], &stale)).await), Some(4302));
     let stale_ms = sign(
         &s,
@@ -209,14 +274,54 @@ async fn on_replays_stale_and_mismatched_signatures_are_refused() {
     // Signed for someone else than who is sent, or for another caller,
     // conversation, action or key.
     let for_bob = sign(&s, "Tom", Some(conv), &["Bob"], ConvAction::Invite, now);
-    assert_eq!(code(raw(&tom, add(&["Mallory"], &for_bob)).await), Some(4302));
-    assert_eq!(code(raw(&tom, add(&["Bob", "Mallory"], &for_bob)).await), Some(4302));
+    assert_eq!(
+        code(raw(&tom, add(&["Mallory"], &for_bob)).await),
+        Some(4302)
+    );
+    assert_eq!(
+        code(raw(&tom, add(&["Bob", "Mallory"], &for_bob)).await),
+        Some(4302)
+    );
     let create_sig = sign(&s, "Tom", None, &["Jerry", "Tom"], ConvAction::Create, now);
-    assert_eq!(code(raw(&tom, create_cmd(&["Jerry"], Some(create_sig))).await), Some(4302));
+    assert_eq!(
+        code(raw(&tom, create_cmd(&["Jerry"], Some(create_sig))).await),
+        Some(4302)
+    );
     let toms = sign(&s, "Tom", Some(conv), &["Spike"], ConvAction::Invite, now);
-    assert_eq!(code(raw(&spike, Command::Join { conv, sig: Some(toms) }).await), Some(4302));
-    let other = sign(&s, "Spike", Some(ConvId([9; 12])), &["Spike"], ConvAction::Invite, now);
-    assert_eq!(code(raw(&spike, Command::Join { conv, sig: Some(other) }).await), Some(4302));
+    assert_eq!(
+        code(
+            raw(
+                &spike,
+                Command::Join {
+                    conv,
+                    sig: Some(toms)
+                }
+            )
+            .await
+        ),
+        Some(4302)
+    );
+    let other = sign(
+        &s,
+        "Spike",
+        Some(ConvId([9; 12])),
+        &["Spike"],
+        ConvAction::Invite,
+        now,
+    );
+    assert_eq!(
+        code(
+            raw(
+                &spike,
+                Command::Join {
+                    conv,
+                    sig: Some(other)
+                }
+            )
+            .await
+        ),
+        Some(4302)
+    );
     let kick = sign(&s, "Tom", Some(conv), &["Bob"], ConvAction::Kick, now);
     assert_eq!(code(raw(&tom, add(&["Bob"], &kick)).await), Some(4302));
     let mut forged = for_bob.clone();
@@ -236,7 +341,9 @@ async fn on_replays_stale_and_mismatched_signatures_are_refused() {
 
     // None of it changed anything; the honest one still works.
     assert_eq!(members(&tom, conv).await, ids(&["Alice", "Jerry", "Tom"]));
-    raw(&tom, add(&["Bob"], &for_bob)).await.expect("the right list");
+    raw(&tom, add(&["Bob"], &for_bob))
+        .await
+        .expect("the right list");
 }
 
 #[tokio::test]
@@ -244,7 +351,14 @@ async fn a_used_signature_stays_used_across_a_restart() {
     let mut s = TestServer::start_with(|c| c.auth.conversation_signatures = true).await;
     let (tom, _te) = s.connect("Tom").await;
     let conv = tom.create_conversation(group(&["Jerry"])).await.unwrap().id;
-    let sig = sign(&s, "Tom", Some(conv), &["Alice"], ConvAction::Invite, now_secs());
+    let sig = sign(
+        &s,
+        "Tom",
+        Some(conv),
+        &["Alice"],
+        ConvAction::Invite,
+        now_secs(),
+    );
     let add = Command::AddMembers {
         conv,
         members: ids(&["Alice"]),
@@ -283,4 +397,54 @@ async fn the_app_key_is_generated_or_configured_and_checks_rest_headers() {
             .check_client_key(Some(&creds.app_id), Some("guess"), None, now)
             .is_err()
     );
+}
+
+/// `tidings ARGS… --data-dir DIR` against `s`; stdout's JSON lines.
+async fn cli(s: &TestServer, args: &[&str]) -> Vec<serde_json::Value> {
+    let out = tokio::time::timeout(
+        common::WAIT,
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_tidings"))
+            .env_remove("TIDINGS_CONFIG")
+            .env("TIDINGS_LOG_LEVEL", "warn")
+            .args(args)
+            .arg("--data-dir")
+            .arg(s.data_dir())
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the command finishes within WAIT")
+    .expect("the command runs");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_signs_with_the_data_dirs_master_key() {
+    let s = TestServer::start_with(|c| c.auth.conversation_signatures = true).await;
+    let created = cli(
+        &s,
+        &["conversation", "create", "--as", "Tom", "--member", "Jerry"],
+    )
+    .await;
+    let conv = created[0]["convId"].as_str().expect("convId").to_owned();
+    cli(&s, &["conversation", "join", "--as", "Spike", &conv]).await;
+    cli(&s, &["conversation", "add", "--as", "Tom", &conv, "Tyke"]).await;
+    cli(
+        &s,
+        &["conversation", "remove", "--as", "Tom", &conv, "Tyke"],
+    )
+    .await;
+    cli(&s, &["conversation", "leave", "--as", "Spike", &conv]).await;
+    let (tom, _te) = s.connect("Tom").await;
+    let id: ConvId = conv.parse().expect("a conversation id");
+    assert_eq!(members(&tom, id).await, ids(&["Jerry", "Tom"]));
 }

@@ -420,13 +420,19 @@ mod tests {
             action: ConvAction::Invite,
             ..quit
         };
-        assert_eq!(a.check_conversation_op(&join, None, 1).unwrap_err().code, 4302);
+        assert_eq!(
+            a.check_conversation_op(&join, None, 1).unwrap_err().code,
+            4302
+        );
         let them = ids(&["Tom", "Jerry"]);
         let kick = ConvOp {
             members: &them,
             ..quit
         };
-        assert_eq!(a.check_conversation_op(&kick, None, 1).unwrap_err().code, 4302);
+        assert_eq!(
+            a.check_conversation_op(&kick, None, 1).unwrap_err().code,
+            4302
+        );
     }
 
     #[test]
@@ -449,6 +455,9 @@ mod tests {
         assert!(!a.conversation_signature_required(ConvAction::UnblockClients));
         assert!(a.conversation_signature_required(ConvAction::Create));
         let b = auth(false);
-        assert_eq!(b.check_conversation_op(&op, None, 1).unwrap_err().code, 4302);
+        assert_eq!(
+            b.check_conversation_op(&op, None, 1).unwrap_err().code,
+            4302
+        );
     }
 }

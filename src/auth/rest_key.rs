@@ -124,7 +124,10 @@ mod tests {
             check(Some("app"), Some("appkey,master")),
             Err(KeyError::BadKey)
         );
-        assert_eq!(check(Some("other"), Some("appkey")), Err(KeyError::UnknownApp));
+        assert_eq!(
+            check(Some("other"), Some("appkey")),
+            Err(KeyError::UnknownApp)
+        );
         assert_eq!(check(None, Some("appkey")), Err(KeyError::UnknownApp));
         assert_eq!(check(Some("app"), None), Err(KeyError::Missing));
     }
@@ -135,7 +138,10 @@ mod tests {
         assert_eq!(sign(NOW, "appkey"), "54c13acf6ac04dd9585fe202a973c7cc");
         let c = creds();
         let check = |s: &str| c.check_client_key(Some("app"), None, Some(s), NOW);
-        assert_eq!(check(&format!("{},{NOW}", sign(NOW, "appkey"))), Ok(KeyKind::App));
+        assert_eq!(
+            check(&format!("{},{NOW}", sign(NOW, "appkey"))),
+            Ok(KeyKind::App)
+        );
         let upper = sign(NOW, "appkey").to_uppercase();
         assert_eq!(check(&format!("{upper},{NOW}")), Ok(KeyKind::App));
         assert_eq!(
@@ -153,7 +159,10 @@ mod tests {
         );
         // Fifteen minutes either way.
         let old = NOW - SIGN_WINDOW_MS;
-        assert_eq!(check(&format!("{},{old}", sign(old, "appkey"))), Ok(KeyKind::App));
+        assert_eq!(
+            check(&format!("{},{old}", sign(old, "appkey"))),
+            Ok(KeyKind::App)
+        );
         let older = old - 1;
         assert_eq!(
             check(&format!("{},{older}", sign(older, "appkey"))),
@@ -171,6 +180,33 @@ mod tests {
     }
 
     #[test]
+    fn leancloud_docs_example_passes_as_the_master_key() {
+        // LeanCloud's REST docs: md5("1453014943466masterKey"), with ",master".
+        let at = 1_453_014_943_466;
+        let c = Credentials {
+            app_id: "app".into(),
+            master_key: "masterKey".into(),
+            app_key: "appKey".into(),
+        };
+        let check = |s: &str, now| c.check_client_key(Some("app"), None, Some(s), now);
+        let good = "ee58ce7ed84d01752a1b39f3a2f9e04e,1453014943466,master";
+        assert_eq!(check(good, at), Ok(KeyKind::Master));
+        assert_eq!(check(good, at + SIGN_WINDOW_MS), Ok(KeyKind::Master));
+        assert_eq!(check(good, at + SIGN_WINDOW_MS + 1), Err(KeyError::BadSign));
+        let moved = "ee58ce7ed84d01752a1b39f3a2f9e04e,1453014943467,master";
+        assert_eq!(check(moved, at), Err(KeyError::BadSign));
+        assert_eq!(check(",,master", at), Err(KeyError::BadSign));
+    }
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same(b"abc", b"abc"));
+        assert!(!same(b"abc", b"abd"));
+        assert!(!same(b"abc", b"ab"));
+        assert!(same(b"", b""));
+    }
+
+    #[test]
     fn no_app_key_means_only_the_master_key_passes() {
         let mut c = creds();
         c.app_key.clear();
@@ -179,7 +215,12 @@ mod tests {
             Err(KeyError::BadKey)
         );
         assert_eq!(
-            c.check_client_key(Some("app"), None, Some(&format!("{},{NOW}", sign(NOW, ""))), NOW),
+            c.check_client_key(
+                Some("app"),
+                None,
+                Some(&format!("{},{NOW}", sign(NOW, ""))),
+                NOW
+            ),
             Err(KeyError::BadSign)
         );
         assert_eq!(

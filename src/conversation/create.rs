@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::{check_signature, hook_attr};
 use super::members::room_for_one_more;
+use super::{check_signature, hook_attr};
 use crate::auth::ConvAction;
 use crate::core::Caller;
 use crate::core::conversation::{Conv, sorted_unique, unique_key};

@@ -25,11 +25,11 @@ use crate::protocol::{ConvId, ConvKind, ErrorBody, ErrorCode, Event, OpSignature
 
 /// The commands by their old single-file path, which sessions call.
 pub mod ops {
+    pub use super::check_signature;
     pub use super::create::create;
     pub use super::delete::delete;
     pub(crate) use super::hook_attr;
     pub use super::members::{add_members, join, leave, remove_members};
-    pub use super::check_signature;
     pub use super::query::{get, list};
     pub use super::settings::{set_managers, set_muted, update};
 }
@@ -55,7 +55,8 @@ pub fn check_signature(
         members,
         action,
     };
-    hub.auth.check_conversation_op(&op, sig, crate::util::now_ms())
+    hub.auth
+        .check_conversation_op(&op, sig, crate::util::now_ms())
 }
 
 fn not_member(conv: ConvId) -> ErrorBody {

@@ -10,6 +10,7 @@
 
 mod acks;
 mod driver;
+mod signer;
 pub mod typed;
 
 use std::fmt;
@@ -23,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use acks::AckBatch;
 use driver::{Driver, Shared, Writer};
+pub use signer::Signer;
 
 use crate::auth::{ConvAction, ConvOp};
 use crate::protocol::{
@@ -39,77 +41,6 @@ pub const DEFAULT_SERVER_NAME: &str = "tidings";
 /// Server frames can be large (a 1000-message history page), so the client
 /// accepts anything the codec itself accepts.
 const MAX_SERVER_FRAME: usize = codec::DECODE_LIMIT;
-
-/// How a login is signed.
-#[derive(Clone)]
-pub enum Signer {
-    /// Sign locally with the app's master key (trusted tools, tests, bench).
-    MasterKey(String),
-    /// An empty signature, for servers in `open` auth mode.
-    Unsigned,
-    /// A signature an app server made for this exact login; usable once,
-    /// because the server remembers nonces.
-    Precomputed {
-        timestamp: u64,
-        nonce: String,
-        signature: String,
-    },
-}
-
-impl fmt::Debug for Signer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Signer::MasterKey(_) => f.write_str("MasterKey(<secret>)"),
-            Signer::Unsigned => f.write_str("Unsigned"),
-            Signer::Precomputed { timestamp, .. } => {
-                write!(f, "Precomputed {{ timestamp: {timestamp}, .. }}")
-            }
-        }
-    }
-}
-
-impl Signer {
-    /// `(timestamp, nonce, signature)` for a login by `client_id` now.
-    fn sign(&self, app_id: &str, client_id: &str) -> (u64, String, String) {
-        match self {
-            Signer::MasterKey(key) => {
-                let ts = crate::util::now_secs();
-                let nonce = crate::auth::random_nonce();
-                let sig = crate::auth::sign_login(key, app_id, client_id, ts, &nonce);
-                (ts, nonce, sig)
-            }
-            Signer::Unsigned => (
-                crate::util::now_secs(),
-                crate::auth::random_nonce(),
-                String::new(),
-            ),
-            Signer::Precomputed {
-                timestamp,
-                nonce,
-                signature,
-            } => (*timestamp, nonce.clone(), signature.clone()),
-        }
-    }
-
-    /// A conversation-operation signature for `op`, when this signer can
-    /// make one: only a master key can (an app server signs for the others,
-    /// passed with the `*_signed` methods).
-    pub fn sign_conversation(&self, app_id: &str, op: &ConvOp<'_>) -> Option<OpSignature> {
-        match self {
-            Signer::MasterKey(key) => {
-                let timestamp = crate::util::now_secs();
-                let nonce = crate::auth::random_nonce();
-                let signature = crate::auth::sign_conversation(key, app_id, op, timestamp, &nonce);
-                Some(OpSignature {
-                    timestamp,
-                    nonce,
-                    signature,
-                })
-            }
-            Signer::Unsigned | Signer::Precomputed { .. } => None,
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -860,48 +791,7 @@ impl Events {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn error_codes() {
-        let body = ErrorBody::new(crate::protocol::ErrorCode::ConvNotFound, "x");
-        assert_eq!(ClientError::Server(body).code(), Some(4303));
-        let closed = ClientError::Closed {
-            code: Some(4111),
-            reason: "SESSION_CONFLICT".into(),
-        };
-        assert_eq!(closed.code(), Some(4111));
-        assert_eq!(
-            closed.to_string(),
-            "connection closed (4111): SESSION_CONFLICT"
-        );
-        assert_eq!(ClientError::Timeout.code(), None);
-    }
-
-    #[test]
-    fn signer_matches_auth_and_hides_the_key() {
-        let (ts, nonce, sig) = Signer::MasterKey("k".into()).sign("app", "Tom");
-        assert_eq!(sig, crate::auth::sign_login("k", "app", "Tom", ts, &nonce));
-        assert_eq!(Signer::Unsigned.sign("app", "Tom").2, "");
-        assert!(!format!("{:?}", Signer::MasterKey("hunter2".into())).contains("hunter2"));
-    }
-
-    #[test]
-    fn options_defaults() {
-        let o = ClientOptions::new(
-            ([127, 0, 0, 1], 1).into(),
-            ServerTrust::Pin([0; 32]),
-            "app",
-            Signer::Unsigned,
-            "Tom",
-        );
-        assert!(o.auto_ack);
-        assert_eq!(o.ping_interval, Duration::from_secs(20));
-        assert_eq!(o.request_timeout, Duration::from_secs(30));
-        assert_eq!(o.sync, SyncMode::Push);
-    }
-}
+mod tests;
 
 #[cfg(test)]
 mod fake_server_tests;

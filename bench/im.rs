@@ -242,6 +242,7 @@ async fn wire_group(im: &Arc<Im>, args: &LoadArgs, p: &Progress) -> Result<Wirin
                 attr: None,
                 unique: false,
                 kind: ConvKind::Normal,
+                sig: None,
             })
             .await
             .context("creating a group")?;
@@ -281,6 +282,7 @@ async fn wire_room(im: &Arc<Im>, args: &LoadArgs, p: &Progress) -> Result<Wiring
             attr: None,
             unique: false,
             kind: ConvKind::ChatRoom,
+            sig: None,
         })
         .await
         .context("creating the room")?
@@ -410,6 +412,7 @@ pub async fn history(args: &LoadArgs, target: &Target) -> Result<(Measured, Stri
             attr: None,
             unique: false,
             kind: ConvKind::Normal,
+            sig: None,
         })
         .await?
         .id;

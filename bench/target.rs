@@ -166,6 +166,8 @@ impl Target {
                 .clone()
                 .or_else(|| stored.as_ref().map(|c| c.master_key.clone()))
                 .ok_or_else(|| anyhow!("--master-key is needed without --data-dir"))?,
+            // The bench speaks only QUIC: no REST calls, so no app key.
+            app_key: stored.map(|c| c.app_key).unwrap_or_default(),
         };
         if let Some(pid) = args.server_pid
             && sys::sample(Some(pid)).is_none()

@@ -1,4 +1,16 @@
-//! App credentials and LeanCloud-compatible login signatures.
+//! App credentials and LeanCloud-compatible signatures: logins here,
+//! conversation operations in [`conversation`], the REST headers in
+//! [`rest_key`].
+
+mod conversation;
+mod rest_key;
+
+pub use conversation::{
+    ConvAction, ConvOp, ConvSignaturePolicy,
+    DEFAULT_WINDOW_SECS as DEFAULT_CONVERSATION_WINDOW_SECS, conversation_message,
+    sign_conversation,
+};
+pub use rest_key::{KeyError, KeyKind, SIGN_WINDOW_MS};
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -32,6 +44,11 @@ pub enum AuthError {
 pub struct Credentials {
     pub app_id: String,
     pub master_key: String,
+    /// LeanCloud's App Key: what apps ship, for the client-side REST calls
+    /// (`X-LC-Key` / `X-LC-Sign`). Files written before it existed have
+    /// none; [`Credentials::load_or_create_all`] adds one.
+    #[serde(default)]
+    pub app_key: String,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -39,6 +56,7 @@ impl std::fmt::Debug for Credentials {
         f.debug_struct("Credentials")
             .field("app_id", &self.app_id)
             .field("master_key", &"<secret>")
+            .field("app_key", &"<secret>")
             .finish()
     }
 }
@@ -50,26 +68,42 @@ impl Credentials {
         app_id: Option<&str>,
         master_key: Option<&str>,
     ) -> Result<Self, AuthError> {
-        if let (Some(a), Some(k)) = (app_id, master_key) {
+        Self::load_or_create_all(data_dir, app_id, master_key, None)
+    }
+
+    /// [`Credentials::load_or_create`] with the app key too (`auth.app_key`).
+    /// The data dir is only touched when something is not configured; a
+    /// file from before app keys gets one added, its other keys kept.
+    pub fn load_or_create_all(
+        data_dir: &Path,
+        app_id: Option<&str>,
+        master_key: Option<&str>,
+        app_key: Option<&str>,
+    ) -> Result<Self, AuthError> {
+        if let (Some(a), Some(k), Some(ak)) = (app_id, master_key, app_key) {
             return Ok(Credentials {
                 app_id: a.into(),
                 master_key: k.into(),
+                app_key: ak.into(),
             });
         }
         let stored = match Self::load(data_dir) {
+            Ok(c) if c.app_key.is_empty() => {
+                let c = Credentials {
+                    app_key: crate::util::random_token(24),
+                    ..c
+                };
+                c.save(data_dir)?;
+                c
+            }
             Ok(c) => c,
             Err(AuthError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 let c = Credentials {
                     app_id: crate::util::random_token(24),
                     master_key: crate::util::random_token(32),
+                    app_key: crate::util::random_token(24),
                 };
-                let path = data_dir.join(CREDENTIALS_FILE);
-                let text = serde_json::to_vec_pretty(&c).map_err(|e| AuthError::Parse {
-                    path: path.clone(),
-                    msg: e.to_string(),
-                })?;
-                crate::util::write_private(&path, &text)
-                    .map_err(|source| AuthError::Io { path, source })?;
+                c.save(data_dir)?;
                 c
             }
             Err(e) => return Err(e),
@@ -77,7 +111,23 @@ impl Credentials {
         Ok(Credentials {
             app_id: app_id.map(str::to_owned).unwrap_or(stored.app_id),
             master_key: master_key.map(str::to_owned).unwrap_or(stored.master_key),
+            app_key: app_key.map(str::to_owned).unwrap_or(stored.app_key),
         })
+    }
+
+    /// Writes the data dir's file, owner-readable only.
+    fn save(&self, data_dir: &Path) -> Result<(), AuthError> {
+        let path = data_dir.join(CREDENTIALS_FILE);
+        let text = serde_json::to_vec_pretty(self).map_err(|e| AuthError::Parse {
+            path: path.clone(),
+            msg: e.to_string(),
+        })?;
+        crate::util::write_private(&path, &text).map_err(|source| AuthError::Io { path, source })
+    }
+
+    /// The app key (`auth.app_key`, else the data dir's).
+    pub fn app_key(&self) -> &str {
+        &self.app_key
     }
 
     pub fn load(data_dir: &Path) -> Result<Self, AuthError> {
@@ -145,6 +195,8 @@ pub struct Authenticator {
     nonces: Mutex<Nonces>,
     /// Where used nonces outlive a restart (`store::nonces`).
     store: Option<Arc<crate::store::Store>>,
+    /// Which conversation operations must be signed ([`conversation`]).
+    conv_policy: ConvSignaturePolicy,
 }
 
 /// Used nonces, by name and by expiry: a login costs a lookup and expiring
@@ -203,6 +255,7 @@ impl Authenticator {
             window_secs,
             nonces: Mutex::new(Nonces::default()),
             store: None,
+            conv_policy: ConvSignaturePolicy::default(),
         }
     }
 
@@ -277,10 +330,19 @@ impl Authenticator {
             ));
         }
         let expires = login.timestamp.saturating_add(self.window_secs);
+        if !self.remember(&login.nonce, expires, now_secs) {
+            return Err(invalid(ErrorCode::SignatureFailed, "nonce already used"));
+        }
+        Ok(())
+    }
+
+    /// Records `key` as used until `expires` (seconds); false when it
+    /// already was. Logins and conversation operations share the table.
+    fn remember(&self, key: &str, expires: u64, now_secs: u64) -> bool {
         let (fresh, expired) = {
             let mut nonces = self.nonces.lock();
             let expired = nonces.expire(now_secs);
-            (nonces.insert(&login.nonce, expires), expired)
+            (nonces.insert(key, expires), expired)
         };
         // Outside the lock: sled's own locking is enough. A store that
         // refuses writes (disk low, failed) leaves the nonce in memory only.
@@ -288,14 +350,11 @@ impl Authenticator {
             for (at, nonce) in &expired {
                 let _ = store.nonce_remove(nonce, *at);
             }
-            if fresh && let Err(e) = store.nonce_put(&login.nonce, expires) {
-                tracing::debug!(error = %e, "login nonce not persisted");
+            if fresh && let Err(e) = store.nonce_put(key, expires) {
+                tracing::debug!(error = %e, "nonce not persisted");
             }
         }
-        if !fresh {
-            return Err(invalid(ErrorCode::SignatureFailed, "nonce already used"));
-        }
-        Ok(())
+        fresh
     }
 }
 
@@ -332,6 +391,7 @@ mod tests {
         let creds = Credentials {
             app_id: "app".into(),
             master_key: "k".repeat(32),
+            app_key: "a".repeat(24),
         };
         let auth = Authenticator::new(Mode::Signature, creds.clone(), 300);
         let l = login(&creds, 1000, "n1");
@@ -354,5 +414,36 @@ mod tests {
         let mut bad = login(&creds, 1000, "n3");
         bad.signature = "00".repeat(20);
         assert_eq!(auth.check(&bad, 1000).unwrap_err().code, 4102);
+    }
+
+    #[test]
+    fn app_key_is_generated_added_to_old_files_and_overridable() {
+        let dir = tempfile::tempdir().unwrap();
+        // A file from before app keys: kept, and given one.
+        let path = dir.path().join(CREDENTIALS_FILE);
+        std::fs::write(&path, r#"{"app_id":"old","master_key":"0123456789abcdef"}"#).unwrap();
+        let c = Credentials::load_or_create(dir.path(), None, None).unwrap();
+        assert_eq!(
+            (c.app_id.as_str(), c.master_key.as_str()),
+            ("old", "0123456789abcdef")
+        );
+        assert_eq!(c.app_key().len(), 24);
+        assert_eq!(Credentials::load(dir.path()).unwrap(), c);
+        // Stable across starts; the configured key wins without touching the file.
+        let again = Credentials::load_or_create_all(dir.path(), None, None, None).unwrap();
+        assert_eq!(again.app_key, c.app_key);
+        let set = Credentials::load_or_create_all(dir.path(), None, None, Some("mine")).unwrap();
+        assert_eq!(set.app_key, "mine");
+        assert_eq!(Credentials::load(dir.path()).unwrap().app_key, c.app_key);
+        // Everything configured: no file at all.
+        let empty = tempfile::tempdir().unwrap();
+        let all =
+            Credentials::load_or_create_all(empty.path(), Some("a"), Some("m"), Some("k")).unwrap();
+        assert_eq!(all.app_key, "k");
+        assert!(!empty.path().join(CREDENTIALS_FILE).exists());
+        assert!(
+            !format!("{c:?}").contains(&c.app_key),
+            "Debug hides the key"
+        );
     }
 }

@@ -207,10 +207,11 @@ impl Server {
             path: dir.clone(),
             source,
         })?;
-        let creds = Credentials::load_or_create(
+        let creds = Credentials::load_or_create_all(
             &dir,
             config.auth.app_id.as_deref(),
             config.auth.master_key.as_deref(),
+            config.auth.app_key.as_deref(),
         )?;
         let identity = ServerIdentity::load_or_generate(
             &dir,
@@ -260,6 +261,11 @@ impl Server {
             Duration::from_micros(config.store.group_commit_linger_us),
         );
         let authenticator = Authenticator::new(mode, creds, config.auth.signature_window_secs)
+            .with_conversation_signatures(auth::ConvSignaturePolicy {
+                conversations: config.auth.conversation_signatures,
+                blacklist: config.auth.blacklist_signatures,
+                window_secs: config.auth.conversation_signature_window_secs,
+            })
             .with_store(store.clone(), crate::util::now_secs())?;
         let addr = endpoint
             .local_addr()

@@ -647,6 +647,7 @@ async fn chat_room_reaches_only_joined_online_clients() {
             attr: None,
             unique: true,
             kind: ConvKind::ChatRoom,
+            sig: None,
         })
         .await
         .unwrap();

@@ -146,6 +146,7 @@ async fn acknowledged_messages_survive_sigkill() {
                         attr: None,
                         unique: false,
                         kind: tidings::protocol::ConvKind::Normal,
+                        sig: None,
                     })
                     .await
                     .expect("create")

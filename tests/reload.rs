@@ -63,6 +63,7 @@ async fn sighup_rereads_the_keyword_list() {
             attr: None,
             unique: false,
             kind: ConvKind::Normal,
+            sig: None,
         })
         .await
         .expect("create")

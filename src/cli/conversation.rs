@@ -187,6 +187,7 @@ async fn create(args: CreateArgs, config: &Config) -> anyhow::Result<()> {
         } else {
             ConvKind::Normal
         },
+        sig: None,
     };
     one_shot(&args.common, config, async |client| {
         let info = client

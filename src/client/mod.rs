@@ -11,6 +11,7 @@
 mod acks;
 mod driver;
 mod moderation;
+mod signer;
 pub mod typed;
 
 use std::fmt;
@@ -25,10 +26,13 @@ use tokio::sync::{mpsc, oneshot};
 pub use acks::AckBatch;
 use driver::{Driver, Shared, Writer};
 pub use moderation::{ClientPage, Partial};
+pub use signer::Signer;
 
+use crate::auth::{ConvAction, ConvOp};
 use crate::protocol::{
     ClientFrame, Command, Content, ConvId, ConvKind, ConversationInfo, CreateConversation,
-    EditMessage, ErrorBody, Event, HistoryQuery, Login, Message, Reply, SendMessage, SyncMode,
+    EditMessage, ErrorBody, Event, HistoryQuery, Login, Message, OpSignature, Reply, SendMessage,
+    SyncMode,
 };
 use crate::transport::{self, FrameReader, ServerTrust, StreamError, TransportError, close_code};
 use crate::wire::codec::{self, CodecError};
@@ -39,58 +43,6 @@ pub const DEFAULT_SERVER_NAME: &str = "tidings";
 /// Server frames can be large (a 1000-message history page), so the client
 /// accepts anything the codec itself accepts.
 const MAX_SERVER_FRAME: usize = codec::DECODE_LIMIT;
-
-/// How a login is signed.
-#[derive(Clone)]
-pub enum Signer {
-    /// Sign locally with the app's master key (trusted tools, tests, bench).
-    MasterKey(String),
-    /// An empty signature, for servers in `open` auth mode.
-    Unsigned,
-    /// A signature an app server made for this exact login; usable once,
-    /// because the server remembers nonces.
-    Precomputed {
-        timestamp: u64,
-        nonce: String,
-        signature: String,
-    },
-}
-
-impl fmt::Debug for Signer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Signer::MasterKey(_) => f.write_str("MasterKey(<secret>)"),
-            Signer::Unsigned => f.write_str("Unsigned"),
-            Signer::Precomputed { timestamp, .. } => {
-                write!(f, "Precomputed {{ timestamp: {timestamp}, .. }}")
-            }
-        }
-    }
-}
-
-impl Signer {
-    /// `(timestamp, nonce, signature)` for a login by `client_id` now.
-    fn sign(&self, app_id: &str, client_id: &str) -> (u64, String, String) {
-        match self {
-            Signer::MasterKey(key) => {
-                let ts = crate::util::now_secs();
-                let nonce = crate::auth::random_nonce();
-                let sig = crate::auth::sign_login(key, app_id, client_id, ts, &nonce);
-                (ts, nonce, sig)
-            }
-            Signer::Unsigned => (
-                crate::util::now_secs(),
-                crate::auth::random_nonce(),
-                String::new(),
-            ),
-            Signer::Precomputed {
-                timestamp,
-                nonce,
-                signature,
-            } => (*timestamp, nonce.clone(), signature.clone()),
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -237,6 +189,9 @@ struct Inner {
     device_id: String,
     server_time: u64,
     request_timeout: Duration,
+    /// Signs conversation operations the caller did not sign itself.
+    app_id: String,
+    signer: Signer,
     _guard: Arc<Guard>,
     // Keeps the socket owned even if the caller dropped the endpoint it passed in.
     _endpoint: quinn::Endpoint,
@@ -364,7 +319,7 @@ impl Client {
 
         let (timestamp, nonce, signature) = opts.signer.sign(&opts.app_id, &opts.client_id);
         let login = Login {
-            app_id: opts.app_id,
+            app_id: opts.app_id.clone(),
             client_id: opts.client_id.clone(),
             tag: opts.tag,
             device_id: opts.device_id,
@@ -397,6 +352,8 @@ impl Client {
                 device_id,
                 server_time,
                 request_timeout: opts.request_timeout,
+                app_id: opts.app_id,
+                signer: opts.signer,
                 _guard: guard.clone(),
                 _endpoint: endpoint,
             }),
@@ -457,10 +414,33 @@ impl Client {
         }
     }
 
+    /// The signature this client's signer makes for an operation (`None`
+    /// unless it holds the master key).
+    fn auto_sign(
+        &self,
+        conv: Option<ConvId>,
+        members: &[String],
+        action: ConvAction,
+    ) -> Option<OpSignature> {
+        let id = conv.map(|c| c.to_string());
+        let op = ConvOp {
+            client_id: &self.inner.client_id,
+            conv: id.as_deref(),
+            members,
+            action,
+        };
+        self.inner.signer.sign_conversation(&self.inner.app_id, &op)
+    }
+
+    /// Sends `c` with its own signature, or one this client's signer makes
+    /// over `c.members` when it has none.
     pub async fn create_conversation(
         &self,
-        c: CreateConversation,
+        mut c: CreateConversation,
     ) -> Result<ConversationInfo, ClientError> {
+        if c.sig.is_none() {
+            c.sig = self.auto_sign(None, &c.members, ConvAction::Create);
+        }
         self.request_conversation(Command::CreateConversation(c))
             .await
     }
@@ -476,6 +456,7 @@ impl Client {
             attr: None,
             unique: true,
             kind: ConvKind::Normal,
+            sig: None,
         })
         .await
     }
@@ -493,16 +474,45 @@ impl Client {
         }
     }
 
+    /// Joins, signed by this client's signer when it can (see [`Signer::sign_conversation`]).
     pub async fn join(&self, conv: ConvId) -> Result<(), ClientError> {
-        self.request_ok(Command::Join { conv }).await
+        let me = [self.inner.client_id.clone()];
+        let sig = self.auto_sign(Some(conv), &me, ConvAction::Invite);
+        self.request_ok(Command::Join { conv, sig }).await
     }
 
+    /// Joins with a signature an app server made (an `invite` of the caller).
+    pub async fn join_signed(&self, conv: ConvId, sig: OpSignature) -> Result<(), ClientError> {
+        self.request_ok(Command::Join {
+            conv,
+            sig: Some(sig),
+        })
+        .await
+    }
+
+    /// Leaves; signed when this client's signer can, though a quit needs no signature.
     pub async fn leave(&self, conv: ConvId) -> Result<(), ClientError> {
-        self.request_ok(Command::Leave { conv }).await
+        let me = [self.inner.client_id.clone()];
+        let sig = self.auto_sign(Some(conv), &me, ConvAction::Kick);
+        self.request_ok(Command::Leave { conv, sig }).await
     }
 
     pub async fn add_members(&self, conv: ConvId, members: Vec<String>) -> Result<(), ClientError> {
-        self.request_ok(Command::AddMembers { conv, members }).await
+        let sig = self.auto_sign(Some(conv), &members, ConvAction::Invite);
+        self.request_ok(Command::AddMembers { conv, members, sig })
+            .await
+    }
+
+    /// Adds members with a signature an app server made (an `invite` of `members`).
+    pub async fn add_members_signed(
+        &self,
+        conv: ConvId,
+        members: Vec<String>,
+        sig: OpSignature,
+    ) -> Result<(), ClientError> {
+        let sig = Some(sig);
+        self.request_ok(Command::AddMembers { conv, members, sig })
+            .await
     }
 
     pub async fn remove_members(
@@ -510,7 +520,20 @@ impl Client {
         conv: ConvId,
         members: Vec<String>,
     ) -> Result<(), ClientError> {
-        self.request_ok(Command::RemoveMembers { conv, members })
+        let sig = self.auto_sign(Some(conv), &members, ConvAction::Kick);
+        self.request_ok(Command::RemoveMembers { conv, members, sig })
+            .await
+    }
+
+    /// Removes members with a signature an app server made (a `kick` of `members`).
+    pub async fn remove_members_signed(
+        &self,
+        conv: ConvId,
+        members: Vec<String>,
+        sig: OpSignature,
+    ) -> Result<(), ClientError> {
+        let sig = Some(sig);
+        self.request_ok(Command::RemoveMembers { conv, members, sig })
             .await
     }
 
@@ -770,48 +793,7 @@ impl Events {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn error_codes() {
-        let body = ErrorBody::new(crate::protocol::ErrorCode::ConvNotFound, "x");
-        assert_eq!(ClientError::Server(body).code(), Some(4303));
-        let closed = ClientError::Closed {
-            code: Some(4111),
-            reason: "SESSION_CONFLICT".into(),
-        };
-        assert_eq!(closed.code(), Some(4111));
-        assert_eq!(
-            closed.to_string(),
-            "connection closed (4111): SESSION_CONFLICT"
-        );
-        assert_eq!(ClientError::Timeout.code(), None);
-    }
-
-    #[test]
-    fn signer_matches_auth_and_hides_the_key() {
-        let (ts, nonce, sig) = Signer::MasterKey("k".into()).sign("app", "Tom");
-        assert_eq!(sig, crate::auth::sign_login("k", "app", "Tom", ts, &nonce));
-        assert_eq!(Signer::Unsigned.sign("app", "Tom").2, "");
-        assert!(!format!("{:?}", Signer::MasterKey("hunter2".into())).contains("hunter2"));
-    }
-
-    #[test]
-    fn options_defaults() {
-        let o = ClientOptions::new(
-            ([127, 0, 0, 1], 1).into(),
-            ServerTrust::Pin([0; 32]),
-            "app",
-            Signer::Unsigned,
-            "Tom",
-        );
-        assert!(o.auto_ack);
-        assert_eq!(o.ping_interval, Duration::from_secs(20));
-        assert_eq!(o.request_timeout, Duration::from_secs(30));
-        assert_eq!(o.sync, SyncMode::Push);
-    }
-}
+mod tests;
 
 #[cfg(test)]
 mod fake_server_tests;

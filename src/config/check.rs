@@ -91,6 +91,21 @@ impl Config {
             1,
             MAX_SECS,
         )?;
+        // Sent as a header and split at the comma of `<key>,master`.
+        if let Some(k) = &a.app_key
+            && (k.is_empty() || !is_header_text(k) || k.contains([',', ' ', '\t']))
+        {
+            return invalid(
+                "auth.app_key",
+                "must be printable ASCII without commas or spaces when set",
+            );
+        }
+        range(
+            "auth.conversation_signature_window_secs",
+            a.conversation_signature_window_secs,
+            1,
+            MAX_SECS,
+        )?;
 
         let l = &self.limits;
         range(

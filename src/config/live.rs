@@ -62,7 +62,16 @@ impl Config {
             hooks: _,
         } = self;
         diff!(server: ServerSection { listen, data_dir, tls_cert, tls_key, shutdown_grace_secs });
-        diff!(auth: AuthSection { mode, app_id, master_key, signature_window_secs });
+        diff!(auth: AuthSection {
+            mode,
+            app_id,
+            master_key,
+            signature_window_secs,
+            app_key,
+            conversation_signatures,
+            blacklist_signatures,
+            conversation_signature_window_secs,
+        });
         diff!(limits: LimitsSection {
             max_frame_bytes,
             max_content_bytes,

@@ -140,6 +140,16 @@ pub struct AuthSection {
     pub master_key: Option<String>,
     /// Clock skew tolerated and nonce memory, which together stop replays.
     pub signature_window_secs: u64,
+    /// LeanCloud's App Key for the client-side REST calls; generated into
+    /// the data dir on first start when absent.
+    pub app_key: Option<String>,
+    /// LeanCloud's "verify signatures for conversation operations" switch:
+    /// create, add, remove and join must be signed by the app server.
+    pub conversation_signatures: bool,
+    /// LeanCloud's separate switch for blocking and unblocking clients.
+    pub blacklist_signatures: bool,
+    /// How long an operation signature stays valid (LeanCloud: six hours).
+    pub conversation_signature_window_secs: u64,
 }
 
 impl Default for AuthSection {
@@ -149,6 +159,10 @@ impl Default for AuthSection {
             app_id: None,
             master_key: None,
             signature_window_secs: 300,
+            app_key: None,
+            conversation_signatures: false,
+            blacklist_signatures: false,
+            conversation_signature_window_secs: 6 * 3600,
         }
     }
 }

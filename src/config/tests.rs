@@ -188,6 +188,13 @@ fn invalid_values_name_key() {
             "auth.signature_window_secs",
         ),
         ("[auth]\nmaster_key = \"short\"\n", "auth.master_key"),
+        ("[auth]\napp_key = \"\"\n", "auth.app_key"),
+        ("[auth]\napp_key = \"a,master\"\n", "auth.app_key"),
+        ("[auth]\napp_key = \"k\u{e9}y\"\n", "auth.app_key"),
+        (
+            "[auth]\nconversation_signature_window_secs = 0\n",
+            "auth.conversation_signature_window_secs",
+        ),
         ("[server]\ntls_cert = \"c.pem\"\n", "server.tls_key"),
         ("[server]\ntls_key = \"k.pem\"\n", "server.tls_cert"),
         ("[log]\nlevel = \"info,,=[\"\n", "log.level"),
@@ -257,6 +264,7 @@ fn env_keys_cover_every_field() {
     full.server.tls_key = Some("k".into());
     full.auth.app_id = Some("a".into());
     full.auth.master_key = Some("m".into());
+    full.auth.app_key = Some("k".into());
     full.hooks.base_url = Some("http://h".into());
     full.messages.keyword_file = Some("w".into());
     full.hooks.hook_key = Some("k".into());
@@ -318,6 +326,10 @@ fn live_changes_sees_every_key() {
             app_id: Some("app".into()),
             master_key: Some("0123456789abcdef".into()),
             signature_window_secs: 1,
+            app_key: Some("appkey".into()),
+            conversation_signatures: true,
+            blacklist_signatures: true,
+            conversation_signature_window_secs: 1,
         },
         limits: LimitsSection {
             max_frame_bytes: 2048,
@@ -697,4 +709,25 @@ fn default_toml_mentions_every_key() {
             "{section}.{key} missing from DEFAULT_TOML"
         );
     }
+}
+
+#[test]
+fn conversation_signature_keys_default_off_and_load_from_env() {
+    let c = Config::default();
+    assert!(!c.auth.conversation_signatures);
+    assert!(!c.auth.blacklist_signatures);
+    assert_eq!(c.auth.conversation_signature_window_secs, 21600);
+    assert_eq!(c.auth.app_key, None);
+    let c = load_env(
+        "[auth]\nconversation_signatures = true\n",
+        &[
+            ("TIDINGS_AUTH_APP_KEY", "0123456789"),
+            ("TIDINGS_AUTH_BLACKLIST_SIGNATURES", "true"),
+            ("TIDINGS_AUTH_CONVERSATION_SIGNATURE_WINDOW_SECS", "60"),
+        ],
+    )
+    .unwrap();
+    assert!(c.auth.conversation_signatures && c.auth.blacklist_signatures);
+    assert_eq!(c.auth.app_key.as_deref(), Some("0123456789"));
+    assert_eq!(c.auth.conversation_signature_window_secs, 60);
 }

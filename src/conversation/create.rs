@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::hook_attr;
 use super::members::room_for_one_more;
+use super::{check_signature, hook_attr};
+use crate::auth::ConvAction;
 use crate::core::Caller;
 use crate::core::conversation::{Conv, sorted_unique, unique_key};
 use crate::core::validate::{self, err};
@@ -31,6 +32,8 @@ pub async fn create(
             "system conversations are created through the admin API",
         ));
     }
+    let sig = req.sig.as_ref();
+    check_signature(hub, caller, None, &req.members, ConvAction::Create, sig)?;
     let room = req.kind == ConvKind::ChatRoom;
     let mut members = req.members;
     members.push(caller.client.clone());

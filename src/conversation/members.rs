@@ -4,13 +4,14 @@
 
 use serde_json::json;
 
-use super::{not_member, notify_members, require_admin, stored_kind};
+use super::{check_signature, not_member, notify_members, require_admin, stored_kind};
+use crate::auth::ConvAction;
 use crate::core::Caller;
 use crate::core::conversation::{Conv, edit_members, unique_key};
 use crate::core::validate::{self, err};
 use crate::hooks::Hook;
 use crate::hub::Hub;
-use crate::protocol::{ConvId, ConvKind, ErrorBody, ErrorCode, Event};
+use crate::protocol::{ConvId, ConvKind, ErrorBody, ErrorCode, Event, OpSignature};
 use crate::util::now_ms;
 
 /// Applies a member-set change under the lock and persists it, keeping the
@@ -64,9 +65,16 @@ pub(super) fn room_for_one_more(hub: &Hub, client: &str) -> Result<(), ErrorBody
         .one_more_conversation(client, |cap| hub.store.membership_count(client, cap))
 }
 
-pub async fn join(hub: &Hub, caller: &Caller, conv: ConvId) -> Result<(), ErrorBody> {
-    let c = hub.convs.live(conv)?;
+/// Signed as an `invite` of the caller alone, as the SDKs sign a join.
+pub async fn join(
+    hub: &Hub,
+    caller: &Caller,
+    conv: ConvId,
+    sig: Option<&OpSignature>,
+) -> Result<(), ErrorBody> {
     let me = std::slice::from_ref(&caller.client);
+    check_signature(hub, caller, Some(conv), me, ConvAction::Invite, sig)?;
+    let c = hub.convs.live(conv)?;
     member_hook(hub, Hook::ConversationAdd, caller, conv, me).await?;
     let kind = c.state.read().rec.kind;
     if kind == ConvKind::ChatRoom {
@@ -91,7 +99,16 @@ pub async fn join(hub: &Hub, caller: &Caller, conv: ConvId) -> Result<(), ErrorB
     Ok(())
 }
 
-pub async fn leave(hub: &Hub, caller: &Caller, conv: ConvId) -> Result<(), ErrorBody> {
+/// A `kick` of the caller alone: never required to be signed (the Java
+/// SDK quits unsigned), checked when it is.
+pub async fn leave(
+    hub: &Hub,
+    caller: &Caller,
+    conv: ConvId,
+    sig: Option<&OpSignature>,
+) -> Result<(), ErrorBody> {
+    let me = std::slice::from_ref(&caller.client);
+    check_signature(hub, caller, Some(conv), me, ConvAction::Kick, sig)?;
     let c = hub.convs.live(conv)?;
     let kind = c.state.read().rec.kind;
     if kind == ConvKind::ChatRoom {
@@ -172,8 +189,10 @@ pub async fn add_members(
     caller: &Caller,
     conv: ConvId,
     members: Vec<String>,
+    sig: Option<&OpSignature>,
 ) -> Result<(), ErrorBody> {
     validate::client_ids(&members)?;
+    check_signature(hub, caller, Some(conv), &members, ConvAction::Invite, sig)?;
     let c = hub.convs.live(conv)?;
     stored_kind(&c)?;
     require_admin(&c, caller)?;
@@ -194,7 +213,9 @@ pub async fn remove_members(
     caller: &Caller,
     conv: ConvId,
     members: Vec<String>,
+    sig: Option<&OpSignature>,
 ) -> Result<(), ErrorBody> {
+    check_signature(hub, caller, Some(conv), &members, ConvAction::Kick, sig)?;
     let c = hub.convs.live(conv)?;
     stored_kind(&c)?;
     require_admin(&c, caller)?;

@@ -20,14 +20,16 @@ pub mod system;
 
 use serde_json::{Map, Value};
 
+use crate::auth::{ConvAction, ConvOp};
 use crate::core::Caller;
 use crate::core::conversation::Conv;
 use crate::core::validate::err;
 use crate::hub::Hub;
-use crate::protocol::{ConvId, ConvKind, ErrorBody, ErrorCode, Event};
+use crate::protocol::{ConvId, ConvKind, ErrorBody, ErrorCode, Event, OpSignature};
 
 /// The commands by their old single-file path, which sessions call.
 pub mod ops {
+    pub use super::check_signature;
     pub use super::create::create;
     pub use super::delete::delete;
     pub(crate) use super::hook_attr;
@@ -43,6 +45,31 @@ pub mod moderation_ops {
     pub use super::moderation::{check, page};
     pub use super::roles::{roles as member_roles, set_member_role};
     pub use super::shutup::{add as add_shutup, remove as remove_shutup};
+}
+
+/// The operation's signature when `auth.conversation_signatures` (or, for
+/// blacklists, `auth.blacklist_signatures`) asks for one: 4302 otherwise.
+/// `members` is the list as the client sent it; `conv` is `None` for a
+/// create. Commands check it before anything else, so an unsigned caller
+/// learns nothing about the conversation, and before the hooks, which
+/// LeanCloud calls "after the signature validation".
+pub fn check_signature(
+    hub: &Hub,
+    caller: &Caller,
+    conv: Option<ConvId>,
+    members: &[String],
+    action: ConvAction,
+    sig: Option<&OpSignature>,
+) -> Result<(), ErrorBody> {
+    let id = conv.map(|c| c.to_string());
+    let op = ConvOp {
+        client_id: &caller.client,
+        conv: id.as_deref(),
+        members,
+        action,
+    };
+    hub.auth
+        .check_conversation_op(&op, sig, crate::util::now_ms())
 }
 
 fn not_member(conv: ConvId) -> ErrorBody {

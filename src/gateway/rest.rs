@@ -52,6 +52,27 @@ pub(super) async fn route(State(door): State<Door>, headers: HeaderMap) -> Respo
     .into_response()
 }
 
+/// Whether a REST call carries the app's key (`X-LC-Key: <app key>`, or
+/// the master key, or `X-LC-Sign`), as LeanCloud's client REST API asks.
+fn app_key_ok(door: &Door, headers: &HeaderMap) -> bool {
+    let header = |name: &str| headers.get(name).and_then(|h| h.to_str().ok());
+    door.shared
+        .hub
+        .auth
+        .credentials()
+        .check_client_key(
+            header("x-lc-id"),
+            header("x-lc-key"),
+            header("x-lc-sign"),
+            crate::util::now_ms(),
+        )
+        .is_ok()
+}
+
+fn unauthorized() -> Response {
+    error(StatusCode::UNAUTHORIZED, 401, "Unauthorized.")
+}
+
 /// The client a REST call is for, by the session token the SDK sends.
 fn holder(door: &Door, headers: &HeaderMap) -> Option<Holder> {
     let token = headers
@@ -74,6 +95,9 @@ fn no_session() -> Response {
 /// offline sync instead, so the list is empty; both shapes (JS reads
 /// `notifications`, Swift `permanent`/`droppable`) are in one answer.
 pub(super) async fn notifications(State(door): State<Door>, headers: HeaderMap) -> Response {
+    if !app_key_ok(&door, &headers) {
+        return unauthorized();
+    }
     if holder(&door, &headers).is_none() {
         return no_session();
     }
@@ -100,6 +124,9 @@ pub(super) async fn member_info(
     headers: HeaderMap,
     Query(q): Query<ClassQuery>,
 ) -> Response {
+    if !app_key_ok(&door, &headers) {
+        return unauthorized();
+    }
     let Some(who) = holder(&door, &headers) else {
         return no_session();
     };

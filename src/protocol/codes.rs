@@ -31,6 +31,9 @@ pub enum ErrorCode {
     /// Server shutting down; not a LeanCloud code, chosen next to INTERNAL_ERROR.
     ServerShutdown = 4202,
     ConvApiFailed = 4301,
+    /// A conversation operation without the valid signature
+    /// `auth.conversation_signatures` asks for.
+    ConvSignatureFailed = 4302,
     ConvNotFound = 4303,
     ConvFull = 4304,
     ConvRejectedByApp = 4305,
@@ -77,6 +80,7 @@ impl ErrorCode {
             SendMessageTimeout => "SEND_MESSAGE_TIMEOUT",
             ServerShutdown => "SERVER_SHUTDOWN",
             ConvApiFailed => "CONVERSATION_API_FAILED",
+            ConvSignatureFailed => "CONVERSATION_SIGNATURE_FAILED",
             ConvNotFound => "CONVERSATION_NOT_FOUND",
             ConvFull => "CONVERSATION_FULL",
             ConvRejectedByApp => "CONVERSATION_REJECTED_BY_APP",

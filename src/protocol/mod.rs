@@ -122,19 +122,27 @@ pub enum Command {
     ListConversations {
         limit: u32,
     },
+    /// Signed as an `invite` of the caller alone.
     Join {
         conv: ConvId,
+        sig: Option<OpSignature>,
     },
+    /// Signed as a `kick` of the caller alone; unsigned is always accepted.
     Leave {
         conv: ConvId,
+        sig: Option<OpSignature>,
     },
+    /// Signed as an `invite` of `members`.
     AddMembers {
         conv: ConvId,
         members: Vec<String>,
+        sig: Option<OpSignature>,
     },
+    /// Signed as a `kick` of `members`.
     RemoveMembers {
         conv: ConvId,
         members: Vec<String>,
+        sig: Option<OpSignature>,
     },
     /// `attr` is a JSON object as text; it replaces the custom attributes whole.
     UpdateConversation {
@@ -338,6 +346,24 @@ pub struct CreateConversation {
     /// Reuse the existing unique conversation with exactly these members.
     pub unique: bool,
     pub kind: ConvKind,
+    /// Signed over `members` exactly as sent (see [`OpSignature`]).
+    pub sig: Option<OpSignature>,
+}
+
+/// LeanCloud's conversation-operation signature: what an app server's
+/// signature factory returns, required when `auth.conversation_signatures`
+/// (or, for blacklists, `auth.blacklist_signatures`) is on.
+/// `signature` is `hex(HMAC-SHA1(master_key, message))`, the message being
+/// `appid:clientid:sorted_member_ids:timestamp:nonce` for a create and
+/// `appid:clientid:convid:sorted_member_ids:timestamp:nonce:action` for the
+/// rest (action `invite`, `kick`, `conversation-block-clients` or
+/// `conversation-unblock-clients`); see `crate::auth::conversation_message`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpSignature {
+    /// Seconds or milliseconds since the Unix epoch (above 10^12 is ms).
+    pub timestamp: u64,
+    pub nonce: String,
+    pub signature: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

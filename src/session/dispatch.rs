@@ -38,13 +38,13 @@ pub(super) async fn dispatch(hub: &Hub, caller: &Caller, cmd: Command) -> Dispat
         Command::ListConversations { limit } => {
             conv_ops::list(hub, caller, limit).map(Reply::Conversations)
         }
-        Command::Join { conv } => ok(conv_ops::join(hub, caller, conv).await),
-        Command::Leave { conv } => ok(conv_ops::leave(hub, caller, conv).await),
-        Command::AddMembers { conv, members } => {
-            ok(conv_ops::add_members(hub, caller, conv, members).await)
+        Command::Join { conv, sig } => ok(conv_ops::join(hub, caller, conv, sig.as_ref()).await),
+        Command::Leave { conv, sig } => ok(conv_ops::leave(hub, caller, conv, sig.as_ref()).await),
+        Command::AddMembers { conv, members, sig } => {
+            ok(conv_ops::add_members(hub, caller, conv, members, sig.as_ref()).await)
         }
-        Command::RemoveMembers { conv, members } => {
-            ok(conv_ops::remove_members(hub, caller, conv, members).await)
+        Command::RemoveMembers { conv, members, sig } => {
+            ok(conv_ops::remove_members(hub, caller, conv, members, sig.as_ref()).await)
         }
         Command::UpdateConversation { conv, name, attr } => {
             ok(conv_ops::update(hub, caller, conv, name, attr).await)

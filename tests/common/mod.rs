@@ -156,6 +156,7 @@ pub fn group(members: &[&str]) -> CreateConversation {
         attr: None,
         unique: false,
         kind: ConvKind::Normal,
+        sig: None,
     }
 }
 

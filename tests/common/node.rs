@@ -19,7 +19,10 @@ pub fn find_node() -> PathBuf {
 pub fn require_packages(dir: &Path, packages: &[&str]) {
     for p in packages {
         assert!(
-            dir.join("node_modules").join(p).join("package.json").is_file(),
+            dir.join("node_modules")
+                .join(p)
+                .join("package.json")
+                .is_file(),
             "{}/node_modules/{p} is missing: run `npm ci` in {} (.ci/run does)",
             dir.display(),
             dir.display()

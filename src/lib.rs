@@ -48,6 +48,7 @@ pub mod config;
 pub mod conversation;
 pub mod core;
 pub mod filter;
+pub mod gateway;
 pub mod guard;
 pub mod hooks;
 pub mod http;

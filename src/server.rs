@@ -50,6 +50,8 @@ pub enum ServerError {
     Hooks(#[from] HookError),
     #[error("admin API: {0}")]
     Admin(#[from] AdminError),
+    #[error("LeanCloud door: {0}")]
+    Gateway(#[from] crate::gateway::GatewayError),
     #[error("keyword filter: {0}")]
     Filter(#[from] crate::filter::FilterError),
     #[error("system webhook: {0}")]
@@ -85,6 +87,20 @@ impl ServerError {
                 }
                 _ => Some("check admin.listen"),
             },
+            ServerError::Gateway(crate::gateway::GatewayError::Bind { source, .. }) => {
+                match source.kind() {
+                    AddrInUse => Some(
+                        "is another tidings (or another program) listening on this TCP port? change gateway.listen, or set gateway.enabled = false",
+                    ),
+                    PermissionDenied => Some(
+                        "a port below 1024 needs CAP_NET_BIND_SERVICE; or change gateway.listen",
+                    ),
+                    _ => Some("check gateway.listen"),
+                }
+            }
+            ServerError::Gateway(crate::gateway::GatewayError::Tls(_)) => {
+                Some("check gateway.tls_cert and gateway.tls_key")
+            }
             ServerError::Store(StoreError::Sled(sled::Error::Io(e)))
                 if e.kind() == std::io::ErrorKind::WouldBlock
                     || e.to_string().contains("could not acquire lock") =>
@@ -142,6 +158,8 @@ pub struct RunningServer {
     system_tasks: Vec<JoinHandle<()>>,
     /// `None` when `admin.enabled` is off.
     admin: Option<AdminServer>,
+    /// `None` when `gateway.enabled` is off.
+    gateway: Option<crate::gateway::Gateway>,
     /// What the admin API serves from; it holds it weakly, so dropping this
     /// releases the hub and the endpoint whatever its connections do.
     _admin_target: Option<Arc<Target>>,
@@ -161,9 +179,14 @@ impl Server {
         } else {
             None
         };
+        let gateway_listener = if config.gateway.enabled {
+            Some(crate::gateway::Gateway::bind(config.gateway.listen).await?)
+        } else {
+            None
+        };
         let dir = config.server.data_dir.clone();
         let fresh = !dir.exists();
-        let started = Self::start_on(config, socket, admin_listener).await;
+        let started = Self::start_on(config, socket, admin_listener, gateway_listener).await;
         if started.is_err()
             && fresh
             && let Err(e) = std::fs::remove_dir_all(&dir)
@@ -177,6 +200,7 @@ impl Server {
         config: Config,
         socket: std::net::UdpSocket,
         admin_listener: Option<tokio::net::TcpListener>,
+        gateway_listener: Option<tokio::net::TcpListener>,
     ) -> Result<RunningServer, ServerError> {
         let dir = config.server.data_dir.clone();
         std::fs::create_dir_all(&dir).map_err(|source| ServerError::DataDir {
@@ -197,6 +221,7 @@ impl Server {
                 .zip(config.server.tls_key.as_deref()),
         )?;
         let fingerprint = identity.fingerprint();
+        let gateway_tls = gateway_tls(&config, &dir)?;
         let store = Arc::new(Store::open(
             &dir.join(STORE_DIR),
             config.store.cache_capacity_mb * 1024 * 1024,
@@ -287,6 +312,20 @@ impl Server {
             shutdown.clone(),
         ));
         let (done_tx, done_rx) = mpsc::channel(1);
+        let gateway = match gateway_listener {
+            Some(listener) => {
+                let g = crate::gateway::Gateway::start_on(
+                    hub.clone(),
+                    listener,
+                    gateway_tls,
+                    shutdown.clone(),
+                    done_tx.clone(),
+                )?;
+                info!(addr = %g.local_addr(), "LeanCloud door listening");
+                Some(g)
+            }
+            None => None,
+        };
         let accept = tokio::spawn(accept_loop(
             hub.clone(),
             endpoint.clone(),
@@ -304,9 +343,34 @@ impl Server {
             hook_delivery,
             system_tasks,
             admin,
+            gateway,
             _admin_target: admin_target,
         })
     }
+}
+
+/// The certificate the LeanCloud door serves `wss://` with, when
+/// `gateway.tls` is on: its own, or else the server's.
+fn gateway_tls(
+    config: &Config,
+    dir: &std::path::Path,
+) -> Result<Option<Arc<rustls::ServerConfig>>, ServerError> {
+    let g = &config.gateway;
+    if !(g.enabled && g.tls) {
+        return Ok(None);
+    }
+    let files = g.tls_cert.as_deref().zip(g.tls_key.as_deref()).or_else(|| {
+        config
+            .server
+            .tls_cert
+            .as_deref()
+            .zip(config.server.tls_key.as_deref())
+    });
+    let identity = ServerIdentity::load_or_generate(dir, files)?;
+    let tls = identity
+        .web_server_config()
+        .map_err(|e| crate::gateway::GatewayError::Tls(e.to_string()))?;
+    Ok(Some(Arc::new(tls)))
 }
 
 /// A failed store writes nothing more (`store::health`): sessions are told
@@ -480,6 +544,13 @@ impl RunningServer {
         self.admin.as_ref().map(AdminServer::local_addr)
     }
 
+    /// The LeanCloud door's bound address, when it is on.
+    pub fn gateway_addr(&self) -> Option<SocketAddr> {
+        self.gateway
+            .as_ref()
+            .map(crate::gateway::Gateway::local_addr)
+    }
+
     /// Resolves once the store has failed (`store::health`); the server
     /// must then be shut down, and [`RunningServer::shutdown`] says why.
     pub async fn store_failed(&self) {
@@ -518,6 +589,10 @@ impl RunningServer {
             crate::transport::app_close_code(ErrorCode::ServerShutdown),
             b"shutdown",
         );
+        if let Some(g) = self.gateway.take() {
+            g.join(cut.saturating_duration_since(tokio::time::Instant::now()))
+                .await;
+        }
         // Its requests may be waiting on the pipeline, which still runs.
         if let Some(a) = self.admin.take() {
             a.join(cut.saturating_duration_since(tokio::time::Instant::now()))

@@ -394,6 +394,7 @@ async fn serve_fails(dir: &Path, env: &[(&str, &str)]) -> Output {
         .arg("serve")
         .env("TIDINGS_SERVER_DATA_DIR", dir)
         .env("TIDINGS_SERVER_LISTEN", "127.0.0.1:0")
+        .env("TIDINGS_GATEWAY_LISTEN", "127.0.0.1:0")
         .env("TIDINGS_ADMIN_ENABLED", "false")
         .envs(env.iter().copied()))
     .await;

@@ -28,6 +28,7 @@ const ORDER: &[&str] = &[
     // Doors.
     "server",
     "admin",
+    "gateway",
     "session",
     // Features.
     "broadcast",

@@ -180,6 +180,7 @@ fn serve(data: &Path) -> Result<(process::ServerProcess, String), (i32, String)>
         .arg("serve")
         .env("TIDINGS_SERVER_DATA_DIR", data)
         .env("TIDINGS_SERVER_LISTEN", "127.0.0.1:0")
+        .env("TIDINGS_GATEWAY_LISTEN", "127.0.0.1:0")
         .env("TIDINGS_ADMIN_LISTEN", "127.0.0.1:0")
         .env("TIDINGS_LOG_LEVEL", "warn")
         .env_remove("TIDINGS_CONFIG")

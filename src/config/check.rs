@@ -229,6 +229,7 @@ impl Config {
             }
         }
         // [admin]: both keys are fully checked by their types.
+        self.check_gateway()?;
         let sys = &self.system;
         if let Some(url) = &sys.webhook_url {
             http_url("system.webhook_url", url)?;
@@ -390,5 +391,48 @@ fn at_most(key: &str, value: u64, max: u64) -> Result<(), ConfigError> {
         Ok(())
     } else {
         invalid(key, &format!("must be at most {max}"))
+    }
+}
+
+impl Config {
+    fn check_gateway(&self) -> Result<(), ConfigError> {
+        let g = &self.gateway;
+        if !g.enabled {
+            return Ok(());
+        }
+        match (&g.tls_cert, &g.tls_key) {
+            (Some(_), None) => invalid(
+                "gateway.tls_key",
+                "must be set when gateway.tls_cert is set",
+            )?,
+            (None, Some(_)) => invalid(
+                "gateway.tls_cert",
+                "must be set when gateway.tls_key is set",
+            )?,
+            (Some(_), Some(_)) if !g.tls => {
+                invalid("gateway.tls", "must be true when gateway.tls_cert is set")?;
+            }
+            _ => {}
+        }
+        if let Some(url) = &g.public_url
+            && !(url.starts_with("ws://") || url.starts_with("wss://"))
+        {
+            invalid("gateway.public_url", "must be a ws:// or wss:// URL")?;
+        }
+        if g.session_token_ttl_secs == 0 {
+            invalid("gateway.session_token_ttl_secs", "must be at least 1")?;
+        }
+        at_most(
+            "gateway.session_token_ttl_secs",
+            g.session_token_ttl_secs,
+            MAX_SECS,
+        )?;
+        if g.max_clients_per_socket == 0 {
+            invalid("gateway.max_clients_per_socket", "must be at least 1")?;
+        }
+        if g.listen == self.admin.listen && self.admin.enabled && g.listen.port() != 0 {
+            invalid("gateway.listen", "must differ from admin.listen")?;
+        }
+        Ok(())
     }
 }

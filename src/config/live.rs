@@ -2,8 +2,9 @@
 //! reloaded one, which of them apply without a restart, and applying those.
 
 use super::{
-    AdminSection, AuthSection, Config, DeliverySection, HooksSection, LimitsSection, LogSection,
-    MessagesSection, QuotasSection, ServerSection, StoreSection, SystemSection,
+    AdminSection, AuthSection, Config, DeliverySection, GatewaySection, HooksSection,
+    LimitsSection, LogSection, MessagesSection, QuotasSection, ServerSection, StoreSection,
+    SystemSection,
 };
 
 impl Config {
@@ -56,6 +57,7 @@ impl Config {
             store: _,
             log: _,
             admin: _,
+            gateway: _,
             system: _,
             hooks: _,
         } = self;
@@ -108,6 +110,16 @@ impl Config {
         });
         diff!(log: LogSection { level, format });
         diff!(admin: AdminSection { enabled, listen });
+        diff!(gateway: GatewaySection {
+            enabled,
+            listen,
+            public_url,
+            tls,
+            tls_cert,
+            tls_key,
+            session_token_ttl_secs,
+            max_clients_per_socket,
+        });
         diff!(system: SystemSection { webhook_url, webhook_timeout_ms, fan_out_step, fan_out_rate });
         diff!(hooks: HooksSection {
             base_url,

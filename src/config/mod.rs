@@ -85,6 +85,7 @@ pub struct Config {
     pub store: StoreSection,
     pub log: LogSection,
     pub admin: AdminSection,
+    pub gateway: GatewaySection,
     pub system: SystemSection,
     pub hooks: HooksSection,
 }
@@ -369,6 +370,47 @@ impl Default for AdminSection {
         Self {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 7451)),
+        }
+    }
+}
+
+/// The LeanCloud door (`crate::gateway`): LeanCloud's own client SDKs
+/// over WebSocket, its router and the REST calls they make.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewaySection {
+    /// On by default, on loopback like the other listeners: moving a
+    /// LeanCloud app is the reason most people run Tidings.
+    pub enabled: bool,
+    pub listen: SocketAddr,
+    /// The WebSocket URL `/v1/route` hands the SDKs, when clients reach the
+    /// door through a proxy (`wss://im.example.com/`). Unset: built from
+    /// the request's `Host` and this listener's scheme.
+    pub public_url: Option<String>,
+    /// Serve `wss://` and `https://` here, with `tls_cert`/`tls_key` or
+    /// else the server's certificate. Off: plain, behind a TLS proxy.
+    pub tls: bool,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// How long a session token (`st`) lets a client log in again without
+    /// a signature; the SDKs reconnect with it.
+    pub session_token_ttl_secs: u64,
+    /// IM clients one socket may carry (the JS SDK opens all of a page's
+    /// clients on one socket).
+    pub max_clients_per_socket: u32,
+}
+
+impl Default for GatewaySection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 7452)),
+            public_url: None,
+            tls: false,
+            tls_cert: None,
+            tls_key: None,
+            session_token_ttl_secs: 2 * 24 * 3600,
+            max_clients_per_socket: 16,
         }
     }
 }

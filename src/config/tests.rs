@@ -261,6 +261,9 @@ fn env_keys_cover_every_field() {
     full.messages.keyword_file = Some("w".into());
     full.hooks.hook_key = Some("k".into());
     full.system.webhook_url = Some("http://w".into());
+    full.gateway.public_url = Some("wss://g/".into());
+    full.gateway.tls_cert = Some("c".into());
+    full.gateway.tls_key = Some("k".into());
     let table = toml::Table::try_from(&full).unwrap();
     let mut from_struct: Vec<(String, String)> = Vec::new();
     for (section, v) in &table {
@@ -368,6 +371,16 @@ fn live_changes_sees_every_key() {
         admin: AdminSection {
             enabled: false,
             listen: "0.0.0.0:1".parse().unwrap(),
+        },
+        gateway: GatewaySection {
+            enabled: false,
+            listen: "0.0.0.0:2".parse().unwrap(),
+            public_url: Some("wss://im.example.com/".into()),
+            tls: true,
+            tls_cert: Some("g.pem".into()),
+            tls_key: Some("g.key".into()),
+            session_token_ttl_secs: 1,
+            max_clients_per_socket: 1,
         },
         system: SystemSection {
             webhook_url: Some("http://w".into()),

@@ -13,6 +13,12 @@ pub enum ErrorCode {
     LoginTimeout = 4108,
     FrameTooLong = 4109,
     SessionConflict = 4111,
+    /// A session token (`st`, the LeanCloud door) that is unknown or
+    /// expired: the SDK logs in again with a signature.
+    SessionTokenExpired = 4112,
+    /// More IM clients on one LeanCloud socket than
+    /// `gateway.max_clients_per_socket`.
+    AppQuotaExceeded = 4113,
     UnparseableRawMsg = 4114,
     KickedByApp = 4115,
     /// A client's sends over `quotas.messages_per_sec` (and its burst).
@@ -53,6 +59,8 @@ impl ErrorCode {
             LoginTimeout => "LOGIN_TIMEOUT",
             FrameTooLong => "FRAME_TOO_LONG",
             SessionConflict => "SESSION_CONFLICT",
+            SessionTokenExpired => "SESSION_TOKEN_EXPIRED",
+            AppQuotaExceeded => "APP_QUOTA_EXCEEDED",
             UnparseableRawMsg => "UNPARSEABLE_RAW_MSG",
             KickedByApp => "KICKED_BY_APP",
             MessageSentQuotaExceeded => "MESSAGE_SENT_QUOTA_EXCEEDED",

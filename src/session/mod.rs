@@ -2,8 +2,9 @@
 //! it came in by.
 //!
 //! # Layout
-//! - `quic.rs`: the QUIC door (today's only one) and [`run`], which
-//!   `server` calls per accepted connection; `writer.rs` is its write half.
+//! - `quic.rs`: the QUIC door and [`run`], which `server` calls per
+//!   accepted connection; `writer.rs` is its write half. The LeanCloud
+//!   door (`crate::gateway`) calls [`serve`].
 //! - `door.rs`: the interface a door implements ([`Door`], [`Outlet`]).
 //! - `engine.rs`: the loop, written once: inputs, deliveries, acks,
 //!   redelivery, the backlog bound, shutdown. It reads the clock and passes
@@ -71,6 +72,18 @@ mod writer;
 pub use backlog::Backlog;
 pub use door::{Door, DoorError, Incoming, Outlet, Want};
 pub use quic::{QuicDoor, run};
+
+/// Runs a door's connection (another door than QUIC's, e.g. the LeanCloud
+/// one) from its first frame to its end: login by `login_deadline`, then
+/// the engine.
+pub async fn serve<D: Door>(
+    hub: std::sync::Arc<crate::hub::Hub>,
+    door: D,
+    login_deadline: tokio::time::Instant,
+    shutdown: &mut tokio::sync::broadcast::Receiver<()>,
+) {
+    login::run(hub, door, login_deadline, shutdown).await;
+}
 
 /// How a session ended, for `_clientOffline` (the hooks issue) and the log.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -88,6 +88,19 @@ impl ServerIdentity {
     }
 }
 
+impl ServerIdentity {
+    /// For HTTPS and `wss://` (the LeanCloud door): TLS 1.2 and 1.3, as
+    /// browsers and the SDKs' HTTP stacks speak, HTTP/1.1 only.
+    pub fn web_server_config(self) -> Result<rustls::ServerConfig, TlsError> {
+        let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(self.chain, self.key)?;
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(cfg)
+    }
+}
+
 fn generate(cert: &Path, key: &Path) -> Result<(), TlsError> {
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "tidings".into()])?;
     if let Some(dir) = cert.parent() {

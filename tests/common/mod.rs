@@ -34,6 +34,7 @@ pub fn test_config(dir: &Path) -> Config {
     let mut c = Config::default();
     c.server.listen = "127.0.0.1:0".parse().unwrap();
     c.admin.listen = "127.0.0.1:0".parse().unwrap();
+    c.gateway.listen = "127.0.0.1:0".parse().unwrap();
     c.server.data_dir = dir.to_path_buf();
     c.server.shutdown_grace_secs = 2;
     c.store.cache_capacity_mb = 16;

@@ -33,6 +33,7 @@ pub fn spawn_server(dir: &Path, env: &[(&str, &std::ffi::OsStr)]) -> ServerProce
         .arg("serve")
         .env("TIDINGS_SERVER_DATA_DIR", dir)
         .env("TIDINGS_SERVER_LISTEN", "127.0.0.1:0")
+        .env("TIDINGS_GATEWAY_LISTEN", "127.0.0.1:0")
         .env("TIDINGS_ADMIN_ENABLED", "false")
         .env("TIDINGS_LOG_LEVEL", "warn")
         .envs(env.iter().copied())

@@ -1,0 +1,167 @@
+//! Commands the door answers itself, off the session engine: reads that
+//! are LeanCloud's shape over Tidings' state (conversation queries with a
+//! `where`, chat-room counts, who is online) and token refreshes. They
+//! run in a task of their own and answer through the client's outlet.
+
+use std::sync::Arc;
+
+use super::inbound::Local;
+use super::outbound;
+use super::peer::Peer;
+use super::proto::{
+    CommandType, ConvCommand, GenericCommand, JsonObjectMessage, OpType, SessionCommand,
+};
+use super::query::Query;
+use crate::core::Caller;
+use crate::hub::Hub;
+use crate::protocol::{ConvId, ConvKind, ErrorBody};
+
+/// The most conversations one query looks at (LeanCloud's own limit on a
+/// page).
+const MOST: u32 = 1000;
+
+pub(super) async fn answer(hub: Arc<Hub>, peer: Arc<Peer>, i: Option<i32>, local: Local) {
+    let result = match local {
+        Local::Query(c) => query(&hub, &peer.client, c).map(|rows| GenericCommand {
+            conv_message: Some(ConvCommand {
+                results: Some(JsonObjectMessage { data: rows }),
+                ..Default::default()
+            }),
+            ..outbound::command(CommandType::Conv, Some(OpType::Results), i)
+        }),
+        Local::Count(conv) => count(&hub, conv).map(|n| {
+            conv_answer(
+                i,
+                OpType::Result,
+                ConvCommand {
+                    count: Some(i32::try_from(n).unwrap_or(i32::MAX)),
+                    ..Default::default()
+                },
+            )
+        }),
+        Local::Members(conv) => online_members(&hub, conv).map(|m| {
+            conv_answer(
+                i,
+                OpType::Result,
+                ConvCommand {
+                    m,
+                    ..Default::default()
+                },
+            )
+        }),
+        Local::IsMember(conv) => is_member(&hub, &peer.client, conv).map(|yes| {
+            conv_answer(
+                i,
+                OpType::IsMember,
+                ConvCommand {
+                    results: Some(JsonObjectMessage {
+                        data: serde_json::json!({ conv.to_string(): yes }).to_string(),
+                    }),
+                    ..Default::default()
+                },
+            )
+        }),
+        Local::Online(ids) => Ok(GenericCommand {
+            session_message: Some(SessionCommand {
+                online_session_peer_ids: ids
+                    .into_iter()
+                    .take(20)
+                    .filter(|c| hub.registry.is_online(c))
+                    .collect(),
+                ..Default::default()
+            }),
+            ..outbound::command(CommandType::Session, Some(OpType::QueryResult), i)
+        }),
+        Local::Refresh => {
+            let token = peer.issue_token();
+            Ok(outbound::session_token(
+                i,
+                OpType::Refreshed,
+                &peer.client,
+                &token,
+                peer.tokens().ttl_secs(),
+            ))
+        }
+    };
+    match result {
+        Ok(cmd) => peer.send(&cmd),
+        Err(e) => peer.send(&outbound::error(i, &e)),
+    }
+}
+
+fn conv_answer(i: Option<i32>, op: OpType, c: ConvCommand) -> GenericCommand {
+    GenericCommand {
+        conv_message: Some(c),
+        ..outbound::command(CommandType::Conv, Some(op), i)
+    }
+}
+
+fn caller(client: &str) -> Caller {
+    Caller {
+        client: client.to_owned(),
+        device_id: String::new(),
+        conn_id: 0,
+        ip: String::new(),
+    }
+}
+
+/// `conv/query`: the conversations a `where` pins by id (any the client
+/// may see, chat rooms included), or else the client's own, filtered,
+/// sorted and paged as LeanCloud does; rows as `_Conversation` JSON.
+fn query(hub: &Hub, client: &str, c: ConvCommand) -> Result<String, ErrorBody> {
+    let q = Query::parse(
+        c.r#where.as_ref().map(|w| w.data.as_str()),
+        c.sort.as_deref(),
+        c.limit,
+        c.skip,
+        c.flag,
+    )?;
+    let who = caller(client);
+    let infos = match (q.pinned_ids(), c.temp_conv_ids.is_empty()) {
+        (Some(ids), _) => ids
+            .iter()
+            .filter_map(|id| id.parse::<ConvId>().ok())
+            .filter_map(|id| crate::conversation::ops::get(hub, &who, id).ok())
+            .collect(),
+        // Temporary conversations are not kept: none is found.
+        (None, false) => Vec::new(),
+        (None, true) => crate::conversation::ops::list(hub, &who, MOST)?,
+    };
+    // Filtered on whole rows, then only the page is rendered as asked
+    // (compact, with last messages).
+    let rows = q.run(&infos, client, |info| {
+        crate::message::last_visible(hub, info.id, client)
+    })?;
+    Ok(serde_json::Value::Array(rows).to_string())
+}
+
+fn room(hub: &Hub, conv: ConvId) -> Result<Arc<crate::core::conversation::Conv>, ErrorBody> {
+    Ok(hub.convs.live(conv)?)
+}
+
+/// `conv/count`: a chat room's online members, else the member count.
+fn count(hub: &Hub, conv: ConvId) -> Result<usize, ErrorBody> {
+    let c = room(hub, conv)?;
+    let st = c.state.read();
+    Ok(if st.rec.kind == ConvKind::ChatRoom {
+        st.room.len()
+    } else {
+        st.rec.members.len()
+    })
+}
+
+/// `conv/members`: a chat room's online members (Swift), else the members.
+fn online_members(hub: &Hub, conv: ConvId) -> Result<Vec<String>, ErrorBody> {
+    let c = room(hub, conv)?;
+    let st = c.state.read();
+    Ok(if st.rec.kind == ConvKind::ChatRoom {
+        st.room.iter().take(MOST as usize).cloned().collect()
+    } else {
+        st.rec.members.iter().take(MOST as usize).cloned().collect()
+    })
+}
+
+/// `conv/is_member`: whether the client subscribes to a service conversation.
+fn is_member(hub: &Hub, client: &str, conv: ConvId) -> Result<bool, ErrorBody> {
+    Ok(room(hub, conv)?.state.read().is_member(client))
+}

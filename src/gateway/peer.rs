@@ -1,0 +1,305 @@
+//! One IM client on a LeanCloud socket, as the session engine sees it: a
+//! [`Door`] whose input is the commands the socket routed to this
+//! `peerId`, and an [`Outlet`] that turns the engine's replies and events
+//! into `GenericCommand`s for the socket's writer. Several peers share one
+//! socket (the JS SDK opens all of a page's clients on one); each has its
+//! own session, backlog and pending requests.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::Message;
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+
+use super::frame::{self, Dialect};
+use super::outbound::{self, Pending};
+use super::proto::GenericCommand;
+use super::socket::WsOut;
+use super::tokens::{Holder, Tokens};
+use crate::core::outbound::TransientFrames;
+use crate::protocol::{ClientFrame, ConvId, ErrorBody, ErrorCode, Event, Reply, ServerFrame};
+use crate::session::{Backlog, Door, DoorError, Incoming, Outlet, Want};
+
+/// How often a peer tells the engine its socket is alive. The SDKs beat
+/// every 180 s (echo or WebSocket ping), longer than the engine's idle
+/// timeout; the socket enforces its own idle limit instead (`socket.rs`).
+const ALIVE_EVERY: Duration = Duration::from_secs(30);
+
+/// What the outlet and the socket share about one peer.
+pub(super) struct Peer {
+    pub client: String,
+    dialect: Dialect,
+    tokens: Arc<Tokens>,
+    ws: mpsc::UnboundedSender<WsOut>,
+    backlog: Arc<Backlog>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// By engine request id: what the answer should look like.
+    pending: HashMap<u64, Pending>,
+    /// Per conversation, stored messages written to this peer and not yet
+    /// acked, by timestamp: the JS SDK acks a range of timestamps
+    /// (`fromts`/`tots`), the engine a seq.
+    delivered: HashMap<ConvId, BTreeMap<u64, u64>>,
+    /// The tag of the login, for the session token.
+    tag: Option<String>,
+    logged_in: bool,
+    /// A `session/closed` went out: nothing more for this peer.
+    closed: bool,
+}
+
+impl Peer {
+    pub(super) fn new(
+        client: String,
+        dialect: Dialect,
+        tokens: Arc<Tokens>,
+        ws: mpsc::UnboundedSender<WsOut>,
+    ) -> Arc<Peer> {
+        Arc::new(Peer {
+            client,
+            dialect,
+            tokens,
+            ws,
+            backlog: Arc::new(Backlog::default()),
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    /// Remembers how to answer engine request `id`.
+    pub(super) fn expect(&self, id: u64, p: Pending) {
+        let mut st = self.state.lock();
+        if let Pending::Open { tag, .. } = &p {
+            st.tag.clone_from(tag);
+        }
+        st.pending.insert(id, p);
+    }
+
+    /// The seq the JS SDK's timestamp-range ack comes to (the newest
+    /// message written at or before `tots`), forgetting what it covers.
+    pub(super) fn acked_until(&self, conv: ConvId, tots: u64) -> Option<u64> {
+        let mut st = self.state.lock();
+        let map = st.delivered.get_mut(&conv)?;
+        let rest = map.split_off(&tots.saturating_add(1));
+        let acked = std::mem::replace(map, rest);
+        if map.is_empty() {
+            st.delivered.remove(&conv);
+        }
+        acked.values().copied().max()
+    }
+
+    /// Queues a command for the socket, counted in this peer's backlog.
+    pub(super) fn send(&self, cmd: &GenericCommand) {
+        let msg = frame::encode(cmd, self.dialect.format);
+        let len = frame::len(&msg);
+        self.backlog.queued_out(len);
+        if self
+            .ws
+            .send(WsOut::Msg(msg, Some(self.backlog.clone())))
+            .is_err()
+        {
+            self.backlog.wrote_out(len);
+        }
+    }
+
+    /// A push for this peer: LeanCloud's push fields are set here.
+    fn push(&self, mut cmd: GenericCommand) {
+        outbound::stamp_push(&mut cmd, &self.client);
+        self.send(&cmd);
+    }
+
+    fn on_event(&self, ev: Event) {
+        if let Event::Message { msg, .. } = &ev
+            && !msg.transient
+            && msg.seq > 0
+        {
+            let mut st = self.state.lock();
+            st.delivered
+                .entry(msg.conv)
+                .or_default()
+                .entry(msg.timestamp)
+                .and_modify(|s| *s = (*s).max(msg.seq))
+                .or_insert(msg.seq);
+        }
+        if let Event::Conflict { code, reason } = &ev {
+            // Said as `session/closed`; the engine's close then adds nothing.
+            let mut st = self.state.lock();
+            if st.closed {
+                return;
+            }
+            st.closed = true;
+            drop(st);
+            self.push(outbound::session_closed(None, i32::from(*code), reason));
+            return;
+        }
+        if let Some(cmd) = outbound::event(ev) {
+            self.push(cmd);
+        }
+    }
+
+    fn on_reply(&self, id: u64, result: Result<Reply, ErrorBody>) {
+        let Some(p) = self.state.lock().pending.remove(&id) else {
+            // A request the SDK sent without `i` (read): nobody waits.
+            if let Err(e) = result {
+                tracing::debug!(client = %self.client, error = %e, "unanswerable request failed");
+            }
+            return;
+        };
+        if matches!(p, Pending::Open { .. }) && result.is_ok() {
+            let token = self.issue_token();
+            self.state.lock().logged_in = true;
+            self.send(&outbound::opened(
+                &p,
+                &self.client,
+                &token,
+                self.tokens.ttl_secs(),
+            ));
+            return;
+        }
+        if let Some(cmd) = outbound::reply(p, result, &self.client) {
+            self.send(&cmd);
+        }
+    }
+
+    pub(super) fn issue_token(&self) -> String {
+        let tag = self.state.lock().tag.clone();
+        self.tokens.issue(
+            Holder {
+                client: self.client.clone(),
+                tag,
+            },
+            crate::util::now_ms(),
+        )
+    }
+
+    pub(super) fn tokens(&self) -> &Tokens {
+        &self.tokens
+    }
+}
+
+/// The engine's side of a peer: its input channel and its outlet.
+pub(super) struct PeerDoor {
+    out: LcOutlet,
+    rx: mpsc::Receiver<ClientFrame>,
+    ip: IpAddr,
+    alive: tokio::time::Interval,
+}
+
+impl PeerDoor {
+    pub(super) fn new(peer: Arc<Peer>, rx: mpsc::Receiver<ClientFrame>, ip: IpAddr) -> PeerDoor {
+        let mut alive = tokio::time::interval(ALIVE_EVERY);
+        alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        alive.reset();
+        PeerDoor {
+            out: LcOutlet(peer),
+            rx,
+            ip,
+            alive,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct LcOutlet(Arc<Peer>);
+
+impl Door for PeerDoor {
+    type Out = LcOutlet;
+
+    fn outlet(&self) -> &LcOutlet {
+        &self.out
+    }
+
+    fn peer_ip(&self) -> IpAddr {
+        self.ip
+    }
+
+    async fn next(&mut self, want: Want) -> Result<Incoming, DoorError> {
+        tokio::select! {
+            f = self.rx.recv(), if want.frames => f.map(Incoming::Frame).ok_or(DoorError::Lost),
+            // The socket is open, so the client is there (socket.rs closes
+            // a silent one).
+            _ = self.alive.tick() => Ok(Incoming::Unreliable(None)),
+        }
+    }
+
+    fn transient(&self, t: &TransientFrames) {
+        self.out.encoded(t.frame.clone());
+    }
+
+    /// A conflict or a kick ends this client only: `session/closed`, as
+    /// LeanCloud says it (the SDK then stops that client). Anything else
+    /// the engine closes for (too slow, a flood, the idle limit) is the
+    /// connection's trouble: the socket closes with the code and the SDK
+    /// reconnects. A shutdown is the socket's to say (`socket.rs`).
+    fn close(&self, code: u32, reason: &str) {
+        let peer = &self.out.0;
+        let mut st = peer.state.lock();
+        let said = std::mem::replace(&mut st.closed, true);
+        // Before login the refused `session/open` was answered; a logout
+        // was answered `session/closed`.
+        if !st.logged_in || said || code == 0 {
+            return;
+        }
+        drop(st);
+        let conflict = u32::from(ErrorCode::SessionConflict.code());
+        let kicked = u32::from(ErrorCode::KickedByApp.code());
+        let shutdown = u32::from(ErrorCode::ServerShutdown.code());
+        if code == conflict || code == kicked {
+            let code = i32::try_from(code).unwrap_or(i32::MAX);
+            peer.push(outbound::session_closed(None, code, reason));
+        } else if code != shutdown {
+            let code = u16::try_from(code).unwrap_or(u16::MAX);
+            let _ = peer.ws.send(WsOut::Close(code, reason.to_owned()));
+        }
+    }
+}
+
+impl Outlet for LcOutlet {
+    fn reply(&self, id: u64, result: Result<Reply, ErrorBody>) {
+        self.0.on_reply(id, result);
+    }
+
+    fn event(&self, ev: Event) -> bool {
+        self.0.on_event(ev);
+        true
+    }
+
+    /// Frames the fan-out encoded once for the QUIC door: decoded back
+    /// here, once per receiver on this door. The cost is measured in
+    /// docs/PERFORMANCE.md (`ws-direct`); handing doors the `Message`
+    /// beside the bytes would remove it.
+    fn encoded(&self, frame: Bytes) {
+        let body = frame
+            .get(crate::wire::frame::HEADER_LEN..)
+            .unwrap_or_default();
+        match crate::wire::codec::decode::<ServerFrame>(body) {
+            Ok(ServerFrame::Event(ev)) => self.0.on_event(ev),
+            Ok(ServerFrame::Response { id, result }) => self.0.on_reply(id, result),
+            Err(e) => tracing::error!(error = %e, "an encoded frame did not decode"),
+        }
+    }
+
+    fn backlog(&self) -> &Arc<Backlog> {
+        &self.0.backlog
+    }
+
+    async fn drain(&self, limit: Duration) {
+        let backlog = &self.0.backlog;
+        let _ = tokio::time::timeout(limit, async {
+            while backlog.out() > 0 {
+                backlog.shrunk().await;
+            }
+        })
+        .await;
+    }
+}
+
+/// Writes `msg` to nobody's backlog (answers the socket gives itself).
+pub(super) fn unaccounted(msg: Message) -> WsOut {
+    WsOut::Msg(msg, None)
+}

@@ -1,0 +1,155 @@
+//! The HTTP side of the door: the router the SDKs ask for a WebSocket URL
+//! (`GET /v1/route`), and the REST calls they make during IM use. Errors
+//! are LeanCloud's JSON, `{"code": …, "error": …}`.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::listener::Door;
+use super::tokens::Holder;
+use crate::protocol::ConvId;
+
+/// How long an SDK may cache the router's answer.
+const ROUTE_TTL_SECS: u64 = 3600;
+
+fn error(status: StatusCode, code: u32, text: &str) -> Response {
+    (status, Json(json!({ "code": code, "error": text }))).into_response()
+}
+
+pub(super) fn not_found() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        404,
+        "not found: this is Tidings' LeanCloud door (WebSocket, /v1/route, /1.1/rtm/*)",
+    )
+}
+
+/// `GET /v1/route?appId=…`: where the WebSocket is. Java and Swift read
+/// `server` and `ttl`, JS rotates over `server` and `secondary`.
+pub(super) async fn route(State(door): State<Door>, headers: HeaderMap) -> Response {
+    let url = match &door.shared.hub.config.gateway.public_url {
+        Some(u) => u.clone(),
+        None => {
+            let host = headers
+                .get(axum::http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+                .unwrap_or_else(|| door.shared.hub.config.gateway.listen.to_string());
+            let scheme = if door.shared.tls { "wss" } else { "ws" };
+            format!("{scheme}://{host}/")
+        }
+    };
+    Json(json!({
+        "groupId": "g0",
+        "groupUrl": url,
+        "server": url,
+        "secondary": url,
+        "ttl": ROUTE_TTL_SECS,
+    }))
+    .into_response()
+}
+
+/// The client a REST call is for, by the session token the SDK sends.
+fn holder(door: &Door, headers: &HeaderMap) -> Result<Holder, Response> {
+    let token = headers
+        .get("x-lc-im-session-token")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    door.shared
+        .tokens
+        .holder(token, crate::util::now_ms())
+        .ok_or_else(|| {
+            error(
+                StatusCode::UNAUTHORIZED,
+                4112,
+                "X-LC-IM-Session-Token is missing, unknown or expired",
+            )
+        })
+}
+
+/// `GET /1.1/rtm/notifications`: the "permanent" notifications a client
+/// missed while away. Tidings delivers membership changes through the
+/// offline sync instead, so the list is empty; both shapes (JS reads
+/// `notifications`, Swift `permanent`/`droppable`) are in one answer.
+pub(super) async fn notifications(State(door): State<Door>, headers: HeaderMap) -> Response {
+    if let Err(r) = holder(&door, &headers) {
+        return r;
+    }
+    Json(json!({
+        "hasMore": false,
+        "notifications": [],
+        "permanent": { "hasMore": false, "notifications": [] },
+        "droppable": { "hasMore": false, "notifications": [] },
+    }))
+    .into_response()
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct ClassQuery {
+    #[serde(rename = "where")]
+    filter: Option<String>,
+}
+
+/// `GET /1.1/classes/_ConversationMemberInfo?where={"cid":…}`: member
+/// roles. The owner is the creator; managers are `Manager`; everyone
+/// else is a plain member and has no row, as on LeanCloud.
+pub(super) async fn member_info(
+    State(door): State<Door>,
+    headers: HeaderMap,
+    Query(q): Query<ClassQuery>,
+) -> Response {
+    let who = match holder(&door, &headers) {
+        Ok(h) => h,
+        Err(r) => return r,
+    };
+    let filter: Value = q
+        .filter
+        .as_deref()
+        .and_then(|w| serde_json::from_str(w).ok())
+        .unwrap_or(Value::Null);
+    let Some(conv) = filter["cid"]
+        .as_str()
+        .and_then(|c| c.parse::<ConvId>().ok())
+    else {
+        return error(StatusCode::BAD_REQUEST, 1, "where must name a cid");
+    };
+    let Some(c) = door.shared.hub.convs.get(&conv) else {
+        return error(StatusCode::NOT_FOUND, 4303, "conversation not found");
+    };
+    let st = c.state.read();
+    if st.rec.kind == crate::protocol::ConvKind::Normal && !st.is_member(&who.client) {
+        return error(
+            StatusCode::FORBIDDEN,
+            4401,
+            "not a member of this conversation",
+        );
+    }
+    let wanted = filter["clientId"].as_str();
+    let results: Vec<Value> = std::iter::once((st.rec.creator.clone(), "Owner"))
+        .chain(st.rec.managers.iter().map(|m| (m.clone(), "Manager")))
+        .filter(|(client, _)| wanted.is_none_or(|w| w == client))
+        .map(|(client, role)| {
+            json!({
+                "objectId": format!("{conv}:{client}"),
+                "cid": conv.to_string(),
+                "clientId": client,
+                "role": role,
+            })
+        })
+        .collect();
+    Json(json!({ "results": results })).into_response()
+}
+
+/// `POST /1.1/rtm/sign`: LeanCloud signs logins for its own user system
+/// (`AV.User`). Tidings has no user store: sign logins in the app's
+/// signature factory (README, "Moving a LeanCloud app").
+pub(super) async fn sign() -> Response {
+    error(
+        StatusCode::BAD_REQUEST,
+        1,
+        "logging in with an LCUser is not supported by Tidings: give the SDK a signatureFactory that signs appid:clientid::timestamp:nonce with the master key on your server",
+    )
+}

@@ -86,7 +86,7 @@ test('mentions: setMentionList and mentionAll set message.mentioned', async () =
   const [{ message: mb }, { message: mc }] = await h.step('b and c receive', () => Promise.all([atB, atC]));
   assert.equal(mb.mentioned, true, 'b is mentioned');
   assert.deepEqual(mb.mentionList, [b.client.id]);
-  assert.equal(mb.mentionedAll, false);
+  assert.ok(!mb.mentionedAll, 'not mentionAll');
   assert.equal(mc.mentioned, false, 'c is not');
 
   const allB = h.nextMessage(b.client, conv.id, (m) => m.text === 'everyone');

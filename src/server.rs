@@ -630,7 +630,8 @@ impl RunningServer {
     }
 }
 
-/// Loads every conversation and recovers its last seq from the log.
+/// Loads every conversation, recovers its last seq from the log, and
+/// restores its blacklist and muted members.
 pub fn load_conversations(store: &Store) -> Result<ConversationTable, StoreError> {
     let table = ConversationTable::new();
     for rec in store.conversations()? {
@@ -656,5 +657,6 @@ pub fn load_conversations(store: &Store) -> Result<ConversationTable, StoreError
         };
         table.insert(Arc::new(crate::core::conversation::Conv::new(rec, seq, ts)));
     }
+    crate::conversation::moderation::load(store, &table)?;
     Ok(table)
 }

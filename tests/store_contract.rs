@@ -6,8 +6,8 @@
 use tidings::protocol::{Content, ConvId, ConvKind, Message};
 use tidings::store::api::{Head, LogBatch};
 use tidings::store::{
-    Backend, BroadcastRecord, ConversationRecord, DeadLetter, LogEntry, OutboxRecord, SentRecord,
-    Store, StoreError, TokenRecord,
+    Backend, BroadcastRecord, ConversationRecord, DeadLetter, LogEntry, ModerationList,
+    OutboxRecord, SentRecord, Store, StoreError, TokenRecord,
 };
 
 /// A fresh sled store in its own directory (kept alive alongside it).
@@ -43,6 +43,7 @@ against!(
     outbox_claim_ack_and_dead_letters,
     broadcasts_expire_by_ttl,
     webhook_queue_and_delivery_times,
+    moderation_lists_per_conversation,
 );
 
 /// The sled `Store` keeps heads in memory; a write through its older,
@@ -412,6 +413,36 @@ mod contract {
         );
         b.remove_subscription(x, "bob").unwrap();
         assert_eq!(b.subscriptions(x, Some("alice"), 1).unwrap()[0].0, "carol");
+    }
+
+    /// Blacklists and shutup lists: per conversation and list, loaded back
+    /// whole, removed with their conversation.
+    pub fn moderation_lists_per_conversation<B: Backend>(b: &B) {
+        let (x, y) = (conv(1), conv(2));
+        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        b.put_moderation(x, ModerationList::Blocked, &ids(&["eve", "mallory"]), 1)
+            .unwrap();
+        b.put_moderation(x, ModerationList::Shutup, &ids(&["bob"]), 1)
+            .unwrap();
+        b.put_moderation(y, ModerationList::Blocked, &ids(&["eve"]), 1)
+            .unwrap();
+        b.remove_moderation(x, ModerationList::Blocked, &ids(&["mallory"]))
+            .unwrap();
+        let mut all = b.moderation_lists().unwrap();
+        all.sort_by(|p, q| (p.0, p.2.as_str()).cmp(&(q.0, q.2.as_str())));
+        assert_eq!(
+            all,
+            [
+                (x, ModerationList::Shutup, "bob".to_owned()),
+                (x, ModerationList::Blocked, "eve".to_owned()),
+                (y, ModerationList::Blocked, "eve".to_owned()),
+            ]
+        );
+        b.remove_moderation_of(x).unwrap();
+        assert_eq!(
+            b.moderation_lists().unwrap(),
+            [(y, ModerationList::Blocked, "eve".to_owned())]
+        );
     }
 
     pub fn cursors_only_rise<B: Backend>(b: &B) {

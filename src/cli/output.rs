@@ -201,7 +201,42 @@ pub fn event(ev: &ClientEvent) -> Value {
         Event::SyncSkipped { what, code, reason } => json!({
             "event": "syncSkipped", "what": what, "code": code, "reason": reason,
         }),
+        Event::Shutuped { conv, by } => by_only("shutuped", conv, by),
+        Event::Unshutuped { conv, by } => by_only("unshutuped", conv, by),
+        Event::Blocked { conv, by } => by_only("blocked", conv, by),
+        Event::Unblocked { conv, by } => by_only("unblocked", conv, by),
+        Event::MembersShutuped { conv, members, by } => {
+            members_by("membersShutuped", conv, members, by)
+        }
+        Event::MembersUnshutuped { conv, members, by } => {
+            members_by("membersUnshutuped", conv, members, by)
+        }
+        Event::MembersBlocked { conv, members, by } => {
+            members_by("membersBlocked", conv, members, by)
+        }
+        Event::MembersUnblocked { conv, members, by } => {
+            members_by("membersUnblocked", conv, members, by)
+        }
+        Event::MemberInfoChanged {
+            conv,
+            member,
+            role,
+            by,
+        } => json!({
+            "event": "memberInfoChanged", "convId": conv.to_string(), "member": member,
+            "role": role.as_str(), "by": by,
+        }),
     }
+}
+
+/// A moderation event about the caller itself (LeanCloud's `shutuped`, `blocked`, …).
+fn by_only(name: &str, conv: &ConvId, by: &str) -> Value {
+    json!({"event": name, "convId": conv.to_string(), "by": by})
+}
+
+/// A moderation event about some members (LeanCloud's `members_shutuped`, …).
+fn members_by(name: &str, conv: &ConvId, members: &[String], by: &str) -> Value {
+    json!({"event": name, "convId": conv.to_string(), "members": members, "by": by})
 }
 
 /// An edit or recall event: the message as now stored, and why when the

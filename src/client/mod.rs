@@ -10,6 +10,7 @@
 
 mod acks;
 mod driver;
+mod moderation;
 pub mod typed;
 
 use std::fmt;
@@ -23,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use acks::AckBatch;
 use driver::{Driver, Shared, Writer};
+pub use moderation::{ClientPage, Partial};
 
 use crate::protocol::{
     ClientFrame, Command, Content, ConvId, ConvKind, ConversationInfo, CreateConversation,

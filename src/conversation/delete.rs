@@ -48,6 +48,7 @@ pub async fn delete(hub: &Hub, caller: &Caller, conv: ConvId) -> Result<(), Erro
         }
     }
     hub.store.remove_conversation(conv)?;
+    hub.store.remove_moderation_of(conv)?;
     for m in c.state.read().room.iter() {
         hub.registry.leave_room(m, conv);
     }

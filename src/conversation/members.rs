@@ -15,13 +15,15 @@ use crate::util::now_ms;
 
 /// Applies a member-set change under the lock and persists it, keeping the
 /// unique index pointing at the current member set.
-fn change_members(
+pub(super) fn change_members(
     hub: &Hub,
     conv: &Conv,
     add: &[String],
     remove: &[String],
 ) -> Result<(Vec<String>, Vec<String>), ErrorBody> {
     let mut st = conv.state.write();
+    // Under the lock that blocking takes too, so a block cannot race a join.
+    crate::core::moderation::refuse_blocked(&st.moderation, add)?;
     let old_key = st.rec.unique.then(|| unique_key(&st.rec.members));
     let edit = edit_members(&st.rec.members, add, remove);
     if edit.members.len() > hub.config.limits.max_members as usize {
@@ -68,6 +70,7 @@ pub async fn join(hub: &Hub, caller: &Caller, conv: ConvId) -> Result<(), ErrorB
     member_hook(hub, Hook::ConversationAdd, caller, conv, me).await?;
     let kind = c.state.read().rec.kind;
     if kind == ConvKind::ChatRoom {
+        crate::core::moderation::refuse_blocked(&c.state.read().moderation, me)?;
         hub.registry.enter_room(&caller.client, conv);
         c.state.write().room.insert(caller.client.clone());
         after_members(hub, Hook::ConversationAdded, caller, conv, me);
@@ -132,7 +135,13 @@ async fn member_hook(
 }
 
 /// `_conversationAdded` / `_conversationRemoved`, when anyone changed.
-fn after_members(hub: &Hub, hook: Hook, caller: &Caller, conv: ConvId, members: &[String]) {
+pub(super) fn after_members(
+    hub: &Hub,
+    hook: Hook,
+    caller: &Caller,
+    conv: ConvId,
+    members: &[String],
+) {
     if members.is_empty() {
         return;
     }

@@ -7,11 +7,15 @@
 //! membership and role, changes the record under the conversation's lock,
 //! persists it, waits for durability, then tells the online members.
 
+mod blacklist;
 mod create;
 mod delete;
 mod members;
+pub(crate) mod moderation;
 mod query;
+mod roles;
 mod settings;
+mod shutup;
 pub mod system;
 
 use serde_json::{Map, Value};
@@ -30,6 +34,15 @@ pub mod ops {
     pub use super::members::{add_members, join, leave, remove_members};
     pub use super::query::{get, list};
     pub use super::settings::{set_managers, set_muted, update};
+}
+
+/// Moderation: member mute ("shutup"), the blacklist and member roles,
+/// as LeanCloud has them. Both doors call these.
+pub mod moderation_ops {
+    pub use super::blacklist::{block, unblock};
+    pub use super::moderation::{check, page};
+    pub use super::roles::{roles as member_roles, set_member_role};
+    pub use super::shutup::{add as add_shutup, remove as remove_shutup};
 }
 
 fn not_member(conv: ConvId) -> ErrorBody {

@@ -1,5 +1,6 @@
 //! A conversation's settings: `update` (name and attributes, through
-//! `_conversationUpdate`), `set_managers` and `set_muted`.
+//! `_conversationUpdate`), `set_managers` (which every role change goes
+//! through, and which tells the members `MemberInfoChanged`) and `set_muted`.
 
 use serde_json::{Map, Value, json};
 
@@ -9,7 +10,7 @@ use crate::core::conversation::sorted_unique;
 use crate::core::validate::{self, err};
 use crate::hooks::Hook;
 use crate::hub::Hub;
-use crate::protocol::{ConvId, ErrorBody, ErrorCode, Event};
+use crate::protocol::{ConvId, ErrorBody, ErrorCode, Event, MemberRole};
 use crate::util::now_ms;
 
 /// Reads a hook's replacement `attr` back: `name` is the name, the rest the
@@ -96,7 +97,7 @@ pub async fn set_managers(
 ) -> Result<(), ErrorBody> {
     let c = hub.convs.live(conv)?;
     stored_kind(&c)?;
-    {
+    let (promoted, demoted, audience) = {
         let mut st = c.state.write();
         if st.rec.creator != caller.client {
             return Err(err(
@@ -110,14 +111,44 @@ pub async fn set_managers(
                 format!("{outsider} is not a member"),
             ));
         }
-        let mut managers = st.rec.managers.clone();
+        let old = st.rec.managers.clone();
+        let mut managers = old.clone();
         managers.extend(add);
         managers.retain(|m| !remove.contains(m));
-        st.rec.managers = sorted_unique(managers);
+        // The owner's role is Owner whatever this list says.
+        let creator = st.rec.creator.clone();
+        managers.retain(|m| *m != creator);
+        let managers = sorted_unique(managers);
+        let promoted: Vec<String> = managers
+            .iter()
+            .filter(|m| !old.contains(m))
+            .cloned()
+            .collect();
+        let demoted: Vec<String> = old
+            .iter()
+            .filter(|m| !managers.contains(m))
+            .cloned()
+            .collect();
+        st.rec.managers = managers;
         st.rec.updated_at = now_ms();
         hub.store.put_conversation(&st.rec)?;
-    }
+        (promoted, demoted, st.audience())
+    };
     hub.pipeline.barrier().await?;
+    // LeanCloud's `member_info_changed`, one per member whose role moved.
+    let changes = promoted
+        .into_iter()
+        .map(|m| (m, MemberRole::Manager))
+        .chain(demoted.into_iter().map(|m| (m, MemberRole::Member)));
+    for (member, role) in changes {
+        let ev = Event::MemberInfoChanged {
+            conv,
+            member,
+            role,
+            by: caller.client.clone(),
+        };
+        hub.registry.notify(audience.iter().map(String::as_str), ev);
+    }
     Ok(())
 }
 

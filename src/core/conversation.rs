@@ -10,6 +10,7 @@ use crossbeam_utils::CachePadded;
 use parking_lot::{Mutex, MutexGuard, RwLock};
 use sha2::{Digest, Sha256};
 
+use super::moderation::Moderation;
 use crate::protocol::{ConvId, ConvKind, ConversationInfo, ErrorBody, ErrorCode};
 use crate::store::ConversationRecord;
 
@@ -30,6 +31,8 @@ pub struct ConvState {
     pub rec: ConversationRecord,
     /// Chat rooms only: who is in the room now.
     pub room: BTreeSet<String>,
+    /// Blocked and muted clients; the store's copy is loaded at start-up.
+    pub moderation: Moderation,
 }
 
 impl ConvState {
@@ -138,6 +141,7 @@ impl Conv {
             state: RwLock::new(ConvState {
                 rec,
                 room: BTreeSet::new(),
+                moderation: Moderation::default(),
             }),
             last_seq: AtomicU64::new(last_seq),
             last_ts: AtomicU64::new(last_ts),
@@ -366,6 +370,7 @@ mod audience_tests {
         ConvState {
             rec: test_record(ConvId([3; 12]), kind, members),
             room: room.iter().map(|m| m.to_string()).collect(),
+            moderation: Default::default(),
         }
     }
 

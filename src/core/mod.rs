@@ -11,6 +11,7 @@
 pub mod broadcast_acks;
 pub mod conversation;
 pub mod delivery;
+pub mod moderation;
 pub mod ordering;
 pub mod outbound;
 pub mod receipts;

@@ -8,13 +8,13 @@ use serde_json::{Map, Value};
 use super::outbound::{self, Pending, Until};
 use super::peer::Peer;
 use super::proto::{
-    AckCommand, CommandType, ConvCommand, DirectCommand, GenericCommand, LogsCommand, OpType,
-    PatchCommand, ReadCommand, logs_command::QueryDirection,
+    AckCommand, BlacklistCommand, CommandType, ConvCommand, DirectCommand, GenericCommand,
+    LogsCommand, OpType, PatchCommand, ReadCommand, logs_command::QueryDirection,
 };
 use crate::hub::Hub;
 use crate::protocol::{
     Anchor, ClientFrame, Command, Content, ConvId, ConvKind, CreateConversation, Direction,
-    EditMessage, ErrorBody, ErrorCode, HistoryQuery, SendMessage, parse_msg_id,
+    EditMessage, ErrorBody, ErrorCode, HistoryQuery, MemberRole, SendMessage, parse_msg_id,
 };
 
 /// Where a command goes.
@@ -101,6 +101,9 @@ fn route(hub: &Hub, peer: &Peer, cmd: GenericCommand) -> Result<Inbound, ErrorBo
         (Some(CommandType::Ack), _) => Ok(ack(peer, cmd.ack_message.unwrap_or_default())),
         (Some(CommandType::Read), _) => Ok(read(cmd.read_message.unwrap_or_default())),
         (Some(CommandType::Logs), _) => logs(i, cmd.logs_message.unwrap_or_default()),
+        (Some(CommandType::Blacklist), Some(op)) => {
+            blacklist(op, i, cmd.blacklist_message.unwrap_or_default())
+        }
         (Some(CommandType::Patch), Some(OpType::Modify)) => {
             patch(i, cmd.patch_message.unwrap_or_default())
         }
@@ -221,11 +224,137 @@ fn conv(
         OpType::Count => Ok(Inbound::Local(Local::Count(cid()?))),
         OpType::Members => Ok(Inbound::Local(Local::Members(cid()?))),
         OpType::IsMember => Ok(Inbound::Local(Local::IsMember(cid()?))),
+        OpType::AddShutup | OpType::RemoveShutup => {
+            let (conv, members) = (cid()?, c.m);
+            let (cmd, done) = if op == OpType::AddShutup {
+                (Command::AddShutup { conv, members }, OpType::ShutupAdded)
+            } else {
+                (
+                    Command::RemoveShutup { conv, members },
+                    OpType::ShutupRemoved,
+                )
+            };
+            one(
+                cmd,
+                Pending::Partial {
+                    i,
+                    cmd: CommandType::Conv,
+                    op: done,
+                },
+            )
+        }
+        OpType::QueryShutup => one(
+            Command::QueryShutup {
+                conv: cid()?,
+                limit: page_limit(c.limit),
+                next: c.next,
+            },
+            Pending::Page {
+                i,
+                cmd: CommandType::Conv,
+                op: OpType::ShutupResult,
+            },
+        ),
+        OpType::CheckShutup => one(
+            Command::CheckShutup {
+                conv: cid()?,
+                members: c.m,
+            },
+            Pending::Page {
+                i,
+                cmd: CommandType::Conv,
+                op: OpType::CheckResult,
+            },
+        ),
+        OpType::MemberInfoUpdate => {
+            let conv = cid()?;
+            let info = c.info.unwrap_or_default();
+            let member = c
+                .target_client_id
+                .or(info.pid)
+                .ok_or_else(|| bad(ErrorCode::ConvApiFailed, "targetClientId is required"))?;
+            let role = match info.role.as_deref() {
+                Some("Owner") => MemberRole::Owner,
+                Some("Manager") => MemberRole::Manager,
+                Some("Member") => MemberRole::Member,
+                other => {
+                    return Err(bad(
+                        ErrorCode::ConvApiFailed,
+                        format!("unknown role {other:?}"),
+                    ));
+                }
+            };
+            one(
+                Command::SetMemberRole { conv, member, role },
+                Pending::Same {
+                    i,
+                    cmd: CommandType::Conv,
+                    op: OpType::MemberInfoUpdated,
+                },
+            )
+        }
         other => Err(bad(
             ErrorCode::ConvApiFailed,
             format!("conv/{} is not supported", other.as_str_name()),
         )),
     }
+}
+
+/// A page size the SDK sent (0 or none: the server's default).
+fn page_limit(limit: Option<i32>) -> u32 {
+    limit.and_then(|l| u32::try_from(l).ok()).unwrap_or(0)
+}
+
+/// `blacklist/*`: block and unblock clients in a conversation, list and
+/// check them.
+fn blacklist(op: OpType, i: Option<i32>, b: BlacklistCommand) -> Result<Inbound, ErrorBody> {
+    let conv = conv_id(b.src_cid.as_deref())?;
+    let members = b.to_pids;
+    let (cmd, pending) = match op {
+        OpType::Block => (
+            Command::Block { conv, members },
+            Pending::Partial {
+                i,
+                cmd: CommandType::Blacklist,
+                op: OpType::Blocked,
+            },
+        ),
+        OpType::Unblock => (
+            Command::Unblock { conv, members },
+            Pending::Partial {
+                i,
+                cmd: CommandType::Blacklist,
+                op: OpType::Unblocked,
+            },
+        ),
+        OpType::Query => (
+            Command::QueryBlocked {
+                conv,
+                limit: page_limit(b.limit),
+                next: b.next,
+            },
+            Pending::Page {
+                i,
+                cmd: CommandType::Blacklist,
+                op: OpType::QueryResult,
+            },
+        ),
+        OpType::CheckBlock => (
+            Command::CheckBlocked { conv, members },
+            Pending::Page {
+                i,
+                cmd: CommandType::Blacklist,
+                op: OpType::CheckResult,
+            },
+        ),
+        other => {
+            return Err(bad(
+                ErrorCode::ConvApiFailed,
+                format!("blacklist/{} is not supported", other.as_str_name()),
+            ));
+        }
+    };
+    Ok(Inbound::Engine(vec![(cmd, Some(pending))]))
 }
 
 /// LeanCloud's `attr` JSON: `name` is the name, every other key a custom

@@ -4,9 +4,9 @@
 //! `now` a push is stamped with.
 
 use super::proto::{
-    AckCommand, CommandType, ConvCommand, DirectCommand, ErrorCommand, GenericCommand,
-    JsonObjectMessage, LogItem, LogsCommand, OpType, PatchCommand, PatchItem, RcpCommand,
-    SessionCommand, UnreadCommand, UnreadTuple,
+    AckCommand, BlacklistCommand, CommandType, ConvCommand, ConvMemberInfo, DirectCommand,
+    ErrorCommand, GenericCommand, JsonObjectMessage, LogItem, LogsCommand, OpType, PatchCommand,
+    PatchItem, RcpCommand, SessionCommand, UnreadCommand, UnreadTuple,
 };
 use crate::protocol::{
     Content, ConvId, ConversationInfo, ErrorBody, ErrorCode, Event, Message, Reason, Reply,
@@ -54,6 +54,20 @@ pub(super) enum Pending {
     Patched { i: Option<i32> },
     /// `conv/max_read`: the receipt timestamps.
     MaxRead { i: Option<i32> },
+    /// Shutup and blacklist changes: `allowedPids`/`failedPids`, in the
+    /// command's own message (`convMessage` or `blacklistMessage`).
+    Partial {
+        i: Option<i32>,
+        cmd: CommandType,
+        op: OpType,
+    },
+    /// Shutup and blacklist pages and checks: the clients (`m` or
+    /// `blockedPids`) and where the next page starts.
+    Page {
+        i: Option<i32>,
+        cmd: CommandType,
+        op: OpType,
+    },
 }
 
 /// Where a `logs` query stops (LeanCloud's `tt`, `tmid`, `ttIncluded`).
@@ -79,7 +93,9 @@ impl Pending {
             | Pending::Direct { i }
             | Pending::Logs { i, .. }
             | Pending::Patched { i }
-            | Pending::MaxRead { i } => *i,
+            | Pending::MaxRead { i }
+            | Pending::Partial { i, .. }
+            | Pending::Page { i, .. } => *i,
         }
     }
 }
@@ -252,6 +268,50 @@ pub(super) fn reply(
                 ..Default::default()
             },
         ),
+        (Pending::Partial { cmd, op, .. }, Reply::Partial { allowed, failed }) => {
+            let failed: Vec<ErrorCommand> = failed
+                .into_iter()
+                .map(|f| ErrorCommand {
+                    code: i32::from(f.error.code),
+                    reason: f.error.reason,
+                    detail: (!f.error.detail.is_empty()).then_some(f.error.detail),
+                    pids: f.clients,
+                    ..Default::default()
+                })
+                .collect();
+            let mut out = command(cmd, Some(op), i);
+            if cmd == CommandType::Blacklist {
+                out.blacklist_message = Some(BlacklistCommand {
+                    allowed_pids: allowed,
+                    failed_pids: failed,
+                    ..Default::default()
+                });
+            } else {
+                out.conv_message = Some(ConvCommand {
+                    allowed_pids: allowed,
+                    failed_pids: failed,
+                    ..Default::default()
+                });
+            }
+            out
+        }
+        (Pending::Page { cmd, op, .. }, Reply::Clients { clients, next }) => {
+            let mut out = command(cmd, Some(op), i);
+            if cmd == CommandType::Blacklist {
+                out.blacklist_message = Some(BlacklistCommand {
+                    blocked_pids: clients,
+                    next,
+                    ..Default::default()
+                });
+            } else {
+                out.conv_message = Some(ConvCommand {
+                    m: clients,
+                    next,
+                    ..Default::default()
+                });
+            }
+            out
+        }
         (p, r) => {
             tracing::error!(client, pending = ?p, reply = ?r, "an answer of the wrong kind");
             error_code(i, ErrorCode::InternalError, "unexpected answer")
@@ -386,6 +446,44 @@ pub(super) fn event(ev: Event) -> Option<GenericCommand> {
             cmd.attr_modified = Some(JsonObjectMessage { data });
             cmd.udate = Some(iso_date(now_ms()));
             conv(OpType::Updated, cmd)
+        }
+        Event::Shutuped { conv: c, by: b } => conv(OpType::Shutuped, by(c, b, Vec::new())),
+        Event::Unshutuped { conv: c, by: b } => conv(OpType::Unshutuped, by(c, b, Vec::new())),
+        Event::MembersShutuped {
+            conv: c,
+            members,
+            by: b,
+        } => conv(OpType::MembersShutuped, by(c, b, members)),
+        Event::MembersUnshutuped {
+            conv: c,
+            members,
+            by: b,
+        } => conv(OpType::MembersUnshutuped, by(c, b, members)),
+        Event::Blocked { conv: c, by: b } => conv(OpType::Blocked, by(c, b, Vec::new())),
+        Event::Unblocked { conv: c, by: b } => conv(OpType::Unblocked, by(c, b, Vec::new())),
+        Event::MembersBlocked {
+            conv: c,
+            members,
+            by: b,
+        } => conv(OpType::MembersBlocked, by(c, b, members)),
+        Event::MembersUnblocked {
+            conv: c,
+            members,
+            by: b,
+        } => conv(OpType::MembersUnblocked, by(c, b, members)),
+        Event::MemberInfoChanged {
+            conv: c,
+            member,
+            role,
+            by: b,
+        } => {
+            let mut cmd = by(c, b, Vec::new());
+            cmd.info = Some(ConvMemberInfo {
+                pid: Some(member),
+                role: Some(role.as_str().to_owned()),
+                ..Default::default()
+            });
+            conv(OpType::MemberInfoChanged, cmd)
         }
         Event::MessageUpdated { msg, reason } => patch(&msg, false, reason),
         Event::MessageRecalled { msg, reason } => patch(&msg, true, reason),

@@ -62,6 +62,9 @@ struct Socket {
     sessions: JoinSet<(String, u64)>,
     generation: u64,
     shutdown: broadcast::Receiver<()>,
+    /// Heartbeats and the commands no session answers (opens, commands
+    /// for nobody) count here; each session has its own quota besides.
+    quota: crate::guard::ConnQuota,
 }
 
 /// Serves one upgraded socket to its end.
@@ -77,7 +80,7 @@ pub(super) async fn run(
     let (out, rx) = mpsc::unbounded_channel();
     let writer = tokio::spawn(write(sink, rx));
     let mut s = Socket {
-        gw,
+        gw: gw.clone(),
         dialect,
         ip,
         out,
@@ -85,6 +88,7 @@ pub(super) async fn run(
         sessions: JoinSet::new(),
         generation: 0,
         shutdown,
+        quota: gw.hub.guard.connection(),
     };
     let max = s.gw.hub.config.limits.max_frame_bytes as usize;
     let close = loop {
@@ -94,7 +98,9 @@ pub(super) async fn run(
                 Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => break None,
                 Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
                 Ok(Some(Ok(msg))) => match frame::decode(&msg, dialect.format, max) {
-                    Ok(cmd) => s.handle(cmd).await,
+                    Ok(cmd) => if let Some(close) = s.handle(cmd).await {
+                        break Some(close);
+                    },
                     Err(e @ FrameError::TooLong { .. }) => break Some((ErrorCode::FrameTooLong, e.to_string())),
                     Err(e) => break Some((ErrorCode::UnparseableRawMsg, e.to_string())),
                 },
@@ -127,19 +133,35 @@ pub(super) async fn run(
 }
 
 impl Socket {
-    async fn handle(&mut self, cmd: GenericCommand) {
+    /// `Some`: close the socket with this code (a flood).
+    async fn handle(&mut self, cmd: GenericCommand) -> Option<(ErrorCode, String)> {
         let kind = CommandType::try_from(cmd.cmd.unwrap_or(0)).ok();
         let op = cmd.op.and_then(|o| OpType::try_from(o).ok());
+        let gw = self.gw.clone();
+        let guard = &gw.hub.guard;
         match (kind, op) {
             (Some(CommandType::Echo), _) => {
+                if !self.quota.ping(guard) {
+                    return Some(flood("too many echoes (quotas.pings_per_sec)"));
+                }
                 let echo = outbound::command(CommandType::Echo, None, cmd.i);
-                let _ = self
-                    .out
-                    .send(unaccounted(frame::encode(&echo, self.dialect.format)));
+                self.answer(&echo);
             }
-            (Some(CommandType::Session), Some(OpType::Open)) => self.open(cmd).await,
-            _ => self.forward(cmd).await,
+            (Some(CommandType::Session), Some(OpType::Open)) => {
+                if !self.quota.request(guard) {
+                    return Some(flood("too many session/open (quotas.requests_per_sec)"));
+                }
+                self.open(cmd).await;
+            }
+            _ => {
+                if !self.forward(cmd).await && !self.quota.request(guard) {
+                    return Some(flood(
+                        "too many commands for no session (quotas.requests_per_sec)",
+                    ));
+                }
+            }
         }
+        None
     }
 
     fn answer(&self, cmd: &GenericCommand) {
@@ -228,8 +250,8 @@ impl Socket {
     }
 
     /// Any other command: to the session of the client it names, or of
-    /// the only client (`omit-peer-id`).
-    async fn forward(&mut self, cmd: GenericCommand) {
+    /// the only client (`omit-peer-id`). `false`: there was none.
+    async fn forward(&mut self, cmd: GenericCommand) -> bool {
         let i = cmd.i;
         let named = cmd.peer_id.clone().filter(|p| !p.is_empty());
         let key = match named {
@@ -245,7 +267,7 @@ impl Socket {
                     "send session/open first",
                 ));
             }
-            return;
+            return false;
         };
         match inbound::translate(&self.gw.hub, &entry.peer, cmd) {
             Inbound::Engine(cmds) => {
@@ -261,7 +283,7 @@ impl Socket {
                         .await
                         .is_err()
                     {
-                        return;
+                        break;
                     }
                 }
             }
@@ -279,7 +301,12 @@ impl Socket {
             Inbound::Answer(g) => entry.peer.send(&g),
             Inbound::Nothing => {}
         }
+        true
     }
+}
+
+fn flood(reason: &str) -> (ErrorCode, String) {
+    (ErrorCode::QuotaExceeded, reason.to_owned())
 }
 
 /// Writes what is queued, several messages per flush.

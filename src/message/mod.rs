@@ -115,6 +115,8 @@ fn filter_content(hub: &Hub, content: &mut Content, hook: Option<Reason>) -> Opt
 pub async fn send(hub: &Hub, caller: &Caller, mut m: SendMessage) -> Result<SendPlan, ErrorBody> {
     validate(hub, &m)?;
     let conv = member_conv(hub, caller, m.conv)?;
+    // A muted member's send never reaches the hook (LeanCloud's shutup).
+    crate::core::moderation::refuse_shutup(&conv.state.read().moderation, &caller.client)?;
     let received = hooks::received(hub, caller, &conv, &mut m).await?;
     // A hook's replacement content obeys the same limit.
     check_content(hub, &m.content)?;

@@ -34,6 +34,12 @@ pub enum ErrorCode {
     ConvNotFound = 4303,
     ConvFull = 4304,
     ConvRejectedByApp = 4305,
+    /// A muted ("shutup") member's send, and a change the caller's role may
+    /// not make to that client (e.g. muting the owner). LeanCloud's SDKs
+    /// name no narrower code for either.
+    ConvNotAllowed = 4308,
+    /// Blocked in the conversation: may not join or be added.
+    ConvBlacklisted = 4315,
     NeedOwner = 4324,
     /// Not a member of the conversation (LeanCloud has no narrower public code).
     InvalidMessagingTarget = 4401,
@@ -44,6 +50,8 @@ pub enum ErrorCode {
     EditDisabled = 4406,
     RecallDisabled = 4407,
     ModifiedByCensorship = 4408,
+    /// LeanCloud's OWNER_PROMOTION_NOT_ALLOWED: a role update to Owner.
+    OwnerPromotionNotAllowed = 5130,
 }
 
 impl ErrorCode {
@@ -72,6 +80,8 @@ impl ErrorCode {
             ConvNotFound => "CONVERSATION_NOT_FOUND",
             ConvFull => "CONVERSATION_FULL",
             ConvRejectedByApp => "CONVERSATION_REJECTED_BY_APP",
+            ConvNotAllowed => "CONVERSATION_NOT_ALLOWED",
+            ConvBlacklisted => "CONVERSATION_BLACKLISTED",
             NeedOwner => "CONVERSATION_NEED_OWNER",
             InvalidMessagingTarget => "INVALID_MESSAGING_TARGET",
             MessageRejectedByApp => "MESSAGE_REJECTED_BY_APP",
@@ -81,6 +91,7 @@ impl ErrorCode {
             EditDisabled => "MESSAGE_EDIT_DISABLED",
             RecallDisabled => "MESSAGE_RECALL_DISABLED",
             ModifiedByCensorship => "MESSAGE_MODIFIED_BY_CENSORSHIP",
+            OwnerPromotionNotAllowed => "OWNER_PROMOTION_NOT_ALLOWED",
         }
     }
 

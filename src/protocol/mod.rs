@@ -184,6 +184,103 @@ pub enum Command {
     },
     /// Drops the caller's will message, if it has one.
     ClearWill,
+    /// LeanCloud's `conv/add_shutup`: the owner or a manager mutes members
+    /// (they may not send here until unmuted). Answered with `Partial`.
+    AddShutup {
+        conv: ConvId,
+        members: Vec<String>,
+    },
+    /// LeanCloud's `conv/remove_shutup`. Answered with `Partial`.
+    RemoveShutup {
+        conv: ConvId,
+        members: Vec<String>,
+    },
+    /// LeanCloud's `conv/query_shutup`: a page of the muted clients, in
+    /// client-id order. `limit` 0 means 10; at most 100. Answered with `Clients`.
+    QueryShutup {
+        conv: ConvId,
+        limit: u32,
+        next: Option<String>,
+    },
+    /// LeanCloud's `conv/check_shutup`: which of `members` are muted
+    /// (`Clients`, `next` always `None`).
+    CheckShutup {
+        conv: ConvId,
+        members: Vec<String>,
+    },
+    /// LeanCloud's `blacklist/block`: the owner or a manager blocks clients;
+    /// members among them are removed, and none may join or be added until
+    /// unblocked. Answered with `Partial`.
+    Block {
+        conv: ConvId,
+        members: Vec<String>,
+    },
+    /// LeanCloud's `blacklist/unblock`. Answered with `Partial`.
+    Unblock {
+        conv: ConvId,
+        members: Vec<String>,
+    },
+    /// LeanCloud's `blacklist/query`: a page of the blocked clients, as
+    /// `QueryShutup`. Answered with `Clients`.
+    QueryBlocked {
+        conv: ConvId,
+        limit: u32,
+        next: Option<String>,
+    },
+    /// LeanCloud's `blacklist/check_block`: which of `members` are blocked.
+    CheckBlocked {
+        conv: ConvId,
+        members: Vec<String>,
+    },
+    /// LeanCloud's `conv/member_info_update`: the owner makes a member a
+    /// manager or a manager a plain member (the same list `SetManagers`
+    /// edits). `Owner` is refused with 5130; the owner's own role never changes.
+    SetMemberRole {
+        conv: ConvId,
+        member: String,
+        role: MemberRole,
+    },
+    /// Every member's role (LeanCloud's `_ConversationMemberInfo` rows).
+    /// Answered with `MemberRoles`.
+    MemberRoles {
+        conv: ConvId,
+    },
+}
+
+/// LeanCloud's conversation member roles (`ConversationMemberRole`): the
+/// owner is the creator, managers are `ConversationInfo::managers`,
+/// everyone else is a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MemberRole {
+    Owner,
+    Manager,
+    Member,
+}
+
+impl MemberRole {
+    /// LeanCloud's spelling (`Owner`, `Manager`, `Member`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberRole::Owner => "Owner",
+            MemberRole::Manager => "Manager",
+            MemberRole::Member => "Member",
+        }
+    }
+}
+
+/// One member and its role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    pub client: String,
+    pub role: MemberRole,
+}
+
+/// The clients a batch operation refused for one reason (LeanCloud's
+/// `failedPids` entry: an `ErrorCommand` with its `pids`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedClients {
+    pub error: ErrorBody,
+    pub clients: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -370,6 +467,22 @@ pub enum Reply {
     Receipts {
         last_delivered_at: Option<u64>,
         last_read_at: Option<u64>,
+    },
+    /// A batch that may succeed for some clients only (LeanCloud's
+    /// `allowedPids` / `failedPids`): shutup and blacklist changes.
+    Partial {
+        allowed: Vec<String>,
+        failed: Vec<FailedClients>,
+    },
+    /// A page of client ids; `next` is where the next page starts (`None`
+    /// on the last page).
+    Clients {
+        clients: Vec<String>,
+        next: Option<String>,
+    },
+    /// Every member with its role: the owner first, then managers, then members.
+    MemberRoles {
+        members: Vec<MemberInfo>,
     },
 }
 
@@ -607,5 +720,57 @@ pub enum Event {
         what: String,
         code: u16,
         reason: String,
+    },
+    /// LeanCloud's `conv/shutuped`: the caller was muted in `conv`.
+    Shutuped {
+        conv: ConvId,
+        by: String,
+    },
+    /// LeanCloud's `conv/unshutuped`: the caller may send in `conv` again.
+    Unshutuped {
+        conv: ConvId,
+        by: String,
+    },
+    /// LeanCloud's `conv/members_shutuped`, to everyone in the conversation.
+    MembersShutuped {
+        conv: ConvId,
+        members: Vec<String>,
+        by: String,
+    },
+    /// LeanCloud's `conv/members_unshutuped`.
+    MembersUnshutuped {
+        conv: ConvId,
+        members: Vec<String>,
+        by: String,
+    },
+    /// LeanCloud's `conv/blocked`: the caller was blocked in `conv` (and
+    /// removed, with `Kicked`, if it was a member).
+    Blocked {
+        conv: ConvId,
+        by: String,
+    },
+    /// LeanCloud's `conv/unblocked`.
+    Unblocked {
+        conv: ConvId,
+        by: String,
+    },
+    /// LeanCloud's `conv/members_blocked`, to everyone left in the conversation.
+    MembersBlocked {
+        conv: ConvId,
+        members: Vec<String>,
+        by: String,
+    },
+    /// LeanCloud's `conv/members_unblocked`.
+    MembersUnblocked {
+        conv: ConvId,
+        members: Vec<String>,
+        by: String,
+    },
+    /// LeanCloud's `conv/member_info_changed`: `member`'s role is now `role`.
+    MemberInfoChanged {
+        conv: ConvId,
+        member: String,
+        role: MemberRole,
+        by: String,
     },
 }

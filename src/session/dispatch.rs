@@ -2,8 +2,10 @@
 //! feature that answers it (mini-redis's `cmd/`). Sends and logouts are the
 //! engine's own (a send lane, the close); everything else is answered here.
 
+use crate::conversation::moderation_ops as mod_ops;
 use crate::conversation::ops as conv_ops;
 use crate::core::Caller;
+use crate::core::moderation::List;
 use crate::hub::Hub;
 use crate::message;
 use crate::protocol::{Command, ErrorBody, ErrorCode, Reply, SendMessage};
@@ -67,6 +69,30 @@ pub(super) async fn dispatch(hub: &Hub, caller: &Caller, cmd: Command) -> Dispat
             message::will::clear(hub, caller);
             Ok(Reply::Ok)
         }
+        Command::AddShutup { conv, members } => {
+            mod_ops::add_shutup(hub, caller, conv, members).await
+        }
+        Command::RemoveShutup { conv, members } => {
+            mod_ops::remove_shutup(hub, caller, conv, members).await
+        }
+        Command::QueryShutup { conv, limit, next } => {
+            mod_ops::page(hub, caller, conv, List::Shutup, limit, next)
+        }
+        Command::CheckShutup { conv, members } => {
+            mod_ops::check(hub, caller, conv, List::Shutup, &members)
+        }
+        Command::Block { conv, members } => mod_ops::block(hub, caller, conv, members).await,
+        Command::Unblock { conv, members } => mod_ops::unblock(hub, caller, conv, members).await,
+        Command::QueryBlocked { conv, limit, next } => {
+            mod_ops::page(hub, caller, conv, List::Blocked, limit, next)
+        }
+        Command::CheckBlocked { conv, members } => {
+            mod_ops::check(hub, caller, conv, List::Blocked, &members)
+        }
+        Command::SetMemberRole { conv, member, role } => {
+            ok(mod_ops::set_member_role(hub, caller, conv, member, role).await)
+        }
+        Command::MemberRoles { conv } => mod_ops::member_roles(hub, caller, conv),
     };
     Dispatched::Reply(result)
 }

@@ -16,6 +16,7 @@
 //! Every method returns [`Result`]; an error that refused the write before
 //! anything was stored satisfies [`StoreError::is_refusal`](super::StoreError::is_refusal).
 
+use super::moderation::ModerationList;
 use super::{
     BroadcastRecord, ConversationRecord, DeadLetter, LogEntry, OutboxRecord, Result, SentRecord,
     Store, TokenRecord,
@@ -157,6 +158,26 @@ pub trait Conversations {
     /// record, memberships and read cursors of its members, subscriptions,
     /// delivery times, queued webhook messages, broadcasts and its log.
     fn remove_system_conversation(&self, rec: &ConversationRecord) -> Result<()>;
+
+    /// Puts clients on a conversation's blacklist or shutup list (`at_ms`
+    /// is when); durable at the next `sync`, like a conversation record.
+    fn put_moderation(
+        &self,
+        conv: ConvId,
+        list: ModerationList,
+        clients: &[String],
+        at_ms: u64,
+    ) -> Result<()>;
+    fn remove_moderation(
+        &self,
+        conv: ConvId,
+        list: ModerationList,
+        clients: &[String],
+    ) -> Result<()>;
+    /// Both lists of a deleted conversation.
+    fn remove_moderation_of(&self, conv: ConvId) -> Result<()>;
+    /// Every entry of every conversation (the start-up load).
+    fn moderation_lists(&self) -> Result<Vec<(ConvId, ModerationList, String)>>;
 }
 
 /// Raise-only cursors: how far each device acked, each client read, and
@@ -374,6 +395,29 @@ impl Conversations for Store {
     }
     fn remove_system_conversation(&self, rec: &ConversationRecord) -> Result<()> {
         Store::remove_system_conversation(self, rec)
+    }
+    fn put_moderation(
+        &self,
+        conv: ConvId,
+        list: ModerationList,
+        clients: &[String],
+        at_ms: u64,
+    ) -> Result<()> {
+        Store::put_moderation(self, conv, list, clients, at_ms)
+    }
+    fn remove_moderation(
+        &self,
+        conv: ConvId,
+        list: ModerationList,
+        clients: &[String],
+    ) -> Result<()> {
+        Store::remove_moderation(self, conv, list, clients)
+    }
+    fn remove_moderation_of(&self, conv: ConvId) -> Result<()> {
+        Store::remove_moderation_of(self, conv)
+    }
+    fn moderation_lists(&self) -> Result<Vec<(ConvId, ModerationList, String)>> {
+        Store::moderation_lists(self)
     }
 }
 

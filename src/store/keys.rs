@@ -257,6 +257,35 @@ pub fn nonce(nonce: &str, expires: u64) -> Vec<u8> {
     k
 }
 
+// ---- moderation ----
+
+/// A conversation's blacklist entry: `b` conv(12) client.
+pub const BLOCKED: u8 = b'b';
+/// A conversation's shutup (muted member) entry: `s` conv(12) client.
+pub const SHUTUP: u8 = b's';
+
+/// `tag` conv(12) then the client id's bytes, unprefixed: the prefix is
+/// fixed-length, so keys sort by client id within a list, as its pages do.
+pub fn moderation(tag: u8, conv: ConvId, client: &str) -> Vec<u8> {
+    let mut k = conv_prefix(tag, conv).to_vec();
+    k.extend_from_slice(client.as_bytes());
+    k
+}
+
+pub fn moderation_prefix(tag: u8, conv: ConvId) -> [u8; 13] {
+    conv_prefix(tag, conv)
+}
+
+/// `(tag, conv, client)` of a `moderation` key.
+pub fn read_moderation(k: &[u8]) -> Option<(u8, ConvId, &str)> {
+    let tag = *k.first()?;
+    if !(tag == BLOCKED || tag == SHUTUP) || k.len() <= 13 {
+        return None;
+    }
+    let client = std::str::from_utf8(&k[13..]).ok()?;
+    Some((tag, read_conv(&k[1..13])?, client))
+}
+
 // ---- shapes and readers ----
 
 /// `tag` conv(12) seq(8).
@@ -392,6 +421,25 @@ mod tests {
         assert_eq!(NEXT_BROADCAST, b"n");
         // nonces
         assert_eq!(nonce("ab", 0x0102), b"\0\0\0\0\0\0\x01\x02ab");
+        // moderation
+        assert_eq!(
+            moderation(BLOCKED, c, "Tom"),
+            [b"b".as_slice(), &[0xAB; 12], b"Tom"].concat()
+        );
+        assert_eq!(
+            moderation(SHUTUP, c, "Tom"),
+            [b"s".as_slice(), &[0xAB; 12], b"Tom"].concat()
+        );
+        assert_eq!(
+            moderation_prefix(SHUTUP, c)[..],
+            moderation(SHUTUP, c, "x")[..13]
+        );
+        assert_eq!(
+            read_moderation(&moderation(SHUTUP, c, "Tom")),
+            Some((SHUTUP, c, "Tom"))
+        );
+        assert_eq!(read_moderation(&moderation_prefix(BLOCKED, c)), None);
+        assert_eq!(read_moderation(&message(c, 1)), None);
     }
 
     #[test]

@@ -12,7 +12,8 @@
 //! - `log.rs` (messages, tokens, patch index, webhook queue),
 //!   `conversations.rs`, `receipts.rs`, [`cursors`], `outbox.rs`,
 //!   `dead_letters.rs`, `broadcasts.rs`, [`system`] (subscriptions and
-//!   `_SysMessage` delivery times), `nonces.rs`: one concern each.
+//!   `_SysMessage` delivery times), `nonces.rs`, [`moderation`]
+//!   (blacklists and muted members): one concern each.
 //! - [`check`] (damage, offline check and repair), [`health`] (disk
 //!   reserve, sticky failure, fault injection), `migrate.rs`.
 //!
@@ -44,6 +45,8 @@
 //! |                 | `c` id(client)                        | id(8): the last broadcast the client has had |
 //! | `nonces`        | expires s(8) nonce                    | empty: a used login nonce   |
 //! | `meta`          | `schema`                              | u32                         |
+//! | `moderation`    | `b` conv(12) client (raw bytes)       | ms(8): blocked at (blacklist) |
+//! |                 | `s` conv(12) client (raw bytes)       | ms(8): muted at (shutup)    |
 //!
 //! An edit, recall or delete rewrites the message's `m` record in place (a
 //! delete leaves a content-less tombstone, so seqs and ids are never reused)
@@ -123,6 +126,7 @@ pub mod health;
 pub mod keys;
 mod log;
 mod migrate;
+pub mod moderation;
 mod nonces;
 mod outbox;
 mod receipts;
@@ -139,6 +143,7 @@ use crate::protocol::ConvId;
 
 pub use api::{Backend, Broadcasts, Conversations, Cursors, MessageLog, Outbox, Receipts};
 pub use error::{Result, StoreError};
+pub use moderation::ModerationList;
 pub use records::{
     BroadcastRecord, ConversationRecord, DeadLetter, LogEntry, Origin, OutboxRecord, SentRecord,
     TokenRecord,

@@ -35,6 +35,7 @@ pub enum Tree {
     Broadcasts,
     Nonces,
     Meta,
+    Moderation,
 }
 
 /// Every tree the store has, in [`Tree`] order.
@@ -100,6 +101,11 @@ pub static TABLES: &[Table] = &[
         name: "meta",
         holds: "the schema version",
     },
+    Table {
+        tree: Tree::Moderation,
+        name: "moderation",
+        holds: "each conversation's blocked (blacklist) and muted (shutup) clients",
+    },
 ];
 
 impl Tree {
@@ -159,7 +165,7 @@ mod tests {
     use super::*;
 
     /// Today's names, byte for byte: changing one orphans a tree on disk.
-    const ON_DISK: [&str; 12] = [
+    const ON_DISK: [&str; 13] = [
         "conversations",
         "unique",
         "memberships",
@@ -172,6 +178,7 @@ mod tests {
         "broadcasts",
         "nonces",
         "meta",
+        "moderation",
     ];
 
     #[test]

@@ -12,7 +12,11 @@ test('blockMembers and unblockMembers', async () => {
   const a = await h.login(h.uid('bla'));
   const b = await h.login(h.uid('blb'));
   const c = await h.login(h.uid('blc'));
+  const cInvited = h.once(c.client, 'invited');
   const conv = await a.client.createConversation({ members: [b.client.id, c.client.id], unique: false });
+  // c's SDK caches the conversation while handling INVITED; later pushes
+  // (BLOCKED) are dispatched with that copy.
+  await h.step('c is invited', () => cInvited);
 
   const cBlocked = h.once(c.client, 'blocked', { filter: (_, cv) => cv.id === conv.id });
   const bSees = h.once(b.client, 'membersblocked', { filter: (_, cv) => cv.id === conv.id });

@@ -27,7 +27,9 @@ test('signed conversation operations pass; unsigned and forged ones are refused'
   const conv = await h.step('a creates, signed', () =>
     a.client.createConversation({ members: [b.client.id], unique: false }),
   );
+  const cInvited = h.once(c.client, 'invited');
   await h.step('a invites c, signed', () => conv.add([c.client.id]).then((r) => assert.deepEqual(r.failures, [])));
+  await h.step('c is invited', () => cInvited);
   await h.step('a kicks c, signed', () => conv.remove([c.client.id]).then((r) => assert.deepEqual(r.failures, [])));
   const convAtC = await c.client.getConversation(conv.id);
   await h.step('c joins, signed', () => convAtC.join());

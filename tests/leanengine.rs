@@ -42,15 +42,6 @@ fn app_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/leanengine")
 }
 
-fn find_node() -> PathBuf {
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|d| d.join("node"))
-        .find(|p| p.is_file())
-        .expect("tests/leanengine.rs needs `node` on PATH (.ci/run installs nodejs and npm)")
-}
-
 /// A minimal HTTP/1.0 GET (no chunking, the server closes when done):
 /// status and body.
 async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
@@ -87,12 +78,8 @@ impl Drop for NodeApp {
 impl NodeApp {
     async fn start() -> NodeApp {
         let dir = app_dir();
-        assert!(
-            dir.join("node_modules/leanengine/package.json").is_file(),
-            "{}/node_modules is missing: run `npm ci` in tests/leanengine (.ci/run does)",
-            dir.display()
-        );
-        let node = find_node();
+        common::node::require_packages(&dir, &["leanengine"]);
+        let node = common::node::find_node();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()

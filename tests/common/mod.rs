@@ -8,6 +8,7 @@ use std::time::Duration;
 
 pub mod admin;
 pub mod hook_server;
+pub mod node;
 pub mod raw;
 pub mod tmpfs;
 

@@ -64,11 +64,14 @@ fn door_addr(s: &TestServer) -> Option<SocketAddr> {
     s.running().gateway_addr()
 }
 
-fn app_key(_s: &TestServer) -> String {
-    "tidings-no-app-key-yet".to_owned()
+fn app_key(s: &TestServer) -> String {
+    s.running().credentials().app_key.clone()
 }
 
-fn enable_conversation_signatures(_c: &mut Config) {}
+fn enable_conversation_signatures(c: &mut Config) {
+    c.auth.conversation_signatures = true;
+    c.auth.blacklist_signatures = true;
+}
 
 // ---- the scenarios -------------------------------------------------------
 
@@ -124,13 +127,11 @@ async fn sdk_member_mute() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 15: a blocked client must still find the conversation by id (conv/query) to try joining"]
 async fn sdk_blacklist() {
     run("blacklist.test.js", |_| {}, &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 15: conversation-operation signatures (auth.conversation_signatures) are not in the door yet"]
 async fn sdk_conversation_signatures() {
     run(
         "signatures.test.js",
@@ -516,6 +517,7 @@ impl Control {
                         attr: None,
                         unique: false,
                         kind: ConvKind::Normal,
+                        sig: None,
                     })
                     .await
                     .map_err(|e| format!("QUIC create: {e}"))?;

@@ -141,19 +141,9 @@ fn query(hub: &Hub, client: &str, c: Box<ConvCommand>) -> Result<String, ErrorBo
 /// `GetConversation` answers members only; both let anyone join by id
 /// (LeanCloud's behaviour without conversation signatures).
 fn by_id(hub: &Hub, client: &str, id: ConvId) -> Option<crate::protocol::ConversationInfo> {
-    let c = hub.convs.live(id).ok()?;
-    // With signatures on, joining takes the app's say-so: a normal
-    // conversation shows itself to its members only, as on QUIC.
-    let closed = hub
-        .auth
-        .conversation_signature_required(crate::auth::ConvAction::Invite);
-    {
-        let st = c.state.read();
-        if closed && st.rec.kind == ConvKind::Normal && !st.is_member(client) {
-            return None;
-        }
-    }
-    Some(c.info(client))
+    // With signatures on it is still visible: the join is what the app's
+    // signature gates, as on LeanCloud (the SDK fetches, then joins).
+    hub.convs.live(id).ok().map(|c| c.info(client))
 }
 
 fn room(hub: &Hub, conv: ConvId) -> Result<Arc<crate::core::conversation::Conv>, ErrorBody> {

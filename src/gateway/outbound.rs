@@ -197,6 +197,27 @@ pub(super) fn reply(
                 ..command(CommandType::Ack, None, i)
             });
         }
+        // LeanCloud answers an add naming a blocked client as a partial
+        // success; Tidings refuses the whole add, so every named client
+        // failed (the SDKs read `failedPids`).
+        Err(e) if e.code == ErrorCode::ConvBlacklisted.code() => {
+            if let Pending::Members { op, members, .. } = p {
+                return Some(GenericCommand {
+                    conv_message: Some(ConvCommand {
+                        failed_pids: vec![ErrorCommand {
+                            code: i32::from(e.code),
+                            reason: e.reason,
+                            detail: (!e.detail.is_empty()).then_some(e.detail),
+                            pids: members,
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }),
+                    ..command(CommandType::Conv, Some(op), i)
+                });
+            }
+            return Some(error(i, &e));
+        }
         Err(e) => return Some(error(i, &e)),
     };
     let conv = |op: OpType, c: ConvCommand| GenericCommand {

@@ -285,3 +285,34 @@ async fn bad_input_gets_leancloud_codes_and_the_server_goes_on() {
     assert_eq!(kind(&echo).0, Some(CommandType::Echo));
     let (_carol, _ev) = s.connect("carol").await;
 }
+
+#[tokio::test]
+async fn with_tls_the_door_serves_https_and_hands_out_wss() {
+    let s = TestServer::start_with(|c| c.gateway.tls = true).await;
+    let addr = s.running().gateway_addr().expect("gateway on");
+    // The server's own self-signed certificate: trusted here by accepting
+    // any, as an SDK would trust a real one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .no_proxy()
+        .timeout(WAIT)
+        .build()
+        .expect("client");
+    let body: serde_json::Value = http
+        .get(format!("https://{addr}/v1/route?appId=x"))
+        .send()
+        .await
+        .expect("https route")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(body["server"], format!("wss://{addr}/"));
+    // Plain HTTP on the TLS port gets nothing.
+    assert!(
+        http.get(format!("http://{addr}/v1/route?appId=x"))
+            .send()
+            .await
+            .is_err()
+    );
+}

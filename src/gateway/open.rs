@@ -67,6 +67,7 @@ mod tests {
         Credentials {
             app_id: "app".into(),
             master_key: "master".into(),
+            app_key: "key".into(),
         }
     }
 

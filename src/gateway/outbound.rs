@@ -591,7 +591,6 @@ pub(super) fn rcp_for(
             t: Some(ms(at)),
             read: Some(read),
             from: Some(by),
-            ..Default::default()
         }),
         ..command(CommandType::Rcp, None, None)
     }

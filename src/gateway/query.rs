@@ -721,7 +721,7 @@ fn parse_iso(s: &str) -> Option<i64> {
     Some((((days * 24 + h) * 60 + mi - offset_min) * 60 + sec) * 1000 + ms)
 }
 
-/// `$regex`: a documented subset, linear-time (no regex crate here).
+/// `$regex`: the `regex` crate, linear-time, with `\Q…\E` quoting.
 mod pattern;
 
 #[cfg(test)]

@@ -5,8 +5,12 @@
 //! a blocked join or add, 4324 for a plain member moderating, 5130 for an
 //! Owner promotion).
 
+#[path = "common/advanced.rs"]
+#[allow(dead_code)]
+mod adv;
 mod common;
 
+use adv::events_before;
 use common::*;
 use tidings::client::{ClientEvent, Events};
 use tidings::protocol::{ConvId, Event, MemberRole};
@@ -23,23 +27,6 @@ async fn expect<T>(ev: &mut Events, what: &str, mut f: impl FnMut(&Event) -> Opt
     })
     .await
     .unwrap_or_else(|| panic!("no {what} within {WAIT:?}"))
-}
-
-/// Every server event before the message `msg_id` (which it waits for).
-async fn events_before(ev: &mut Events, msg_id: &str) -> Vec<Event> {
-    let mut seen = Vec::new();
-    let found = ev
-        .wait_for(WAIT, |e| match e {
-            ClientEvent::Server(Event::Message { msg, .. }) if msg.msg_id == msg_id => Some(()),
-            ClientEvent::Server(other) => {
-                seen.push(other.clone());
-                None
-            }
-            ClientEvent::Closed { .. } => None,
-        })
-        .await;
-    assert!(found.is_some(), "marker {msg_id} never came; saw {seen:?}");
-    seen
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! Helpers for `tests/advanced.rs` (issue #5): bounded waits on one kind of
 //! server event, "nothing of that kind before this marker" checks, and small
 //! builders for typed content, keyword files and hook-enabled servers. Built
-//! only on the harness's public functions; declared from `tests/advanced.rs`.
+//! only on the harness's public functions; declared from `tests/advanced.rs` (and `tests/moderation.rs`).
 
 use std::path::{Path, PathBuf};
 

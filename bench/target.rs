@@ -200,17 +200,13 @@ impl Target {
         let root = scratch_dir(args, "server")?;
         let data = root.join("data");
         let log = root.join("server.log");
-        // The door is on by default at a fixed port (7452), which two
-        // servers on one machine cannot share; and the server writes no
-        // file with its address. So the port is picked here.
-        let gateway = free_port()?;
         let mut cmd = Command::new(&bin);
         cmd.arg("serve")
             .env("TIDINGS_SERVER_DATA_DIR", &data)
             .env("TIDINGS_SERVER_LISTEN", "127.0.0.1:0")
             .env("TIDINGS_ADMIN_ENABLED", admin.to_string())
             .env("TIDINGS_ADMIN_LISTEN", "127.0.0.1:0")
-            .env("TIDINGS_GATEWAY_LISTEN", gateway.to_string())
+            .env("TIDINGS_GATEWAY_LISTEN", "127.0.0.1:0")
             .env("TIDINGS_LOG_LEVEL", "warn")
             .stdin(Stdio::null());
         // One generator on one address is the whole load: the per-client and
@@ -247,17 +243,19 @@ impl Target {
         };
         let addr_file = data.join(tidings::server::ADDR_FILE);
         let admin_file = data.join(tidings::admin::ADDR_FILE);
+        // Written once the LeanCloud door listens, after server.addr.
+        let gateway_file = data.join(tidings::gateway::ADDR_FILE);
         let deadline = Instant::now() + START_TIMEOUT;
-        let (addr, admin_addr) = loop {
+        let (addr, admin_addr, gateway) = loop {
             let read = |f: &Path| {
                 std::fs::read_to_string(f)
                     .ok()
                     .and_then(|t| t.trim().parse::<SocketAddr>().ok())
             };
-            if let Some(a) = read(&addr_file) {
+            if let (Some(a), Some(g)) = (read(&addr_file), read(&gateway_file)) {
                 match (admin, read(&admin_file)) {
-                    (false, _) => break (a, None),
-                    (true, Some(b)) => break (a, Some(b)),
+                    (false, _) => break (a, None, g),
+                    (true, Some(b)) => break (a, Some(b), g),
                     (true, None) => {}
                 }
             }
@@ -268,7 +266,7 @@ impl Target {
             }
             if Instant::now() > deadline {
                 bail!(
-                    "the server wrote no {}{} within {:?}:\n{}",
+                    "the server wrote no {}, gateway.addr{} within {:?}:\n{}",
                     addr_file.display(),
                     if admin { " or admin.addr" } else { "" },
                     START_TIMEOUT,
@@ -312,14 +310,6 @@ impl Target {
         }
         Ok(())
     }
-}
-
-/// A loopback TCP port free right now. Another process could take it
-/// before the server binds it; the server then exits saying so, and the
-/// run fails with its log rather than measuring something else.
-fn free_port() -> Result<SocketAddr> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(l.local_addr()?)
 }
 
 fn read_addr(dir: &Path) -> Result<SocketAddr> {

@@ -1,23 +1,11 @@
 //! `plan` on a virtual clock: facts in, entries and answers out, no store.
 
 use super::*;
+use crate::core::conversation::test_record;
 use crate::protocol::ConvKind;
-use crate::store::ConversationRecord;
 
 fn conv(n: u8, members: &[&str], last_seq: u64, last_ts: u64) -> Arc<Conv> {
-    let rec = ConversationRecord {
-        id: ConvId([n; 12]),
-        kind: ConvKind::Normal,
-        name: None,
-        attr: None,
-        creator: "a".into(),
-        members: members.iter().map(|m| m.to_string()).collect(),
-        managers: Vec::new(),
-        muted: Vec::new(),
-        unique: false,
-        created_at: 0,
-        updated_at: 0,
-    };
+    let rec = test_record(ConvId([n; 12]), ConvKind::Normal, members);
     Arc::new(Conv::new(rec, last_seq, last_ts))
 }
 

@@ -7,13 +7,12 @@
 //! `conversation-unblock-clients`) is checked by the door before these
 //! are called, as the other conversation signatures are.
 
-use super::members::{after_members, change_members};
+use super::members::{announce_left, change_members};
 use super::moderation::{change, check_batch, partial};
 use super::notify_members;
 use crate::core::Caller;
 use crate::core::conversation::Conv;
 use crate::core::moderation::List;
-use crate::hooks::Hook;
 use crate::hub::Hub;
 use crate::protocol::{ConvId, ConvKind, ErrorBody, Event, Reply};
 
@@ -39,31 +38,15 @@ pub async fn block(
     }
     hub.pipeline.barrier().await?;
     let by = caller.client.clone();
-    if !removed.is_empty() {
-        after_members(hub, Hook::ConversationRemoved, caller, conv, &removed);
-        let kicked = Event::Kicked {
-            conv,
-            by: by.clone(),
-        };
-        hub.registry
-            .notify(removed.iter().map(String::as_str), kicked);
-    }
+    // Each one hears, in order: the removed `Kicked` then `Blocked`;
+    // everyone left `MembersLeft` then `MembersBlocked`.
+    announce_left(hub, &c, caller, removed, true);
     if !blocked.is_empty() {
         let own = Event::Blocked {
             conv,
             by: by.clone(),
         };
         hub.registry.notify(blocked.iter().map(String::as_str), own);
-    }
-    if !removed.is_empty() {
-        let left = Event::MembersLeft {
-            conv,
-            members: removed,
-            by: by.clone(),
-        };
-        notify_members(hub, &c, left);
-    }
-    if !blocked.is_empty() {
         let all = Event::MembersBlocked {
             conv,
             members: blocked,

@@ -121,16 +121,7 @@ pub async fn leave(
     }
     let (_, removed) = change_members(hub, &c, &[], std::slice::from_ref(&caller.client))?;
     hub.pipeline.barrier().await?;
-    after_members(hub, Hook::ConversationRemoved, caller, conv, &removed);
-    notify_members(
-        hub,
-        &c,
-        Event::MembersLeft {
-            conv,
-            members: removed,
-            by: caller.client.clone(),
-        },
-    );
+    announce_left(hub, &c, caller, removed, false);
     Ok(())
 }
 
@@ -152,13 +143,7 @@ async fn member_hook(
 }
 
 /// `_conversationAdded` / `_conversationRemoved`, when anyone changed.
-pub(super) fn after_members(
-    hub: &Hub,
-    hook: Hook,
-    caller: &Caller,
-    conv: ConvId,
-    members: &[String],
-) {
+fn after_members(hub: &Hub, hook: Hook, caller: &Caller, conv: ConvId, members: &[String]) {
     if members.is_empty() {
         return;
     }
@@ -168,6 +153,34 @@ pub(super) fn after_members(
         &id,
         || json!({ "initBy": caller.client, "convId": id, "members": members }),
     );
+}
+
+/// After members left or were removed: the after-hook, `Kicked` to the
+/// removed when someone else removed them, and MembersLeft to everyone left.
+pub(super) fn announce_left(
+    hub: &Hub,
+    c: &Conv,
+    caller: &Caller,
+    removed: Vec<String>,
+    kicked: bool,
+) {
+    if removed.is_empty() {
+        return;
+    }
+    after_members(hub, Hook::ConversationRemoved, caller, c.id, &removed);
+    if kicked {
+        let ev = Event::Kicked {
+            conv: c.id,
+            by: caller.client.clone(),
+        };
+        hub.registry.notify(removed.iter().map(String::as_str), ev);
+    }
+    let ev = Event::MembersLeft {
+        conv: c.id,
+        members: removed,
+        by: caller.client.clone(),
+    };
+    notify_members(hub, c, ev);
 }
 
 /// After members joined or were added: the after-hook, and MembersJoined to everyone.
@@ -225,24 +238,6 @@ pub async fn remove_members(
     member_hook(hub, Hook::ConversationRemove, caller, conv, &members).await?;
     let (_, removed) = change_members(hub, &c, &[], &members)?;
     hub.pipeline.barrier().await?;
-    after_members(hub, Hook::ConversationRemoved, caller, conv, &removed);
-    if !removed.is_empty() {
-        hub.registry.notify(
-            removed.iter().map(String::as_str),
-            Event::Kicked {
-                conv,
-                by: caller.client.clone(),
-            },
-        );
-        notify_members(
-            hub,
-            &c,
-            Event::MembersLeft {
-                conv,
-                members: removed,
-                by: caller.client.clone(),
-            },
-        );
-    }
+    announce_left(hub, &c, caller, removed, true);
     Ok(())
 }

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::listener::Door;
 use super::tokens::Holder;
-use crate::protocol::ConvId;
+use crate::protocol::{ConvId, MemberRole};
 
 /// How long an SDK may cache the router's answer.
 const ROUTE_TTL_SECS: u64 = 3600;
@@ -153,15 +153,17 @@ pub(super) async fn member_info(
         );
     }
     let wanted = filter["clientId"].as_str();
-    let results: Vec<Value> = std::iter::once((st.rec.creator.clone(), "Owner"))
-        .chain(st.rec.managers.iter().map(|m| (m.clone(), "Manager")))
-        .filter(|(client, _)| wanted.is_none_or(|w| w == client))
-        .map(|(client, role)| {
+    // Plain members have no row on LeanCloud either.
+    let results: Vec<Value> = crate::core::moderation::member_roles(&st)
+        .into_iter()
+        .filter(|m| m.role != MemberRole::Member)
+        .filter(|m| wanted.is_none_or(|w| w == m.client))
+        .map(|m| {
             json!({
-                "objectId": format!("{conv}:{client}"),
+                "objectId": format!("{conv}:{}", m.client),
                 "cid": conv.to_string(),
-                "clientId": client,
-                "role": role,
+                "clientId": m.client,
+                "role": m.role.as_str(),
             })
         })
         .collect();

@@ -341,12 +341,7 @@ fn blacklist(
     // Block and Unblock carry no signature on the QUIC door yet: the
     // door checks LeanCloud's here (`auth.blacklist_signatures`).
     if let Some(action) = action {
-        let caller = crate::core::Caller {
-            client: peer.client.clone(),
-            device_id: String::new(),
-            conn_id: 0,
-            ip: String::new(),
-        };
+        let caller = peer.caller();
         let sig = signature(b.t, b.n.clone(), b.s.clone());
         crate::conversation::ops::check_signature(
             hub,

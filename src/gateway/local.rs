@@ -12,7 +12,6 @@ use super::proto::{
     CommandType, ConvCommand, GenericCommand, JsonObjectMessage, OpType, SessionCommand,
 };
 use super::query::Query;
-use crate::core::Caller;
 use crate::hub::Hub;
 use crate::protocol::{ConvId, ConvKind, ErrorBody};
 
@@ -22,7 +21,7 @@ const MOST: u32 = 1000;
 
 pub(super) async fn answer(hub: Arc<Hub>, peer: Arc<Peer>, i: Option<i32>, local: Local) {
     let result = match local {
-        Local::Query(c) => query(&hub, &peer.client, c).map(|rows| GenericCommand {
+        Local::Query(c) => query(&hub, &peer, c).map(|rows| GenericCommand {
             conv_message: Some(ConvCommand {
                 results: Some(JsonObjectMessage { data: rows }),
                 ..Default::default()
@@ -96,19 +95,11 @@ fn conv_answer(i: Option<i32>, op: OpType, c: ConvCommand) -> GenericCommand {
     }
 }
 
-fn caller(client: &str) -> Caller {
-    Caller {
-        client: client.to_owned(),
-        device_id: String::new(),
-        conn_id: 0,
-        ip: String::new(),
-    }
-}
-
 /// `conv/query`: the conversations a `where` pins by id (any the client
 /// may see, chat rooms included), or else the client's own, filtered,
 /// sorted and paged as LeanCloud does; rows as `_Conversation` JSON.
-fn query(hub: &Hub, client: &str, c: Box<ConvCommand>) -> Result<String, ErrorBody> {
+fn query(hub: &Hub, peer: &Peer, c: Box<ConvCommand>) -> Result<String, ErrorBody> {
+    let client = peer.client.as_str();
     let q = Query::parse(
         c.r#where.as_ref().map(|w| w.data.as_str()),
         c.sort.as_deref(),
@@ -116,7 +107,7 @@ fn query(hub: &Hub, client: &str, c: Box<ConvCommand>) -> Result<String, ErrorBo
         c.skip,
         c.flag,
     )?;
-    let who = caller(client);
+    let who = peer.caller();
     let infos = match (q.pinned_ids(), c.temp_conv_ids.is_empty()) {
         (Some(ids), _) => ids
             .iter()

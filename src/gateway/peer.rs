@@ -54,7 +54,7 @@ struct State {
     /// Per conversation, messages this client sent asking for receipts
     /// and not yet delivered: (timestamp, id), oldest first.
     awaiting_receipt: HashMap<ConvId, Vec<(u64, String)>>,
-    /// The tag of the login, for the session token.
+    /// The tag of the login, once it succeeded: session tokens carry it.
     tag: Option<String>,
     logged_in: bool,
     /// A `session/closed` went out: nothing more for this peer.
@@ -80,11 +80,7 @@ impl Peer {
 
     /// Remembers how to answer engine request `id`.
     pub(super) fn expect(&self, id: u64, p: Pending) {
-        let mut st = self.state.lock();
-        if let Pending::Open { tag, .. } = &p {
-            st.tag.clone_from(tag);
-        }
-        st.pending.insert(id, p);
+        self.state.lock().pending.insert(id, p);
     }
 
     /// The seq an ack comes to: the message it names (`mid`: Swift, ObjC,
@@ -172,9 +168,13 @@ impl Peer {
             }
             return;
         };
-        if matches!(p, Pending::Open { .. }) && result.is_ok() {
+        if let (Pending::Open { tag, .. }, Ok(_)) = (&p, &result) {
+            {
+                let mut st = self.state.lock();
+                st.logged_in = true;
+                st.tag.clone_from(tag);
+            }
             let token = self.issue_token();
-            self.state.lock().logged_in = true;
             self.send(&outbound::opened(
                 &p,
                 &self.client,
@@ -226,6 +226,17 @@ impl Peer {
         }
         for id in named {
             self.push(outbound::rcp_for(conv, Some(id), by.clone(), at, false));
+        }
+    }
+
+    /// The client as the features name a caller, for what the door does
+    /// off the engine (queries, the blacklist signature check).
+    pub(super) fn caller(&self) -> crate::core::Caller {
+        crate::core::Caller {
+            client: self.client.clone(),
+            device_id: String::new(),
+            conn_id: 0,
+            ip: String::new(),
         }
     }
 

@@ -122,13 +122,20 @@ pub(super) fn stamp_push(cmd: &mut GenericCommand, client: &str) {
 /// A refusal: `cmd=error` with the request's `i`.
 pub(super) fn error(i: Option<i32>, e: &ErrorBody) -> GenericCommand {
     GenericCommand {
-        error_message: Some(ErrorCommand {
-            code: i32::from(e.code),
-            reason: e.reason.clone(),
-            detail: (!e.detail.is_empty()).then(|| e.detail.clone()),
-            ..Default::default()
-        }),
+        error_message: Some(error_command(e.clone(), Vec::new())),
         ..command(CommandType::Error, None, i)
+    }
+}
+
+/// An error as LeanCloud carries it, for the clients `pids` it concerns
+/// (`failedPids` entries) or none (an `error` answer).
+fn error_command(e: ErrorBody, pids: Vec<String>) -> ErrorCommand {
+    ErrorCommand {
+        code: i32::from(e.code),
+        reason: e.reason,
+        detail: (!e.detail.is_empty()).then_some(e.detail),
+        pids,
+        ..Default::default()
     }
 }
 
@@ -204,13 +211,7 @@ pub(super) fn reply(
             if let Pending::Members { op, members, .. } = p {
                 return Some(GenericCommand {
                     conv_message: Some(ConvCommand {
-                        failed_pids: vec![ErrorCommand {
-                            code: i32::from(e.code),
-                            reason: e.reason,
-                            detail: (!e.detail.is_empty()).then_some(e.detail),
-                            pids: members,
-                            ..Default::default()
-                        }],
+                        failed_pids: vec![error_command(e, members)],
                         ..Default::default()
                     }),
                     ..command(CommandType::Conv, Some(op), i)
@@ -294,13 +295,7 @@ pub(super) fn reply(
         (Pending::Partial { cmd, op, .. }, Reply::Partial { allowed, failed }) => {
             let failed: Vec<ErrorCommand> = failed
                 .into_iter()
-                .map(|f| ErrorCommand {
-                    code: i32::from(f.error.code),
-                    reason: f.error.reason,
-                    detail: (!f.error.detail.is_empty()).then_some(f.error.detail),
-                    pids: f.clients,
-                    ..Default::default()
-                })
+                .map(|f| error_command(f.error, f.clients))
                 .collect();
             let mut out = command(cmd, Some(op), i);
             if cmd == CommandType::Blacklist {

@@ -54,6 +54,13 @@ struct State {
     /// Per conversation, messages this client sent asking for receipts
     /// and not yet delivered: (timestamp, id), oldest first.
     awaiting_receipt: HashMap<ConvId, Vec<(u64, String)>>,
+    /// Sends asking for receipts whose ack has not gone out yet. The
+    /// engine's ack (a reply) and the receiver's receipt (an event) travel
+    /// apart, so under load the receipt can come first; the SDKs only mark
+    /// a message delivered if its ack came before, so receipts wait here.
+    acks_owed: usize,
+    /// Delivery receipts held while `acks_owed > 0`: (conv, by, at).
+    held_receipts: Vec<(ConvId, String, u64)>,
     /// The tag of the login, once it succeeded: session tokens carry it.
     tag: Option<String>,
     logged_in: bool,
@@ -80,7 +87,11 @@ impl Peer {
 
     /// Remembers how to answer engine request `id`.
     pub(super) fn expect(&self, id: u64, p: Pending) {
-        self.state.lock().pending.insert(id, p);
+        let mut st = self.state.lock();
+        if matches!(p, Pending::Direct { receipt: true, .. }) {
+            st.acks_owed += 1;
+        }
+        st.pending.insert(id, p);
     }
 
     /// The seq an ack comes to: the message it names (`mid`: Swift, ObjC,
@@ -198,8 +209,23 @@ impl Peer {
                 waiting.remove(0);
             }
         }
+        let owed = matches!(p, Pending::Direct { receipt: true, .. });
         if let Some(cmd) = outbound::reply(p, result, &self.client) {
             self.send(&cmd);
+        }
+        if owed {
+            let held = {
+                let mut st = self.state.lock();
+                st.acks_owed = st.acks_owed.saturating_sub(1);
+                if st.acks_owed == 0 {
+                    std::mem::take(&mut st.held_receipts)
+                } else {
+                    Vec::new()
+                }
+            };
+            for (conv, by, at) in held {
+                self.receipt(conv, by, at, false);
+            }
         }
     }
 
@@ -209,6 +235,10 @@ impl Peer {
     fn receipt(&self, conv: ConvId, by: String, at: u64, read: bool) {
         let named: Vec<String> = {
             let mut st = self.state.lock();
+            if !read && st.acks_owed > 0 && st.held_receipts.len() < MAX_UNACKED {
+                st.held_receipts.push((conv, by, at));
+                return;
+            }
             match st.awaiting_receipt.get_mut(&conv) {
                 Some(waiting) => {
                     let (done, rest) = waiting.drain(..).partition(|(t, _)| *t <= at);
@@ -448,5 +478,61 @@ mod tests {
             (Some(2), Some("bob"), None)
         );
         assert_eq!(cmd.direct_message.unwrap().msg.as_deref(), Some("x"));
+    }
+
+    fn next_cmd(rx: &mut mpsc::UnboundedReceiver<WsOut>) -> Option<GenericCommand> {
+        match rx.try_recv() {
+            Ok(WsOut::Msg(axum::extract::ws::Message::Binary(b), _)) => {
+                <GenericCommand as prost::Message>::decode(b.as_ref()).ok()
+            }
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_delivery_receipt_that_beats_the_ack_waits_for_it_and_names_the_message() {
+        let (p, mut rx) = peer();
+        let conv = ConvId([5; 12]);
+        p.expect(
+            7,
+            Pending::Direct {
+                i: Some(3),
+                receipt: true,
+            },
+        );
+        p.on_event(Event::LastDeliveredAt {
+            conv,
+            by: "alice".into(),
+            at: 150,
+        });
+        assert!(next_cmd(&mut rx).is_none(), "held while the ack is owed");
+        p.on_reply(
+            7,
+            Ok(Reply::Sent {
+                msg_id: crate::protocol::msg_id(conv, 1),
+                seq: 1,
+                timestamp: 100,
+                duplicate: false,
+            }),
+        );
+        let ack = next_cmd(&mut rx).expect("the ack first");
+        assert_eq!(ack.i, Some(3));
+        assert!(ack.ack_message.is_some());
+        let rcp = next_cmd(&mut rx).expect("then the receipt");
+        let r = rcp.rcp_message.expect("a rcp");
+        assert_eq!(
+            r.id,
+            Some(crate::protocol::msg_id(conv, 1)),
+            "it names the message"
+        );
+        assert!(next_cmd(&mut rx).is_none());
+
+        // With no ack owed, a receipt goes straight out.
+        p.on_event(Event::LastDeliveredAt {
+            conv,
+            by: "alice".into(),
+            at: 160,
+        });
+        assert!(next_cmd(&mut rx).and_then(|c| c.rcp_message).is_some());
     }
 }

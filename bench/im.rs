@@ -243,6 +243,7 @@ async fn wire_group(im: &Arc<Im>, args: &LoadArgs, p: &Progress) -> Result<Wirin
                 unique: false,
                 kind: ConvKind::Normal,
                 sig: None,
+                ttl_secs: None,
             })
             .await
             .context("creating a group")?;
@@ -283,6 +284,7 @@ async fn wire_room(im: &Arc<Im>, args: &LoadArgs, p: &Progress) -> Result<Wiring
             unique: false,
             kind: ConvKind::ChatRoom,
             sig: None,
+            ttl_secs: None,
         })
         .await
         .context("creating the room")?
@@ -413,6 +415,7 @@ pub async fn history(args: &LoadArgs, target: &Target) -> Result<(Measured, Stri
             unique: false,
             kind: ConvKind::Normal,
             sig: None,
+            ttl_secs: None,
         })
         .await?
         .id;

@@ -308,6 +308,7 @@ impl Server {
         let system_tasks = vec![
             crate::sysmsg::start(&hub, webhook, shutdown.subscribe()),
             crate::broadcast::start_sweeper(&hub, shutdown.subscribe()),
+            crate::conversation::expire::start_expirer(&hub, shutdown.subscribe()),
             start_cursor_writer(&hub.store, shutdown.subscribe()),
         ];
         if admin.is_none() {

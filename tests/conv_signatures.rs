@@ -57,6 +57,7 @@ fn code(r: Result<Reply, ClientError>) -> Option<u16> {
 fn create_cmd(members: &[&str], sig: Option<OpSignature>) -> Command {
     Command::CreateConversation(CreateConversation {
         sig,
+        ttl_secs: None,
         ..group(members)
     })
 }

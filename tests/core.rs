@@ -648,6 +648,7 @@ async fn chat_room_reaches_only_joined_online_clients() {
             unique: true,
             kind: ConvKind::ChatRoom,
             sig: None,
+            ttl_secs: None,
         })
         .await
         .unwrap();

@@ -147,6 +147,7 @@ async fn acknowledged_messages_survive_sigkill() {
                         unique: false,
                         kind: tidings::protocol::ConvKind::Normal,
                         sig: None,
+                        ttl_secs: None,
                     })
                     .await
                     .expect("create")

@@ -116,7 +116,6 @@ async fn sdk_and_quic_in_one_conversation() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 15: temporary conversations (_tmp: ids, tempConvTTL, 4323) are not in the door yet"]
 async fn sdk_temporary_conversation() {
     run("temporary.test.js", |_| {}, &[]).await;
 }
@@ -518,6 +517,7 @@ impl Control {
                         unique: false,
                         kind: ConvKind::Normal,
                         sig: None,
+                        ttl_secs: None,
                     })
                     .await
                     .map_err(|e| format!("QUIC create: {e}"))?;

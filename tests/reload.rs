@@ -64,6 +64,7 @@ async fn sighup_rereads_the_keyword_list() {
             unique: false,
             kind: ConvKind::Normal,
             sig: None,
+            ttl_secs: None,
         })
         .await
         .expect("create")

@@ -188,6 +188,7 @@ async fn create(args: CreateArgs, config: &Config) -> anyhow::Result<()> {
             ConvKind::Normal
         },
         sig: None,
+        ttl_secs: None,
     };
     one_shot(&args.common, config, async |client| {
         let info = client

@@ -24,6 +24,7 @@ fn kind(k: ConvKind) -> &'static str {
         ConvKind::Normal => "normal",
         ConvKind::ChatRoom => "chatroom",
         ConvKind::System => "system",
+        ConvKind::Temporary => "temporary",
     }
 }
 

@@ -457,6 +457,7 @@ impl Client {
             unique: true,
             kind: ConvKind::Normal,
             sig: None,
+            ttl_secs: None,
         })
         .await
     }

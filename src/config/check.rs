@@ -142,6 +142,19 @@ impl Config {
         if l.max_members == 0 {
             return invalid("limits.max_members", "must be at least 1");
         }
+        // A temporary conversation's id holds its expiry in u32 seconds.
+        range(
+            "limits.max_temporary_ttl_secs",
+            u64::from(l.max_temporary_ttl_secs),
+            1,
+            10 * 365 * 86400,
+        )?;
+        range(
+            "limits.temporary_ttl_secs",
+            u64::from(l.temporary_ttl_secs),
+            1,
+            u64::from(l.max_temporary_ttl_secs),
+        )?;
         // At least one largest frame, or a single reply could pause forever.
         range(
             "limits.max_backlog_bytes",

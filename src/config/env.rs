@@ -35,6 +35,8 @@ pub(super) const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     ("limits", "idle_timeout_secs", EnvKind::Value),
     ("limits", "keep_alive_secs", EnvKind::Value),
     ("limits", "max_members", EnvKind::Value),
+    ("limits", "temporary_ttl_secs", EnvKind::Value),
+    ("limits", "max_temporary_ttl_secs", EnvKind::Value),
     ("limits", "max_backlog_bytes", EnvKind::Value),
     ("limits", "backlog_stall_secs", EnvKind::Value),
     ("limits", "max_connections", EnvKind::Value),

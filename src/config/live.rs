@@ -79,6 +79,8 @@ impl Config {
             idle_timeout_secs,
             keep_alive_secs,
             max_members,
+            temporary_ttl_secs,
+            max_temporary_ttl_secs,
             max_backlog_bytes,
             backlog_stall_secs,
             max_connections,

@@ -184,6 +184,12 @@ pub struct LimitsSection {
     pub keep_alive_secs: u64,
     /// Bounds the fan-out of one send.
     pub max_members: u32,
+    /// A temporary conversation's life when its creator names none
+    /// (LeanCloud's default is one day).
+    pub temporary_ttl_secs: u32,
+    /// The longest life a creator may ask for; longer asks get this
+    /// (LeanCloud's 30 days).
+    pub max_temporary_ttl_secs: u32,
     /// Bounds the memory one connection can hold, whatever it asks for.
     pub max_backlog_bytes: u64,
     /// A client that does not read is let go, not held.
@@ -215,6 +221,8 @@ impl Default for LimitsSection {
             idle_timeout_secs: 120,
             keep_alive_secs: 10,
             max_members: 500,
+            temporary_ttl_secs: 86400,
+            max_temporary_ttl_secs: 30 * 86400,
             max_backlog_bytes: 16 * 1024 * 1024,
             backlog_stall_secs: 30,
             max_connections: 20000,

@@ -338,6 +338,8 @@ fn live_changes_sees_every_key() {
             idle_timeout_secs: 1,
             keep_alive_secs: 1,
             max_members: 1,
+            temporary_ttl_secs: 1,
+            max_temporary_ttl_secs: 1,
             max_backlog_bytes: 4096,
             backlog_stall_secs: 1,
             max_connections: 1,

@@ -48,7 +48,10 @@ pub async fn create(
             format!("more than {} members", hub.config.limits.max_members),
         ));
     }
-    let unique = req.unique && !room;
+    let temporary = req.kind == ConvKind::Temporary;
+    // A temporary conversation is always a new one (LeanCloud's SDKs send
+    // `unique` by default; it means nothing there).
+    let unique = req.unique && !room && !temporary;
     // Reopening an existing unique conversation creates nothing: no hook.
     if unique {
         let existing = hub
@@ -80,8 +83,13 @@ pub async fn create(
         })
         .await?;
     let now = now_ms();
+    let id = if temporary {
+        temporary_id(hub, now, req.ttl_secs)
+    } else {
+        ConvId::random()
+    };
     let rec = ConversationRecord {
-        id: ConvId::random(),
+        id,
         kind: req.kind,
         name: req.name,
         attr: req.attr,
@@ -148,4 +156,24 @@ pub async fn create(
         );
     }
     Ok(info)
+}
+
+/// A temporary conversation's id: its expiry is `ttl` from `now`, the
+/// default when none is asked, at most the configured longest.
+fn temporary_id(hub: &Hub, now_ms: u64, ttl: Option<u32>) -> ConvId {
+    let l = &hub.config.limits;
+    let ttl = ttl
+        .unwrap_or(l.temporary_ttl_secs)
+        .clamp(1, l.max_temporary_ttl_secs);
+    // Rounded up, so a conversation lives at least its whole TTL.
+    let now_secs = u32::try_from(now_ms.div_ceil(1000)).unwrap_or(u32::MAX);
+    let expires = now_secs.saturating_add(ttl);
+    // Four random bytes per expiry second: re-rolled on the rare clash
+    // with a live one.
+    loop {
+        let id = ConvId::temporary(expires);
+        if hub.convs.get(&id).is_none() {
+            return id;
+        }
+    }
 }

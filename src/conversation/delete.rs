@@ -4,11 +4,13 @@ use serde_json::json;
 
 use super::{hook_attr, not_member};
 use crate::core::Caller;
+use crate::core::conversation::Conv;
 use crate::core::conversation::unique_key;
 use crate::core::validate::err;
 use crate::hooks::Hook;
 use crate::hub::Hub;
 use crate::protocol::{ConvId, ConvKind, ErrorBody, ErrorCode, Event};
+use crate::store::ConversationRecord;
 
 /// Deletes a conversation with its history: its owner or a manager. System
 /// conversations belong to the app and go through the admin API.
@@ -23,7 +25,9 @@ pub async fn delete(hub: &Hub, caller: &Caller, conv: ConvId) -> Result<(), Erro
                     "system conversations are deleted through the admin API",
                 ));
             }
-            ConvKind::Normal if !st.is_member(&caller.client) => return Err(not_member(conv)),
+            ConvKind::Normal | ConvKind::Temporary if !st.is_member(&caller.client) => {
+                return Err(not_member(conv));
+            }
             _ => {}
         }
         if !st.is_admin(&caller.client) {
@@ -35,6 +39,35 @@ pub async fn delete(hub: &Hub, caller: &Caller, conv: ConvId) -> Result<(), Erro
         st.rec.clone()
     };
     let audience = c.state.read().audience();
+    let removed = remove(hub, &c, &rec).await?;
+    tracing::info!(%conv, by = %caller.client, messages = removed, "conversation deleted");
+    hub.registry.notify(
+        audience.iter().map(String::as_str),
+        Event::ConversationDeleted {
+            conv,
+            by: caller.client.clone(),
+        },
+    );
+    let id = conv.to_string();
+    hub.hooks.after_if_on(Hook::ConversationDeleted, &id, || {
+        json!({
+            "convId": id,
+            "deletedBy": caller.client,
+            "members": rec.members,
+            "attr": hook_attr(&rec.name, &rec.attr),
+        })
+    });
+    Ok(())
+}
+
+/// Removes a conversation from the table and the store, its history
+/// last; how many messages went. Also the expiry of temporary ones.
+pub(super) async fn remove(
+    hub: &Hub,
+    c: &Conv,
+    rec: &ConversationRecord,
+) -> Result<u64, ErrorBody> {
+    let conv = rec.id;
     // From here on the commit thread refuses this conversation's writes.
     c.mark_deleted();
     hub.convs.remove(&conv);
@@ -59,22 +92,5 @@ pub async fn delete(hub: &Hub, caller: &Caller, conv: ConvId) -> Result<(), Erro
         .await
         .map_err(|e| err(ErrorCode::InternalError, format!("history removal: {e}")))??;
     hub.pipeline.barrier().await?;
-    tracing::info!(%conv, by = %caller.client, messages = removed, "conversation deleted");
-    hub.registry.notify(
-        audience.iter().map(String::as_str),
-        Event::ConversationDeleted {
-            conv,
-            by: caller.client.clone(),
-        },
-    );
-    let id = conv.to_string();
-    hub.hooks.after_if_on(Hook::ConversationDeleted, &id, || {
-        json!({
-            "convId": id,
-            "deletedBy": caller.client,
-            "members": rec.members,
-            "attr": hook_attr(&rec.name, &rec.attr),
-        })
-    });
-    Ok(())
+    Ok(removed)
 }

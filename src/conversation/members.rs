@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use super::{check_signature, not_member, notify_members, require_admin, stored_kind};
+use super::{changeable, check_signature, not_member, notify_members, require_admin, stored_kind};
 use crate::auth::ConvAction;
 use crate::core::Caller;
 use crate::core::conversation::{Conv, edit_members, unique_key};
@@ -75,6 +75,7 @@ pub async fn join(
     let me = std::slice::from_ref(&caller.client);
     check_signature(hub, caller, Some(conv), me, ConvAction::Invite, sig)?;
     let c = hub.convs.live(conv)?;
+    changeable(&c)?;
     member_hook(hub, Hook::ConversationAdd, caller, conv, me).await?;
     let kind = c.state.read().rec.kind;
     if kind == ConvKind::ChatRoom {
@@ -110,6 +111,7 @@ pub async fn leave(
     let me = std::slice::from_ref(&caller.client);
     check_signature(hub, caller, Some(conv), me, ConvAction::Kick, sig)?;
     let c = hub.convs.live(conv)?;
+    changeable(&c)?;
     let kind = c.state.read().rec.kind;
     if kind == ConvKind::ChatRoom {
         hub.registry.leave_room(&caller.client, conv);
@@ -208,6 +210,7 @@ pub async fn add_members(
     check_signature(hub, caller, Some(conv), &members, ConvAction::Invite, sig)?;
     let c = hub.convs.live(conv)?;
     stored_kind(&c)?;
+    changeable(&c)?;
     require_admin(&c, caller)?;
     member_hook(hub, Hook::ConversationAdd, caller, conv, &members).await?;
     let (added, _) = change_members(hub, &c, &members, &[])?;
@@ -231,6 +234,7 @@ pub async fn remove_members(
     check_signature(hub, caller, Some(conv), &members, ConvAction::Kick, sig)?;
     let c = hub.convs.live(conv)?;
     stored_kind(&c)?;
+    changeable(&c)?;
     require_admin(&c, caller)?;
     if members.contains(&c.state.read().rec.creator) {
         return Err(err(ErrorCode::ConvApiFailed, "the owner cannot be removed"));

@@ -10,6 +10,7 @@
 mod blacklist;
 mod create;
 mod delete;
+pub mod expire;
 mod members;
 pub(crate) mod moderation;
 mod query;
@@ -107,6 +108,19 @@ fn require_admin(c: &Conv, caller: &Caller) -> Result<(), ErrorBody> {
         return Err(err(
             ErrorCode::NeedOwner,
             "only the owner or a manager may do this",
+        ));
+    }
+    Ok(())
+}
+
+/// 4314 for a temporary conversation: its members and attributes are
+/// fixed at creation, as LeanCloud's (whose SDKs offer no way to change
+/// them).
+fn changeable(c: &Conv) -> Result<(), ErrorBody> {
+    if c.state.read().rec.kind == ConvKind::Temporary {
+        return Err(err(
+            ErrorCode::NormalConvRequired,
+            "a temporary conversation's members and attributes are fixed",
         ));
     }
     Ok(())

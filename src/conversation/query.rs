@@ -10,7 +10,8 @@ pub fn get(hub: &Hub, caller: &Caller, conv: ConvId) -> Result<ConversationInfo,
     let c = hub.convs.live(conv)?;
     {
         let st = c.state.read();
-        if st.rec.kind == ConvKind::Normal && !st.is_member(&caller.client) {
+        let private = matches!(st.rec.kind, ConvKind::Normal | ConvKind::Temporary);
+        if private && !st.is_member(&caller.client) {
             return Err(not_member(conv));
         }
     }
@@ -23,7 +24,8 @@ pub fn list(hub: &Hub, caller: &Caller, limit: u32) -> Result<Vec<ConversationIn
         .store
         .memberships_of(&caller.client)?
         .into_iter()
-        .filter_map(|id| hub.convs.get(&id))
+        // Expired temporary ones are gone already, whatever the sweeper did.
+        .filter_map(|id| hub.convs.live(id).ok())
         .map(|c| c.info(&caller.client))
         .collect();
     out.sort_by_key(|i| std::cmp::Reverse(i.last_message_at.unwrap_or(i.updated_at)));

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{hook_attr, not_member, stored_kind};
+use super::{changeable, hook_attr, not_member, stored_kind};
 use crate::core::Caller;
 use crate::core::conversation::sorted_unique;
 use crate::core::validate::{self, err};
@@ -42,6 +42,7 @@ pub async fn update(
     if !c.state.read().is_member(&caller.client) {
         return Err(not_member(conv));
     }
+    changeable(&c)?;
     let result = hub
         .hooks.check_before(Hook::ConversationUpdate, || {
             json!({ "initBy": caller.client, "convId": conv.to_string(), "attr": hook_attr(&name, &attr) })
@@ -97,6 +98,7 @@ pub async fn set_managers(
 ) -> Result<(), ErrorBody> {
     let c = hub.convs.live(conv)?;
     stored_kind(&c)?;
+    changeable(&c)?;
     let (promoted, demoted, audience) = {
         let mut st = c.state.write();
         if st.rec.creator != caller.client {

@@ -111,7 +111,9 @@ pub fn audience<'a>(
             )
             .filter(chosen)
             .collect(),
-        ConvKind::ChatRoom | ConvKind::Normal => st.present().filter(chosen).collect(),
+        ConvKind::ChatRoom | ConvKind::Normal | ConvKind::Temporary => {
+            st.present().filter(chosen).collect()
+        }
     }
 }
 
@@ -130,7 +132,9 @@ pub fn audience_unstored<'a>(
             .present()
             .filter(|a| *a == from || to_peers.is_none_or(|p| p.iter().any(|p| p == a)))
             .collect(),
-        ConvKind::ChatRoom | ConvKind::Normal => audience(st, from, &[to_peers]),
+        ConvKind::ChatRoom | ConvKind::Normal | ConvKind::Temporary => {
+            audience(st, from, &[to_peers])
+        }
     }
 }
 
@@ -206,6 +210,10 @@ pub struct ConversationTable {
     /// "look the member set up, else insert" must be one step, or two racing
     /// creates of one member set would make two conversations.
     unique: Mutex<()>,
+    /// The temporary conversations' ids. Their bytes begin with the mark
+    /// and the big-endian expiry, so this set is in expiry order and the
+    /// expired ones are a prefix of it.
+    temporary: Mutex<BTreeSet<ConvId>>,
 }
 
 impl Default for ConversationTable {
@@ -221,6 +229,7 @@ impl ConversationTable {
                 .map(|_| CachePadded::new(RwLock::new(HashMap::new())))
                 .collect(),
             unique: Mutex::new(()),
+            temporary: Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -233,8 +242,21 @@ impl ConversationTable {
         self.shard(id).read().get(id).cloned()
     }
 
-    /// A conversation that exists and is not deleted, else 4303.
+    /// A conversation that exists and is not deleted, else 4303; 4323 for
+    /// a temporary one past its TTL, from then on (the sweeper removes it
+    /// later, `conversation::expire`).
     pub fn live(&self, id: ConvId) -> Result<Arc<Conv>, ErrorBody> {
+        self.live_at(id, crate::util::now_ms())
+    }
+
+    /// [`Self::live`] at `now_ms`.
+    pub fn live_at(&self, id: ConvId, now_ms: u64) -> Result<Arc<Conv>, ErrorBody> {
+        if id.expired(now_ms) {
+            return Err(ErrorBody::new(
+                ErrorCode::TemporaryConvExpired,
+                format!("temporary conversation {id} has expired"),
+            ));
+        }
         self.get(&id)
             .filter(|c| !c.is_deleted())
             .ok_or_else(|| ErrorBody::new(ErrorCode::ConvNotFound, format!("no conversation {id}")))
@@ -244,8 +266,9 @@ impl ConversationTable {
     /// one kind only (the admin API's system conversations), to whom every
     /// other conversation does not exist.
     pub fn live_of(&self, id: ConvId, kind: ConvKind) -> Option<Arc<Conv>> {
-        self.get(&id)
-            .filter(|c| !c.is_deleted() && c.state.read().rec.kind == kind)
+        self.live(id)
+            .ok()
+            .filter(|c| c.state.read().rec.kind == kind)
     }
 
     /// Serialises the creation of unique conversations; see the field.
@@ -254,11 +277,29 @@ impl ConversationTable {
     }
 
     pub fn insert(&self, conv: Arc<Conv>) {
+        if conv.id.is_temporary() {
+            self.temporary.lock().insert(conv.id);
+        }
         self.shard(&conv.id).write().insert(conv.id, conv);
     }
 
     pub fn remove(&self, id: &ConvId) -> Option<Arc<Conv>> {
+        if id.is_temporary() {
+            self.temporary.lock().remove(id);
+        }
         self.shard(id).write().remove(id)
+    }
+
+    /// Temporary conversations expired at `now_ms`, oldest first, at most
+    /// `limit`.
+    pub fn expired(&self, now_ms: u64, limit: usize) -> Vec<ConvId> {
+        self.temporary
+            .lock()
+            .iter()
+            .take_while(|id| id.expired(now_ms))
+            .take(limit)
+            .copied()
+            .collect()
     }
 
     pub fn len(&self) -> usize {
@@ -472,5 +513,48 @@ mod member_tests {
         let none = edit_members(&v(&["a"]), &[], &[]);
         assert_eq!(none.members, v(&["a"]));
         assert!(none.added.is_empty() && none.removed.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod temporary_tests {
+    use super::*;
+
+    fn table_with(ids: &[ConvId]) -> ConversationTable {
+        let t = ConversationTable::new();
+        for &id in ids {
+            t.insert(Arc::new(Conv::new(
+                test_record(id, ConvKind::Temporary, &["a", "b"]),
+                0,
+                0,
+            )));
+        }
+        t
+    }
+
+    #[test]
+    fn an_expired_temporary_conversation_answers_4323_and_leads_the_sweep() {
+        let late = ConvId::temporary(2_000);
+        let early = ConvId::temporary(1_000);
+        let normal = ConvId::random();
+        let t = table_with(&[late, early]);
+        t.insert(Arc::new(Conv::new(
+            test_record(normal, ConvKind::Normal, &["a"]),
+            0,
+            0,
+        )));
+        assert!(t.live_at(early, 999_999).is_ok());
+        let e = t.live_at(early, 1_000_000).err().map(|e| e.code);
+        assert_eq!(e, Some(ErrorCode::TemporaryConvExpired as u16));
+        assert!(t.live_at(normal, u64::MAX).is_ok(), "others never expire");
+        assert_eq!(t.expired(999_999, 10), Vec::<ConvId>::new());
+        assert_eq!(t.expired(1_500_000, 10), vec![early]);
+        assert_eq!(t.expired(5_000_000, 10), vec![early, late], "oldest first");
+        assert_eq!(t.expired(5_000_000, 1), vec![early]);
+        t.remove(&early);
+        assert_eq!(t.expired(5_000_000, 10), vec![late]);
+        // Gone from the table, still 4323 rather than "not found".
+        let e = t.live_at(early, 1_500_000).err().map(|e| e.code);
+        assert_eq!(e, Some(ErrorCode::TemporaryConvExpired as u16));
     }
 }

@@ -143,15 +143,11 @@ fn conv(
     let cid = || conv_id(c.cid.as_deref());
     match op {
         OpType::Start => {
-            if c.temp_conv == Some(true) {
-                return Err(bad(
-                    ErrorCode::ConvApiFailed,
-                    "temporary conversations are not supported yet",
-                ));
-            }
             let (name, attr) = split_attr(c.attr.as_ref().map(|a| a.data.as_str()), None)?;
             let kind = if c.transient == Some(true) {
                 ConvKind::ChatRoom
+            } else if c.temp_conv == Some(true) {
+                ConvKind::Temporary
             } else {
                 ConvKind::Normal
             };
@@ -162,6 +158,11 @@ fn conv(
                 attr,
                 unique: c.unique == Some(true),
                 kind,
+                // Zero or less is "the default", as an absent one.
+                ttl_secs: c
+                    .temp_conv_ttl
+                    .and_then(|t| u32::try_from(t).ok())
+                    .filter(|t| *t > 0),
             };
             one(Command::CreateConversation(create), Pending::Started { i })
         }

@@ -108,15 +108,23 @@ fn query(hub: &Hub, peer: &Peer, c: Box<ConvCommand>) -> Result<String, ErrorBod
         c.flag,
     )?;
     let who = peer.caller();
-    let infos = match (q.pinned_ids(), c.temp_conv_ids.is_empty()) {
-        (Some(ids), _) => ids
-            .iter()
+    let by_ids = |ids: &[String]| {
+        ids.iter()
             .filter_map(|id| id.parse::<ConvId>().ok())
             .filter_map(|id| by_id(hub, client, id))
-            .collect(),
-        // Temporary conversations are not kept: none is found.
-        (None, false) => Vec::new(),
-        (None, true) => crate::conversation::ops::list(hub, &who, MOST)?,
+            .collect()
+    };
+    let infos = match (q.pinned_ids(), c.temp_conv_ids.is_empty()) {
+        (Some(ids), _) => by_ids(&ids),
+        // The SDKs fetch temporary conversations by id only (`_tmp:` ids).
+        (None, false) => by_ids(&c.temp_conv_ids),
+        // LeanCloud keeps temporary conversations out of `_Conversation`,
+        // so a query over the client's own does not list them.
+        (None, true) => {
+            let mut mine = crate::conversation::ops::list(hub, &who, MOST)?;
+            mine.retain(|i| i.kind != ConvKind::Temporary);
+            mine
+        }
     };
     // Filtered on whole rows, then only the page is rendered as asked
     // (compact, with last messages).

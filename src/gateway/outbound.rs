@@ -355,6 +355,8 @@ fn started(info: &ConversationInfo) -> ConvCommand {
         cid: Some(info.id.to_string()),
         cdate: Some(iso_date(info.created_at)),
         unique_id: info.unique.then(|| info.id.to_string()),
+        temp_conv_ttl: super::query::ttl_left(info.id)
+            .map(|t| i32::try_from(t).unwrap_or(i32::MAX)),
         ..Default::default()
     }
 }

@@ -132,6 +132,10 @@ pub fn row(info: &ConversationInfo, caller: &str, last: Option<&Message>, flag: 
     }
     o.insert("createdAt".into(), Value::String(iso_date(info.created_at)));
     o.insert("updatedAt".into(), Value::String(iso_date(info.updated_at)));
+    if let Some(ttl) = ttl_left(info.id) {
+        // The SDKs set `expiredAt` to now plus this.
+        o.insert("ttl".into(), json!(ttl));
+    }
     if flag & FLAG_LAST_MESSAGE != 0
         && let Some(m) = last
     {
@@ -151,6 +155,13 @@ pub fn row(info: &ConversationInfo, caller: &str, last: Option<&Message>, flag: 
         o.insert("mention_pids".into(), json!(m.mention_list));
     }
     Value::Object(o)
+}
+
+/// A temporary conversation's seconds left (LeanCloud's `ttl` and
+/// `tempConvTTL`), read from its id; `None` for other conversations.
+pub fn ttl_left(id: crate::protocol::ConvId) -> Option<i64> {
+    let left = id.expires_ms()?.saturating_sub(crate::util::now_ms()) / 1000;
+    Some(i64::try_from(left).unwrap_or(i64::MAX))
 }
 
 /// A parsed `conv/query`: the `where` compiled (so [`Query::apply`] cannot

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::listener::Door;
 use super::tokens::Holder;
-use crate::protocol::{ConvId, MemberRole};
+use crate::protocol::{ConvId, ConvKind, MemberRole};
 
 /// How long an SDK may cache the router's answer.
 const ROUTE_TTL_SECS: u64 = 3600;
@@ -145,7 +145,8 @@ pub(super) async fn member_info(
         return error(StatusCode::NOT_FOUND, 4303, "conversation not found");
     };
     let st = c.state.read();
-    if st.rec.kind == crate::protocol::ConvKind::Normal && !st.is_member(&who.client) {
+    let private = matches!(st.rec.kind, ConvKind::Normal | ConvKind::Temporary);
+    if private && !st.is_member(&who.client) {
         return error(
             StatusCode::FORBIDDEN,
             4401,

@@ -43,6 +43,11 @@ pub enum ErrorCode {
     ConvNotAllowed = 4308,
     /// Blocked in the conversation: may not join or be added.
     ConvBlacklisted = 4315,
+    /// An operation only ordinary conversations have (changing a
+    /// temporary conversation's members or attributes).
+    NormalConvRequired = 4314,
+    /// A temporary conversation past its TTL.
+    TemporaryConvExpired = 4323,
     NeedOwner = 4324,
     /// Not a member of the conversation (LeanCloud has no narrower public code).
     InvalidMessagingTarget = 4401,
@@ -86,6 +91,8 @@ impl ErrorCode {
             ConvRejectedByApp => "CONVERSATION_REJECTED_BY_APP",
             ConvNotAllowed => "CONVERSATION_NOT_ALLOWED",
             ConvBlacklisted => "CONVERSATION_BLACKLISTED",
+            NormalConvRequired => "NORMAL_CONVERSATION_REQUIRED",
+            TemporaryConvExpired => "TEMPORARY_CONVERSATION_EXPIRED",
             NeedOwner => "CONVERSATION_NEED_OWNER",
             InvalidMessagingTarget => "INVALID_MESSAGING_TARGET",
             MessageRejectedByApp => "MESSAGE_REJECTED_BY_APP",

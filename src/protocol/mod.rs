@@ -19,18 +19,67 @@ pub const ALPN: &[u8] = b"tidings/1";
 
 /// A conversation id: 12 bytes shown as 24 lowercase hex digits, the shape of a
 /// LeanCloud objectId, so ids survive an import from LeanCloud unchanged.
+///
+/// A temporary conversation's id says so, as LeanCloud's `_tmp:` ids do:
+/// its first four bytes are [`TEMPORARY_MARK`], the next four its expiry
+/// (Unix seconds, big-endian), the last four random; it is shown as
+/// `_tmp:` and the last eight bytes in hex. Carrying the expiry in the id
+/// lets every layer (the table's lookup, the door's rows, the sweeper) know
+/// it without a lookup or a new record field, and a TTL never changes.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ConvId(pub [u8; 12]);
 
+/// The first bytes of every temporary conversation's id. [`ConvId::random`]
+/// never makes one; an id imported or created before temporary
+/// conversations existed has it by chance with odds of 2^-32 each.
+pub const TEMPORARY_MARK: [u8; 4] = *b"_tmp";
+const TEMPORARY_PREFIX: &str = "_tmp:";
+
 impl ConvId {
     pub fn random() -> Self {
-        ConvId(rand::random())
+        loop {
+            let id = ConvId(rand::random());
+            if !id.is_temporary() {
+                return id;
+            }
+        }
+    }
+
+    /// A new temporary conversation's id, expiring at `expires_secs`.
+    pub fn temporary(expires_secs: u32) -> Self {
+        let mut b = [0u8; 12];
+        b[..4].copy_from_slice(&TEMPORARY_MARK);
+        b[4..8].copy_from_slice(&expires_secs.to_be_bytes());
+        b[8..].copy_from_slice(&rand::random::<[u8; 4]>());
+        ConvId(b)
+    }
+
+    pub fn is_temporary(&self) -> bool {
+        self.0[..4] == TEMPORARY_MARK
+    }
+
+    /// When a temporary conversation expires (Unix ms); `None` for others.
+    pub fn expires_ms(&self) -> Option<u64> {
+        self.is_temporary().then(|| {
+            let secs = u32::from_be_bytes([self.0[4], self.0[5], self.0[6], self.0[7]]);
+            u64::from(secs) * 1000
+        })
+    }
+
+    /// A temporary conversation whose time is up at `now_ms`.
+    pub fn expired(&self, now_ms: u64) -> bool {
+        self.expires_ms().is_some_and(|e| now_ms >= e)
     }
 }
 
 impl fmt::Display for ConvId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
+        if self.is_temporary() {
+            f.write_str(TEMPORARY_PREFIX)?;
+            f.write_str(&hex::encode(&self.0[4..]))
+        } else {
+            f.write_str(&hex::encode(self.0))
+        }
     }
 }
 
@@ -54,17 +103,50 @@ mod tests {
         assert_eq!(parse_msg_id(&format!("{id}A")), None);
         assert_eq!(parse_msg_id(""), None);
     }
+
+    #[test]
+    fn temporary_ids_say_so_and_carry_their_expiry() {
+        let id = ConvId::temporary(1_800_000_000);
+        let shown = id.to_string();
+        assert!(
+            shown.starts_with("_tmp:") && shown.len() == 5 + 16,
+            "{shown}"
+        );
+        assert_eq!(shown.parse::<ConvId>().ok(), Some(id));
+        assert_eq!(id.expires_ms(), Some(1_800_000_000_000));
+        assert!(!id.expired(1_799_999_999_999));
+        assert!(id.expired(1_800_000_000_000));
+        // One spelling: the plain hex of a temporary id is refused.
+        assert!(hex::encode(id.0).parse::<ConvId>().is_err());
+        assert!("_tmp:zz".parse::<ConvId>().is_err());
+        let normal = ConvId::random();
+        assert!(!normal.is_temporary() && normal.expires_ms().is_none());
+        assert!(!normal.expired(u64::MAX));
+        assert_eq!(normal.to_string().parse::<ConvId>().ok(), Some(normal));
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("a conversation id is 24 hex digits")]
+#[error("a conversation id is 24 hex digits, or _tmp: and 16 for a temporary one")]
 pub struct BadConvId;
 
 impl FromStr for ConvId {
     type Err = BadConvId;
     fn from_str(s: &str) -> Result<Self, BadConvId> {
         let mut out = [0u8; 12];
-        hex::decode_to_slice(s, &mut out).map_err(|_| BadConvId)?;
+        match s.strip_prefix(TEMPORARY_PREFIX) {
+            Some(rest) => {
+                out[..4].copy_from_slice(&TEMPORARY_MARK);
+                hex::decode_to_slice(rest, &mut out[4..]).map_err(|_| BadConvId)?;
+            }
+            None => {
+                hex::decode_to_slice(s, &mut out).map_err(|_| BadConvId)?;
+                // One spelling per id: a temporary one is always `_tmp:`.
+                if ConvId(out).is_temporary() {
+                    return Err(BadConvId);
+                }
+            }
+        }
         Ok(ConvId(out))
     }
 }
@@ -334,6 +416,9 @@ pub enum ConvKind {
     ChatRoom,
     /// Official accounts and bots; created through the admin API.
     System,
+    /// LeanCloud's temporary conversation: fixed members, gone (4323) after
+    /// its TTL, which its id carries ([`ConvId::temporary`]).
+    Temporary,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -348,6 +433,9 @@ pub struct CreateConversation {
     pub kind: ConvKind,
     /// Signed over `members` exactly as sent (see [`OpSignature`]).
     pub sig: Option<OpSignature>,
+    /// A temporary conversation's time to live in seconds; `None` is
+    /// `limits.temporary_ttl_secs`. Ignored for other kinds.
+    pub ttl_secs: Option<u32>,
 }
 
 /// LeanCloud's conversation-operation signature: what an app server's

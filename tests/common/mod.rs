@@ -158,6 +158,7 @@ pub fn group(members: &[&str]) -> CreateConversation {
         unique: false,
         kind: ConvKind::Normal,
         sig: None,
+        ttl_secs: None,
     }
 }
 

@@ -644,7 +644,7 @@ impl RunningServer {
 /// Loads every conversation, recovers its last seq from the log, and
 /// restores its blacklist and muted members.
 pub fn load_conversations(store: &Store) -> Result<ConversationTable, StoreError> {
-    let table = ConversationTable::new();
+    let table = ConversationTable::new(crate::util::now_ms);
     for rec in store.conversations()? {
         let (seq, ts) = match store.last_message(rec.id) {
             Ok(Some(e)) => (e.msg.seq, e.msg.timestamp),

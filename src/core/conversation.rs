@@ -214,17 +214,15 @@ pub struct ConversationTable {
     /// and the big-endian expiry, so this set is in expiry order and the
     /// expired ones are a prefix of it.
     temporary: Mutex<BTreeSet<ConvId>>,
-}
-
-impl Default for ConversationTable {
-    fn default() -> Self {
-        Self::new()
-    }
+    /// The wall clock in Unix ms, by which temporary conversations expire;
+    /// passed in so the core reads no clock of its own.
+    clock: fn() -> u64,
 }
 
 impl ConversationTable {
-    pub fn new() -> Self {
+    pub fn new(clock: fn() -> u64) -> Self {
         ConversationTable {
+            clock,
             shards: (0..SHARDS)
                 .map(|_| CachePadded::new(RwLock::new(HashMap::new())))
                 .collect(),
@@ -246,7 +244,7 @@ impl ConversationTable {
     /// a temporary one past its TTL, from then on (the sweeper removes it
     /// later, `conversation::expire`).
     pub fn live(&self, id: ConvId) -> Result<Arc<Conv>, ErrorBody> {
-        self.live_at(id, crate::util::now_ms())
+        self.live_at(id, (self.clock)())
     }
 
     /// [`Self::live`] at `now_ms`.
@@ -521,7 +519,7 @@ mod temporary_tests {
     use super::*;
 
     fn table_with(ids: &[ConvId]) -> ConversationTable {
-        let t = ConversationTable::new();
+        let t = ConversationTable::new(|| 0);
         for &id in ids {
             t.insert(Arc::new(Conv::new(
                 test_record(id, ConvKind::Temporary, &["a", "b"]),

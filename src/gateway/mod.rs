@@ -21,6 +21,7 @@
 
 mod frame;
 mod inbound;
+mod installations;
 mod listener;
 mod local;
 mod open;

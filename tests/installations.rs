@@ -416,3 +416,35 @@ async fn login_binds_logout_unbinds_and_registrations_survive_a_restart() {
     assert!(store.installations_of_client("alice").unwrap().is_empty());
     assert_eq!(store.installation_by_token(token).unwrap(), None);
 }
+
+#[tokio::test]
+async fn a_quic_login_binds_its_device_token_and_logout_unbinds() {
+    let s = start().await;
+    let app = Rest::app(&s);
+    let token = "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789";
+    let (st, _) = app.post("/1.1/batch/save", swift_batch(token, "q")).await;
+    assert_eq!(st, 200);
+    let (st, _) = app
+        .post("/1.1/installations", android_body("quic-iid"))
+        .await;
+    assert_eq!(st, 201);
+    let store = s.running().hub().store.clone();
+    let bound = |c: &str| store.installations_of_client(c).unwrap().len();
+
+    // By token (any case), and by installationId.
+    let mut opts = s.options("dave");
+    opts.device_token = Some(token.to_uppercase());
+    let (dave, _ev) = s.connect_with(opts).await;
+    let mut opts = s.options("erin");
+    opts.device_token = Some("quic-iid".into());
+    let (_erin, _ev2) = s.connect_with(opts).await;
+    // An unknown device is not an error.
+    let mut opts = s.options("fred");
+    opts.device_token = Some("unregistered".into());
+    let (_fred, _ev3) = s.connect_with(opts).await;
+    assert_eq!((bound("dave"), bound("erin"), bound("fred")), (1, 1, 0));
+
+    dave.logout().await.expect("logout");
+    assert_eq!(bound("dave"), 0);
+    assert_eq!(bound("erin"), 1);
+}

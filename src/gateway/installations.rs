@@ -18,8 +18,9 @@ use serde_json::{Map, Value, json};
 
 use super::listener::Door;
 use crate::auth::KeyKind;
+use crate::store::installations::normal_token;
 use crate::store::{
-    BadgeChange, ChannelsChange, DeviceRef, Installation, InstallationChanges, Lookup, SaveOutcome,
+    BadgeChange, ChannelsChange, Installation, InstallationChanges, Lookup, SaveOutcome,
 };
 use crate::util::{iso_date, now_ms};
 
@@ -92,17 +93,6 @@ const IGNORED: &[&str] = &[
     "__type",
     "className",
 ];
-
-/// APNs tokens are hex; the iOS SDKs send them lowercase, and the same
-/// string arrives in `session/open`. Lowercasing hex makes both match
-/// whatever case a client used.
-pub(super) fn normal_token(t: &str) -> String {
-    if t.bytes().all(|b| b.is_ascii_hexdigit()) {
-        t.to_ascii_lowercase()
-    } else {
-        t.to_owned()
-    }
-}
 
 fn string_field(name: &str, v: &Value) -> Result<String, Refusal> {
     match v {
@@ -500,24 +490,22 @@ pub(super) async fn batch_save(
     })())
 }
 
-/// The device a `session/open` names, when the SDK asked for the binding:
-/// iOS SDKs send `deviceToken`; Android sends the installationId as
-/// `deviceId` with `configBitmap` bit 0x04 (`PATCH_FLAG_BIND_INSTALLATION_
-/// TO_SESSION`). JS sends a random `deviceId` without the bit, so it binds
-/// nothing.
+/// The device a `session/open` names, as `Login::device_token`, when the
+/// SDK asked for the binding: iOS SDKs send `deviceToken`; Android sends
+/// the installationId as `deviceId` with `configBitmap` bit 0x04
+/// (`PATCH_FLAG_BIND_INSTALLATION_TO_SESSION`). JS sends a random
+/// `deviceId` without the bit, so it binds nothing.
 pub(super) fn login_device(
     s: &super::proto::SessionCommand,
     installation_id: Option<&str>,
-) -> Option<DeviceRef> {
+) -> Option<String> {
     const BIND_INSTALLATION: i64 = 0x04;
     if let Some(t) = s.device_token.as_deref().filter(|t| !t.is_empty()) {
-        return Some(DeviceRef::Token(normal_token(t)));
+        return Some(t.to_owned());
     }
     if s.config_bitmap.unwrap_or(0) & BIND_INSTALLATION != 0 {
         let iid = s.device_id.as_deref().or(installation_id);
-        return iid
-            .filter(|i| !i.is_empty())
-            .map(|i| DeviceRef::InstallationId(i.to_owned()));
+        return iid.filter(|i| !i.is_empty()).map(str::to_owned);
     }
     None
 }
@@ -580,19 +568,13 @@ mod tests {
             device_token: Some("AB01".into()),
             ..Default::default()
         };
-        assert_eq!(
-            login_device(&ios, None),
-            Some(DeviceRef::Token("ab01".into()))
-        );
+        assert_eq!(login_device(&ios, None).as_deref(), Some("AB01"));
         let android = SessionCommand {
             device_id: Some("iid".into()),
             config_bitmap: Some(0x04 | 0x01),
             ..Default::default()
         };
-        assert_eq!(
-            login_device(&android, None),
-            Some(DeviceRef::InstallationId("iid".into()))
-        );
+        assert_eq!(login_device(&android, None).as_deref(), Some("iid"));
         let js = SessionCommand {
             device_id: Some("uuid".into()),
             config_bitmap: Some(0b1011_1011),

@@ -41,9 +41,6 @@ pub(super) struct Peer {
     ws: mpsc::UnboundedSender<WsOut>,
     backlog: Arc<Backlog>,
     state: Mutex<State>,
-    /// The push device `session/open` named, bound to this client once
-    /// the login succeeds and unbound at `session/close`.
-    device: Mutex<Option<(Arc<crate::store::Store>, crate::store::DeviceRef)>>,
 }
 
 #[derive(Default)]
@@ -85,38 +82,7 @@ impl Peer {
             ws,
             backlog: Arc::new(Backlog::default()),
             state: Mutex::new(State::default()),
-            device: Mutex::new(None),
         })
-    }
-
-    /// Binds `device` to this client when the login succeeds.
-    pub(super) fn bind_at_login(
-        &self,
-        store: Arc<crate::store::Store>,
-        device: crate::store::DeviceRef,
-    ) {
-        *self.device.lock() = Some((store, device));
-    }
-
-    /// Binds (login) or unbinds (logout) the device `session/open` named.
-    /// A failure costs pushes, not the session: logged, not answered.
-    fn rebind_device(&self, bind: bool) {
-        let Some((store, device)) = self.device.lock().clone() else {
-            return;
-        };
-        let now = crate::util::now_ms();
-        let r = if bind {
-            store.installation_bind(&device, &self.client, now)
-        } else {
-            store.installation_unbind(&device, &self.client, now)
-        };
-        match r {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::debug!(client = %self.client, ?device, "login names an unregistered device")
-            }
-            Err(e) => tracing::warn!(client = %self.client, error = %e, "device binding failed"),
-        }
     }
 
     /// Remembers how to answer engine request `id`.
@@ -213,11 +179,7 @@ impl Peer {
             }
             return;
         };
-        if let (Pending::Close { .. }, Ok(_)) = (&p, &result) {
-            self.rebind_device(false);
-        }
         if let (Pending::Open { tag, .. }, Ok(_)) = (&p, &result) {
-            self.rebind_device(true);
             {
                 let mut st = self.state.lock();
                 st.logged_in = true;

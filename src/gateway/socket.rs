@@ -213,13 +213,6 @@ impl Socket {
             self.gw.tokens.clone(),
             self.out.clone(),
         );
-        let named = cmd
-            .session_message
-            .as_ref()
-            .and_then(|s| super::installations::login_device(s, cmd.installation_id.as_deref()));
-        if let Some(device) = named {
-            peer.bind_at_login(self.gw.hub.store.clone(), device);
-        }
         peer.expect(
             1,
             Pending::Open {

@@ -54,6 +54,17 @@ pub struct Installation {
     pub extra: Vec<(String, String)>,
 }
 
+/// APNs tokens are hex; the iOS SDKs send them lowercase, but an app may
+/// format its own. Lowercasing hex makes a registration and a login match
+/// whatever case each used; other tokens (FCM) are kept as they are.
+pub fn normal_token(t: &str) -> String {
+    if t.bytes().all(|b| b.is_ascii_hexdigit()) {
+        t.to_ascii_lowercase()
+    } else {
+        t.to_owned()
+    }
+}
+
 impl Installation {
     /// The tokens a provider pushes to, and that the token index holds.
     pub fn tokens(&self) -> impl Iterator<Item = &str> {
@@ -469,6 +480,25 @@ impl Store {
                 Ok(Some(rec.badge))
             })
             .map_err(tx_error)
+    }
+
+    /// Binds what a login named (`Login::device_token`): as a push token,
+    /// else as an installationId. The device bound, if one was.
+    pub fn installation_bind_named(
+        &self,
+        named: &str,
+        client: &str,
+        now_ms: u64,
+    ) -> Result<Option<DeviceRef>> {
+        for d in [
+            DeviceRef::Token(normal_token(named)),
+            DeviceRef::InstallationId(named.to_owned()),
+        ] {
+            if self.installation_bind(&d, client, now_ms)? {
+                return Ok(Some(d));
+            }
+        }
+        Ok(None)
     }
 
     /// Binds the device to `client` at login: the client joins the device's

@@ -490,6 +490,46 @@ pub(super) async fn batch_save(
     })())
 }
 
+/// Registrations not updated for this long are deleted: LeanCloud's
+/// 90 days. Should become `[push] installation_idle_days`.
+pub const IDLE_SWEEP_AFTER_MS: u64 = 90 * 86_400_000;
+
+/// How often the idle sweep runs. A device checks in (re-saves) on every
+/// app launch, so hours of slack cost nothing.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Sweeps idle registrations every hour until `shutdown`, off the async
+/// workers. Runs whether or not the door is on: the records are the store's.
+pub fn start_sweeper(
+    hub: &std::sync::Arc<crate::hub::Hub>,
+    mut shutdown: tokio::sync::broadcast::Receiver<()>,
+) -> tokio::task::JoinHandle<()> {
+    let hub = std::sync::Arc::downgrade(hub);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SWEEP_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.recv() => return,
+            }
+            let Some(store) = hub.upgrade().map(|h| h.store.clone()) else {
+                return;
+            };
+            let swept = tokio::task::spawn_blocking(move || {
+                store.installations_sweep(now_ms(), IDLE_SWEEP_AFTER_MS)
+            })
+            .await;
+            match swept {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::info!(registrations = n, "idle push registrations swept"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "installation sweep failed"),
+                Err(e) => tracing::warn!(error = %e, "installation sweep task failed"),
+            }
+        }
+    })
+}
+
 /// The device a `session/open` names, as `Login::device_token`, when the
 /// SDK asked for the binding: iOS SDKs send `deviceToken`; Android sends
 /// the installationId as `deviceId` with `configBitmap` bit 0x04

@@ -21,7 +21,7 @@
 
 mod frame;
 mod inbound;
-mod installations;
+pub mod installations;
 mod listener;
 mod local;
 mod open;

@@ -374,6 +374,7 @@ mod tests {
             nonce: nonce.into(),
             signature: creds.sign_login("Tom", ts, nonce),
             sync: SyncMode::Push,
+            device_token: None,
         }
     }
 

@@ -309,6 +309,7 @@ impl Server {
             crate::sysmsg::start(&hub, webhook, shutdown.subscribe()),
             crate::broadcast::start_sweeper(&hub, shutdown.subscribe()),
             crate::conversation::expire::start_expirer(&hub, shutdown.subscribe()),
+            crate::gateway::installations::start_sweeper(&hub, shutdown.subscribe()),
             start_cursor_writer(&hub.store, shutdown.subscribe()),
         ];
         if admin.is_none() {

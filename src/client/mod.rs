@@ -76,6 +76,9 @@ pub struct ClientOptions {
     /// share one UDP socket (the bench). Its default client config is used,
     /// so `trust` is ignored; build it with [`transport::client_endpoint`].
     pub endpoint: Option<quinn::Endpoint>,
+    /// The push device (APNs/FCM token or installationId) the login binds
+    /// to this client ([`Login::device_token`]).
+    pub device_token: Option<String>,
 }
 
 impl ClientOptions {
@@ -103,6 +106,7 @@ impl ClientOptions {
             keep_alive: transport::DEFAULT_KEEP_ALIVE,
             server_name: DEFAULT_SERVER_NAME.to_owned(),
             endpoint: None,
+            device_token: None,
         }
     }
 }
@@ -328,6 +332,7 @@ impl Client {
             nonce,
             signature,
             sync: opts.sync,
+            device_token: opts.device_token.clone(),
         };
         // On any error below, dropping `guard` closes the connection and ends both tasks.
         let reply = request_on(

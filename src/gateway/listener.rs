@@ -13,7 +13,7 @@ use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -21,8 +21,8 @@ use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tokio::task::JoinSet;
 
-use super::Shared;
 use super::frame::{Dialect, SUBPROTOCOLS};
+use super::{Shared, installations};
 
 const READ_BUFFER: usize = 8 * 1024;
 
@@ -43,6 +43,28 @@ pub(super) async fn serve(
             get(super::rest::member_info),
         )
         .route("/1.1/rtm/sign", post(super::rest::sign))
+        .route(
+            "/1.1/installations",
+            post(installations::create).get(installations::list),
+        )
+        .route(
+            "/1.1/installations/{id}",
+            put(installations::update)
+                .get(installations::fetch)
+                .delete(installations::delete),
+        )
+        .route(
+            "/1.1/classes/_Installation",
+            post(installations::create).get(installations::list),
+        )
+        .route(
+            "/1.1/classes/_Installation/{id}",
+            put(installations::update)
+                .get(installations::fetch)
+                .delete(installations::delete),
+        )
+        .route("/1.1/batch", post(installations::batch))
+        .route("/1.1/batch/save", post(installations::batch_save))
         .fallback(upgrade)
         .with_state(Door {
             shared: shared.clone(),

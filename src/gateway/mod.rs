@@ -21,6 +21,7 @@
 
 mod frame;
 mod inbound;
+pub mod installations;
 mod listener;
 mod local;
 mod open;

@@ -18,6 +18,7 @@ pub(super) fn login(
     now_ms: u64,
 ) -> Result<Login, ErrorBody> {
     let s = cmd.session_message.clone().unwrap_or_default();
+    let device_token = super::installations::login_device(&s, cmd.installation_id.as_deref());
     let tag = s.tag.filter(|t| !t.is_empty());
     if let Some(st) = s.st.filter(|t| !t.is_empty()) {
         let holder = tokens.redeem(&st, client, now_ms).ok_or_else(|| {
@@ -38,6 +39,8 @@ pub(super) fn login(
             timestamp,
             nonce,
             sync: dialect.sync,
+            // Bound at the first login; a reconnect keeps it.
+            device_token: None,
         });
     }
     Ok(Login {
@@ -50,6 +53,7 @@ pub(super) fn login(
         reconnect: s.r == Some(true),
         timestamp: s.t.and_then(|t| u64::try_from(t).ok()).unwrap_or(0),
         nonce: s.n.unwrap_or_default(),
+        device_token,
         signature: s.s.unwrap_or_default(),
         sync: dialect.sync,
     })

@@ -55,6 +55,11 @@ pub(super) async fn route(State(door): State<Door>, headers: HeaderMap) -> Respo
 /// Whether a REST call carries the app's key (`X-LC-Key: <app key>`, or
 /// the master key, or `X-LC-Sign`), as LeanCloud's client REST API asks.
 fn app_key_ok(door: &Door, headers: &HeaderMap) -> bool {
+    key_kind(door, headers).is_some()
+}
+
+/// Which key a REST call carries, for the calls that need the master key.
+pub(super) fn key_kind(door: &Door, headers: &HeaderMap) -> Option<crate::auth::KeyKind> {
     let header = |name: &str| headers.get(name).and_then(|h| h.to_str().ok());
     door.shared
         .hub
@@ -66,7 +71,7 @@ fn app_key_ok(door: &Door, headers: &HeaderMap) -> bool {
             header("x-lc-sign"),
             crate::util::now_ms(),
         )
-        .is_ok()
+        .ok()
 }
 
 fn unauthorized() -> Response {

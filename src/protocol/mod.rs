@@ -398,6 +398,10 @@ pub struct Login {
     /// `hex(HMAC-SHA1(master_key, "appid:clientid::timestamp:nonce"))`.
     pub signature: String,
     pub sync: SyncMode,
+    /// The push device to bind to this client: an APNs or FCM token, or a
+    /// LeanCloud installationId (looked up in that order among the
+    /// registrations, `POST /1.1/installations`). Logout unbinds it.
+    pub device_token: Option<String>,
 }
 
 /// LeanCloud's two offline-sync modes, chosen per login.

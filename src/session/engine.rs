@@ -41,6 +41,8 @@ pub(super) struct Session<D: Door> {
     pub(super) typing: TypingLimit<ConvId, bool>,
     /// This connection's request and ping buckets (`guard`).
     pub(super) quota: crate::guard::ConnQuota,
+    /// The push device the login bound to the client; logout unbinds it.
+    pub(super) device: Option<crate::store::DeviceRef>,
 }
 
 /// What [`Session::over_quota`] decided.
@@ -218,6 +220,16 @@ impl<D: Door> Session<D> {
                 .enqueue(&self.hub, &self.caller, &self.out, id, m),
             Dispatched::Logout => {
                 message::will::forget(&self.hub, &self.caller);
+                if let Some(d) = &self.device {
+                    let now = crate::util::now_ms();
+                    if let Err(e) = self
+                        .hub
+                        .store
+                        .installation_unbind(d, &self.caller.client, now)
+                    {
+                        tracing::warn!(client = %self.caller.client, error = %e, "device not unbound");
+                    }
+                }
                 self.out.reply(id, Ok(crate::protocol::Reply::Ok));
                 self.drain_sends().await;
                 self.out.drain(DRAIN).await;

@@ -173,6 +173,7 @@ pub(super) async fn open<D: Door>(
             }
         }
     }
+    let device = bind_device(&hub, &login);
     let reply = Reply::LoggedIn {
         server_time: crate::util::now_ms(),
         device_id,
@@ -226,7 +227,31 @@ pub(super) async fn open<D: Door>(
         tag,
         typing: TypingLimit::new(SESSION_SWEEP_AT),
         quota,
+        device,
     })
+}
+
+/// Binds the push device the login names to its client, before the login
+/// is answered (so a push right after finds it). A failure costs pushes,
+/// not the login: logged. Unknown devices bind nothing: the SDKs register
+/// and log in concurrently, and the next login binds.
+fn bind_device(hub: &Hub, login: &Login) -> Option<crate::store::DeviceRef> {
+    let named = login.device_token.as_deref().filter(|t| !t.is_empty())?;
+    let now = crate::util::now_ms();
+    match hub
+        .store
+        .installation_bind_named(named, &login.client_id, now)
+    {
+        Ok(None) => {
+            debug!(client = %login.client_id, "login names an unregistered push device");
+            None
+        }
+        Ok(bound) => bound,
+        Err(e) => {
+            tracing::warn!(client = %login.client_id, error = %e, "push device not bound");
+            None
+        }
+    }
 }
 
 /// A sync that failed is said, not skipped in silence: the client

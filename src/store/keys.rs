@@ -286,6 +286,52 @@ pub fn read_moderation(k: &[u8]) -> Option<(u8, ConvId, &str)> {
     Some((tag, read_conv(&k[1..13])?, client))
 }
 
+// ---- installations ----
+
+/// An installation record: `o` then the objectId's bytes.
+pub const INST_RECORD: u8 = b'o';
+/// A push token (APNs `deviceToken` or FCM/vendor `registrationId`) to its
+/// installation: `t` token → objectId.
+pub const INST_TOKEN: u8 = b't';
+/// An `installationId` to its installation: `i` installationId → objectId.
+pub const INST_IID: u8 = b'i';
+/// A client bound to an installation: `c` id(client) objectId → empty.
+pub const INST_CLIENT: u8 = b'c';
+
+/// `tag` then the raw bytes: the tags are fixed-length, so one value can
+/// never be a prefix of a key of another kind.
+fn tagged(tag: u8, s: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + s.len());
+    k.push(tag);
+    k.extend_from_slice(s.as_bytes());
+    k
+}
+
+pub fn installation(object_id: &str) -> Vec<u8> {
+    tagged(INST_RECORD, object_id)
+}
+
+pub fn installation_token(token: &str) -> Vec<u8> {
+    tagged(INST_TOKEN, token)
+}
+
+pub fn installation_iid(installation_id: &str) -> Vec<u8> {
+    tagged(INST_IID, installation_id)
+}
+
+/// `c` id(client): the client's length prefix keeps `ab`'s keys out of `a`'s scan.
+pub fn installation_client_prefix(client: &str) -> Vec<u8> {
+    let mut k = vec![INST_CLIENT];
+    k.extend_from_slice(&id(client));
+    k
+}
+
+pub fn installation_client(client: &str, object_id: &str) -> Vec<u8> {
+    let mut k = installation_client_prefix(client);
+    k.extend_from_slice(object_id.as_bytes());
+    k
+}
+
 // ---- shapes and readers ----
 
 /// `tag` conv(12) seq(8).
@@ -440,6 +486,13 @@ mod tests {
         );
         assert_eq!(read_moderation(&moderation_prefix(BLOCKED, c)), None);
         assert_eq!(read_moderation(&message(c, 1)), None);
+        // installations
+        assert_eq!(installation("5f3a"), b"o5f3a");
+        assert_eq!(installation_token("ab01"), b"tab01");
+        assert_eq!(installation_iid("d41d8"), b"id41d8");
+        assert_eq!(installation_client_prefix("Tom"), b"c\x03Tom");
+        assert_eq!(installation_client("Tom", "5f3a"), b"c\x03Tom5f3a");
+        assert!(!installation_client("Tomy", "x").starts_with(&installation_client_prefix("Tom")));
     }
 
     #[test]

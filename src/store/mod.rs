@@ -13,7 +13,8 @@
 //!   `conversations.rs`, `receipts.rs`, [`cursors`], `outbox.rs`,
 //!   `dead_letters.rs`, `broadcasts.rs`, [`system`] (subscriptions and
 //!   `_SysMessage` delivery times), `nonces.rs`, [`moderation`]
-//!   (blacklists and muted members): one concern each.
+//!   (blacklists and muted members), [`installations`] (push device
+//!   registrations): one concern each.
 //! - [`check`] (damage, offline check and repair), [`health`] (disk
 //!   reserve, sticky failure, fault injection), `migrate.rs`.
 //!
@@ -47,6 +48,10 @@
 //! | `meta`          | `schema`                              | u32                         |
 //! | `moderation`    | `b` conv(12) client (raw bytes)       | ms(8): blocked at (blacklist) |
 //! |                 | `s` conv(12) client (raw bytes)       | ms(8): muted at (shutup)    |
+//! | `installations` | `o` objectId                          | [`Installation`]            |
+//! |                 | `t` push token                        | objectId                    |
+//! |                 | `i` installationId                    | objectId                    |
+//! |                 | `c` id(client) objectId               | empty: bound at login       |
 //!
 //! An edit, recall or delete rewrites the message's `m` record in place (a
 //! delete leaves a content-less tombstone, so seqs and ids are never reused)
@@ -123,6 +128,7 @@ pub mod cursors;
 mod dead_letters;
 mod error;
 pub mod health;
+pub mod installations;
 pub mod keys;
 mod log;
 mod migrate;
@@ -143,6 +149,10 @@ use crate::protocol::ConvId;
 
 pub use api::{Backend, Broadcasts, Conversations, Cursors, MessageLog, Outbox, Receipts};
 pub use error::{Result, StoreError};
+pub use installations::{
+    BadgeChange, ChannelsChange, DeviceRef, Installation, InstallationChanges, Lookup, SaveOutcome,
+    Saved,
+};
 pub use moderation::ModerationList;
 pub use records::{
     BroadcastRecord, ConversationRecord, DeadLetter, LogEntry, Origin, OutboxRecord, SentRecord,

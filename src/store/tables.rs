@@ -36,6 +36,7 @@ pub enum Tree {
     Nonces,
     Meta,
     Moderation,
+    Installations,
 }
 
 /// Every tree the store has, in [`Tree`] order.
@@ -106,6 +107,12 @@ pub static TABLES: &[Table] = &[
         name: "moderation",
         holds: "each conversation's blocked (blacklist) and muted (shutup) clients",
     },
+    Table {
+        tree: Tree::Installations,
+        name: "installations",
+        holds: "push device registrations (LeanCloud's _Installation) and their token, \
+                installationId and client indexes",
+    },
 ];
 
 impl Tree {
@@ -165,7 +172,7 @@ mod tests {
     use super::*;
 
     /// Today's names, byte for byte: changing one orphans a tree on disk.
-    const ON_DISK: [&str; 13] = [
+    const ON_DISK: [&str; 14] = [
         "conversations",
         "unique",
         "memberships",
@@ -179,6 +186,7 @@ mod tests {
         "nonces",
         "meta",
         "moderation",
+        "installations",
     ];
 
     #[test]

@@ -105,5 +105,6 @@ pub fn signed_login(s: &TestServer, client: &str) -> Login {
         signature: creds.sign_login(client, timestamp, &nonce),
         nonce,
         sync: SyncMode::Push,
+        device_token: None,
     }
 }

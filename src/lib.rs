@@ -57,6 +57,7 @@ pub mod message;
 pub mod metrics;
 pub mod pipeline;
 pub mod protocol;
+pub mod push;
 pub mod registry;
 pub mod server;
 pub mod session;

@@ -44,6 +44,7 @@ const ORDER: &[&str] = &[
     "core",
     // Adapters: each owns one outside thing.
     "hooks",
+    "push",
     "guard",
     "transport",
     "auth",

@@ -117,17 +117,28 @@ async fn apns_push_has_apples_headers_and_payload() {
     assert_eq!(reqs.len(), 1);
     let r = &reqs[0];
     assert_eq!(r.path, "/3/device/a1b2c3");
-    assert_eq!(r.kid.as_deref(), Some(KID), "the first team signs by default");
+    assert_eq!(
+        r.kid.as_deref(),
+        Some(KID),
+        "the first team signs by default"
+    );
     assert_eq!(r.header("apns-topic"), Some(TOPIC));
     assert_eq!(r.header("apns-push-type"), Some("alert"));
     assert_eq!(r.header("apns-priority"), Some("10"));
-    assert_eq!(r.header("apns-expiration"), Some(j.expires_at.to_string().as_str()));
+    assert_eq!(
+        r.header("apns-expiration"),
+        Some(j.expires_at.to_string().as_str())
+    );
     assert_eq!(r.header("apns-collapse-id"), None);
     assert_eq!(r.json(), payload);
     assert!(mock.requests(Route::ApnsSandbox).is_empty());
 
     // Background push, collapse id, the second team.
-    let mut j = job(Platform::Ios, "a1b2c3", json!({"aps": {"content-available": 1}}));
+    let mut j = job(
+        Platform::Ios,
+        "a1b2c3",
+        json!({"aps": {"content-available": 1}}),
+    );
     j.collapse_id = Some("conv1".into());
     j.team_id = Some(TEAM2.into());
     assert_eq!(p.send(&j).await, Outcome::Delivered);
@@ -160,7 +171,10 @@ async fn apns_dead_tokens_and_failures_are_told_apart() {
     mock.script(
         Route::Apns,
         [
-            Reply::new(410, r#"{"reason":"Unregistered","timestamp":1700000000000}"#),
+            Reply::new(
+                410,
+                r#"{"reason":"Unregistered","timestamp":1700000000000}"#,
+            ),
             Reply::new(400, r#"{"reason":"BadDeviceToken"}"#),
             Reply::new(400, r#"{"reason":"DeviceTokenNotForTopic"}"#),
             Reply::new(400, r#"{"reason":"PayloadTooLarge"}"#),
@@ -176,7 +190,11 @@ async fn apns_dead_tokens_and_failures_are_told_apart() {
         );
     }
     assert!(matches!(p.deliver(&j).await, Outcome::Failed { .. }));
-    assert_eq!(mock.requests(Route::Apns).len(), 4, "none of these is retried");
+    assert_eq!(
+        mock.requests(Route::Apns).len(),
+        4,
+        "none of these is retried"
+    );
 }
 
 #[tokio::test]
@@ -197,7 +215,11 @@ async fn retries_stop_at_max_retries() {
     mock.script(Route::Apns, (0..10).map(|_| Reply::new(500, "{}")));
     let j = job(Platform::Ios, "t", json!({"aps": {"alert": "x"}}));
     assert!(matches!(p.deliver(&j).await, Outcome::Retry { .. }));
-    assert_eq!(mock.requests(Route::Apns).len(), 4, "first try + max_retries 3");
+    assert_eq!(
+        mock.requests(Route::Apns).len(),
+        4,
+        "first try + max_retries 3"
+    );
 }
 
 #[tokio::test]
@@ -240,7 +262,11 @@ async fn concurrent_apns_sends_share_one_connection() {
     for i in 0..150 {
         let p = p.clone();
         tasks.push(tokio::spawn(async move {
-            let j = job(Platform::Ios, &format!("tok{i}"), json!({"aps": {"alert": "x"}}));
+            let j = job(
+                Platform::Ios,
+                &format!("tok{i}"),
+                json!({"aps": {"alert": "x"}}),
+            );
             p.send(&j).await
         }));
     }
@@ -257,7 +283,8 @@ async fn fcm_token_is_fetched_once_reused_and_refreshed_after_401() {
     let payload = json!({"alert": "hello", "title": "Tidings", "convId": "conv1"});
     for _ in 0..3 {
         assert_eq!(
-            p.send(&job(Platform::Android, "fcm-tok", payload.clone())).await,
+            p.send(&job(Platform::Android, "fcm-tok", payload.clone()))
+                .await,
             Outcome::Delivered
         );
     }
@@ -268,7 +295,10 @@ async fn fcm_token_is_fetched_once_reused_and_refreshed_after_401() {
     assert_eq!(r.path, "/v1/projects/test-proj/messages:send");
     let m = &r.json()["message"];
     assert_eq!(m["token"], "fcm-tok");
-    assert_eq!(m["notification"], json!({"title": "Tidings", "body": "hello"}));
+    assert_eq!(
+        m["notification"],
+        json!({"title": "Tidings", "body": "hello"})
+    );
     let inner: Value = serde_json::from_str(m["data"]["payload"].as_str().unwrap()).unwrap();
     assert_eq!(inner, payload);
     let ttl = m["android"]["ttl"].as_str().unwrap();
@@ -282,7 +312,10 @@ async fn fcm_token_is_fetched_once_reused_and_refreshed_after_401() {
     assert_eq!(mock.token_requests(), 2, "refetched after the 401");
     let fcm = mock.requests(Route::Fcm);
     assert_eq!(fcm.len(), 5, "the 401'd request and its resend");
-    assert_ne!(fcm[3].header("authorization"), fcm[4].header("authorization"));
+    assert_ne!(
+        fcm[3].header("authorization"),
+        fcm[4].header("authorization")
+    );
 }
 
 #[tokio::test]
@@ -338,7 +371,8 @@ async fn matrix_gateway_rejected_means_dead() {
         }
     );
     assert_eq!(
-        p.send(&job(Platform::Android, "live", payload.clone())).await,
+        p.send(&job(Platform::Android, "live", payload.clone()))
+            .await,
         Outcome::Delivered
     );
     let reqs = mock.requests(Route::Matrix);
@@ -350,7 +384,10 @@ async fn matrix_gateway_rejected_means_dead() {
     assert_eq!(n["content"], payload);
     assert_eq!(n["devices"][0]["pushkey"], "gone");
     assert_eq!(n["devices"][0]["app_id"], "tidings.ios");
-    assert_eq!(reqs[1].json()["notification"]["devices"][0]["app_id"], "tidings.android");
+    assert_eq!(
+        reqs[1].json()["notification"]["devices"][0]["app_id"],
+        "tidings.android"
+    );
 }
 
 #[tokio::test]
@@ -359,7 +396,8 @@ async fn gorush_body_shape() {
     let p = webhook_setup(&mock, WebhookFormat::Gorush, "/api/push").await;
     let payload = json!({"alert": "hello", "title": "T"});
     assert_eq!(
-        p.send(&job(Platform::Ios, "ios-tok", payload.clone())).await,
+        p.send(&job(Platform::Ios, "ios-tok", payload.clone()))
+            .await,
         Outcome::Delivered
     );
     let body = mock.requests(Route::Gorush)[0].json();
@@ -396,7 +434,11 @@ fn missing_or_bad_key_files_are_errors_not_panics() {
     assert!(e.contains("nope.p8"), "{e}");
 
     let bad = dir.path().join("bad.p8");
-    std::fs::write(&bad, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").unwrap();
+    std::fs::write(
+        &bad,
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
     let mut cfg = cfg;
     cfg.apns[0].key_file = bad;
     assert!(Providers::new(&cfg).is_err());
@@ -404,5 +446,11 @@ fn missing_or_bad_key_files_are_errors_not_panics() {
     let mut cfg = PushSection::default();
     cfg.fcm.service_account_file = Some(dir.path().join("sa.json"));
     std::fs::write(dir.path().join("sa.json"), "{}").unwrap();
-    assert!(Providers::new(&cfg).err().unwrap().to_string().contains("sa.json"));
+    assert!(
+        Providers::new(&cfg)
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("sa.json")
+    );
 }

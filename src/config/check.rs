@@ -477,16 +477,32 @@ impl PushSection {
     /// read here so a missing or unreadable key stops the start with its
     /// path, instead of failing every push later.
     fn validate(&self) -> Result<(), ConfigError> {
-        range("push.expiry_secs", self.expiry_secs, 1, MAX_PUSH_EXPIRY_SECS)?;
+        range(
+            "push.expiry_secs",
+            self.expiry_secs,
+            1,
+            MAX_PUSH_EXPIRY_SECS,
+        )?;
         range("push.queue_capacity", self.queue_capacity, 1, 10_000_000)?;
         at_most("push.max_retries", u64::from(self.max_retries), 100)?;
         range("push.retry_base_ms", self.retry_base_ms, 1, 3_600_000)?;
-        range("push.webhook.timeout_ms", self.webhook.timeout_ms, 1, MAX_WEBHOOK_TIMEOUT_MS)?;
+        range(
+            "push.webhook.timeout_ms",
+            self.webhook.timeout_ms,
+            1,
+            MAX_WEBHOOK_TIMEOUT_MS,
+        )?;
         for (i, a) in self.apns.iter().enumerate() {
             http_url(&format!("push.apns[{i}].endpoint"), &a.endpoint)?;
-            http_url(&format!("push.apns[{i}].sandbox_endpoint"), &a.sandbox_endpoint)?;
+            http_url(
+                &format!("push.apns[{i}].sandbox_endpoint"),
+                &a.sandbox_endpoint,
+            )?;
             if self.apns[..i].iter().any(|b| b.team_id == a.team_id) {
-                invalid(&format!("push.apns[{i}].team_id"), "names a team listed before")?;
+                invalid(
+                    &format!("push.apns[{i}].team_id"),
+                    "names a team listed before",
+                )?;
             }
         }
         http_url("push.fcm.endpoint", &self.fcm.endpoint)?;
@@ -496,7 +512,10 @@ impl PushSection {
         if !self.enabled {
             return Ok(());
         }
-        if self.apns.is_empty() && self.fcm.service_account_file.is_none() && self.webhook.url.is_none() {
+        if self.apns.is_empty()
+            && self.fcm.service_account_file.is_none()
+            && self.webhook.url.is_none()
+        {
             invalid(
                 "push.enabled",
                 "needs a provider: [[push.apns]], push.fcm.service_account_file or push.webhook.url",
@@ -509,9 +528,16 @@ impl PushSection {
             }
         }
         for (i, a) in self.apns.iter().enumerate() {
-            for (field, value) in [("team_id", &a.team_id), ("key_id", &a.key_id), ("topic", &a.topic)] {
+            for (field, value) in [
+                ("team_id", &a.team_id),
+                ("key_id", &a.key_id),
+                ("topic", &a.topic),
+            ] {
                 if value.is_empty() || !is_header_text(value) {
-                    invalid(&format!("push.apns[{i}].{field}"), "must be set (printable ASCII)")?;
+                    invalid(
+                        &format!("push.apns[{i}].{field}"),
+                        "must be set (printable ASCII)",
+                    )?;
                 }
             }
             let key = format!("push.apns[{i}].key_file");
@@ -527,8 +553,14 @@ impl PushSection {
                     msg: format!("is not JSON: {e}"),
                 })?;
             for field in ["client_email", "private_key", "token_uri", "project_id"] {
-                if v.get(field).and_then(serde_json::Value::as_str).is_none_or(str::is_empty) {
-                    invalid(key, &format!("has no {field} (a service-account key file has)"))?;
+                if v.get(field)
+                    .and_then(serde_json::Value::as_str)
+                    .is_none_or(str::is_empty)
+                {
+                    invalid(
+                        key,
+                        &format!("has no {field} (a service-account key file has)"),
+                    )?;
                 }
             }
             if let Some(uri) = v.get("token_uri").and_then(serde_json::Value::as_str) {

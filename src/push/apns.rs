@@ -141,11 +141,7 @@ pub fn build_request(endpoint: &str, topic: &str, job: &PushJob) -> Request {
         headers.push(("apns-collapse-id", id.clone()));
     }
     Request {
-        url: format!(
-            "{}/3/device/{}",
-            endpoint.trim_end_matches('/'),
-            job.token
-        ),
+        url: format!("{}/3/device/{}", endpoint.trim_end_matches('/'), job.token),
         headers,
         body: job.payload.to_string().into_bytes(),
     }
@@ -161,7 +157,11 @@ pub fn classify(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Outc
     match status {
         200 => Outcome::Delivered,
         410 => Outcome::DeadToken {
-            reason: if reason.is_empty() { "Unregistered".into() } else { reason },
+            reason: if reason.is_empty() {
+                "Unregistered".into()
+            } else {
+                reason
+            },
         },
         400 if DEAD_REASONS.contains(&reason.as_str()) => Outcome::DeadToken { reason },
         // Our token aged out between signing and sending: sign anew, go again.

@@ -75,7 +75,10 @@ fn collapse_id_only_when_given_and_short_enough() {
 
 #[test]
 fn content_available_only_is_background_at_priority_5() {
-    assert_eq!(push_type(&json!({"aps": {"content-available": 1}})), ("background", 5));
+    assert_eq!(
+        push_type(&json!({"aps": {"content-available": 1}})),
+        ("background", 5)
+    );
     assert_eq!(
         push_type(&json!({"aps": {"content-available": 1, "alert": "x"}})),
         ("alert", 10)
@@ -93,7 +96,11 @@ fn answers_are_classified() {
             reason: "Unregistered".into()
         }
     );
-    for r in ["BadDeviceToken", "DeviceTokenNotForTopic", "TopicDisallowed"] {
+    for r in [
+        "BadDeviceToken",
+        "DeviceTokenNotForTopic",
+        "TopicDisallowed",
+    ] {
         let body = format!(r#"{{"reason":"{r}"}}"#);
         assert_eq!(
             classify(400, None, body.as_bytes()),

@@ -54,9 +54,11 @@ pub fn build(
     timeout: Duration,
 ) -> Result<reqwest::Client, PushError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier =
-        rustls_platform_verifier::Verifier::new_with_extra_roots(extra_roots.to_vec(), provider.clone())
-            .map_err(|e| PushError::Client(format!("TLS verifier: {e}")))?;
+    let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(
+        extra_roots.to_vec(),
+        provider.clone(),
+    )
+    .map_err(|e| PushError::Client(format!("TLS verifier: {e}")))?;
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| PushError::Client(format!("TLS: {e}")))?

@@ -64,7 +64,9 @@ pub fn assertion_claims(sa: &ServiceAccount, now: u64) -> Value {
 /// The form body of the token request; the JWT is base64url and dots, so
 /// it needs no escaping.
 pub fn token_request_body(assertion: &str) -> String {
-    format!("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={assertion}")
+    format!(
+        "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={assertion}"
+    )
 }
 
 /// A cached access token; pure, `now` in unix seconds.
@@ -163,11 +165,19 @@ fn error_code(body: &Value) -> (String, String) {
 pub fn classify(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Outcome {
     let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let (code, message) = error_code(&v);
-    let described = || format!("FCM {status} {code} {message}").trim_end().to_owned();
+    let described = || {
+        format!("FCM {status} {code} {message}")
+            .trim_end()
+            .to_owned()
+    };
     match status {
         200 => Outcome::Delivered,
         404 => Outcome::DeadToken {
-            reason: if code.is_empty() { "UNREGISTERED".into() } else { code },
+            reason: if code.is_empty() {
+                "UNREGISTERED".into()
+            } else {
+                code
+            },
         },
         400 if code == "UNREGISTERED"
             || (code == "INVALID_ARGUMENT" && message.to_ascii_lowercase().contains("token")) =>

@@ -87,7 +87,12 @@ impl Providers {
     /// One attempt, no retry.
     pub async fn send(&self, job: &PushJob) -> Outcome {
         let now = crate::util::now_secs();
-        match (self.route(job.platform), &self.apns, &self.fcm, &self.webhook) {
+        match (
+            self.route(job.platform),
+            &self.apns,
+            &self.fcm,
+            &self.webhook,
+        ) {
             (Some(Via::Apns), Some(a), _, _) => a.send(job, now).await,
             (Some(Via::Fcm), _, Some(f), _) => f.send(job, now).await,
             (Some(Via::Webhook), _, _, Some(w)) => w.send(job).await,

@@ -24,10 +24,7 @@ impl Backoff {
     /// by up to a quarter by `jitter` (in `[0, 1)`) so failed pushes do not
     /// return in step, and at least `retry_after`.
     pub fn delay(&self, n: u32, retry_after: Option<Duration>, jitter: f64) -> Duration {
-        let step = self
-            .base
-            .saturating_mul(1u32 << n.min(20))
-            .min(MAX_STEP);
+        let step = self.base.saturating_mul(1u32 << n.min(20)).min(MAX_STEP);
         let step = step.mul_f64(1.0 + jitter.clamp(0.0, 1.0) / 4.0);
         step.max(retry_after.unwrap_or_default())
     }
@@ -88,14 +85,23 @@ mod tests {
         assert_eq!(B.delay(0, None, 0.0), Duration::from_secs(10));
         assert_eq!(B.delay(1, None, 0.0), Duration::from_secs(20));
         assert_eq!(B.delay(2, None, 0.0), Duration::from_secs(40));
-        assert_eq!(B.delay(2, None, 0.99), Duration::from_secs(40).mul_f64(1.2475));
+        assert_eq!(
+            B.delay(2, None, 0.99),
+            Duration::from_secs(40).mul_f64(1.2475)
+        );
         assert_eq!(B.delay(40, None, 0.0), MAX_STEP, "no overflow, capped");
     }
 
     #[test]
     fn retry_after_wins_when_longer() {
-        assert_eq!(B.delay(0, Some(Duration::from_secs(60)), 0.0), Duration::from_secs(60));
-        assert_eq!(B.delay(1, Some(Duration::from_secs(1)), 0.0), Duration::from_secs(20));
+        assert_eq!(
+            B.delay(0, Some(Duration::from_secs(60)), 0.0),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            B.delay(1, Some(Duration::from_secs(1)), 0.0),
+            Duration::from_secs(20)
+        );
     }
 
     #[test]
@@ -105,9 +111,15 @@ mod tests {
         assert_eq!(B.next(3, None, now_ms, u64::MAX / 1000, 0.0), None);
         // 10 s left: a 10 s step fits, a 20 s one does not.
         let expires_at = now_ms / 1000 + 10;
-        assert_eq!(B.next(0, None, now_ms, expires_at, 0.0), Some(Duration::from_secs(10)));
+        assert_eq!(
+            B.next(0, None, now_ms, expires_at, 0.0),
+            Some(Duration::from_secs(10))
+        );
         assert_eq!(B.next(1, None, now_ms, expires_at, 0.0), None);
-        assert_eq!(B.next(0, Some(Duration::from_secs(11)), now_ms, expires_at, 0.0), None);
+        assert_eq!(
+            B.next(0, Some(Duration::from_secs(11)), now_ms, expires_at, 0.0),
+            None
+        );
     }
 
     #[tokio::test(start_paused = true)]

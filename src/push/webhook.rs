@@ -257,9 +257,18 @@ mod tests {
                 reason: "rejected".into()
             }
         );
-        assert_eq!(matrix_classify(200, None, br#"{"rejected":["x"]}"#, "tok"), Outcome::Delivered);
-        assert!(matches!(matrix_classify(502, None, b"", "tok"), Outcome::Retry { .. }));
-        assert!(matches!(matrix_classify(400, None, b"", "tok"), Outcome::Failed { .. }));
+        assert_eq!(
+            matrix_classify(200, None, br#"{"rejected":["x"]}"#, "tok"),
+            Outcome::Delivered
+        );
+        assert!(matches!(
+            matrix_classify(502, None, b"", "tok"),
+            Outcome::Retry { .. }
+        ));
+        assert!(matches!(
+            matrix_classify(400, None, b"", "tok"),
+            Outcome::Failed { .. }
+        ));
     }
 
     #[test]
@@ -277,9 +286,18 @@ mod tests {
         let b = gorush_body(&cfg, &job(Platform::Ios, false));
         assert_eq!(b["notifications"][0]["topic"], "com.example");
         let dead = br#"{"counts":1,"logs":[{"type":"failed-push","platform":"ios","token":"tok","error":"Unregistered"}],"success":"ok"}"#;
-        assert!(matches!(gorush_classify(200, None, dead, "tok"), Outcome::DeadToken { .. }));
+        assert!(matches!(
+            gorush_classify(200, None, dead, "tok"),
+            Outcome::DeadToken { .. }
+        ));
         let other = br#"{"logs":[{"type":"failed-push","token":"tok","error":"PayloadTooLarge"}]}"#;
-        assert!(matches!(gorush_classify(200, None, other, "tok"), Outcome::Failed { .. }));
-        assert_eq!(gorush_classify(200, None, br#"{"success":"ok"}"#, "tok"), Outcome::Delivered);
+        assert!(matches!(
+            gorush_classify(200, None, other, "tok"),
+            Outcome::Failed { .. }
+        ));
+        assert_eq!(
+            gorush_classify(200, None, br#"{"success":"ok"}"#, "tok"),
+            Outcome::Delivered
+        );
     }
 }

@@ -339,7 +339,9 @@ fn check_assertion(st: &State, form: &str) -> bool {
         && claims["iss"] == email.as_str()
         && claims["scope"] == FCM_SCOPE
         && claims["aud"] == st.token_url.lock().as_str()
-        && claims["exp"].as_u64().is_some_and(|e| e > now && e <= now + 3600 + 60)
+        && claims["exp"]
+            .as_u64()
+            .is_some_and(|e| e > now && e <= now + 3600 + 60)
 }
 
 async fn handle(st: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
@@ -382,8 +384,10 @@ async fn handle(st: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
                     rec.kid = Some(kid);
                     scripted(st, route).unwrap_or_else(|| {
                         let mut r = reply(200, "");
-                        r.headers_mut()
-                            .insert("apns-id", "00000000-0000-0000-0000-000000000001".parse().unwrap());
+                        r.headers_mut().insert(
+                            "apns-id",
+                            "00000000-0000-0000-0000-000000000001".parse().unwrap(),
+                        );
                         r
                     })
                 }
@@ -415,9 +419,8 @@ async fn handle(st: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
             if !ok {
                 reply(401, r#"{"error":{"code":401,"status":"UNAUTHENTICATED"}}"#)
             } else {
-                scripted(st, route).unwrap_or_else(|| {
-                    reply(200, r#"{"name":"projects/test-proj/messages/0:1"}"#)
-                })
+                scripted(st, route)
+                    .unwrap_or_else(|| reply(200, r#"{"name":"projects/test-proj/messages/0:1"}"#))
             }
         }
         Route::Matrix => scripted(st, route).unwrap_or_else(|| reply(200, r#"{"rejected":[]}"#)),

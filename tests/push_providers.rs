@@ -154,6 +154,25 @@ async fn apns_push_has_apples_headers_and_payload() {
 }
 
 #[tokio::test]
+async fn provider_token_is_reused_then_resigned_after_50_minutes() {
+    let (mock, p) = apns_setup().await;
+    let j = job(Platform::Ios, "t", json!({"aps": {"alert": "x"}}));
+    let now = now_secs();
+    for at in [now, now + 60, now + 49 * 60, now + 50 * 60, now + 51 * 60] {
+        assert_eq!(p.send_at(&j, at).await, Outcome::Delivered);
+    }
+    let auth: Vec<String> = mock
+        .requests(Route::Apns)
+        .iter()
+        .map(|r| r.header("authorization").unwrap().to_owned())
+        .collect();
+    assert_eq!(auth[0], auth[1]);
+    assert_eq!(auth[0], auth[2]);
+    assert_ne!(auth[2], auth[3], "re-signed at 50 minutes");
+    assert_eq!(auth[3], auth[4]);
+}
+
+#[tokio::test]
 async fn dev_profile_goes_to_the_sandbox() {
     let (mock, p) = apns_setup().await;
     let mut j = job(Platform::Ios, "dev-token", json!({"aps": {"alert": "x"}}));

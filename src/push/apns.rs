@@ -123,6 +123,69 @@ pub fn push_type(body: &Value) -> (&'static str, u8) {
     }
 }
 
+/// LeanCloud payload keys that go into `aps` (the push REST doc's table);
+/// `title` goes into `aps.alert`.
+const APS_KEYS: &[&str] = &[
+    "alert",
+    "badge",
+    "sound",
+    "category",
+    "thread-id",
+    "content-available",
+    "mutable-content",
+];
+
+/// Keys that choose how or where to send, never sent to the device.
+const CONTROL_KEYS: &[&str] = &[
+    "_profile",
+    "_apns_team_id",
+    "collapse-id",
+    "apns-priority",
+    "apns-push-type",
+];
+
+/// The APNs body for a LeanCloud payload (already split per platform and
+/// with `badge: "Increment"` resolved to a number by the caller): LeanCloud
+/// keys move into `aps`, `title` into `aps.alert`, other keys stay custom
+/// top-level keys, control keys (`_profile`, `collapse-id`, …) are
+/// dropped. A payload that already has `aps` passes through, less the
+/// control keys.
+pub fn body_from_leancloud(payload: &Value) -> Value {
+    let Some(obj) = payload.as_object() else {
+        return json!({"aps": {"alert": payload}});
+    };
+    let mut out = serde_json::Map::new();
+    let passthrough = obj.contains_key("aps");
+    let mut aps = serde_json::Map::new();
+    for (k, v) in obj {
+        if CONTROL_KEYS.contains(&k.as_str()) {
+            continue;
+        }
+        if !passthrough && APS_KEYS.contains(&k.as_str()) {
+            aps.insert(k.clone(), v.clone());
+        } else if !passthrough && k == "title" {
+            continue;
+        } else {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    if !passthrough {
+        if let Some(title) = obj.get("title") {
+            let alert = match aps.remove("alert") {
+                Some(Value::Object(mut a)) => {
+                    a.entry("title").or_insert_with(|| title.clone());
+                    Value::Object(a)
+                }
+                Some(body) => json!({"title": title, "body": body}),
+                None => json!({"title": title}),
+            };
+            aps.insert("alert".into(), alert);
+        }
+        out.insert("aps".into(), Value::Object(aps));
+    }
+    Value::Object(out)
+}
+
 /// `POST {endpoint}/3/device/{token}` with the headers APNs reads.
 /// `apns-expiration` is the job's expiry, so Apple keeps an undeliverable
 /// push exactly as long as Tidings would retry it.

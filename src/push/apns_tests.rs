@@ -128,3 +128,35 @@ fn answers_are_classified() {
         Outcome::Retry { after: None, .. }
     ));
 }
+
+#[test]
+fn leancloud_payload_maps_to_aps() {
+    let lc = json!({
+        "alert": "hello", "title": "Tidings", "badge": 2, "sound": "default",
+        "content-available": 1, "convId": "c1", "_profile": "dev",
+        "_apns_team_id": "T2", "collapse-id": "c", "apns-priority": "5",
+    });
+    assert_eq!(
+        body_from_leancloud(&lc),
+        json!({
+            "aps": {
+                "alert": {"title": "Tidings", "body": "hello"},
+                "badge": 2, "sound": "default", "content-available": 1,
+            },
+            "convId": "c1",
+        })
+    );
+    let ready = json!({"aps": {"alert": "x"}, "k": 1, "_profile": "dev"});
+    assert_eq!(
+        body_from_leancloud(&ready),
+        json!({"aps": {"alert": "x"}, "k": 1})
+    );
+    assert_eq!(
+        body_from_leancloud(&json!({"alert": {"body": "b"}, "title": "t"})),
+        json!({"aps": {"alert": {"body": "b", "title": "t"}}})
+    );
+    assert_eq!(
+        body_from_leancloud(&json!("plain")),
+        json!({"aps": {"alert": "plain"}})
+    );
+}

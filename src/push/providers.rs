@@ -86,7 +86,13 @@ impl Providers {
 
     /// One attempt, no retry.
     pub async fn send(&self, job: &PushJob) -> Outcome {
-        let now = crate::util::now_secs();
+        self.send_at(job, crate::util::now_secs()).await
+    }
+
+    /// [`send`](Self::send) as if the clock read `now` (unix seconds),
+    /// which drives token caching and FCM's `ttl`: for tests of the
+    /// 50-minute re-sign.
+    pub async fn send_at(&self, job: &PushJob, now: u64) -> Outcome {
         match (
             self.route(job.platform),
             &self.apns,

@@ -34,6 +34,7 @@ fn apns_key(mock: &PushMock, team: &str, kid: &str) -> ApnsSection {
         topic: TOPIC.into(),
         endpoint: mock.url.clone(),
         sandbox_endpoint: format!("{}/sandbox", mock.url),
+        ..ApnsSection::default()
     }
 }
 
@@ -170,6 +171,41 @@ async fn provider_token_is_reused_then_resigned_after_50_minutes() {
     assert_eq!(auth[0], auth[2]);
     assert_ne!(auth[2], auth[3], "re-signed at 50 minutes");
     assert_eq!(auth[3], auth[4]);
+}
+
+#[tokio::test]
+async fn certificate_auth_presents_the_client_certificate() {
+    let mock = PushMock::start_with_client_auth().await;
+    let (cert, key) = mock.client_cert("apns-client");
+    let team = |cert_file: Option<std::path::PathBuf>| ApnsSection {
+        team_id: TEAM.into(),
+        topic: TOPIC.into(),
+        cert_file,
+        cert_key_file: Some(key.clone()),
+        endpoint: mock.url.clone(),
+        sandbox_endpoint: format!("{}/sandbox", mock.url),
+        ..ApnsSection::default()
+    };
+    let mut cfg = section(&mock);
+    cfg.apns = vec![team(Some(cert))];
+    let p = Providers::new(&cfg).unwrap();
+    let j = job(Platform::Ios, "t", json!({"aps": {"alert": "x"}}));
+    assert_eq!(p.send(&j).await, Outcome::Delivered);
+    let r = mock.requests(Route::Apns).pop().unwrap();
+    assert_eq!(
+        r.header("authorization"),
+        None,
+        "no provider token with a certificate"
+    );
+    assert_eq!(r.header("apns-topic"), Some(TOPIC));
+
+    // Without a certificate the handshake fails: nothing reaches APNs, and
+    // the send is a retry, not a dead token.
+    let mut cfg = section(&mock);
+    cfg.apns = vec![apns_key(&mock, TEAM, KID)];
+    let p = Providers::new(&cfg).unwrap();
+    assert!(matches!(p.send(&j).await, Outcome::Retry { .. }));
+    assert_eq!(mock.requests(Route::Apns).len(), 1);
 }
 
 #[tokio::test]

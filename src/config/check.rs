@@ -528,11 +528,15 @@ impl PushSection {
             }
         }
         for (i, a) in self.apns.iter().enumerate() {
+            let token_auth = a.cert_file.is_none();
             for (field, value) in [
                 ("team_id", &a.team_id),
                 ("key_id", &a.key_id),
                 ("topic", &a.topic),
             ] {
+                if field == "key_id" && !token_auth {
+                    continue;
+                }
                 if value.is_empty() || !is_header_text(value) {
                     invalid(
                         &format!("push.apns[{i}].{field}"),
@@ -540,9 +544,33 @@ impl PushSection {
                     )?;
                 }
             }
-            let key = format!("push.apns[{i}].key_file");
-            if !read_file(&key, &a.key_file)?.contains("-----BEGIN PRIVATE KEY-----") {
-                invalid(&key, "is not a PKCS#8 PEM key (Apple's .p8)")?;
+            if token_auth {
+                let key = format!("push.apns[{i}].key_file");
+                if !read_file(&key, &a.key_file)?.contains("-----BEGIN PRIVATE KEY-----") {
+                    invalid(&key, "is not a PKCS#8 PEM key (Apple's .p8)")?;
+                }
+                continue;
+            }
+            if !a.key_file.as_os_str().is_empty() {
+                invalid(
+                    &format!("push.apns[{i}].key_file"),
+                    "and cert_file are two ways to authenticate; set one",
+                )?;
+            }
+            let cert_key = format!("push.apns[{i}].cert_file");
+            if let Some(cert) = &a.cert_file
+                && !read_file(&cert_key, cert)?.contains("-----BEGIN CERTIFICATE-----")
+            {
+                invalid(&cert_key, "holds no PEM certificate")?;
+            }
+            let key = format!("push.apns[{i}].cert_key_file");
+            match &a.cert_key_file {
+                None => invalid(&key, "must be set with cert_file")?,
+                Some(path) => {
+                    if !read_file(&key, path)?.contains("PRIVATE KEY-----") {
+                        invalid(&key, "holds no PEM private key")?;
+                    }
+                }
             }
         }
         if let Some(sa) = &self.fcm.service_account_file {

@@ -54,7 +54,9 @@ impl Default for PushSection {
     }
 }
 
-/// One APNs team's token-auth credentials (`[[push.apns]]`).
+/// One APNs team's credentials (`[[push.apns]]`): token auth (`key_id` +
+/// `key_file`, Apple's recommendation) or certificate auth (`cert_file` +
+/// `cert_key_file`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApnsSection {
@@ -62,8 +64,13 @@ pub struct ApnsSection {
     pub team_id: String,
     /// The key's ID: the provider token's `kid`.
     pub key_id: String,
-    /// The `.p8` file Apple issued (PKCS#8 P-256).
+    /// The `.p8` file Apple issued (PKCS#8 P-256); empty with certificate
+    /// auth.
     pub key_file: PathBuf,
+    /// Certificate auth instead: the APNs client certificate (PEM chain)…
+    pub cert_file: Option<PathBuf>,
+    /// …and its private key (PEM; a `.p12` must be converted first).
+    pub cert_key_file: Option<PathBuf>,
     /// The app's bundle id, sent as `apns-topic`.
     pub topic: String,
     /// Apple's production host; a config value so tests and proxies can
@@ -79,6 +86,8 @@ impl Default for ApnsSection {
             team_id: String::new(),
             key_id: String::new(),
             key_file: PathBuf::new(),
+            cert_file: None,
+            cert_key_file: None,
             topic: String::new(),
             endpoint: "https://api.push.apple.com".to_owned(),
             sandbox_endpoint: "https://api.sandbox.push.apple.com".to_owned(),

@@ -1,5 +1,6 @@
-//! APNs over HTTP/2 with token auth: an ES256 provider token from the
-//! team's `.p8` key, one connection per team and environment.
+//! APNs over HTTP/2 with token auth (an ES256 provider token from the
+//! team's `.p8` key) or certificate auth (a client certificate on the
+//! connection), one connection per team and environment.
 //!
 //! Apple: "Refresh your token no more than once every 20 minutes and no
 //! less than once every 60 minutes", and a connection carries one team's
@@ -12,7 +13,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
-use super::client::{self, Wire};
+use super::client::{self, Identity, Wire};
 use super::jwt::Signer;
 use super::{Outcome, PushError, PushJob};
 use crate::config::ApnsSection;
@@ -249,7 +250,8 @@ const EXPIRED_TOKEN: &str = "ExpiredProviderToken";
 struct Team {
     team_id: String,
     topic: String,
-    token: ProviderToken,
+    /// `None` with certificate auth: the connection itself authenticates.
+    token: Option<ProviderToken>,
     production: (reqwest::Client, String),
     sandbox: (reqwest::Client, String),
 }
@@ -260,7 +262,7 @@ pub struct Apns {
 }
 
 impl Apns {
-    /// Reads each team's key; a missing or bad key is an error here, at
+    /// Reads each team's key or certificate; a missing or bad one is an error here, at
     /// start, not at the first push.
     pub fn new(
         teams: &[ApnsSection],
@@ -269,18 +271,31 @@ impl Apns {
     ) -> Result<Self, PushError> {
         let mut out = Vec::new();
         for t in teams {
+            let (token, identity) = match (&t.cert_file, &t.cert_key_file) {
+                (Some(cert), Some(key)) => (None, Some(Identity::from_files(cert, key)?)),
+                (Some(_), None) => {
+                    return Err(PushError::Config(format!(
+                        "APNs team {}: cert_file without cert_key_file",
+                        t.team_id
+                    )));
+                }
+                _ => (
+                    Some(ProviderToken::from_p8_file(
+                        &t.team_id,
+                        &t.key_id,
+                        &t.key_file,
+                    )?),
+                    None,
+                ),
+            };
+            let connect =
+                || client::build(Wire::Http2Only, extra_roots, identity.as_ref(), timeout);
             out.push(Team {
                 team_id: t.team_id.clone(),
                 topic: t.topic.clone(),
-                token: ProviderToken::from_p8_file(&t.team_id, &t.key_id, &t.key_file)?,
-                production: (
-                    client::build(Wire::Http2Only, extra_roots, timeout)?,
-                    t.endpoint.clone(),
-                ),
-                sandbox: (
-                    client::build(Wire::Http2Only, extra_roots, timeout)?,
-                    t.sandbox_endpoint.clone(),
-                ),
+                token,
+                production: (connect()?, t.endpoint.clone()),
+                sandbox: (connect()?, t.sandbox_endpoint.clone()),
             });
         }
         Ok(Self { teams: out })
@@ -312,14 +327,17 @@ impl Apns {
             reason: "not sent".into(),
         };
         for _ in 0..2 {
-            let jwt = match team.token.bearer(now) {
-                Ok(j) => j,
-                Err(reason) => return Outcome::Failed { reason },
+            let jwt = match team.token.as_ref().map(|t| t.bearer(now)) {
+                Some(Ok(j)) => Some(j),
+                Some(Err(reason)) => return Outcome::Failed { reason },
+                None => None,
             };
-            outcome = send_once(client, &req, &jwt).await;
-            match &outcome {
-                Outcome::Retry { reason, .. } if reason.ends_with(EXPIRED_TOKEN) => {
-                    team.token.invalidate(&jwt)
+            outcome = send_once(client, &req, jwt.as_deref()).await;
+            match (&outcome, &team.token, &jwt) {
+                (Outcome::Retry { reason, .. }, Some(token), Some(jwt))
+                    if reason.ends_with(EXPIRED_TOKEN) =>
+                {
+                    token.invalidate(jwt)
                 }
                 _ => break,
             }
@@ -328,12 +346,14 @@ impl Apns {
     }
 }
 
-async fn send_once(client: &reqwest::Client, req: &Request, jwt: &str) -> Outcome {
+async fn send_once(client: &reqwest::Client, req: &Request, jwt: Option<&str>) -> Outcome {
     let mut b = client
         .post(&req.url)
-        .header("authorization", format!("bearer {jwt}"))
         .header("content-type", "application/json")
         .body(req.body.clone());
+    if let Some(jwt) = jwt {
+        b = b.header("authorization", format!("bearer {jwt}"));
+    }
     for (k, v) in &req.headers {
         b = b.header(*k, v);
     }

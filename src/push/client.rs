@@ -8,8 +8,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::PushError;
 
@@ -45,12 +45,35 @@ pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, PushErr
     Ok(certs)
 }
 
+/// A client certificate and its key (APNs certificate auth).
+pub struct Identity {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+}
+
+impl Identity {
+    /// Reads a PEM chain and a PEM private key.
+    pub fn from_files(cert: &Path, key: &Path) -> Result<Self, PushError> {
+        let chain = read_ca_file(cert)?;
+        let text = std::fs::read(key).map_err(|source| PushError::Read {
+            path: key.display().to_string(),
+            source,
+        })?;
+        let key = PrivateKeyDer::from_pem_slice(&text).map_err(|e| PushError::Key {
+            path: key.display().to_string(),
+            msg: format!("no PEM private key: {e}"),
+        })?;
+        Ok(Self { chain, key })
+    }
+}
+
 /// A reqwest client with our ring-based rustls, the platform's roots plus
 /// `extra_roots`, no redirects and no proxy from the environment. `timeout`
 /// bounds a whole request, so a stuck stream becomes a retry.
 pub fn build(
     wire: Wire,
     extra_roots: &[CertificateDer<'static>],
+    identity: Option<&Identity>,
     timeout: Duration,
 ) -> Result<reqwest::Client, PushError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -59,12 +82,17 @@ pub fn build(
         provider.clone(),
     )
     .map_err(|e| PushError::Client(format!("TLS verifier: {e}")))?;
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| PushError::Client(format!("TLS: {e}")))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(Arc::new(verifier));
+    let mut tls = match identity {
+        Some(id) => tls
+            .with_client_auth_cert(id.chain.clone(), id.key.clone_key())
+            .map_err(|e| PushError::Client(format!("client certificate: {e}")))?,
+        None => tls.with_no_client_auth(),
+    };
     tls.alpn_protocols = match wire {
         Wire::Http2Only => vec![b"h2".to_vec()],
         Wire::Negotiated => vec![b"h2".to_vec(), b"http/1.1".to_vec()],

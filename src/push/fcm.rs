@@ -225,7 +225,7 @@ impl Fcm {
             &service_account_file.display().to_string(),
         )?;
         Ok(Self {
-            client: client::build(Wire::Http2Only, extra_roots, timeout)?,
+            client: client::build(Wire::Http2Only, extra_roots, None, timeout)?,
             endpoint: endpoint.trim_end_matches('/').to_owned(),
             account,
             signer,

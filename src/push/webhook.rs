@@ -182,6 +182,7 @@ impl Webhook {
             client: client::build(
                 Wire::Negotiated,
                 extra_roots,
+                None,
                 Duration::from_millis(cfg.timeout_ms),
             )?,
             cfg: cfg.clone(),

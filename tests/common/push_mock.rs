@@ -103,6 +103,9 @@ pub struct State {
     oauth: Mutex<Option<(String, Vec<u8>)>>,
     access_tokens: Mutex<HashSet<String>>,
     token_url: Mutex<String>,
+    /// Connections must present a client certificate from the test CA
+    /// (APNs certificate auth); requests then need no provider token.
+    client_auth: bool,
 }
 
 /// A running stand-in.
@@ -114,6 +117,8 @@ pub struct PushMock {
     pub ca_file: PathBuf,
     pub state: Arc<State>,
     pub dir: tempfile::TempDir,
+    ca: rcgen::Certificate,
+    ca_key: rcgen::KeyPair,
 }
 
 fn now_secs() -> u64 {
@@ -125,6 +130,33 @@ fn now_secs() -> u64 {
 
 impl PushMock {
     pub async fn start() -> PushMock {
+        Self::start_with(false).await
+    }
+
+    /// A stand-in for APNs with certificate auth: the TLS handshake
+    /// requires a client certificate issued by [`Self::client_cert`].
+    pub async fn start_with_client_auth() -> PushMock {
+        Self::start_with(true).await
+    }
+
+    /// A client certificate from the test CA, written as PEM files
+    /// (certificate, key).
+    pub fn client_cert(&self, name: &str) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &self.ca, &self.ca_key).unwrap();
+        let cert_path = self.dir.path().join(format!("{name}.crt"));
+        let key_path = self.dir.path().join(format!("{name}.key"));
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        (cert_path, key_path)
+    }
+
+    async fn start_with(client_auth: bool) -> PushMock {
         let dir = tempfile::tempdir().unwrap();
         let ca_key = rcgen::KeyPair::generate().unwrap();
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -148,10 +180,23 @@ impl PushMock {
         std::fs::write(&ca_file, ca.pem()).unwrap();
 
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
+            .unwrap();
+        let builder = if client_auth {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(CertificateDer::from(ca.der().to_vec())).unwrap();
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        let mut tls = builder
             .with_single_cert(
                 vec![CertificateDer::from(leaf.der().to_vec())],
                 PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
@@ -163,7 +208,10 @@ impl PushMock {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let url = format!("https://127.0.0.1:{}", addr.port());
-        let state = Arc::new(State::default());
+        let state = Arc::new(State {
+            client_auth,
+            ..State::default()
+        });
         *state.token_url.lock() = format!("{url}/token");
         let st = state.clone();
         tokio::spawn(async move {
@@ -197,6 +245,8 @@ impl PushMock {
             ca_file,
             state,
             dir,
+            ca,
+            ca_key,
         }
     }
 
@@ -378,6 +428,9 @@ async fn handle(st: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
         kid: None,
     };
     let resp = match route {
+        Route::Apns | Route::ApnsSandbox if st.client_auth => {
+            scripted(st, route).unwrap_or_else(|| reply(200, ""))
+        }
         Route::Apns | Route::ApnsSandbox => {
             match check_apns_token(st, rec.header("authorization")) {
                 Ok(kid) => {

@@ -158,3 +158,26 @@ fn push_changes_need_a_restart() {
         )
     );
 }
+
+#[test]
+fn certificate_auth_needs_cert_and_key_and_no_p8() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("apns.crt");
+    let key = dir.path().join("apns.key");
+    let ck = rcgen::generate_simple_self_signed(vec!["apns".into()]).unwrap();
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    let text = |extra: &str| {
+        format!(
+            "[push]\nenabled = true\n[[push.apns]]\nteam_id = \"T\"\ntopic = \"t\"\n\
+             cert_file = {:?}\n{extra}",
+            cert.display().to_string()
+        )
+    };
+    let with_key = format!("cert_key_file = {:?}\n", key.display().to_string());
+    let c = Config::load_from_str(&text(&with_key)).unwrap();
+    assert_eq!(c.push.apns[0].cert_key_file.as_deref(), Some(key.as_path()));
+    assert_eq!(invalid_key(&text("")), "push.apns[0].cert_key_file");
+    let both = format!("{with_key}key_file = \"x.p8\"\n");
+    assert_eq!(invalid_key(&text(&both)), "push.apns[0].key_file");
+}

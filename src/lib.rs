@@ -27,7 +27,8 @@
 //! conversations), [`broadcast`] (TTL'd broadcasts), [`sysmsg`]
 //! (`_SysMessage`), [`admin`] (the `/1.2/rtm` REST API, `/healthz`,
 //! `/metrics`), [`guard`] (quotas and per-address limits), [`auth`]
-//! (signatures), [`http`] (the one outbound HTTP client), [`metrics`],
+//! (signatures), [`http`] (the one outbound HTTP client), [`push`] (APNs,
+//! FCM and push-gateway providers, on their own HTTP/2 clients), [`metrics`],
 //! [`config`], [`util`]. [`hub`] only holds the handles every feature
 //! shares. [`client`] is the client library the CLI, tests and bench use.
 //!
@@ -36,7 +37,7 @@
 //! Imports point down only: doors (`server`, `admin`, `session`) →
 //! features (`broadcast`, `sysmsg`, `message`, `conversation`) → `hub` →
 //! runtime services (`pipeline`, `registry`) → the sans-IO `core` →
-//! adapters (`hooks`, `guard`, `transport`, `auth`, `store`, `filter`,
+//! adapters (`hooks`, `push`, `guard`, `transport`, `auth`, `store`, `filter`,
 //! `http`, `metrics`) → vocabulary (`config`, `wire`, `protocol`, `util`).
 //! `tests/layers.rs` enforces it; `docs/ARCHITECTURE.md` explains it.
 
@@ -57,6 +58,7 @@ pub mod message;
 pub mod metrics;
 pub mod pipeline;
 pub mod protocol;
+pub mod push;
 pub mod registry;
 pub mod server;
 pub mod session;

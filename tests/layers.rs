@@ -6,7 +6,7 @@
 //! doors (`server`, `admin`, `session`) → features (`broadcast`, `sysmsg`,
 //! `message`, `conversation`) → composition (`hub`) → runtime services
 //! (`pipeline`, `registry`) → the core (`core`) → adapters (`hooks`,
-//! `guard`, `transport`, `auth`, `store`, `filter`, `http`, `metrics`) →
+//! `push`, `guard`, `transport`, `auth`, `store`, `filter`, `http`, `metrics`) →
 //! vocabulary (`config`, `wire`, `protocol`, `util`). Inside a layer the
 //! list is an order too: a module may use the ones after it, never the
 //! ones before. The client library and the CLI sit beside the server
@@ -44,6 +44,7 @@ const ORDER: &[&str] = &[
     "core",
     // Adapters: each owns one outside thing.
     "hooks",
+    "push",
     "guard",
     "transport",
     "auth",

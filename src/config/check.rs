@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use crate::protocol::hooks::Hook;
 
-use super::{Config, ConfigError, HooksSection, MAX_FRAME_BYTES_LIMIT, MIN_FRAME_BYTES_LIMIT};
+use super::{
+    Config, ConfigError, HooksSection, MAX_FRAME_BYTES_LIMIT, MIN_FRAME_BYTES_LIMIT, PushSection,
+};
 
 /// Ceiling on durations given in seconds (one year). Keeps `Instant + d`
 /// arithmetic elsewhere from overflowing on absurd values.
@@ -276,6 +278,7 @@ impl Config {
         )?;
         range("system.fan_out_step", sys.fan_out_step, 1, 100_000)?;
         range("system.fan_out_rate", sys.fan_out_rate, 0, 100_000_000)?;
+        self.push.validate()?;
         self.hooks.validate()
     }
 }
@@ -463,4 +466,143 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// FCM's longest `ttl` (28 days); APNs keeps a push up to 30.
+const MAX_PUSH_EXPIRY_SECS: u64 = 2_419_200;
+
+impl PushSection {
+    /// Ranges always; credentials only when push is on, so a config copied
+    /// to a box without the key files still starts with push off. Files are
+    /// read here so a missing or unreadable key stops the start with its
+    /// path, instead of failing every push later.
+    fn validate(&self) -> Result<(), ConfigError> {
+        range(
+            "push.expiry_secs",
+            self.expiry_secs,
+            1,
+            MAX_PUSH_EXPIRY_SECS,
+        )?;
+        range("push.queue_capacity", self.queue_capacity, 1, 10_000_000)?;
+        at_most("push.max_retries", u64::from(self.max_retries), 100)?;
+        range("push.retry_base_ms", self.retry_base_ms, 1, 3_600_000)?;
+        range(
+            "push.webhook.timeout_ms",
+            self.webhook.timeout_ms,
+            1,
+            MAX_WEBHOOK_TIMEOUT_MS,
+        )?;
+        for (i, a) in self.apns.iter().enumerate() {
+            http_url(&format!("push.apns[{i}].endpoint"), &a.endpoint)?;
+            http_url(
+                &format!("push.apns[{i}].sandbox_endpoint"),
+                &a.sandbox_endpoint,
+            )?;
+            if self.apns[..i].iter().any(|b| b.team_id == a.team_id) {
+                invalid(
+                    &format!("push.apns[{i}].team_id"),
+                    "names a team listed before",
+                )?;
+            }
+        }
+        http_url("push.fcm.endpoint", &self.fcm.endpoint)?;
+        if let Some(url) = &self.webhook.url {
+            http_url("push.webhook.url", url)?;
+        }
+        if !self.enabled {
+            return Ok(());
+        }
+        if self.apns.is_empty()
+            && self.fcm.service_account_file.is_none()
+            && self.webhook.url.is_none()
+        {
+            invalid(
+                "push.enabled",
+                "needs a provider: [[push.apns]], push.fcm.service_account_file or push.webhook.url",
+            )?;
+        }
+        if let Some(ca) = &self.extra_ca_file {
+            let text = read_file("push.extra_ca_file", ca)?;
+            if !text.contains("-----BEGIN CERTIFICATE-----") {
+                invalid("push.extra_ca_file", "holds no PEM certificate")?;
+            }
+        }
+        for (i, a) in self.apns.iter().enumerate() {
+            let token_auth = a.cert_file.is_none();
+            for (field, value) in [
+                ("team_id", &a.team_id),
+                ("key_id", &a.key_id),
+                ("topic", &a.topic),
+            ] {
+                if field == "key_id" && !token_auth {
+                    continue;
+                }
+                if value.is_empty() || !is_header_text(value) {
+                    invalid(
+                        &format!("push.apns[{i}].{field}"),
+                        "must be set (printable ASCII)",
+                    )?;
+                }
+            }
+            if token_auth {
+                let key = format!("push.apns[{i}].key_file");
+                if !read_file(&key, &a.key_file)?.contains("-----BEGIN PRIVATE KEY-----") {
+                    invalid(&key, "is not a PKCS#8 PEM key (Apple's .p8)")?;
+                }
+                continue;
+            }
+            if !a.key_file.as_os_str().is_empty() {
+                invalid(
+                    &format!("push.apns[{i}].key_file"),
+                    "and cert_file are two ways to authenticate; set one",
+                )?;
+            }
+            let cert_key = format!("push.apns[{i}].cert_file");
+            if let Some(cert) = &a.cert_file
+                && !read_file(&cert_key, cert)?.contains("-----BEGIN CERTIFICATE-----")
+            {
+                invalid(&cert_key, "holds no PEM certificate")?;
+            }
+            let key = format!("push.apns[{i}].cert_key_file");
+            match &a.cert_key_file {
+                None => invalid(&key, "must be set with cert_file")?,
+                Some(path) => {
+                    if !read_file(&key, path)?.contains("PRIVATE KEY-----") {
+                        invalid(&key, "holds no PEM private key")?;
+                    }
+                }
+            }
+        }
+        if let Some(sa) = &self.fcm.service_account_file {
+            let key = "push.fcm.service_account_file";
+            let v: serde_json::Value =
+                serde_json::from_str(&read_file(key, sa)?).map_err(|e| ConfigError::Invalid {
+                    key: key.to_owned(),
+                    msg: format!("is not JSON: {e}"),
+                })?;
+            for field in ["client_email", "private_key", "token_uri", "project_id"] {
+                if v.get(field)
+                    .and_then(serde_json::Value::as_str)
+                    .is_none_or(str::is_empty)
+                {
+                    invalid(
+                        key,
+                        &format!("has no {field} (a service-account key file has)"),
+                    )?;
+                }
+            }
+            if let Some(uri) = v.get("token_uri").and_then(serde_json::Value::as_str) {
+                http_url(&format!("{key} token_uri"), uri)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A credentials file's text, naming `key` when it cannot be read.
+fn read_file(key: &str, path: &std::path::Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
+        key: key.to_owned(),
+        msg: format!("cannot read {}: {e}", path.display()),
+    })
 }

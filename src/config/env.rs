@@ -94,10 +94,24 @@ pub(super) const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     ("hooks", "breaker_cooldown_ms", EnvKind::Value),
     ("hooks", "outbox_max_attempts", EnvKind::Value),
     ("hooks", "outbox_max_age_secs", EnvKind::Value),
+    ("push", "enabled", EnvKind::Value),
+    ("push", "template", EnvKind::Str),
+    ("push", "expiry_secs", EnvKind::Value),
+    ("push", "queue_capacity", EnvKind::Value),
+    ("push", "max_retries", EnvKind::Value),
+    ("push", "retry_base_ms", EnvKind::Value),
+    ("push", "extra_ca_file", EnvKind::Str),
 ];
 
 /// Keys that exist but are tables, not settable from the environment.
-pub(super) const TABLE_KEYS: &[(&str, &str)] = &[("hooks", "hook")];
+/// The push providers are tables too: `[[push.apns]]` is a list, and a
+/// provider's keys only make sense together.
+pub(super) const TABLE_KEYS: &[(&str, &str)] = &[
+    ("hooks", "hook"),
+    ("push", "apns"),
+    ("push", "fcm"),
+    ("push", "webhook"),
+];
 
 /// The process's `TIDINGS_*` variables. Not `std::env::vars()`, which panics
 /// on a non-UTF-8 variable anywhere in the environment.

@@ -3,8 +3,8 @@
 
 use super::{
     AdminSection, AuthSection, Config, DeliverySection, GatewaySection, HooksSection,
-    LimitsSection, LogSection, MessagesSection, QuotasSection, ServerSection, StoreSection,
-    SystemSection,
+    LimitsSection, LogSection, MessagesSection, PushSection, QuotasSection, ServerSection,
+    StoreSection, SystemSection,
 };
 
 impl Config {
@@ -60,6 +60,7 @@ impl Config {
             gateway: _,
             system: _,
             hooks: _,
+            push: _,
         } = self;
         diff!(server: ServerSection { listen, data_dir, tls_cert, tls_key, shutdown_grace_secs });
         diff!(auth: AuthSection {
@@ -146,6 +147,18 @@ impl Config {
             outbox_max_attempts,
             outbox_max_age_secs,
             hook,
+        });
+        diff!(push: PushSection {
+            enabled,
+            template,
+            expiry_secs,
+            queue_capacity,
+            max_retries,
+            retry_base_ms,
+            extra_ca_file,
+            apns,
+            fcm,
+            webhook,
         });
         out
     }

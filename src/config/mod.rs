@@ -10,13 +10,17 @@
 //! the sections (plain data with serde and `Default`) and the load entry
 //! points; `default.toml` is the documented default file, kept equal to
 //! `Default` by a test; `check.rs` validates every bound; `env.rs` overlays
-//! the environment; `live.rs` says which keys a reload applies.
+//! the environment; `live.rs` says which keys a reload applies; `push.rs`
+//! holds the `[push]` section and its provider tables.
 //! `duration.rs` reads the durations typed on the CLI and bench flags.
 
 mod check;
 pub mod duration;
 mod env;
 mod live;
+mod push;
+#[cfg(test)]
+mod push_tests;
 #[cfg(test)]
 mod tests;
 
@@ -30,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use crate::protocol::hooks::Hook;
 
 pub use live::LIVE_KEYS;
+pub use push::{ApnsSection, FcmSection, PushSection, WebhookFormat, WebhookSection};
 
 /// Prefix of the environment variables that override config keys.
 pub const ENV_PREFIX: &str = "TIDINGS_";
@@ -88,6 +93,7 @@ pub struct Config {
     pub gateway: GatewaySection,
     pub system: SystemSection,
     pub hooks: HooksSection,
+    pub push: PushSection,
 }
 
 /// Where the server listens and keeps its state.

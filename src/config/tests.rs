@@ -272,6 +272,7 @@ fn env_keys_cover_every_field() {
     full.gateway.public_url = Some("wss://g/".into());
     full.gateway.tls_cert = Some("c".into());
     full.gateway.tls_key = Some("k".into());
+    full.push.extra_ca_file = Some("ca.pem".into());
     let table = toml::Table::try_from(&full).unwrap();
     let mut from_struct: Vec<(String, String)> = Vec::new();
     for (section, v) in &table {
@@ -416,6 +417,24 @@ fn live_changes_sees_every_key() {
             outbox_max_attempts: 1,
             outbox_max_age_secs: 1,
             hook: [("_clientOnline".to_owned(), HookOverride::default())].into(),
+        },
+        push: PushSection {
+            enabled: true,
+            template: "t".into(),
+            expiry_secs: 1,
+            queue_capacity: 1,
+            max_retries: 1,
+            retry_base_ms: 1,
+            extra_ca_file: Some("ca.pem".into()),
+            apns: vec![ApnsSection::default()],
+            fcm: FcmSection {
+                service_account_file: Some("sa.json".into()),
+                ..FcmSection::default()
+            },
+            webhook: WebhookSection {
+                url: Some("http://gw".into()),
+                ..WebhookSection::default()
+            },
         },
     };
     let (live, restart) = old.live_changes(&new);

@@ -65,3 +65,35 @@ impl Hub {
         }
     }
 }
+
+/// Runs `job` every `period`, the first time at once (so what fell due
+/// while the server was down goes at start), until `shutdown` or until
+/// the hub is gone. The background sweeps (expired broadcasts, temporary
+/// conversations, idle push registrations) share this loop; each job
+/// logs its own outcome.
+pub fn every<F, Fut>(
+    hub: &Arc<Hub>,
+    period: std::time::Duration,
+    mut shutdown: tokio::sync::broadcast::Receiver<()>,
+    job: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: Fn(Arc<Hub>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let hub = Arc::downgrade(hub);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.recv() => return,
+            }
+            let Some(hub) = hub.upgrade() else {
+                return;
+            };
+            job(hub).await;
+        }
+    })
+}

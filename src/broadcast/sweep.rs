@@ -32,28 +32,17 @@ pub fn sweep(store: &Store, now: u64) -> Result<u64, StoreError> {
 
 /// Sweeps expired records every second until `shutdown`, off the async
 /// workers; sends never wait for it.
-pub fn start_sweeper(hub: &Arc<Hub>, mut shutdown: signal::Receiver<()>) -> JoinHandle<()> {
-    let hub = Arc::downgrade(hub);
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(SWEEP_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.recv() => return,
+pub fn start_sweeper(hub: &Arc<Hub>, shutdown: signal::Receiver<()>) -> JoinHandle<()> {
+    crate::hub::every(hub, SWEEP_EVERY, shutdown, |hub| async move {
+        let store = hub.store.clone();
+        match tokio::task::spawn_blocking(move || sweep(&store, now_ms())).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => {
+                METRICS.broadcasts_swept(n);
+                debug!(records = n, "expired broadcasts swept");
             }
-            let Some(store) = hub.upgrade().map(|h| h.store.clone()) else {
-                return;
-            };
-            match tokio::task::spawn_blocking(move || sweep(&store, now_ms())).await {
-                Ok(Ok(0)) => {}
-                Ok(Ok(n)) => {
-                    METRICS.broadcasts_swept(n);
-                    debug!(records = n, "expired broadcasts swept");
-                }
-                Ok(Err(e)) => warn!(error = %e, "broadcast sweep failed"),
-                Err(e) => warn!(error = %e, "broadcast sweep task failed"),
-            }
+            Ok(Err(e)) => warn!(error = %e, "broadcast sweep failed"),
+            Err(e) => warn!(error = %e, "broadcast sweep task failed"),
         }
     })
 }

@@ -38,24 +38,12 @@ pub async fn sweep(hub: &Hub, now_ms: u64) -> Result<usize, ErrorBody> {
 
 /// Sweeps every [`SWEEP_EVERY`] (and once at start, for those that expired
 /// while the server was down) until `shutdown`.
-pub fn start_expirer(hub: &Arc<Hub>, mut shutdown: signal::Receiver<()>) -> JoinHandle<()> {
-    let hub = Arc::downgrade(hub);
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(SWEEP_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.recv() => return,
-            }
-            let Some(hub) = hub.upgrade() else {
-                return;
-            };
-            match sweep(&hub, now_ms()).await {
-                Ok(0) => {}
-                Ok(n) => debug!(conversations = n, "expired temporary conversations removed"),
-                Err(e) => warn!(error = %e, "temporary conversation sweep failed"),
-            }
+pub fn start_expirer(hub: &Arc<Hub>, shutdown: signal::Receiver<()>) -> JoinHandle<()> {
+    crate::hub::every(hub, SWEEP_EVERY, shutdown, |hub| async move {
+        match sweep(&hub, now_ms()).await {
+            Ok(0) => {}
+            Ok(n) => debug!(conversations = n, "expired temporary conversations removed"),
+            Err(e) => warn!(error = %e, "temporary conversation sweep failed"),
         }
     })
 }

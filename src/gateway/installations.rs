@@ -502,30 +502,19 @@ const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 /// workers. Runs whether or not the door is on: the records are the store's.
 pub fn start_sweeper(
     hub: &std::sync::Arc<crate::hub::Hub>,
-    mut shutdown: tokio::sync::broadcast::Receiver<()>,
+    shutdown: tokio::sync::broadcast::Receiver<()>,
 ) -> tokio::task::JoinHandle<()> {
-    let hub = std::sync::Arc::downgrade(hub);
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(SWEEP_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.recv() => return,
-            }
-            let Some(store) = hub.upgrade().map(|h| h.store.clone()) else {
-                return;
-            };
-            let swept = tokio::task::spawn_blocking(move || {
-                store.installations_sweep(now_ms(), IDLE_SWEEP_AFTER_MS)
-            })
-            .await;
-            match swept {
-                Ok(Ok(0)) => {}
-                Ok(Ok(n)) => tracing::info!(registrations = n, "idle push registrations swept"),
-                Ok(Err(e)) => tracing::warn!(error = %e, "installation sweep failed"),
-                Err(e) => tracing::warn!(error = %e, "installation sweep task failed"),
-            }
+    crate::hub::every(hub, SWEEP_EVERY, shutdown, |hub| async move {
+        let store = hub.store.clone();
+        let swept = tokio::task::spawn_blocking(move || {
+            store.installations_sweep(now_ms(), IDLE_SWEEP_AFTER_MS)
+        })
+        .await;
+        match swept {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(registrations = n, "idle push registrations swept"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "installation sweep failed"),
+            Err(e) => tracing::warn!(error = %e, "installation sweep task failed"),
         }
     })
 }

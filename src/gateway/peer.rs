@@ -54,18 +54,27 @@ struct State {
     /// Per conversation, messages this client sent asking for receipts
     /// and not yet delivered: (timestamp, id), oldest first.
     awaiting_receipt: HashMap<ConvId, Vec<(u64, String)>>,
-    /// Sends asking for receipts whose ack has not gone out yet. The
-    /// engine's ack (a reply) and the receiver's receipt (an event) travel
-    /// apart, so under load the receipt can come first; the SDKs only mark
-    /// a message delivered if its ack came before, so receipts wait here.
-    acks_owed: usize,
-    /// Delivery receipts held while `acks_owed > 0`: (conv, by, at).
+    /// Delivery receipts held while a send asking for receipts awaits its
+    /// ack: (conv, by, at). The engine's ack (a reply) and the receiver's
+    /// receipt (an event) travel apart, so under load the receipt can come
+    /// first; the SDKs only mark a message delivered if its ack came before.
     held_receipts: Vec<(ConvId, String, u64)>,
     /// The tag of the login, once it succeeded: session tokens carry it.
     tag: Option<String>,
     logged_in: bool,
     /// A `session/closed` went out: nothing more for this peer.
     closed: bool,
+}
+
+impl State {
+    /// Whether a send asking for receipts still awaits its ack. Read from
+    /// `pending` (a handful of requests in flight) rather than counted
+    /// beside it.
+    fn acks_owed(&self) -> bool {
+        self.pending
+            .values()
+            .any(|p| matches!(p, Pending::Direct { receipt: true, .. }))
+    }
 }
 
 impl Peer {
@@ -87,11 +96,7 @@ impl Peer {
 
     /// Remembers how to answer engine request `id`.
     pub(super) fn expect(&self, id: u64, p: Pending) {
-        let mut st = self.state.lock();
-        if matches!(p, Pending::Direct { receipt: true, .. }) {
-            st.acks_owed += 1;
-        }
-        st.pending.insert(id, p);
+        self.state.lock().pending.insert(id, p);
     }
 
     /// The seq an ack comes to: the message it names (`mid`: Swift, ObjC,
@@ -216,8 +221,7 @@ impl Peer {
         if owed {
             let held = {
                 let mut st = self.state.lock();
-                st.acks_owed = st.acks_owed.saturating_sub(1);
-                if st.acks_owed == 0 {
+                if !st.acks_owed() {
                     std::mem::take(&mut st.held_receipts)
                 } else {
                     Vec::new()
@@ -235,7 +239,7 @@ impl Peer {
     fn receipt(&self, conv: ConvId, by: String, at: u64, read: bool) {
         let named: Vec<String> = {
             let mut st = self.state.lock();
-            if !read && st.acks_owed > 0 && st.held_receipts.len() < MAX_UNACKED {
+            if !read && st.acks_owed() && st.held_receipts.len() < MAX_UNACKED {
                 st.held_receipts.push((conv, by, at));
                 return;
             }

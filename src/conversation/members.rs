@@ -2,6 +2,8 @@
 //! `remove_members`. Chat rooms keep no stored members: joining and
 //! leaving one only changes who is in the room now.
 
+use std::sync::Arc;
+
 use serde_json::json;
 
 use super::{changeable, check_signature, not_member, notify_members, require_admin, stored_kind};
@@ -65,6 +67,24 @@ pub(super) fn room_for_one_more(hub: &Hub, client: &str) -> Result<(), ErrorBody
         .one_more_conversation(client, |cap| hub.store.membership_count(client, cap))
 }
 
+/// What every member change checks first, in this order: the signature
+/// (before anything about the conversation is revealed), that it is live
+/// (4303, or 4323 for an expired temporary one), that its members may
+/// change (4314 for a temporary one).
+fn member_change(
+    hub: &Hub,
+    caller: &Caller,
+    conv: ConvId,
+    members: &[String],
+    action: ConvAction,
+    sig: Option<&OpSignature>,
+) -> Result<Arc<Conv>, ErrorBody> {
+    check_signature(hub, caller, Some(conv), members, action, sig)?;
+    let c = hub.convs.live(conv)?;
+    changeable(&c)?;
+    Ok(c)
+}
+
 /// Signed as an `invite` of the caller alone, as the SDKs sign a join.
 pub async fn join(
     hub: &Hub,
@@ -73,9 +93,7 @@ pub async fn join(
     sig: Option<&OpSignature>,
 ) -> Result<(), ErrorBody> {
     let me = std::slice::from_ref(&caller.client);
-    check_signature(hub, caller, Some(conv), me, ConvAction::Invite, sig)?;
-    let c = hub.convs.live(conv)?;
-    changeable(&c)?;
+    let c = member_change(hub, caller, conv, me, ConvAction::Invite, sig)?;
     member_hook(hub, Hook::ConversationAdd, caller, conv, me).await?;
     let kind = c.state.read().rec.kind;
     if kind == ConvKind::ChatRoom {
@@ -109,9 +127,7 @@ pub async fn leave(
     sig: Option<&OpSignature>,
 ) -> Result<(), ErrorBody> {
     let me = std::slice::from_ref(&caller.client);
-    check_signature(hub, caller, Some(conv), me, ConvAction::Kick, sig)?;
-    let c = hub.convs.live(conv)?;
-    changeable(&c)?;
+    let c = member_change(hub, caller, conv, me, ConvAction::Kick, sig)?;
     let kind = c.state.read().rec.kind;
     if kind == ConvKind::ChatRoom {
         hub.registry.leave_room(&caller.client, conv);
@@ -207,10 +223,8 @@ pub async fn add_members(
     sig: Option<&OpSignature>,
 ) -> Result<(), ErrorBody> {
     validate::client_ids(&members)?;
-    check_signature(hub, caller, Some(conv), &members, ConvAction::Invite, sig)?;
-    let c = hub.convs.live(conv)?;
+    let c = member_change(hub, caller, conv, &members, ConvAction::Invite, sig)?;
     stored_kind(&c)?;
-    changeable(&c)?;
     require_admin(&c, caller)?;
     member_hook(hub, Hook::ConversationAdd, caller, conv, &members).await?;
     let (added, _) = change_members(hub, &c, &members, &[])?;
@@ -231,10 +245,8 @@ pub async fn remove_members(
     members: Vec<String>,
     sig: Option<&OpSignature>,
 ) -> Result<(), ErrorBody> {
-    check_signature(hub, caller, Some(conv), &members, ConvAction::Kick, sig)?;
-    let c = hub.convs.live(conv)?;
+    let c = member_change(hub, caller, conv, &members, ConvAction::Kick, sig)?;
     stored_kind(&c)?;
-    changeable(&c)?;
     require_admin(&c, caller)?;
     if members.contains(&c.state.read().rec.creator) {
         return Err(err(ErrorCode::ConvApiFailed, "the owner cannot be removed"));

@@ -81,6 +81,8 @@ fn job(platform: Platform, token: &str, payload: Value) -> PushJob {
         conv_id: "conv1".into(),
         from: "alice".into(),
         badge: Some(1),
+        apns_priority: None,
+        apns_push_type: None,
     }
 }
 

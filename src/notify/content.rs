@@ -127,6 +127,8 @@ pub struct Controls {
     pub sandbox: bool,
     pub team_id: Option<String>,
     pub collapse_id: Option<String>,
+    pub apns_priority: Option<u8>,
+    pub apns_push_type: Option<String>,
 }
 
 /// The payload's control keys, with the device's registration as the
@@ -138,6 +140,13 @@ pub fn controls(part: &Value, dev: &Installation) -> Controls {
         sandbox: profile.as_deref() == Some("dev"),
         team_id: text("_apns_team_id").or_else(|| dev.apns_team_id.clone()),
         collapse_id: text("collapse-id"),
+        // A number or its text: LeanCloud's docs show both.
+        apns_priority: part.get("apns-priority").and_then(|v| {
+            v.as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                .and_then(|n| u8::try_from(n).ok())
+        }),
+        apns_push_type: text("apns-push-type"),
     }
 }
 

@@ -112,12 +112,17 @@ fn control_keys_choose_credentials_with_the_registration_as_fallback() {
             sandbox: false,
             team_id: Some("TEAM2".into()),
             collapse_id: None,
+            apns_priority: None,
+            apns_push_type: None,
         }
     );
     let c = controls(
-        &json!({"_profile": "dev", "_apns_team_id": "T3", "collapse-id": "k"}),
+        &json!({"_profile": "dev", "_apns_team_id": "T3", "collapse-id": "k",
+            "apns-priority": "5", "apns-push-type": "background"}),
         &d,
     );
+    assert_eq!(c.apns_priority, Some(5));
+    assert_eq!(c.apns_push_type.as_deref(), Some("background"));
     assert!(c.sandbox);
     assert_eq!(c.team_id.as_deref(), Some("T3"));
     assert_eq!(c.collapse_id.as_deref(), Some("k"));

@@ -100,17 +100,20 @@ pub struct Shared {
     pub providers: Arc<Providers>,
     pub store: Arc<Store>,
     pub stats: Stats,
+    /// `[push] expiry_secs`: a job's `expires_at` less this is when it was made.
+    expiry_secs: u64,
     /// Per provider and failure class: when it was last logged, and how
     /// many lines were held back since.
     logs: Mutex<HashMap<(Via, &'static str), LogMark>>,
 }
 
 impl Shared {
-    pub fn new(providers: Arc<Providers>, store: Arc<Store>) -> Self {
+    pub fn new(providers: Arc<Providers>, store: Arc<Store>, expiry_secs: u64) -> Self {
         Shared {
             providers,
             store,
             stats: Stats::default(),
+            expiry_secs,
             logs: Mutex::new(HashMap::new()),
         }
     }
@@ -123,7 +126,15 @@ impl Shared {
         match outcome {
             Outcome::Delivered => {}
             Outcome::DeadToken { reason } => {
-                match self.store.installation_delete_token(&job.token, None) {
+                // A device that registered again after the push was made
+                // keeps its record: its token may be new, and the SDK
+                // re-saves on every launch (Apple's 410 timestamp rule,
+                // with the push's birth as the bound).
+                let made_ms = job.expires_at.saturating_sub(self.expiry_secs) * 1000;
+                match self
+                    .store
+                    .installation_delete_token(&job.token, Some(made_ms))
+                {
                     Ok(true) => {
                         self.stats.tokens_removed.fetch_add(1, Relaxed);
                     }

@@ -112,7 +112,7 @@ impl Notifier {
             return Ok(Self::disabled());
         }
         let providers = Arc::new(Providers::new(cfg)?);
-        let shared = Arc::new(Shared::new(providers, store));
+        let shared = Arc::new(Shared::new(providers, store, cfg.expiry_secs));
         let lanes = Lanes::start(&shared, cfg.queue_capacity, cfg.max_in_flight);
         Ok(Notifier {
             on: Some(On {
@@ -287,6 +287,8 @@ impl On {
                 sandbox: c.sandbox,
                 team_id: c.team_id,
                 collapse_id: c.collapse_id,
+                apns_priority: c.apns_priority,
+                apns_push_type: c.apns_push_type,
                 expires_at: now.saturating_add(self.expiry_secs),
                 msg_id: about.msg_id.clone(),
                 conv_id: about.conv.clone(),

@@ -192,6 +192,11 @@ pub fn body_from_leancloud(payload: &Value) -> Value {
 /// push exactly as long as Tidings would retry it.
 pub fn build_request(endpoint: &str, topic: &str, job: &PushJob) -> Request {
     let (kind, priority) = push_type(&job.payload);
+    let kind = job.apns_push_type.as_deref().unwrap_or(kind);
+    let priority = job
+        .apns_priority
+        .filter(|p| matches!(p, 1 | 5 | 10))
+        .unwrap_or(priority);
     let mut headers = vec![
         ("apns-topic", topic.to_owned()),
         ("apns-push-type", kind.to_owned()),

@@ -14,6 +14,8 @@ fn job(payload: Value) -> PushJob {
         conv_id: "c".into(),
         from: "f".into(),
         badge: None,
+        apns_priority: None,
+        apns_push_type: None,
     }
 }
 

@@ -59,6 +59,10 @@ pub struct PushJob {
     pub from: String,
     /// The badge the device shows, when the payload set one.
     pub badge: Option<u32>,
+    /// The payload's `apns-priority` (5 or 10), over the one the body implies.
+    pub apns_priority: Option<u8>,
+    /// The payload's `apns-push-type` (`alert`, `background`, `voip`, …).
+    pub apns_push_type: Option<String>,
 }
 
 /// What became of one send.

@@ -233,6 +233,8 @@ mod tests {
             conv_id: "c1".into(),
             from: "alice".into(),
             badge: Some(2),
+            apns_priority: None,
+            apns_push_type: None,
         }
     }
 

@@ -647,51 +647,8 @@ async fn wait_metrics(env: &PushEnv, want: &[(&str, &str, f64)]) -> String {
 async fn five_hundred_pushes_share_one_connection_per_provider() {
     const N: usize = 500;
     let env = PushEnv::start(Providers::NATIVE, |c| c.limits.max_members = 1000).await;
-    let store = env.s.running().hub().store.clone();
     // 500 offline members, each with an iPhone and an Android phone.
-    {
-        use futures_util::StreamExt;
-        let app = &env.app;
-        futures_util::stream::iter(0..N)
-            .map(|i| async move {
-                let (st, body) = app
-                    .post(
-                        "/1.1/installations",
-                        json!({"deviceType": "ios", "deviceToken": token(1000 + i as u32),
-                               "apnsTeamId": TEAM}),
-                    )
-                    .await;
-                assert_eq!(st, 201, "{body}");
-                let (st, body) = app
-                    .post(
-                        "/1.1/installations",
-                        json!({"deviceType": "android", "installationId": format!("iid-{i}"),
-                               "vendor": "fcm", "registrationId": format!("fcm-{i}")}),
-                    )
-                    .await;
-                assert_eq!(st, 201, "{body}");
-            })
-            .buffer_unordered(16)
-            .collect::<Vec<()>>()
-            .await;
-    }
-    let now = tidings::util::now_ms();
-    let members: Vec<String> = (0..N).map(|i| format!("m{i}")).collect();
-    for (i, m) in members.iter().enumerate() {
-        // What a login naming the device does (tested above); 1000 logins would be slow.
-        assert!(
-            store
-                .installation_bind_named(&token(1000 + i as u32), m, now)
-                .unwrap()
-                .is_some()
-        );
-        assert!(
-            store
-                .installation_bind_named(&format!("iid-{i}"), m, now)
-                .unwrap()
-                .is_some()
-        );
-    }
+    let members = env.many_offline("m", 1000, N as u32, true).await;
     let (alice, _aev) = env.s.connect("alice").await;
     let refs: Vec<&str> = members.iter().map(String::as_str).collect();
     let conv = conv_of(&alice, &refs).await;
@@ -711,6 +668,137 @@ async fn five_hundred_pushes_share_one_connection_per_provider() {
     tokens.sort();
     tokens.dedup();
     assert_eq!(tokens.len(), N, "one push per device");
+    // One provider token signed, reused for all 500.
+    let mut auth: Vec<String> = env
+        .apns
+        .requests(Route::Apns)
+        .iter()
+        .map(|r| r.header("authorization").unwrap_or_default().to_owned())
+        .collect();
+    auth.dedup();
+    assert_eq!(auth.len(), 1, "the provider token is reused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_drops_and_counts_and_messaging_does_not_wait() {
+    const N: u32 = 100;
+    let env = PushEnv::start(Providers::NATIVE, |c| {
+        c.push.queue_capacity = 1;
+        c.push.max_in_flight = 1;
+        c.push.retry_base_ms = 1000;
+    })
+    .await;
+    let members = env.many_offline("q", 2000, N, false).await;
+    let (alice, _aev) = env.s.connect("alice").await;
+    let refs: Vec<&str> = members.iter().map(String::as_str).collect();
+    let conv = conv_of(&alice, &refs).await;
+    // The first push meets a 503 and holds the one slot through its
+    // retry's wait (at least 1 s); one more waits in the queue.
+    env.apns.script(
+        Route::Apns,
+        [Reply::new(503, r#"{"reason":"ServiceUnavailable"}"#)],
+    );
+    let t0 = Instant::now();
+    alice.send_text(conv, "to a crowd").await.unwrap();
+    alice.send_text(conv, "and again").await.unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_millis(900),
+        "sending waited on push: {:?}",
+        t0.elapsed()
+    );
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let text = env.metrics().await;
+        let delivered = sample(
+            &text,
+            "tidings_push_sent_total",
+            &[("provider", "apns"), ("result", "delivered")],
+        )
+        .unwrap_or(0.0);
+        let dropped = sample(
+            &text,
+            "tidings_push_dropped_total",
+            &[("provider", "apns"), ("reason", "queue_full")],
+        )
+        .unwrap_or(0.0);
+        if delivered + dropped == f64::from(2 * N) {
+            assert!(
+                dropped >= f64::from(N),
+                "dropped {dropped}, delivered {delivered}"
+            );
+            assert_eq!(
+                env.apns.requests(Route::Apns).len() as f64,
+                delivered + 1.0,
+                "one request per delivered push, and the 503"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "delivered {delivered} + dropped {dropped} != {}",
+            2 * N
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apns_body_over_4_kb_is_cut_on_a_char_boundary_or_dropped_and_counted() {
+    let env = PushEnv::start(Providers::NATIVE, |_| {}).await;
+    let bob_t = token(110);
+    env.offline_ios("bob", &bob_t).await;
+    let (alice, _aev) = env.s.connect("alice").await;
+    let conv = conv_of(&alice, &["bob"]).await;
+    let long = "é".repeat(3000); // 6000 bytes
+    alice
+        .send(with_data(conv, "long", json!({"alert": long})))
+        .await
+        .unwrap();
+    let r = apns_n(&env.apns, &bob_t, 1).await.remove(0);
+    assert!(r.body.len() <= 4096, "{} bytes", r.body.len());
+    let cut = alert(&r);
+    let cut = cut.as_str().expect("alert text");
+    assert!(
+        long.starts_with(cut) && cut.len() > 3000,
+        "cut to {} bytes",
+        cut.len()
+    );
+    // Custom keys alone over 4 KB: nothing to cut, dropped.
+    alice
+        .send(with_data(
+            conv,
+            "huge",
+            json!({"alert": "huge", "blob": "y".repeat(4200)}),
+        ))
+        .await
+        .unwrap();
+    alice
+        .send(with_data(conv, "fence", json!({"alert": "fence"})))
+        .await
+        .unwrap();
+    apns_n(&env.apns, &bob_t, 2).await;
+    let alerts: Vec<Value> = apns_to(&env.apns, &bob_t).iter().map(alert).collect();
+    assert!(
+        !alerts.contains(&json!("huge")),
+        "an oversized body was sent"
+    );
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let text = env.metrics().await;
+        let n = sample(
+            &text,
+            "tidings_push_dropped_total",
+            &[("provider", "apns"), ("reason", "too_large")],
+        );
+        if n == Some(1.0) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "too_large never counted: {n:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 // ------------------------------------------- the SDKs' registrations ----
@@ -742,8 +830,12 @@ async fn the_three_sdks_installations_bind_at_login_and_get_pushes() {
         .await;
     assert_eq!(st, 201, "{body}");
     env.bind_offline("jo", &jo_t).await;
+    // Online on the LeanCloud door with a bound device: no push.
+    let lena_t = token(82);
+    env.register_ios(&lena_t, TEAM).await;
+    let _lena = env.lc_open_ios("lena", &lena_t).await;
     let store = env.s.running().hub().store.clone();
-    for c in ["andy", "sam", "jo"] {
+    for c in ["andy", "sam", "jo", "lena"] {
         assert_eq!(
             store.installations_of_client(c).unwrap().len(),
             1,
@@ -753,7 +845,7 @@ async fn the_three_sdks_installations_bind_at_login_and_get_pushes() {
 
     // A LeanCloud-door sender with pushData.
     let (alice, _aev) = env.s.connect("alice").await;
-    let conv = conv_of(&alice, &["andy", "sam", "jo", "lucy"]).await;
+    let conv = conv_of(&alice, &["andy", "sam", "jo", "lena", "lucy"]).await;
     let mut lucy = lc::Lc::to(&env.s).await;
     lucy.open(&env.s, "lucy", None, false).await;
     let mut d = lc::cmd(tidings::gateway::proto::CommandType::Direct, None);
@@ -772,6 +864,8 @@ async fn the_three_sdks_installations_bind_at_login_and_get_pushes() {
         let r = apns_n(&env.apns, t, 1).await.remove(0);
         assert_eq!(alert(&r), "from lucy");
     }
+    assert!(apns_to(&env.apns, &lena_t).is_empty(), "lena is online");
+    assert_eq!(env.apns.requests(Route::Apns).len(), 2);
 }
 
 // -------------------------------------------------------- metrics ----

@@ -317,6 +317,64 @@ impl PushEnv {
         id
     }
 
+    /// `n` clients `{prefix}{i}` that never logged in (so are offline),
+    /// each with an iPhone (token `token(base + i)`) and, if `android`, an
+    /// Android phone (`fcm-{prefix}{i}`), registered through REST and bound
+    /// in the store as a login naming them would (1000 logins are slow);
+    /// the clients.
+    pub async fn many_offline(
+        &self,
+        prefix: &str,
+        base: u32,
+        n: u32,
+        android: bool,
+    ) -> Vec<String> {
+        use futures_util::StreamExt;
+        let app = &self.app;
+        futures_util::stream::iter(0..n)
+            .map(|i| async move {
+                let (st, body) = app
+                    .post(
+                        "/1.1/installations",
+                        json!({"deviceType": "ios", "deviceToken": token(base + i),
+                               "apnsTeamId": TEAM}),
+                    )
+                    .await;
+                assert_eq!(st, 201, "{body}");
+                if android {
+                    let (st, body) = app
+                        .post(
+                            "/1.1/installations",
+                            json!({"deviceType": "android", "installationId": format!("iid-{prefix}{i}"),
+                                   "vendor": "fcm", "registrationId": format!("fcm-{prefix}{i}")}),
+                        )
+                        .await;
+                    assert_eq!(st, 201, "{body}");
+                }
+            })
+            .buffer_unordered(16)
+            .collect::<Vec<()>>()
+            .await;
+        let store = self.s.running().hub().store.clone();
+        let now = tidings::util::now_ms();
+        let mut clients = Vec::new();
+        for i in 0..n {
+            let c = format!("{prefix}{i}");
+            let bound = store
+                .installation_bind_named(&token(base + i), &c, now)
+                .unwrap();
+            assert!(bound.is_some(), "{c}'s iPhone");
+            if android {
+                let bound = store
+                    .installation_bind_named(&format!("iid-{prefix}{i}"), &c, now)
+                    .unwrap();
+                assert!(bound.is_some(), "{c}'s Android phone");
+            }
+            clients.push(c);
+        }
+        clients
+    }
+
     pub fn is_online(&self, client: &str) -> bool {
         self.s.running().hub().registry.is_online(client)
     }

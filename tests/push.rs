@@ -941,3 +941,139 @@ async fn metrics_count_each_final_outcome() {
         "no try beyond max_retries"
     );
 }
+
+// ---------------------------------------------------- admin API ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_lists_a_clients_devices_and_sends_a_test_push() {
+    let env = PushEnv::start(Providers::NATIVE, |_| {}).await;
+    let bob_t = token(120);
+    let ios = env.offline_ios("bob", &bob_t).await;
+    let droid = env.register_android("iid-admin", "fcm-admin").await;
+    env.bind_offline("bob", "iid-admin").await;
+    // A web installation: bound, but nothing can push to it.
+    let (st, body) = env
+        .app
+        .post(
+            "/1.1/classes/_Installation",
+            json!({"deviceType": "web", "installationId": "web-iid"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{body}");
+    let web = body["objectId"].as_str().expect("objectId").to_owned();
+    env.bind_offline("bob", "web-iid").await;
+
+    let a = env.admin();
+    let devices = "/1.2/rtm/clients/bob/devices";
+    let list = a.get(devices).await.expect(200);
+    let results = list["results"].as_array().expect("results");
+    let mut ids: Vec<&str> = results
+        .iter()
+        .map(|d| d["objectId"].as_str().expect("objectId"))
+        .collect();
+    ids.sort_unstable();
+    let mut want = vec![ios.as_str(), droid.as_str(), web.as_str()];
+    want.sort_unstable();
+    assert_eq!(ids, want);
+    let listed = results
+        .iter()
+        .find(|d| d["objectId"] == ios.as_str())
+        .unwrap();
+    assert_eq!(
+        Some(listed.clone()),
+        env.installation(&ios).await,
+        "as the REST GET answers it"
+    );
+    let bare = a.send(a.bare(reqwest::Method::GET, devices)).await;
+    assert!(
+        matches!(bare.status, 401 | 403),
+        "no master key: {}",
+        bare.status
+    );
+    assert_eq!(
+        a.get("/1.2/rtm/clients/nobody/devices").await.expect(200),
+        json!({"results": []})
+    );
+
+    // The template, to every device, answered per device.
+    let push = "/1.2/rtm/clients/bob/push";
+    let res = a.post(push, json!({})).await.expect(200);
+    let of = |res: &Value, id: &str| -> (Value, Value) {
+        let r = res["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .find(|r| r["objectId"] == id)
+            .unwrap_or_else(|| panic!("no result for {id}: {res}"))
+            .clone();
+        (r["provider"].clone(), r["result"].clone())
+    };
+    assert_eq!(of(&res, &ios), (json!("apns"), json!("delivered")), "{res}");
+    assert_eq!(
+        of(&res, &droid),
+        (json!("fcm"), json!("delivered")),
+        "{res}"
+    );
+    assert_eq!(
+        of(&res, &web),
+        (Value::Null, json!("not_for_device")),
+        "{res}"
+    );
+    // Answered after the providers answered: the requests are there.
+    assert_eq!(apns_to(&env.apns, &bob_t).len(), 1);
+    assert_eq!(fcm_to(&env.fcm, "fcm-admin").len(), 1);
+
+    // A payload, and a token found dead on the way.
+    env.apns.script(
+        Route::Apns,
+        [Reply::new(410, r#"{"reason":"Unregistered"}"#)],
+    );
+    let res = a
+        .post(push, json!({"alert": "admin says hi"}))
+        .await
+        .expect(200);
+    assert_eq!(
+        of(&res, &ios),
+        (json!("apns"), json!("dead_token")),
+        "{res}"
+    );
+    assert_eq!(
+        of(&res, &droid),
+        (json!("fcm"), json!("delivered")),
+        "{res}"
+    );
+    let f = fcm_to(&env.fcm, "fcm-admin");
+    assert_eq!(
+        f[1].json()["message"]["notification"]["body"],
+        "admin says hi"
+    );
+    assert_eq!(
+        env.installation(&ios).await,
+        None,
+        "the dead token's registration"
+    );
+    let (code, _) = a
+        .post(push, json!(["not", "an", "object"]))
+        .await
+        .error(400);
+    assert!(code > 0);
+
+    // The CLI over the same API.
+    let dir = env.s.data_dir();
+    let (ok, out, err) = common::admin::admin_cli(&dir, &["devices", "bob"]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains(&droid) && !out.contains(&ios), "{out}");
+    let (ok, out, err) =
+        common::admin::admin_cli(&dir, &["push", "bob", "--alert", "from the CLI"]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("delivered"), "{out}");
+    wait_n("the CLI's FCM push", 3, || fcm_to(&env.fcm, "fcm-admin")).await;
+
+    // Push off: a clear error.
+    let off = TestServer::start().await;
+    let (code, error) = common::admin::Admin::of(&off)
+        .post("/1.2/rtm/clients/bob/push", json!({}))
+        .await
+        .error(400);
+    assert_eq!(code, 115, "{error}");
+}

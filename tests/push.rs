@@ -392,13 +392,22 @@ async fn a_muted_member_gets_no_push_unless_forced_and_the_hook_can_skip_or_choo
 // ------------------------------------------------------ never ----
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chat_rooms_transient_messages_and_wills_never_push() {
+async fn chat_rooms_transient_messages_wills_and_muted_members_never_push() {
     let env = PushEnv::start(Providers::NATIVE, |_| {}).await;
     let bob_t = token(40);
     env.offline_ios("bob", &bob_t).await;
     let (alice, mut aev) = env.s.connect("alice").await;
     let (dave, _dev) = env.s.connect("dave").await;
-    let conv = conv_of(&alice, &["bob", "dave"]).await;
+    // mia mutes the conversation before she drops off; no hook here.
+    let mia_t = token(41);
+    env.register_ios(&mia_t, TEAM).await;
+    let mut o = env.s.options("mia");
+    o.device_token = Some(mia_t.clone());
+    let (mia, _mev) = env.s.connect_with(o).await;
+    let conv = conv_of(&alice, &["bob", "dave", "mia"]).await;
+    mia.mute(conv).await.expect("mute");
+    mia.abort();
+    env.wait_offline("mia").await;
     let send = |conv, label: &str| with_data(conv, label, json!({"alert": label, "label": label}));
 
     let mut t = send(conv, "transient");
@@ -438,6 +447,10 @@ async fn chat_rooms_transient_messages_and_wills_never_push() {
     alice.send(send(conv, "fence")).await.unwrap();
     apns_n(&env.apns, &bob_t, 1).await;
     assert_eq!(labels(&apns_to(&env.apns, &bob_t)), ["fence"]);
+    assert!(
+        apns_to(&env.apns, &mia_t).is_empty(),
+        "muted mia got a push"
+    );
 }
 
 // ---------------------------------------------------- dead tokens ----

@@ -32,6 +32,7 @@ use push_mock::{Recorded, Reply, Route};
 use serde_json::{Value, json};
 use tidings::client::{Client, ClientEvent};
 use tidings::config::{Config, HookOverride, WebhookFormat};
+use tidings::gateway::proto::{CommandType, ConvCommand, OpType};
 use tidings::protocol::{ConvId, ConvKind, CreateConversation, Event, SendMessage};
 
 /// A message with `pushData` (LeanCloud's SDK option), as JSON text.
@@ -411,10 +412,23 @@ async fn chat_rooms_transient_messages_wills_and_muted_members_never_push() {
     let mut o = env.s.options("mia");
     o.device_token = Some(mia_t.clone());
     let (mia, _mev) = env.s.connect_with(o).await;
-    let conv = conv_of(&alice, &["bob", "dave", "mia"]).await;
+    // lily, through the LeanCloud door's `conv/mute`.
+    let lily_t = token(42);
+    env.register_ios(&lily_t, TEAM).await;
+    let mut lily = env.lc_open_ios("lily", &lily_t).await;
+    let conv = conv_of(&alice, &["bob", "dave", "mia", "lily"]).await;
     mia.mute(conv).await.expect("mute");
     mia.abort();
     env.wait_offline("mia").await;
+    let mut m = lc::cmd(CommandType::Conv, Some(OpType::Mute));
+    m.conv_message = Some(ConvCommand {
+        cid: Some(conv.to_string()),
+        ..Default::default()
+    });
+    let answer = lily.request(m).await;
+    assert_eq!(lc::error_code(&answer), None, "{answer:?}");
+    drop(lily);
+    env.wait_offline("lily").await;
     let send = |conv, label: &str| with_data(conv, label, json!({"alert": label, "label": label}));
 
     let mut t = send(conv, "transient");
@@ -457,6 +471,10 @@ async fn chat_rooms_transient_messages_wills_and_muted_members_never_push() {
     assert!(
         apns_to(&env.apns, &mia_t).is_empty(),
         "muted mia got a push"
+    );
+    assert!(
+        apns_to(&env.apns, &lily_t).is_empty(),
+        "muted lily got a push"
     );
 }
 

@@ -5,11 +5,11 @@
 //! the LeanCloud door), log in once over QUIC naming that device (so it
 //! binds to the clientId) and drop the connection without logging out (a
 //! logout would unbind it), so they are offline with a device. Senders then
-//! send at `--rate`, open loop, into one-to-one conversations (`--fanout`
-//! 1) or groups of one sender and `--fanout` offline receivers; every
-//! stored message to an offline member with a device becomes one push to
-//! the APNs stand-in in this process (bench/apns.rs), which the spawned
-//! server trusts through `push.extra_ca_file`.
+//! send at `--rate`, open loop, into one-to-one conversations (the
+//! default, `--fanout 1`) or groups of one sender and `--fanout` offline
+//! receivers; every stored message to an offline member with a device
+//! becomes one push to the APNs stand-in in this process (bench/apns.rs),
+//! which the spawned server trusts through `push.extra_ca_file`.
 //!
 //! Each message carries `pushData` with its due time and number, which the
 //! APNs body keeps as a custom key, so every push gives a latency from the
@@ -457,6 +457,8 @@ async fn run(args: &LoadArgs, target: &Target, standin: &ApnsStandIn) -> Result<
 
     // Let the server see every receiver's connection close.
     tokio::time::sleep(Duration::from_secs(1)).await;
+    // On stderr whatever --quiet says: the cue for a profiler to start.
+    eprintln!("push phase starts");
     p.phase("pushing");
     let ph = run_phase(
         args,

@@ -9,6 +9,7 @@ use crate::core::conversation::ConversationTable;
 use crate::core::will::Wills;
 use crate::filter::KeywordFilter;
 use crate::hooks::Hooks;
+use crate::notify::Notifier;
 use crate::pipeline::Pipeline;
 use crate::protocol::ConvId;
 use crate::registry::Registry;
@@ -27,6 +28,8 @@ pub struct Hub {
     pub pipeline: Pipeline,
     pub auth: Authenticator,
     pub hooks: Arc<Hooks>,
+    /// Offline push (APNs, FCM, a gateway); a disabled one when `[push]` is off.
+    pub notifier: Arc<Notifier>,
     /// Rate limits and quotas (`guard`).
     pub guard: crate::guard::Guard,
     /// Broadcast fan-outs still handing out their message (shared with the
@@ -45,6 +48,7 @@ impl Hub {
         pipeline: Pipeline,
         auth: Authenticator,
         hooks: Arc<Hooks>,
+        notifier: Arc<Notifier>,
     ) -> Self {
         let guard = crate::guard::Guard::new(&config.limits, &config.quotas);
         Hub {
@@ -61,6 +65,7 @@ impl Hub {
             pipeline,
             auth,
             hooks,
+            notifier,
             fan_outs: Arc::new(AtomicU64::new(0)),
         }
     }

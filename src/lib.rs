@@ -56,6 +56,7 @@ pub mod http;
 pub mod hub;
 pub mod message;
 pub mod metrics;
+pub mod notify;
 pub mod pipeline;
 pub mod protocol;
 pub mod push;

@@ -56,6 +56,8 @@ pub enum ServerError {
     Filter(#[from] crate::filter::FilterError),
     #[error("system webhook: {0}")]
     Webhook(#[from] crate::sysmsg::WebhookError),
+    #[error("push: {0}")]
+    Push(#[from] crate::push::PushError),
 }
 
 impl ServerError {
@@ -253,10 +255,12 @@ impl Server {
             Duration::from_secs(config.limits.keep_alive_secs),
         )?;
         let filter = crate::filter::KeywordFilter::load(config.messages.keyword_file.as_deref())?;
+        let notifier = Arc::new(crate::notify::Notifier::start(&config.push, store.clone())?);
         let pipeline = Pipeline::start(
             store.clone(),
             registry.clone(),
             hooks.clone(),
+            notifier.clone(),
             config.store.group_commit_max as usize,
             Duration::from_micros(config.store.group_commit_linger_us),
         );
@@ -287,6 +291,7 @@ impl Server {
             pipeline,
             authenticator,
             hooks.clone(),
+            notifier,
         ));
         let (shutdown, _) = broadcast::channel(1);
         // Before any task starts, so a port in use leaves nothing running.

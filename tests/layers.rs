@@ -5,7 +5,7 @@
 //! The layers, top to bottom (`src/lib.rs` walks one message through them):
 //! doors (`server`, `admin`, `session`) → features (`broadcast`, `sysmsg`,
 //! `message`, `conversation`) → composition (`hub`) → runtime services
-//! (`pipeline`, `registry`) → the core (`core`) → adapters (`hooks`,
+//! (`pipeline`, `notify`, `registry`) → the core (`core`) → adapters (`hooks`,
 //! `push`, `guard`, `transport`, `auth`, `store`, `filter`, `http`, `metrics`) →
 //! vocabulary (`config`, `wire`, `protocol`, `util`). Inside a layer the
 //! list is an order too: a module may use the ones after it, never the
@@ -39,6 +39,7 @@ const ORDER: &[&str] = &[
     "hub",
     // Runtime services below the hub.
     "pipeline",
+    "notify",
     "registry",
     // The sans-IO core.
     "core",

@@ -536,6 +536,7 @@ async fn metrics(Served(state): Served) -> Response {
         }),
     );
     render_hooks(&mut out, &hub.hooks.metrics());
+    render_push(&mut out, &hub.notifier);
     out.gauge(
         "tidings_hook_outbox_records",
         "After-hook calls waiting in the on-disk outbox.",
@@ -565,6 +566,54 @@ async fn metrics(Served(state): Served) -> Response {
         out.finish(),
     )
         .into_response()
+}
+
+/// Push counters; none when push is off, so a dashboard can tell "off"
+/// from "nothing sent".
+fn render_push(out: &mut Exposition, notifier: &crate::notify::Notifier) {
+    let Some((stats, depths)) = notifier.stats() else {
+        return;
+    };
+    let pair = |p: &'static str, k: &'static str, v: &'static str, n: u64| {
+        (
+            vec![("provider", p.to_owned()), (k, v.to_owned())],
+            n as f64,
+        )
+    };
+    out.labeled(
+        "tidings_push_sent_total",
+        "Pushes sent, by provider and final outcome (retry: still failing when retries \
+         or the push's expiry ran out).",
+        "counter",
+        stats.sent().map(|(p, r, n)| pair(p, "result", r, n)),
+    );
+    out.labeled(
+        "tidings_push_dropped_total",
+        "Pushes dropped before sending: the provider's queue was full, or the body \
+         could not fit 4 KB.",
+        "counter",
+        stats.dropped().map(|(p, r, n)| pair(p, "reason", r, n)),
+    );
+    out.counter(
+        "tidings_push_unroutable_total",
+        "Devices that got no push because no provider serves their platform.",
+        stats.unroutable.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    out.counter(
+        "tidings_push_tokens_removed_total",
+        "Device registrations deleted because a provider called their token dead.",
+        stats
+            .tokens_removed
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
+    out.labeled(
+        "tidings_push_queue_depth",
+        "Pushes waiting in each provider's queue.",
+        "gauge",
+        depths
+            .iter()
+            .map(|(v, d)| (vec![("provider", v.label().to_owned())], *d as f64)),
+    );
 }
 
 fn render_hooks(out: &mut Exposition, stats: &[HookStats]) {

@@ -485,6 +485,12 @@ impl PushSection {
         )?;
         range("push.queue_capacity", self.queue_capacity, 1, 10_000_000)?;
         at_most("push.max_retries", u64::from(self.max_retries), 100)?;
+        range(
+            "push.max_in_flight",
+            u64::from(self.max_in_flight),
+            1,
+            100_000,
+        )?;
         range("push.retry_base_ms", self.retry_base_ms, 1, 3_600_000)?;
         range(
             "push.webhook.timeout_ms",

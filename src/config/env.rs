@@ -99,6 +99,7 @@ pub(super) const ENV_KEYS: &[(&str, &str, EnvKind)] = &[
     ("push", "expiry_secs", EnvKind::Value),
     ("push", "queue_capacity", EnvKind::Value),
     ("push", "max_retries", EnvKind::Value),
+    ("push", "max_in_flight", EnvKind::Value),
     ("push", "retry_base_ms", EnvKind::Value),
     ("push", "extra_ca_file", EnvKind::Str),
 ];

@@ -154,6 +154,7 @@ impl Config {
             expiry_secs,
             queue_capacity,
             max_retries,
+            max_in_flight,
             retry_base_ms,
             extra_ca_file,
             apns,

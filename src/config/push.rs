@@ -25,6 +25,10 @@ pub struct PushSection {
     pub queue_capacity: u64,
     /// Tries after the first for 429, 5xx and connection errors.
     pub max_retries: u32,
+    /// Requests in flight per provider at once, retries' waits included:
+    /// the streams one HTTP/2 connection carries (Apple allows about 1000,
+    /// Google 100) before pushes wait in the queue.
+    pub max_in_flight: u32,
     /// The first retry's delay, doubled for each later one (Sygnal's 10 s).
     pub retry_base_ms: u64,
     /// A PEM CA bundle trusted besides the platform's roots: a corporate
@@ -45,6 +49,7 @@ impl Default for PushSection {
             expiry_secs: 7 * 86_400,
             queue_capacity: 10_000,
             max_retries: 3,
+            max_in_flight: 1000,
             retry_base_ms: 10_000,
             extra_ca_file: None,
             apns: Vec::new(),

@@ -424,6 +424,7 @@ fn live_changes_sees_every_key() {
             expiry_secs: 1,
             queue_capacity: 1,
             max_retries: 1,
+            max_in_flight: 1,
             retry_base_ms: 1,
             extra_ca_file: Some("ca.pem".into()),
             apns: vec![ApnsSection::default()],

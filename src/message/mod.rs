@@ -15,7 +15,7 @@ use crate::core::outbound::Outbound;
 use crate::core::validate::{self, err, mentions as check_mentions};
 use crate::hub::Hub;
 use crate::pipeline::Pending;
-use crate::pipeline::fanout::{delivered, per_receiver};
+use crate::pipeline::fanout::{After, delivered, per_receiver};
 use crate::protocol::{
     Anchor, Content, ConvId, ConvKind, Direction, ErrorBody, ErrorCode, Event, HistoryQuery,
     Message, Reason, Reply, SendMessage, UnreadItem,
@@ -229,15 +229,13 @@ pub(crate) fn deliver_online(
 ) {
     let st = conv.state.read();
     let audience = audience_unstored(&st, &caller.client, to_peers);
-    delivered(
-        &hub.hooks,
-        &hub.registry,
-        &tokio::runtime::Handle::current(),
-        st.rec.kind,
-        &msg,
-        &caller.ip,
-        &audience,
-    );
+    let after = After {
+        hooks: &hub.hooks,
+        registry: &hub.registry,
+        notifier: &hub.notifier,
+        rt: &tokio::runtime::Handle::current(),
+    };
+    delivered(&after, &st, &msg, &caller.ip, &audience);
     for (group, msg) in per_receiver(&audience, &msg) {
         let Some(out) = Outbound::transient(Event::Message {
             msg,

@@ -1,7 +1,8 @@
 //! After the flush: who hears a message (`core::conversation::audience`),
 //! its frames (encoded once, at most two variants, `per_receiver`), the
-//! registry's queues, and the after-delivery hooks `_messageSent` (queued
-//! in the outbox) and `_receiversOffline`. Parameter names are
+//! registry's queues, the after-delivery hooks `_messageSent` (queued
+//! in the outbox) and `_receiversOffline`, and the offline push
+//! ([`crate::notify`]). Parameter names are
 //! LeanCloud's, so LeanEngine hook code reads them unchanged.
 //!
 //! Stored messages reach here from the commit thread; unstored ones
@@ -13,11 +14,12 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::Ctx;
-use crate::core::conversation::{Conv, audience};
+use crate::core::conversation::{Conv, ConvState, audience};
 use crate::core::ordering::{Change, PatchDraft};
 use crate::core::outbound::{Outbound, StoredFrame};
-use crate::hooks::{self, Before, Hook, Hooks};
+use crate::hooks::{self, Hook, Hooks};
 use crate::metrics::METRICS;
+use crate::notify::{Notifier, OfflinePush};
 use crate::protocol::{Content, ConvKind, Event, Message};
 use crate::registry::Registry;
 use crate::store::LogEntry;
@@ -49,18 +51,15 @@ pub(super) fn message(ctx: &Ctx, conv: &Conv, entry: &LogEntry, origin_conn: u64
     METRICS.messages_in(1);
     let (conv_id, seq) = (entry.msg.conv, entry.msg.seq);
     let st = conv.state.read();
-    let kind = st.rec.kind;
     let audience = audience(&st, &entry.msg.from, &[entry.to_peers.as_deref()]);
-    if kind != ConvKind::System {
-        delivered(
-            &ctx.hooks,
-            &ctx.registry,
-            &ctx.rt,
-            kind,
-            &entry.msg,
-            &entry.from_ip,
-            &audience,
-        );
+    if st.rec.kind != ConvKind::System {
+        let after = After {
+            hooks: &ctx.hooks,
+            registry: &ctx.registry,
+            notifier: &ctx.notifier,
+            rt: &ctx.rt,
+        };
+        delivered(&after, &st, &entry.msg, &entry.from_ip, &audience);
     }
     let receipt = entry
         .msg
@@ -129,30 +128,44 @@ pub fn content_params(c: &Content) -> (Value, bool) {
     }
 }
 
-/// After delivery: `_messageSent` with who was online, and
-/// `_receiversOffline` (not for chat rooms) for those who were not.
-/// `audience` is everyone the message reached, the sender included; it is
-/// only read when a hook is on. Never blocks the caller: the first hook is
-/// queued in the outbox, the second runs on `rt`.
+/// What the after-delivery work needs, on the commit thread or a session.
+pub struct After<'a> {
+    pub hooks: &'a Arc<Hooks>,
+    pub registry: &'a Registry,
+    pub notifier: &'a Arc<Notifier>,
+    /// Where the hook and the push run: never on the caller's thread.
+    pub rt: &'a tokio::runtime::Handle,
+}
+
+/// After delivery: `_messageSent` with who was online, and for those who
+/// were not, `_receiversOffline` and the offline push. Neither is for chat
+/// rooms or system conversations, transient messages or wills, which reach
+/// only who is online. `audience` is everyone the message reached, the
+/// sender included; it is only read when a hook or push is on. Never
+/// blocks the caller: the first hook is queued in the outbox, the rest
+/// runs on `rt`.
 pub fn delivered(
-    hooks: &Arc<Hooks>,
-    registry: &Registry,
-    rt: &tokio::runtime::Handle,
-    kind: ConvKind,
+    after: &After,
+    st: &ConvState,
     msg: &Message,
     from_ip: &str,
     audience: &[impl AsRef<str>],
 ) {
+    let kind = st.rec.kind;
+    let hooks = after.hooks;
     let sent = hooks.enabled(Hook::MessageSent);
-    let offline_hook = hooks.enabled(Hook::ReceiversOffline) && kind != ConvKind::ChatRoom;
-    if !sent && !offline_hook {
+    let pushable =
+        !matches!(kind, ConvKind::ChatRoom | ConvKind::System) && !msg.transient && !msg.will;
+    let offline_hook = pushable && hooks.enabled(Hook::ReceiversOffline);
+    let push = pushable && after.notifier.enabled();
+    if !sent && !offline_hook && !push {
         return;
     }
     let (online, offline): (Vec<&str>, Vec<&str>) = audience
         .iter()
         .map(AsRef::as_ref)
         .filter(|r| *r != msg.from)
-        .partition(|r| registry.is_online(r));
+        .partition(|r| after.registry.is_online(r));
     let (content, bin) = content_params(&msg.content);
     let conv = msg.conv.to_string();
     if sent {
@@ -172,58 +185,48 @@ pub fn delivered(
         });
         hooks.after(Hook::MessageSent, params, &conv);
     }
-    // Transient messages and wills reach only who is online: nothing to push.
-    if offline_hook && !offline.is_empty() && !msg.transient && !msg.will {
-        let mentioned: Vec<&str> = if msg.mention_all {
-            Vec::new()
-        } else {
-            offline
-                .iter()
-                .copied()
-                .filter(|p| msg.mention_list.iter().any(|m| m == p))
-                .collect()
-        };
-        let params = json!({
-            "fromPeer": msg.from,
-            "convId": conv,
-            "msgId": msg.msg_id,
-            "offlinePeers": offline,
-            "content": content,
-            "bin": bin,
-            "timestamp": msg.timestamp,
-            "mentionAll": msg.mention_all,
-            "mentionOfflinePeers": mentioned,
-            "pushData": msg.push_data,
-        });
-        let hooks = hooks.clone();
-        rt.spawn(async move {
-            let decision = hooks.before(Hook::ReceiversOffline, params.clone()).await;
-            push(&params, decision);
-        });
-    }
-}
-
-/// What `_receiversOffline` decided. Tidings has no push provider yet
-/// (APNs/FCM come with the push work); the decision is logged for now.
-fn push(params: &Value, decision: Before) {
-    let Before::Proceed(result) = decision else {
-        tracing::debug!(conv = %params["convId"], "receivers-offline hook failed; no push");
+    if !(offline_hook || push) || offline.is_empty() {
         return;
+    }
+    let job = OfflinePush {
+        conv: conv.clone(),
+        msg_id: msg.msg_id.clone(),
+        from: msg.from.clone(),
+        peers: offline.iter().map(|p| (*p).to_owned()).collect(),
+        muted: st.rec.muted.clone(),
+        push_data: msg.push_data.clone(),
     };
-    if result.get("skip").and_then(Value::as_bool) == Some(true) {
+    let notifier = after.notifier.clone();
+    if !offline_hook {
+        after
+            .rt
+            .spawn(async move { notifier.offline(&job, None, false) });
         return;
     }
-    let peers = result
-        .get("offlinePeers")
-        .unwrap_or(&params["offlinePeers"]);
-    let payload = result
-        .get("pushMessage")
-        .cloned()
-        .unwrap_or_else(|| params["content"].clone());
-    let force = result
-        .get("force")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    tracing::info!(target: "tidings::push", conv = %params["convId"], msg = %params["msgId"],
-        peers = %peers, force, payload = %payload, "push notification (no provider configured)");
+    let mentioned: Vec<&str> = if msg.mention_all {
+        Vec::new()
+    } else {
+        offline
+            .iter()
+            .copied()
+            .filter(|p| msg.mention_list.iter().any(|m| m == p))
+            .collect()
+    };
+    let params = json!({
+        "fromPeer": msg.from,
+        "convId": conv,
+        "msgId": msg.msg_id,
+        "offlinePeers": offline,
+        "content": content,
+        "bin": bin,
+        "timestamp": msg.timestamp,
+        "mentionAll": msg.mention_all,
+        "mentionOfflinePeers": mentioned,
+        "pushData": msg.push_data,
+    });
+    let hooks = hooks.clone();
+    after.rt.spawn(async move {
+        let decision = hooks.before(Hook::ReceiversOffline, params).await;
+        notifier.after_hook(job, decision);
+    });
 }

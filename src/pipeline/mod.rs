@@ -23,6 +23,7 @@ use tokio::sync::oneshot;
 
 use crate::core::ordering::{Committed, Draft, PatchDraft};
 use crate::hooks::Hooks;
+use crate::notify::Notifier;
 use crate::protocol::{ErrorBody, ErrorCode};
 use crate::registry::Registry;
 use crate::store::{LogEntry, Store};
@@ -65,6 +66,7 @@ struct Ctx {
     store: Arc<Store>,
     registry: Arc<Registry>,
     hooks: Arc<Hooks>,
+    notifier: Arc<Notifier>,
     /// Where `_receiversOffline` runs: the commit thread is a plain OS thread.
     rt: tokio::runtime::Handle,
 }
@@ -75,6 +77,7 @@ impl Pipeline {
         store: Arc<Store>,
         registry: Arc<Registry>,
         hooks: Arc<Hooks>,
+        notifier: Arc<Notifier>,
         group_max: usize,
         linger: Duration,
     ) -> Self {
@@ -82,6 +85,7 @@ impl Pipeline {
             store,
             registry,
             hooks,
+            notifier,
             rt: tokio::runtime::Handle::current(),
         };
         let (tx, rx) = crossbeam_channel::unbounded();

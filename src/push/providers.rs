@@ -16,7 +16,7 @@ use crate::config::PushSection;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Which provider took a job, for metrics and logs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Via {
     Apns,
     Fcm,
@@ -81,6 +81,15 @@ impl Providers {
             Platform::Android if self.fcm.is_some() => Some(Via::Fcm),
             _ if self.webhook.is_some() => Some(Via::Webhook),
             _ => None,
+        }
+    }
+
+    /// Whether `via` is configured.
+    pub fn serves(&self, via: Via) -> bool {
+        match via {
+            Via::Apns => self.apns.is_some(),
+            Via::Fcm => self.fcm.is_some(),
+            Via::Webhook => self.webhook.is_some(),
         }
     }
 

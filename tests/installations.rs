@@ -364,6 +364,23 @@ async fn login_binds_logout_unbinds_and_registrations_survive_a_restart() {
     assert_eq!(ids("alice"), vec![ios_id.clone()]);
     assert_eq!(ids("bob"), vec![droid_id.clone()]);
     assert!(ids("carol").is_empty());
+
+    // A token that arrives after session/open: Swift's report/upload binds it.
+    let late = "11ee11ee11ee11ee11ee11ee11ee11ee11ee11ee11ee11ee11ee11ee11ee11ee";
+    let (_, body) = app.post("/1.1/batch/save", swift_batch(late, "l")).await;
+    let late_id = body["l"]["objectId"].as_str().unwrap().to_owned();
+    let mut report = cmd(CommandType::Report, Some(OpType::Upload));
+    report.report_message = Some(tidings::gateway::proto::ReportCommand {
+        initiative: Some(true),
+        r#type: Some("token".into()),
+        data: Some(late.into()),
+    });
+    let answer = web.request(report).await;
+    assert_eq!(
+        kind(&answer),
+        (Some(CommandType::Report), Some(OpType::Uploaded))
+    );
+    assert_eq!(ids("carol"), vec![late_id]);
     let rec = store.installation(&ios_id).unwrap().unwrap();
     assert!(
         rec.channels.contains(&"alice".to_string()),
@@ -411,7 +428,7 @@ async fn login_binds_logout_unbinds_and_registrations_survive_a_restart() {
     assert_eq!(store.installations_sweep(now, 90 * DAY).unwrap(), 0);
     assert_eq!(
         store.installations_sweep(now + 91 * DAY, 90 * DAY).unwrap(),
-        2
+        3
     );
     assert!(store.installations_of_client("alice").unwrap().is_empty());
     assert_eq!(store.installation_by_token(token).unwrap(), None);

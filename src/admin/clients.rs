@@ -16,7 +16,7 @@ use crate::protocol::{ErrorBody, ErrorCode};
 const MAX_CHECK: usize = 20;
 const MAX_REASON_CHARS: usize = 20;
 
-fn check_client(client: &str) -> ApiResult<()> {
+pub(super) fn check_client(client: &str) -> ApiResult<()> {
     if valid_id(client) {
         Ok(())
     } else {

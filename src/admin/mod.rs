@@ -30,6 +30,7 @@
 mod broadcasts;
 mod clients;
 mod dead_letters;
+mod devices;
 pub mod error;
 mod history;
 mod listener;
@@ -287,6 +288,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/1.2/rtm/clients/online-check", post(clients::online_check))
         .route("/1.2/rtm/clients/check-online", post(clients::online_check))
         .route("/1.2/rtm/clients/{client}/kick", post(clients::kick))
+        .route("/1.2/rtm/clients/{client}/devices", get(devices::list))
+        .route("/1.2/rtm/clients/{client}/push", post(devices::push))
         .route("/1.2/rtm/stats", get(clients::stats))
         .route("/1.2/rtm/hooks/dead-letters", get(dead_letters::list))
         .route(

@@ -86,6 +86,20 @@ pub enum AdminCommand {
         #[arg(long)]
         reason: Option<String>,
     },
+    /// A client's registered push devices (installations bound at login).
+    Devices { client: String },
+    /// Send a test push to every device of a client, one attempt each, and
+    /// print what each provider answered.
+    Push {
+        client: String,
+        /// The push payload, a LeanCloud JSON object such as
+        /// '{"alert":"hello","badge":"Increment"}'. Default: the [push] template.
+        #[arg(long, value_name = "JSON", conflicts_with = "alert")]
+        data: Option<String>,
+        /// Shorthand for --data '{"alert": TEXT}'.
+        #[arg(long, value_name = "TEXT")]
+        alert: Option<String>,
+    },
     /// Online and daily user counts.
     Stats,
     /// The Prometheus metrics, as text.
@@ -326,6 +340,23 @@ pub async fn run(args: AdminArgs, config: &Config) -> anyhow::Result<()> {
         AdminCommand::Kick { client, reason } => {
             let path = format!("/1.2/rtm/clients/{}/kick", seg(&client));
             let body = reason.map_or_else(|| json!({}), |r| json!({ "reason": r }));
+            emit(&api.call(Method::POST, &path, Some(body)).await?)
+        }
+        AdminCommand::Devices { client } => {
+            let path = format!("/1.2/rtm/clients/{}/devices", seg(&client));
+            emit(&api.call(Method::GET, &path, None).await?)
+        }
+        AdminCommand::Push {
+            client,
+            data,
+            alert,
+        } => {
+            let path = format!("/1.2/rtm/clients/{}/push", seg(&client));
+            let body = match (data, alert) {
+                (Some(d), _) => object("--data", &d)?,
+                (None, Some(a)) => json!({ "alert": a }),
+                (None, None) => json!({}),
+            };
             emit(&api.call(Method::POST, &path, Some(body)).await?)
         }
         AdminCommand::Stats => emit(&api.call(Method::GET, "/1.2/rtm/stats", None).await?),

@@ -66,6 +66,26 @@ fn conv_id(cid: Option<&str>) -> Result<ConvId, ErrorBody> {
         .map_err(|_| bad(ErrorCode::ConvNotFound, format!("no conversation {cid}")))
 }
 
+/// `report/upload` of type `token`: the Swift and ObjC SDKs send the APNs
+/// token this way when it arrives after `session/open`, so the device is
+/// bound to the client now rather than at the next login. The SDK only
+/// waits for `uploaded`; a device not registered yet binds nothing (as at
+/// login).
+fn report(hub: &Hub, peer: &Peer, r: super::proto::ReportCommand) {
+    let Some(token) = r
+        .data
+        .filter(|t| !t.is_empty() && r.r#type.as_deref() == Some("token"))
+    else {
+        return;
+    };
+    if let Err(e) = hub
+        .store
+        .installation_bind_named(&token, &peer.client, crate::util::now_ms())
+    {
+        tracing::warn!(client = %peer.client, error = %e, "reported push token not bound");
+    }
+}
+
 /// Translates one command of a logged-in peer.
 pub(super) fn translate(hub: &Hub, peer: &Peer, cmd: GenericCommand) -> Inbound {
     let i = cmd.i;
@@ -111,10 +131,14 @@ fn route(hub: &Hub, peer: &Peer, cmd: GenericCommand) -> Result<Inbound, ErrorBo
         (Some(CommandType::Patch), Some(OpType::Modify)) => {
             patch(i, cmd.patch_message.unwrap_or_default())
         }
-        // The APNs token (Swift, ObjC): push is not on this door yet.
-        (Some(CommandType::Report), Some(OpType::Upload)) => Ok(Inbound::Answer(Box::new(
-            outbound::command(CommandType::Report, Some(OpType::Uploaded), i),
-        ))),
+        (Some(CommandType::Report), Some(OpType::Upload)) => {
+            report(hub, peer, cmd.report_message.unwrap_or_default());
+            Ok(Inbound::Answer(Box::new(outbound::command(
+                CommandType::Report,
+                Some(OpType::Uploaded),
+                i,
+            ))))
+        }
         // Java's push channel on the IM socket: nobody waits for an answer.
         (Some(CommandType::Login), _) => Ok(Inbound::Nothing),
         (kind, op) => Err(bad(

@@ -183,7 +183,7 @@ pub(super) fn changes(body: &Value) -> Result<(InstallationChanges, Option<Strin
 }
 
 /// A record as LeanCloud answers a GET: every field, dates as ISO strings.
-pub(super) fn to_json(r: &Installation) -> Value {
+pub(crate) fn to_json(r: &Installation) -> Value {
     let mut m = Map::new();
     for (k, v) in &r.extra {
         if let Ok(v) = serde_json::from_str(v) {

@@ -74,6 +74,17 @@ impl Im {
 
     /// Connects and logs in `id` through shared endpoint `ep`.
     pub async fn connect(&self, ep: usize, id: String, sync: SyncMode) -> Result<(Client, Events)> {
+        self.connect_device(ep, id, sync, None).await
+    }
+
+    /// As [`Im::connect`], with a push device the login binds to `id` (`push`).
+    pub async fn connect_device(
+        &self,
+        ep: usize,
+        id: String,
+        sync: SyncMode,
+        device_token: Option<String>,
+    ) -> Result<(Client, Events)> {
         let mut o = ClientOptions::new(
             self.addr,
             ServerTrust::Pin(self.pin),
@@ -84,6 +95,7 @@ impl Im {
         o.sync = sync;
         o.request_timeout = self.request_timeout;
         o.endpoint = Some(self.endpoint(ep)?);
+        o.device_token = device_token;
         Ok(Client::connect(o).await?)
     }
 

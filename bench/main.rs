@@ -3,12 +3,14 @@
 //! message's scheduled send time, loss, duplicates, and what the server
 //! spent in CPU and memory. Usage and the scenarios: bench/README.md.
 
+mod apns;
 mod baseline;
 mod broadcast;
 mod hooks;
 mod im;
 mod load;
 mod mqtt;
+mod push;
 mod report;
 mod sys;
 mod target;
@@ -62,6 +64,8 @@ enum Cmd {
     Broadcast(LoadArgs),
     /// The `direct` load against an MQTT broker, QoS 1 (see bench/compare-mosquitto.sh).
     Mqtt(MqttArgs),
+    /// --receivers offline clients with an iOS device each; --rate msgs/s to them become pushes through one APNs connection to a local stand-in.
+    Push(LoadArgs),
     /// The relay `baseline` runs as a child; prints its address and pin, relays until SIGTERM.
     #[command(hide = true)]
     BaselineRelayServer {
@@ -179,6 +183,18 @@ pub struct LoadArgs {
     /// The running server's admin API (broadcast) [default: admin.addr in --data-dir].
     #[arg(long)]
     pub admin: Option<SocketAddr>,
+    /// push: offline receivers, each with an iOS device [default: 1000].
+    #[arg(long)]
+    pub receivers: Option<usize>,
+    /// push: offline receivers per conversation: 1 for one-to-one conversations, more for groups of one sender and that many receivers.
+    #[arg(long, default_value_t = 1)]
+    pub fanout: usize,
+    /// push: the server's `push.queue_capacity` [default: twice the pushes the run schedules, at least 10000].
+    #[arg(long)]
+    pub queue_capacity: Option<u64>,
+    /// push: first send the same load to offline members without devices, and report the server's CPU per push net of messaging.
+    #[arg(long)]
+    pub compare_no_push: bool,
     /// direct: also run baseline and baseline-store with the same parameters and print the ratio.
     #[arg(long)]
     pub compare_baseline: bool,
@@ -241,6 +257,7 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
         Cmd::Hooks(a) => return hooks_main(a),
         Cmd::Broadcast(a) => return broadcast::main(a),
         Cmd::Mqtt(m) => return mqtt_main(m),
+        Cmd::Push(a) => return push::main(a),
         Cmd::Connect(a) => ("connect", a),
         Cmd::Idle(a) => ("idle", a),
         Cmd::Direct(a) => ("direct", a),

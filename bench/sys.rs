@@ -64,6 +64,16 @@ pub fn thread_cpu_s() -> f64 {
     cpu_clock(libc::CLOCK_THREAD_CPUTIME_ID)
 }
 
+/// CPU seconds used by thread `tid` of this process (10 ms ticks).
+pub fn task_cpu_s(tid: libc::pid_t) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / clk_tck())
+}
+
 /// Raises the soft open-file limit to the hard one, so thousands of
 /// connections (and their tasks' sockets, for the MQTT driver) fit.
 pub fn raise_nofile() -> u64 {

@@ -129,8 +129,13 @@ impl Shared {
                 // A device that registered again after the push was made
                 // keeps its record: its token may be new, and the SDK
                 // re-saves on every launch (Apple's 410 timestamp rule,
-                // with the push's birth as the bound).
-                let made_ms = job.expires_at.saturating_sub(self.expiry_secs) * 1000;
+                // with the push's birth as the bound). The birth is known
+                // to the second, so the bound is the end of that second.
+                let made_ms = job
+                    .expires_at
+                    .saturating_sub(self.expiry_secs)
+                    .saturating_add(1)
+                    .saturating_mul(1000);
                 match self
                     .store
                     .installation_delete_token(&job.token, Some(made_ms))
@@ -192,14 +197,16 @@ impl Lanes {
         Lanes { lanes }
     }
 
-    /// Queues without waiting; a full (or closed) queue drops the push.
-    pub fn queue(&self, stats: &Stats, via: Via, job: PushJob) {
-        let sent = self.lanes[row(via)]
+    /// A place in `via`'s queue, taken without waiting; a full (or closed)
+    /// queue counts a drop and gives none.
+    pub fn reserve(&self, stats: &Stats, via: Via) -> Option<mpsc::Permit<'_, PushJob>> {
+        let place = self.lanes[row(via)]
             .as_ref()
-            .is_some_and(|l| l.tx.try_send(job).is_ok());
-        if !sent {
+            .and_then(|l| l.tx.try_reserve().ok());
+        if place.is_none() {
             stats.dropped[row(via)][0].fetch_add(1, Relaxed);
         }
+        place
     }
 
     /// Pushes waiting per provider (not yet sending).

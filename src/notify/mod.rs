@@ -187,10 +187,7 @@ impl Notifier {
                 }
             };
             for dev in &devices {
-                match on.job(dev, &payload, push, now) {
-                    Ok((via, job)) => on.lanes.queue(&on.shared.stats, via, job),
-                    Err(skip) => on.shared.stats.skipped(skip),
-                }
+                on.queue(dev, &payload, push, now);
             }
         }
     }
@@ -219,7 +216,10 @@ impl Notifier {
         };
         let mut out = Vec::new();
         for dev in on.shared.store.installations_of_client(client)? {
-            let (provider, result, reason) = match on.job(&dev, &payload, &about, now) {
+            let job = on
+                .route(&dev, &payload)
+                .and_then(|r| Ok((r.via, on.build(&dev, r, &about, now)?)));
+            let (provider, result, reason) = match job {
                 Ok((via, job)) => {
                     let outcome = on.shared.providers.send(&job).await;
                     on.shared.settle(via, &job, &outcome);
@@ -240,17 +240,12 @@ impl Notifier {
 }
 
 impl On {
-    /// One device's push, or why it gets none. The badge is counted once
-    /// the push has a provider, before the body is built around the new
-    /// number; a body that then cannot fit 4 KB (custom keys alone over
-    /// it, as the alert is cut) has counted one badge for nothing.
-    fn job(
-        &self,
-        dev: &Installation,
-        payload: &Value,
-        about: &OfflinePush,
-        now: u64,
-    ) -> Result<(Via, PushJob), Skip> {
+    /// Where one device's push goes and the payload's part for it, or why
+    /// it gets none. Touches nothing: the badge is counted in [`build`],
+    /// once the push has a place in its queue.
+    ///
+    /// [`build`]: On::build
+    fn route(&self, dev: &Installation, payload: &Value) -> Result<Routed, Skip> {
         let (platform, token) = content::target(dev).ok_or(Skip::NotForIt)?;
         let part = content::for_platform(payload, platform).ok_or(Skip::NotForIt)?;
         let via = self
@@ -258,7 +253,26 @@ impl On {
             .providers
             .route(platform)
             .ok_or(Skip::Unroutable)?;
-        let counted = if content::wants_increment(&part, platform) {
+        Ok(Routed {
+            via,
+            platform,
+            token: token.to_owned(),
+            part,
+        })
+    }
+
+    /// The push itself: counts the badge when asked, then builds the body
+    /// around the new number. A body that then cannot fit 4 KB (custom
+    /// keys alone over it, as the alert is cut) has counted one badge for
+    /// nothing; rare enough to leave.
+    fn build(
+        &self,
+        dev: &Installation,
+        r: Routed,
+        about: &OfflinePush,
+        now: u64,
+    ) -> Result<PushJob, Skip> {
+        let counted = if content::wants_increment(&r.part, r.platform) {
             match self
                 .shared
                 .store
@@ -273,30 +287,53 @@ impl On {
         } else {
             None
         };
-        let body = content::body(&part, counted, via == Via::Apns).ok_or(Skip::TooLarge)?;
-        let c = content::controls(&part, dev);
+        let body = content::body(&r.part, counted, r.via == Via::Apns).ok_or(Skip::TooLarge)?;
+        let c = content::controls(&r.part, dev);
         let badge = counted
-            .or_else(|| part.get("badge").and_then(Value::as_i64))
+            .or_else(|| r.part.get("badge").and_then(Value::as_i64))
             .and_then(|b| u32::try_from(b).ok());
-        Ok((
-            via,
-            PushJob {
-                token: token.to_owned(),
-                platform,
-                payload: body,
-                sandbox: c.sandbox,
-                team_id: c.team_id,
-                collapse_id: c.collapse_id,
-                apns_priority: c.apns_priority,
-                apns_push_type: c.apns_push_type,
-                expires_at: now.saturating_add(self.expiry_secs),
-                msg_id: about.msg_id.clone(),
-                conv_id: about.conv.clone(),
-                from: about.from.clone(),
-                badge,
-            },
-        ))
+        Ok(PushJob {
+            token: r.token,
+            platform: r.platform,
+            payload: body,
+            sandbox: c.sandbox,
+            team_id: c.team_id,
+            collapse_id: c.collapse_id,
+            apns_priority: c.apns_priority,
+            apns_push_type: c.apns_push_type,
+            expires_at: now.saturating_add(self.expiry_secs),
+            msg_id: about.msg_id.clone(),
+            conv_id: about.conv.clone(),
+            from: about.from.clone(),
+            badge,
+        })
     }
+
+    /// Routes, takes a place in the provider's queue, builds and queues:
+    /// a push the queue has no room for is dropped before its badge counts.
+    fn queue(&self, dev: &Installation, payload: &Value, about: &OfflinePush, now: u64) {
+        let stats = &self.shared.stats;
+        let r = match self.route(dev, payload) {
+            Ok(r) => r,
+            Err(skip) => return stats.skipped(skip),
+        };
+        let via = r.via;
+        let Some(place) = self.lanes.reserve(stats, via) else {
+            return;
+        };
+        match self.build(dev, r, about, now) {
+            Ok(job) => place.send(job),
+            Err(skip) => stats.skipped(skip),
+        }
+    }
+}
+
+/// A device's provider, token and payload part.
+struct Routed {
+    via: Via,
+    platform: crate::push::Platform,
+    token: String,
+    part: Value,
 }
 
 impl Skip {

@@ -376,6 +376,8 @@ mod tests {
             conv_id: "c".into(),
             from: "a".into(),
             badge: None,
+            apns_priority: None,
+            apns_push_type: None,
         }
     }
 

@@ -17,7 +17,9 @@
 //!    to the [`store`], then answers the senders.
 //! 5. Its fan-out finds the audience ([`core::conversation`]), encodes each
 //!    frame once ([`core::outbound`]) and hands it to the online devices
-//!    through the [`registry`]; after-hooks go to the hook outbox.
+//!    through the [`registry`]; after-hooks go to the hook outbox, and
+//!    members with no online device get an offline push through [`notify`]
+//!    (content rules, per-provider queues) and [`push`] (the providers).
 //! 6. The receiving session writes it and tracks it until acked
 //!    ([`core::delivery`]), resending it from the log after the ack timeout.
 //! 7. The receiver's ack moves its device cursor ([`store`]) and the
@@ -36,7 +38,7 @@
 //!
 //! Imports point down only: doors (`server`, `admin`, `session`) →
 //! features (`broadcast`, `sysmsg`, `message`, `conversation`) → `hub` →
-//! runtime services (`pipeline`, `registry`) → the sans-IO `core` →
+//! runtime services (`pipeline`, `notify`, `registry`) → the sans-IO `core` →
 //! adapters (`hooks`, `push`, `guard`, `transport`, `auth`, `store`, `filter`,
 //! `http`, `metrics`) → vocabulary (`config`, `wire`, `protocol`, `util`).
 //! `tests/layers.rs` enforces it; `docs/ARCHITECTURE.md` explains it.

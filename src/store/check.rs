@@ -591,7 +591,13 @@ fn validate(
         Some(Tree::Broadcasts) if k.first() == Some(&b'b') => codec::decode::<BroadcastRecord>(v)
             .map(|b| Some(b.conv))
             .map_err(decode_err),
-        // sled's default tree, `sys` and the rest of `broadcasts`: read,
+        Some(Tree::Installations) if k.first() == Some(&keys::INST_RECORD) => {
+            codec::decode::<super::installations::Installation>(v)
+                .map(|_| None)
+                .map_err(decode_err)
+        }
+        // sled's default tree, `sys`, the rest of `broadcasts` and the
+        // installations' indexes (object ids as text): read,
         // not decoded further (fixed-size keys and values the server
         // checks as it reads them).
         _ => Ok(None),

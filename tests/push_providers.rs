@@ -17,8 +17,6 @@ const KID: &str = "KEY0000001";
 const TEAM2: &str = "TEAM000002";
 const KID2: &str = "KEY0000002";
 const TOPIC: &str = "com.example.app";
-const SA_EMAIL: &str = "push@test-proj.iam.gserviceaccount.com";
-const RSA_KEY: &str = include_str!("fixtures/push_test_rsa_key.pem");
 
 /// Writes an Apple-layout `.p8` (PKCS#8 P-256 with its public key) and has
 /// the mock trust it.
@@ -36,26 +34,6 @@ fn apns_key(mock: &PushMock, team: &str, kid: &str) -> ApnsSection {
         sandbox_endpoint: format!("{}/sandbox", mock.url),
         ..ApnsSection::default()
     }
-}
-
-/// Writes a service-account file whose `token_uri` is the mock, and has
-/// the mock trust its key.
-fn service_account(mock: &PushMock) -> std::path::PathBuf {
-    let der = rustls::pki_types::pem::PemObject::from_pem_slice(RSA_KEY.as_bytes())
-        .map(|k: rustls::pki_types::PrivatePkcs8KeyDer| k.secret_pkcs8_der().to_vec())
-        .unwrap();
-    let pair = ring::signature::RsaKeyPair::from_pkcs8(&der).unwrap();
-    mock.trust_service_account(SA_EMAIL, pair.public().as_ref());
-    let path = mock.dir.path().join("service-account.json");
-    let sa = json!({
-        "type": "service_account",
-        "project_id": "test-proj",
-        "client_email": SA_EMAIL,
-        "private_key": RSA_KEY,
-        "token_uri": format!("{}/token", mock.url),
-    });
-    std::fs::write(&path, sa.to_string()).unwrap();
-    path
 }
 
 fn section(mock: &PushMock) -> PushSection {
@@ -104,7 +82,7 @@ async fn apns_setup() -> (PushMock, Providers) {
 async fn fcm_setup() -> (PushMock, Providers) {
     let mock = PushMock::start().await;
     let mut cfg = section(&mock);
-    cfg.fcm.service_account_file = Some(service_account(&mock));
+    cfg.fcm.service_account_file = Some(mock.service_account());
     cfg.fcm.endpoint = mock.url.clone();
     let providers = Providers::new(&cfg).unwrap();
     (mock, providers)

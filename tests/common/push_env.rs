@@ -26,8 +26,6 @@ pub const KID: &str = "KEY0000001";
 pub const TEAM2: &str = "TEAM000002";
 pub const KID2: &str = "KEY0000002";
 pub const TOPIC: &str = "com.example.app";
-pub const SA_EMAIL: &str = "push@test-proj.iam.gserviceaccount.com";
-const RSA_KEY: &str = include_str!("../fixtures/push_test_rsa_key.pem");
 
 /// The `[push] template` of these tests: every variable, and the badge
 /// counter.
@@ -133,26 +131,6 @@ pub fn apns_key(mock: &PushMock, team: &str, kid: &str) -> ApnsSection {
     }
 }
 
-/// A service-account file whose `token_uri` is the stand-in, which trusts
-/// its key.
-pub fn service_account(mock: &PushMock) -> std::path::PathBuf {
-    let der = rustls::pki_types::pem::PemObject::from_pem_slice(RSA_KEY.as_bytes())
-        .map(|k: rustls::pki_types::PrivatePkcs8KeyDer| k.secret_pkcs8_der().to_vec())
-        .unwrap();
-    let pair = ring::signature::RsaKeyPair::from_pkcs8(&der).unwrap();
-    mock.trust_service_account(SA_EMAIL, pair.public().as_ref());
-    let path = mock.dir.path().join("service-account.json");
-    let sa = json!({
-        "type": "service_account",
-        "project_id": "test-proj",
-        "client_email": SA_EMAIL,
-        "private_key": RSA_KEY,
-        "token_uri": format!("{}/token", mock.url),
-    });
-    std::fs::write(&path, sa.to_string()).unwrap();
-    path
-}
-
 /// A lowercase 64-hex APNs device token, distinct per `n`.
 pub fn token(n: u32) -> String {
     format!("{n:08x}{}", "ab".repeat(28))
@@ -195,7 +173,7 @@ impl PushEnv {
         }
         if providers.fcm {
             push.fcm = FcmSection {
-                service_account_file: Some(service_account(&fcm)),
+                service_account_file: Some(fcm.service_account()),
                 endpoint: fcm.url.clone(),
             };
         }

@@ -33,6 +33,10 @@ use ring::signature::{ECDSA_P256_SHA256_FIXED, RSA_PKCS1_2048_8192_SHA256, Unpar
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{Value, json};
 
+/// The service account [`PushMock::service_account`] writes, and its key.
+const SA_EMAIL: &str = "push@test-proj.iam.gserviceaccount.com";
+const RSA_KEY: &str = include_str!("../fixtures/push_test_rsa_key.pem");
+
 /// The OAuth scope FCM needs.
 const FCM_SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
 
@@ -263,6 +267,26 @@ impl PushMock {
     /// (PKCS#1 DER).
     pub fn trust_service_account(&self, email: &str, rsa_public: &[u8]) {
         *self.state.oauth.lock() = Some((email.to_owned(), rsa_public.to_vec()));
+    }
+
+    /// Writes a service-account key file (`[push.fcm]`) whose `token_uri`
+    /// is this stand-in, and trusts its key.
+    pub fn service_account(&self) -> PathBuf {
+        let der = rustls::pki_types::pem::PemObject::from_pem_slice(RSA_KEY.as_bytes())
+            .map(|k: rustls::pki_types::PrivatePkcs8KeyDer| k.secret_pkcs8_der().to_vec())
+            .unwrap();
+        let pair = ring::signature::RsaKeyPair::from_pkcs8(&der).unwrap();
+        self.trust_service_account(SA_EMAIL, pair.public().as_ref());
+        let path = self.dir.path().join("service-account.json");
+        let sa = json!({
+            "type": "service_account",
+            "project_id": "test-proj",
+            "client_email": SA_EMAIL,
+            "private_key": RSA_KEY,
+            "token_uri": format!("{}/token", self.url),
+        });
+        std::fs::write(&path, sa.to_string()).unwrap();
+        path
     }
 
     /// Queues answers for `route`, used in order before the default 200.

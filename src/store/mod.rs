@@ -139,6 +139,7 @@ mod receipts;
 pub mod records;
 pub mod system;
 pub mod tables;
+pub mod wal;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -192,6 +193,8 @@ pub struct Store {
     guard: health::Guard,
     /// Conversations found damaged while serving (`check`).
     damage: check::Damage,
+    /// The `log` tree's write-ahead log: a group commit's durability point.
+    wal: wal::Wal,
 }
 
 impl Store {
@@ -243,7 +246,7 @@ impl Store {
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_capacity_bytes)
-            .flush_every_ms(Some(500))
+            .flush_every_ms(None)
             .open()?;
         // The schema gate opens `meta` alone first: a data dir from another
         // schema is refused before any tree is created in it.
@@ -277,6 +280,12 @@ impl Store {
             None
         };
         let trees = Trees::open(&db)?;
+        // What the log's last moments left only in the write-ahead log goes
+        // to sled before anything reads the tree, and is flushed there
+        // before the segments go.
+        let wal_dir = dir.join(wal::DIR);
+        let replayed = wal::replay(&wal_dir, |ops| apply_ops(&trees[Tree::Log], ops))?;
+        let wal = wal::Wal::start(wal_dir, fsync, &replayed)?;
         // Above every id in either tree: a dead letter keeps its id, and a
         // new record must never take it.
         let mut outbox_next = 1;
@@ -303,7 +312,16 @@ impl Store {
             synced_blob: parking_lot::Mutex::new(0),
             guard: health::Guard::new(dir, 0),
             damage: check::Damage::default(),
+            wal,
         };
+        if replayed.records > 0 {
+            store.sync_written()?;
+            tracing::info!(
+                records = replayed.records,
+                "applied the write-ahead log's records to the store"
+            );
+        }
+        store.wal.retire(&replayed.segments)?;
         Ok((store, fresh))
     }
 
@@ -314,16 +332,70 @@ impl Store {
         self.sync_written()
     }
 
-    /// Makes every sled write so far durable: sled flush, then fdatasync.
-    /// Cursors changed in memory wait for their writer (`cursors`), so a
-    /// group commit does not pay for them.
-    pub fn sync_written(&self) -> Result<()> {
+    /// Makes every write to the `log` tree so far durable: one write and
+    /// one fdatasync of the write-ahead log (`wal`), a group commit's
+    /// durability point. Past [`wal::INLINE_CHECKPOINT_BYTES`] of log it
+    /// checkpoints too, for a store nobody checkpoints.
+    pub fn sync_log(&self) -> Result<()> {
+        self.sync_check(health::Step::Flush)?;
+        self.wal_sync()?;
+        if self.wal.logged_since_checkpoint() >= wal::INLINE_CHECKPOINT_BYTES {
+            self.checkpoint_now(false)?;
+        }
+        Ok(())
+    }
+
+    /// Whether [`Store::checkpoint`] has work: the server asks every
+    /// [`wal::CHECKPOINT_TICK`].
+    pub fn checkpoint_due(&self) -> bool {
+        !self.guard.is_failed() && self.wal.checkpoint_due()
+    }
+
+    /// Flushes sled and retires the write-ahead log segments the flush
+    /// made redundant, so the log (and the replay at the next start) stays
+    /// about a second long. A failure fails the store, as a failed flush
+    /// of a group commit would: what is on disk is then unknown.
+    pub fn checkpoint(&self) -> Result<()> {
+        self.checkpoint_now(true)
+    }
+
+    fn checkpoint_now(&self, wait: bool) -> Result<()> {
+        if self.guard.is_failed() {
+            return Ok(());
+        }
+        self.wal
+            .checkpoint(wait, || self.flush_sled(health::Step::Checkpoint))
+            .inspect_err(|e| self.guard.fail(format!("checkpoint: {e}")))
+    }
+
+    /// The write-ahead log's write and fdatasync. A failure fails the
+    /// store: a frame half written would hide every frame after it.
+    pub(super) fn wal_sync(&self) -> Result<()> {
+        self.wal
+            .sync()
+            .inspect_err(|e| self.guard.fail(format!("write-ahead log: {e}")))
+    }
+
+    fn sync_check(&self, step: health::Step) -> Result<()> {
         if self.guard.is_failed() {
             return Err(StoreError::Failed(
                 "an earlier write or flush failed".into(),
             ));
         }
-        self.guard.faults.check(health::Step::Flush)?;
+        self.guard.faults.check(step)
+    }
+
+    /// Makes every sled write so far durable: the write-ahead log's pending
+    /// records (so the log holds everything sled may now keep, in order),
+    /// sled flush, then fdatasync. Cursors changed in memory wait for their
+    /// writer (`cursors`), so a barrier does not pay for them.
+    pub fn sync_written(&self) -> Result<()> {
+        self.flush_sled(health::Step::Flush)
+    }
+
+    fn flush_sled(&self, step: health::Step) -> Result<()> {
+        self.sync_check(step)?;
+        self.wal_sync()?;
         self.db.flush()?;
         if let Some(f) = &self.data_file {
             f.sync_data().map_err(|source| StoreError::Io {
@@ -409,6 +481,19 @@ impl Store {
     pub fn faults(&self) -> &health::Faults {
         &self.guard.faults
     }
+}
+
+/// One logged batch, applied to the `log` tree again (`wal`).
+fn apply_ops(tree: &sled::Tree, ops: Vec<wal::Op<'_>>) -> Result<()> {
+    let mut batch = sled::Batch::default();
+    for op in ops {
+        match op {
+            wal::Op::Put(k, v) => batch.insert(k, v),
+            wal::Op::Del(k) => batch.remove(k),
+        }
+    }
+    tree.apply_batch(batch)?;
+    Ok(())
 }
 
 /// Cursors still in memory go to sled, which flushes as its trees drop: a

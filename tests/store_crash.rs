@@ -104,6 +104,7 @@ fn store_survives_exit_mid_write() {
     let dir = tempfile::tempdir().expect("tempdir");
     let exe = std::env::current_exe().expect("test binary");
     let (mut durable, mut cursor) = (0u64, 0u64);
+    let mut replayed = 0;
     for _ in 0..12 {
         let mut child = Command::new(&exe)
             .args([
@@ -132,6 +133,14 @@ fn store_survives_exit_mid_write() {
         let status = child.wait().expect("wait");
         assert_eq!(status.code(), Some(9), "child died by its own exit(9)");
 
+        // Bytes the reopen must replay: the batches since the last checkpoint.
+        let logged: u64 = std::fs::read_dir(dir.path().join("wal"))
+            .expect("the write-ahead log's dir")
+            .map(|e| e.expect("entry").metadata().expect("metadata").len())
+            .sum();
+        if logged > 0 {
+            replayed += 1;
+        }
         let store = Store::open(dir.path(), 8 << 20, true).expect("reopen after crash");
         let last = store
             .last_message(CONV)
@@ -167,4 +176,8 @@ fn store_survives_exit_mid_write() {
         }
     }
     assert!(durable > 0, "the child made progress");
+    assert!(
+        replayed > 0,
+        "some crash left batches only in the write-ahead log"
+    );
 }

@@ -13,7 +13,7 @@ use crate::wire::codec;
 /// A batch of the `log` tree, for sled and the write-ahead log at once.
 #[derive(Default)]
 struct LogWrite {
-    batch: sled::Batch,
+    writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     rec: wal::Record,
     ops: u64,
 }
@@ -21,13 +21,13 @@ struct LogWrite {
 impl LogWrite {
     fn put(&mut self, key: &[u8], value: &[u8]) {
         self.rec.put(key, value);
-        self.batch.insert(key, value);
+        self.writes.push((key.to_vec(), Some(value.to_vec())));
         self.ops += 1;
     }
 
     fn del(&mut self, key: &[u8]) {
         self.rec.del(key);
-        self.batch.remove(key);
+        self.writes.push((key.to_vec(), None));
         self.ops += 1;
     }
 }
@@ -82,10 +82,11 @@ impl Store {
     fn write_batch(&self, checked: Option<&[Head]>, b: &LogBatch<'_>) -> Result<()> {
         self.guard.not_failed()?;
         self.guard.faults.check(health::Step::Write)?;
+        // sled takes these key by key: messages before the keys that point
+        // at them, so a reader that finds a token, a webhook key or a patch
+        // key finds its message. Stale patch keys go first, as a new one
+        // can be the same key (two edits in one millisecond).
         let mut w = LogWrite::default();
-        for &(conv, seq) in b.for_webhook {
-            w.put(&keys::webhook(conv, seq), &[]);
-        }
         for &(at, conv, seq) in b.stale_patches {
             w.del(&keys::patch(at, conv, seq));
         }
@@ -97,6 +98,9 @@ impl Store {
         }
         for t in b.tokens {
             w.put(&keys::token(t.client, t.token), &codec::encode(&t.sent)?);
+        }
+        for &(conv, seq) in b.for_webhook {
+            w.put(&keys::webhook(conv, seq), &[]);
         }
         let mut known = self.heads.lock();
         let planned = match checked {
@@ -332,8 +336,7 @@ impl Store {
         for &(conv, seq) in done {
             w.del(&keys::webhook(conv, seq));
         }
-        self.apply_log(w)?;
-        self.wal_sync()
+        self.apply_log(w)
     }
 
     /// Removes every message record of `conv` (after a conversation delete).
@@ -345,8 +348,8 @@ impl Store {
         self.clear_log_prefix(&keys::message_prefix(conv))
     }
 
-    /// Removes every `log` key under `prefix`, 1000 to a batch; the
-    /// removals are in the write-ahead log when it returns (`wal`).
+    /// Removes every `log` key under `prefix`, 1000 to a batch, each
+    /// durable in the write-ahead log (`wal`).
     pub(super) fn clear_log_prefix(&self, prefix: &[u8]) -> Result<u64> {
         let mut n = 0;
         loop {
@@ -355,7 +358,6 @@ impl Store {
                 w.del(&k?);
             }
             if w.ops == 0 {
-                self.wal_sync()?;
                 return Ok(n);
             }
             n += w.ops;
@@ -363,13 +365,28 @@ impl Store {
         }
     }
 
-    /// The one way to write the `log` tree: sled and the write-ahead log
-    /// together, in one order (`wal`).
+    /// The one way to write the `log` tree: the write-ahead log, then sled,
+    /// in one order (`wal`). Durable when it returns. A failure fails the
+    /// store: the batch may be in the log and not in sled.
     fn apply_log(&self, w: LogWrite) -> Result<()> {
         self.guard.not_failed()?;
-        let LogWrite { batch, rec, .. } = w;
+        let LogWrite { writes, rec, .. } = w;
         let tree = &self.trees[Tree::Log];
-        self.wal.apply(&rec, || Ok(tree.apply_batch(batch)?))
+        // Key by key, not as a sled batch: sled writes out its log buffer
+        // for every batch (pwrite and sync_file_range on its I/O threads),
+        // which cost more than the rest of the commit together. The
+        // write-ahead log, written first, is what makes the batch atomic.
+        self.wal
+            .commit(&rec, || {
+                for (k, v) in writes {
+                    match v {
+                        Some(v) => tree.insert(k, v)?,
+                        None => tree.remove(k)?,
+                    };
+                }
+                Ok(())
+            })
+            .inspect_err(|e| self.guard.fail(format!("log write: {e}")))
     }
 
     /// The smallest seq whose timestamp is `>= ts` (timestamps never decrease

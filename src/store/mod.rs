@@ -5,8 +5,11 @@
 //! # Files
 //!
 //! - `mod.rs`: [`Store`]: open (the schema gate, every tree from
-//!   [`tables::TABLES`]), the durability point (`sync_written`,
-//!   `flush_durable`) and health.
+//!   [`tables::TABLES`]), the durability points (`sync_log`, `checkpoint`,
+//!   `sync_written`, `flush_durable`) and health.
+//! - [`wal`]: the write-ahead log in front of the `log` tree, which makes a
+//!   group commit durable with one write and one fdatasync; checkpoints
+//!   and the replay at open.
 //! - [`api`]: the interface a second backend implements, and what it must
 //!   guarantee (below); `Store` implements it.
 //! - `log.rs` (messages, tokens, patch index, webhook queue),
@@ -68,11 +71,12 @@
 //! The `outbox` holds after-hook calls waiting for delivery, keyed by an id
 //! that grows in push order. Pushes and removals do not wait for a flush: a
 //! record is on disk at the next flush of the store, whichever comes first of
-//! a group commit's durable flush, sled's background flush (every 500 ms,
-//! `sync_file_range` only) or the flush of a graceful shutdown. So a record
-//! pushed within about half a second before a crash (process or power) can be
-//! lost; once flushed it survives a process crash, and a power cut too after
-//! the next fdatasync'd group commit (`store.fsync`). A removal lost the same
+//! sled's background flush (every 500 ms, `sync_file_range` only), a
+//! checkpoint or barrier flush, or the flush of a graceful shutdown. So a
+//! record pushed within about half a second before a crash (process or
+//! power) can be lost; once flushed it survives a process crash, and a power
+//! cut too after the next fdatasync'd checkpoint (about a second under load)
+//! or barrier (`store.fsync`). A removal lost the same
 //! way means a redelivery, never a loss.
 //!
 //! `dead_letters` holds outbox records given up on (too many attempts or too
@@ -91,7 +95,8 @@
 //!
 //! - **Durability point.** [`MessageLog::append`] returns `Ok` only once
 //!   every message, token, patch key and webhook key of its batch is
-//!   durable (sled: flush, then fdatasync when `store.fsync` is on), and
+//!   durable (sled: the write-ahead log's write and fdatasync when
+//!   `store.fsync` is on, before sled sees it; see [`wal`]), and
 //!   [`Backend::sync`] once every write made before the call is. The
 //!   server answers a sender only after that. Everything else (cursors,
 //!   receipts, outbox pushes and removals, broadcasts, subscriptions,
@@ -99,7 +104,9 @@
 //!   crash may lose such a write from the last moments, never a message
 //!   that was answered. Callers that need one of those durable wait for a
 //!   `sync` (the pipeline's barrier).
-//! - **All or nothing.** An append's batch is applied whole or not at all,
+//! - **All or nothing.** An append's batch is applied whole or not at all
+//!   (sled: the write-ahead log's frame is whole or dropped, and replayed
+//!   at open over whatever part of it sled kept),
 //!   and an outbox record moves between outbox and dead letters whole.
 //! - **Ordering.** Seqs of a conversation run 1, 2, 3, … without a gap or
 //!   a repeat. Each append carries, per conversation that gains messages,
@@ -246,7 +253,7 @@ impl Store {
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_capacity_bytes)
-            .flush_every_ms(None)
+            .flush_every_ms(Some(500))
             .open()?;
         // The schema gate opens `meta` alone first: a data dir from another
         // schema is refused before any tree is created in it.
@@ -332,13 +339,13 @@ impl Store {
         self.sync_written()
     }
 
-    /// Makes every write to the `log` tree so far durable: one write and
-    /// one fdatasync of the write-ahead log (`wal`), a group commit's
-    /// durability point. Past [`wal::INLINE_CHECKPOINT_BYTES`] of log it
-    /// checkpoints too, for a store nobody checkpoints.
+    /// A group commit's durability point. The `log` tree's writes are
+    /// durable when they return (the write-ahead log, `wal`); this is where
+    /// a store nobody checkpoints checkpoints itself, past
+    /// [`wal::INLINE_CHECKPOINT_BYTES`], and where tests inject a failed
+    /// flush.
     pub fn sync_log(&self) -> Result<()> {
         self.sync_check(health::Step::Flush)?;
-        self.wal_sync()?;
         if self.wal.logged_since_checkpoint() >= wal::INLINE_CHECKPOINT_BYTES {
             self.checkpoint_now(false)?;
         }
@@ -368,14 +375,6 @@ impl Store {
             .inspect_err(|e| self.guard.fail(format!("checkpoint: {e}")))
     }
 
-    /// The write-ahead log's write and fdatasync. A failure fails the
-    /// store: a frame half written would hide every frame after it.
-    pub(super) fn wal_sync(&self) -> Result<()> {
-        self.wal
-            .sync()
-            .inspect_err(|e| self.guard.fail(format!("write-ahead log: {e}")))
-    }
-
     fn sync_check(&self, step: health::Step) -> Result<()> {
         if self.guard.is_failed() {
             return Err(StoreError::Failed(
@@ -385,17 +384,15 @@ impl Store {
         self.guard.faults.check(step)
     }
 
-    /// Makes every sled write so far durable: the write-ahead log's pending
-    /// records (so the log holds everything sled may now keep, in order),
-    /// sled flush, then fdatasync. Cursors changed in memory wait for their
-    /// writer (`cursors`), so a barrier does not pay for them.
+    /// Makes every sled write so far durable: sled flush, then fdatasync.
+    /// Cursors changed in memory wait for their writer (`cursors`), so a
+    /// barrier does not pay for them.
     pub fn sync_written(&self) -> Result<()> {
         self.flush_sled(health::Step::Flush)
     }
 
     fn flush_sled(&self, step: health::Step) -> Result<()> {
         self.sync_check(step)?;
-        self.wal_sync()?;
         self.db.flush()?;
         if let Some(f) = &self.data_file {
             f.sync_data().map_err(|source| StoreError::Io {

@@ -1,24 +1,21 @@
 //! The write-ahead log in front of sled's `log` tree: what makes a group
-//! commit durable with one `write` and one `fdatasync`, where a sled flush
-//! costs several times that in CPU (its I/O threads, page serialisation and
-//! `sync_file_range`, measured in docs/PERFORMANCE.md).
+//! commit durable and atomic with one `write` and one `fdatasync`. sled
+//! alone needs a batch (which writes out its log buffer with `pwrite` and
+//! `sync_file_range` on its I/O threads, for every batch) and a flush per
+//! group; together they cost more CPU than the rest of a message's path
+//! (docs/PERFORMANCE.md).
 //!
-//! Every write to the `log` tree is applied to sled in memory and, under
-//! the same lock, framed into this log, so the log holds the tree's writes
-//! in the order sled saw them. A group commit writes the frames and
-//! fdatasyncs the segment ([`Wal::sync`]); only then is a sender answered.
-//! A checkpoint ([`Wal::checkpoint`], about once a second) starts a new
-//! segment, flushes sled, and deletes the segments the flush made
-//! redundant. At open, the segments left are applied to sled again, in
-//! order: a put or remove applied twice leaves the tree as applying it
-//! once did, and every key written since the last checkpoint ends with the
-//! value of its last logged write, whatever part of it sled's own flushes
-//! had kept.
-//!
-//! Writes to the `log` tree outside a group commit (the webhook queue's
-//! removals, a deleted conversation's messages) are written to the segment
-//! at once ([`Wal::sync`] by their callers), so sled's background flush can
-//! be ahead of the log only by a commit that has not been answered.
+//! Every write to the `log` tree is framed into this log, written and
+//! fdatasync'd ([`Wal::commit`]), and only then applied to sled, key by
+//! key, under one lock: the log holds the tree's writes in sled's order,
+//! and sled never holds a write the log does not. A sender is answered
+//! after that. A checkpoint ([`Wal::checkpoint`], about once a second)
+//! starts a new segment, flushes sled, and deletes the segments the flush
+//! made redundant. At open, the segments left are applied to sled again,
+//! in order: a put or remove applied twice leaves the tree as applying it
+//! once did, every key written since the last checkpoint ends with the
+//! value of its last logged write, and a batch that sled kept only in part
+//! (a crash in the middle of applying it) is made whole.
 //!
 //! # Files and frames
 //!
@@ -200,9 +197,9 @@ pub fn replay(dir: &Path, mut apply: impl FnMut(Vec<Op<'_>>) -> Result<()>) -> R
         let (payloads, bad) = frames(&bytes);
         // A start that failed after opening its new segment leaves it
         // empty behind the one that was cut short.
-        let newest = segs[i + 1..].iter().all(|&m| {
-            std::fs::metadata(segment_path(dir, m)).is_ok_and(|md| md.len() == 0)
-        });
+        let newest = segs[i + 1..]
+            .iter()
+            .all(|&m| std::fs::metadata(segment_path(dir, m)).is_ok_and(|md| md.len() == 0));
         if let Some(at) = bad {
             if !newest {
                 return Err(StoreError::Unreadable {
@@ -231,25 +228,19 @@ pub fn replay(dir: &Path, mut apply: impl FnMut(Vec<Op<'_>>) -> Result<()>) -> R
     })
 }
 
-struct Pending {
-    /// Frames not yet written to the segment.
+struct Io {
+    file: File,
+    segment: u64,
+    /// The frame being written, kept for its capacity.
     buf: Vec<u8>,
     /// Bytes logged since the last checkpoint.
     since_checkpoint: u64,
     last_checkpoint: Instant,
 }
 
-struct Io {
-    file: File,
-    segment: u64,
-    /// The buffer written last, kept for its capacity.
-    spare: Vec<u8>,
-}
-
 pub(super) struct Wal {
     dir: PathBuf,
     fsync: bool,
-    pending: Mutex<Pending>,
     io: Mutex<Io>,
     /// Held through a checkpoint: one at a time.
     checkpointing: Mutex<()>,
@@ -270,15 +261,12 @@ impl Wal {
         Ok(Wal {
             dir,
             fsync,
-            pending: Mutex::new(Pending {
-                buf: Vec::with_capacity(64 << 10),
-                since_checkpoint: 0,
-                last_checkpoint: Instant::now(),
-            }),
             io: Mutex::new(Io {
                 file,
                 segment: next,
-                spare: Vec::with_capacity(64 << 10),
+                buf: Vec::with_capacity(64 << 10),
+                since_checkpoint: 0,
+                last_checkpoint: Instant::now(),
             }),
             checkpointing: Mutex::new(()),
         })
@@ -296,53 +284,40 @@ impl Wal {
         Ok(())
     }
 
-    /// Applies `rec`'s batch to sled with `apply` and logs it, under one
-    /// lock, so the log's order is sled's. Nothing is logged when `apply`
-    /// fails.
-    pub(super) fn apply<T>(&self, rec: &Record, apply: impl FnOnce() -> Result<T>) -> Result<T> {
-        let mut p = self.pending.lock();
-        let out = apply()?;
-        frame(&mut p.buf, rec);
-        p.since_checkpoint += (HEADER + rec.buf.len()) as u64;
-        Ok(out)
-    }
-
-    /// Writes every frame logged so far to the segment and fdatasyncs it
-    /// (`store.fsync`); a return means they survive a crash.
-    pub(super) fn sync(&self) -> Result<()> {
+    /// Logs `rec` (one `write`, then `fdatasync` with `store.fsync`), then
+    /// applies its batch to sled with `apply`, under one lock: the log's
+    /// order is sled's, and sled never holds a write the log does not, so a
+    /// batch sled kept only in part is made whole at the next start. An
+    /// error from the log means `apply` did not run, but the frame may be
+    /// on disk: the caller must fail the store (the outcome is unknown).
+    pub(super) fn commit<T>(&self, rec: &Record, apply: impl FnOnce() -> Result<T>) -> Result<T> {
         let mut io = self.io.lock();
-        self.write_pending(&mut io)
-    }
-
-    fn write_pending(&self, io: &mut Io) -> Result<()> {
-        let mut buf = std::mem::take(&mut io.spare);
-        std::mem::swap(&mut buf, &mut self.pending.lock().buf);
+        let io = &mut *io;
+        io.buf.clear();
+        frame(&mut io.buf, rec);
         let path = || segment_path(&self.dir, io.segment);
-        if !buf.is_empty() {
-            let written = io.file.write_all(&buf);
-            buf.clear();
-            io.spare = buf;
-            written.map_err(|e| io_err(&path())(e))?;
-            if self.fsync {
-                io.file.sync_data().map_err(|e| io_err(&path())(e))?;
-            }
-        } else {
-            io.spare = buf;
+        io.file.write_all(&io.buf).map_err(|e| io_err(&path())(e))?;
+        if self.fsync {
+            io.file.sync_data().map_err(|e| io_err(&path())(e))?;
         }
-        Ok(())
+        io.since_checkpoint += io.buf.len() as u64;
+        if io.buf.capacity() > 1 << 20 {
+            io.buf = Vec::with_capacity(64 << 10);
+        }
+        apply()
     }
 
     /// Whether a checkpoint is due: something was logged since the last,
     /// and it is a second old or 4 MiB large.
     pub(super) fn checkpoint_due(&self) -> bool {
-        let p = self.pending.lock();
-        p.since_checkpoint > 0
-            && (p.since_checkpoint >= CHECKPOINT_BYTES
-                || p.last_checkpoint.elapsed() >= CHECKPOINT_AGE)
+        let io = self.io.lock();
+        io.since_checkpoint > 0
+            && (io.since_checkpoint >= CHECKPOINT_BYTES
+                || io.last_checkpoint.elapsed() >= CHECKPOINT_AGE)
     }
 
     pub(super) fn logged_since_checkpoint(&self) -> u64 {
-        self.pending.lock().since_checkpoint
+        self.io.lock().since_checkpoint
     }
 
     /// Moves to a new segment, runs `flush` (sled's flush, which makes
@@ -358,20 +333,18 @@ impl Wal {
             },
         };
         let old = {
+            // Every frame in the old segments was applied to sled before
+            // this lock was free, so the flush below covers them all.
             let mut io = self.io.lock();
-            // The old segment ends whole: what the log held when sled's
-            // flush starts is all in it, or in sled.
-            self.write_pending(&mut io)?;
             let next = io.segment + 1;
             let path = segment_path(&self.dir, next);
             let file = File::create(&path).map_err(io_err(&path))?;
             if self.fsync {
                 sync_dir(&self.dir).map_err(io_err(&self.dir))?;
             }
-            let mut p = self.pending.lock();
-            p.since_checkpoint = p.buf.len() as u64;
-            p.last_checkpoint = Instant::now();
             io.file = file;
+            io.since_checkpoint = 0;
+            io.last_checkpoint = Instant::now();
             std::mem::replace(&mut io.segment, next)
         };
         flush()?;
@@ -435,15 +408,14 @@ mod tests {
             records: 0,
         };
         let wal = Wal::start(wal_dir.clone(), true, &none).unwrap();
-        wal.apply(&rec(&[Op::Put(b"a", b"1")]), || Ok(())).unwrap();
-        wal.sync().unwrap();
+        wal.commit(&rec(&[Op::Put(b"a", b"1")]), || Ok(())).unwrap();
         wal.checkpoint(true, || Ok(())).unwrap();
-        wal.apply(&rec(&[Op::Put(b"a", b"2")]), || Ok(())).unwrap();
-        wal.apply(&rec(&[Op::Del(b"a"), Op::Put(b"b", b"3")]), || Ok(()))
-            .unwrap();
-        wal.sync().unwrap();
-        // A frame logged but not synced is not on disk.
-        wal.apply(&rec(&[Op::Put(b"c", b"4")]), || Ok(())).unwrap();
+        wal.commit(&rec(&[Op::Put(b"a", b"2")]), || Ok(())).unwrap();
+        // Logged first: a failed apply leaves the frame for the replay.
+        let failed: Result<()> = wal.commit(&rec(&[Op::Del(b"a"), Op::Put(b"b", b"3")]), || {
+            Err(StoreError::Injected(super::super::health::Step::Write))
+        });
+        assert!(failed.is_err());
         assert_eq!(segments(&wal_dir).unwrap(), vec![2]);
         drop(wal);
 
@@ -466,7 +438,7 @@ mod tests {
         let wal = Wal::start(wal_dir.clone(), true, &r).unwrap();
         assert_eq!(segments(&wal_dir).unwrap(), vec![2, 3]);
         wal.retire(&r.segments).unwrap();
-        wal.apply(&rec(&[Op::Put(b"d", b"5")]), || Ok(())).unwrap();
+        wal.commit(&rec(&[Op::Put(b"d", b"5")]), || Ok(())).unwrap();
         assert!(
             wal.checkpoint(true, || Err(StoreError::Injected(
                 super::super::health::Step::Flush

@@ -393,8 +393,9 @@ fn store_in(
                             )
                         })
                         .collect();
-                    store.append_unsynced(&entries, &[])?;
-                    store.flush_durable()?;
+                    // The server's commit: the batch, then its write-ahead
+                    // log made durable (sled flushes at checkpoints, below).
+                    store.append(&entries, &[])?;
                     batches += 1;
                     if jobs.iter().any(|&k| t.plan.in_window(k)) {
                         in_window += 1;
@@ -409,6 +410,23 @@ fn store_in(
                 }
                 let cpu = cpu1.zip(cpu0).map(|(b, a)| b - a).unwrap_or(0.0);
                 Ok((cpu, batches, in_window))
+            })?
+    };
+
+    // Checkpoints as the server makes them (`store::wal`).
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let checkpointer = {
+        let (store, stop) = (store.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("bench-checkpoint".into())
+            .spawn(move || -> Result<()> {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(tidings::store::wal::CHECKPOINT_TICK);
+                    if store.checkpoint_due() {
+                        store.checkpoint()?;
+                    }
+                }
+                Ok(())
             })?
     };
 
@@ -429,6 +447,10 @@ fn store_in(
     let (writer_cpu, batches, window_batches) = writer
         .join()
         .map_err(|_| anyhow!("commit thread panicked"))??;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    checkpointer
+        .join()
+        .map_err(|_| anyhow!("checkpoint thread panicked"))??;
     let end = sys::sample(None).map(without_this_thread);
 
     let mut m = Measured::from_tracker("baseline-store", "append", &t);

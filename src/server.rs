@@ -316,6 +316,7 @@ impl Server {
             crate::conversation::expire::start_expirer(&hub, shutdown.subscribe()),
             crate::gateway::installations::start_sweeper(&hub, shutdown.subscribe()),
             start_cursor_writer(&hub.store, shutdown.subscribe()),
+            start_checkpointer(&hub.store, shutdown.subscribe()),
         ];
         if admin.is_none() {
             tokio::spawn(log_hook_stats(hooks.clone(), shutdown.subscribe()));
@@ -440,6 +441,34 @@ fn start_cursor_writer(
                 _ => {}
             }
             failing = failure.is_some();
+        }
+    })
+}
+
+/// Checkpoints the store's write-ahead log (`store::wal`) when one is due:
+/// sled's flush, off the commit path, about once a second under load. A
+/// failure fails the store, which stops the server (`stop_on_store_failure`).
+fn start_checkpointer(store: &Arc<Store>, mut shutdown: broadcast::Receiver<()>) -> JoinHandle<()> {
+    let store = Arc::downgrade(store);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(crate::store::wal::CHECKPOINT_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.recv() => return,
+            }
+            let Some(store) = store.upgrade() else {
+                return;
+            };
+            if !store.checkpoint_due() {
+                continue;
+            }
+            // The store logs and keeps the failure; the task's own panic
+            // is the only thing left to report.
+            if let Err(e) = tokio::task::spawn_blocking(move || store.checkpoint()).await {
+                warn!(error = %e, "checkpoint task failed");
+            }
         }
     })
 }

@@ -1,8 +1,10 @@
 //! sled's own crash-test pattern, against our store module: the test binary
-//! re-runs itself as a child that appends group-committed batches while a
-//! thread calls `exit(9)` at a random moment; the parent reopens the store
-//! and checks that every batch the child reported durable is there, whole,
-//! and that a cursor the child flushed survived without passing the log.
+//! re-runs itself as a child that appends group-committed batches (durable
+//! in the write-ahead log) while one thread checkpoints (sled's flush) at
+//! random moments and another calls `exit(9)` at a random moment; the
+//! parent reopens the store, which replays the log, and checks that every
+//! batch the child reported durable is there, whole, and that a cursor the
+//! child flushed survived without passing the log.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -50,10 +52,22 @@ fn crash_child() {
         .last_message(CONV)
         .expect("last")
         .map_or(1, |e| e.msg.seq + 1);
-    let delay = rand::thread_rng().gen_range(1..60);
+    let store = std::sync::Arc::new(store);
+    let delay = rand::thread_rng().gen_range(1..120);
     std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(delay));
         std::process::exit(9);
+    });
+    // Checkpoints as the server makes them, but often, so the exit lands
+    // before, during and after them: in the write-ahead log only, in the
+    // middle of sled's flush, and between the flush and the segments'
+    // removal.
+    let checkpointer = store.clone();
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(Duration::from_millis(rand::thread_rng().gen_range(0..15)));
+            checkpointer.checkpoint().expect("checkpoint");
+        }
     });
     loop {
         let batch: Vec<LogEntry> = (next..next + BATCH).map(entry).collect();
@@ -90,6 +104,7 @@ fn store_survives_exit_mid_write() {
     let dir = tempfile::tempdir().expect("tempdir");
     let exe = std::env::current_exe().expect("test binary");
     let (mut durable, mut cursor) = (0u64, 0u64);
+    let mut replayed = 0;
     for _ in 0..12 {
         let mut child = Command::new(&exe)
             .args([
@@ -118,6 +133,14 @@ fn store_survives_exit_mid_write() {
         let status = child.wait().expect("wait");
         assert_eq!(status.code(), Some(9), "child died by its own exit(9)");
 
+        // Bytes the reopen must replay: the batches since the last checkpoint.
+        let logged: u64 = std::fs::read_dir(dir.path().join("wal"))
+            .expect("the write-ahead log's dir")
+            .map(|e| e.expect("entry").metadata().expect("metadata").len())
+            .sum();
+        if logged > 0 {
+            replayed += 1;
+        }
         let store = Store::open(dir.path(), 8 << 20, true).expect("reopen after crash");
         let last = store
             .last_message(CONV)
@@ -153,4 +176,8 @@ fn store_survives_exit_mid_write() {
         }
     }
     assert!(durable > 0, "the child made progress");
+    assert!(
+        replayed > 0,
+        "some crash left batches only in the write-ahead log"
+    );
 }

@@ -90,9 +90,11 @@ fn commit(jobs: &mut Vec<Job>, ctx: &Ctx) -> bool {
         })
         .collect();
 
-    // One write and one flush for the whole batch, barriers included.
+    // One write and one flush for the whole batch: the log's write-ahead
+    // log, or sled's own flush when a barrier asks for every tree.
     let flush_started = std::time::Instant::now();
     let nothing_new = plan.entries.is_empty() && tokens.is_empty();
+    let barrier = jobs.iter().any(Job::is_barrier);
     let written = if nothing_new {
         Ok(())
     } else {
@@ -114,7 +116,11 @@ fn commit(jobs: &mut Vec<Job>, ctx: &Ctx) -> bool {
             for_webhook: &plan.inbound,
         })
     }
-    .and_then(|()| store.sync_written())
+    .and_then(|()| match (barrier, nothing_new) {
+        (true, _) => store.sync_written(),
+        (false, false) => store.sync_log(),
+        (false, true) => Ok(()),
+    })
     .map_err(|e| failed_commit(store, e));
     METRICS.flush.observe(flush_started.elapsed());
     drop(tokens);

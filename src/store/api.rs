@@ -287,7 +287,7 @@ pub trait Backend:
 impl MessageLog for Store {
     fn append(&self, batch: &LogBatch<'_>) -> Result<()> {
         self.write_checked(batch)?;
-        self.sync_written()
+        self.sync_log()
     }
     fn last_seq(&self, conv: ConvId) -> Result<u64> {
         Store::last_seq(self, conv)

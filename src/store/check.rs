@@ -296,7 +296,15 @@ fn with_copy<T>(
         })
         .and_then(
             |()| match catch_sled_panic(|| sled::Config::new().path(scratch).open()) {
-                Ok(Ok(db)) => f(Some(&db)),
+                Ok(Ok(db)) => {
+                    // The log's last moments may be only in the
+                    // write-ahead log, as for the server's own open.
+                    let log = Tree::Log.open(&db)?;
+                    super::wal::replay(&scratch.join(super::wal::DIR), |ops| {
+                        super::apply_ops(&log, ops)
+                    })?;
+                    f(Some(&db))
+                }
                 Ok(Err(e)) if sled_damage(&e) => f(None),
                 Ok(Err(e)) => Err(e.into()),
                 Err(_) => f(None),

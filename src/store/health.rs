@@ -66,6 +66,8 @@ pub enum Step {
     Write,
     /// Making the batch durable.
     Flush,
+    /// A checkpoint's sled flush (`wal`), off the commit path.
+    Checkpoint,
 }
 
 /// Injected faults, for tests. Each armed step fails exactly once, on its

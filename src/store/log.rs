@@ -6,15 +6,37 @@ use std::collections::HashMap;
 
 use super::api::{Head, LogBatch};
 use super::tables::Tree;
-use super::{LogEntry, Result, SentRecord, Store, StoreError, TokenRecord, health, keys};
+use super::{LogEntry, Result, SentRecord, Store, StoreError, TokenRecord, health, keys, wal};
 use crate::protocol::ConvId;
 use crate::wire::codec;
+
+/// A batch of the `log` tree, for sled and the write-ahead log at once.
+#[derive(Default)]
+struct LogWrite {
+    writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    rec: wal::Record,
+    ops: u64,
+}
+
+impl LogWrite {
+    fn put(&mut self, key: &[u8], value: &[u8]) {
+        self.rec.put(key, value);
+        self.writes.push((key.to_vec(), Some(value.to_vec())));
+        self.ops += 1;
+    }
+
+    fn del(&mut self, key: &[u8]) {
+        self.rec.del(key);
+        self.writes.push((key.to_vec(), None));
+        self.ops += 1;
+    }
+}
 
 impl Store {
     /// Writes messages and their indexes in one atomic batch, then makes them durable.
     pub fn append(&self, entries: &[LogEntry], tokens: &[TokenRecord<'_>]) -> Result<()> {
         self.append_unsynced(entries, tokens)?;
-        self.sync_written()
+        self.sync_log()
     }
 
     /// The batch write alone, for callers that group several appends under one flush.
@@ -60,36 +82,37 @@ impl Store {
     fn write_batch(&self, checked: Option<&[Head]>, b: &LogBatch<'_>) -> Result<()> {
         self.guard.not_failed()?;
         self.guard.faults.check(health::Step::Write)?;
-        let mut batch = sled::Batch::default();
-        for &(conv, seq) in b.for_webhook {
-            batch.insert(keys::webhook(conv, seq).to_vec(), &[]);
-        }
+        // sled takes these key by key: messages before the keys that point
+        // at them, so a reader that finds a token, a webhook key or a patch
+        // key finds its message. Stale patch keys go first, as a new one
+        // can be the same key (two edits in one millisecond).
+        let mut w = LogWrite::default();
         for &(at, conv, seq) in b.stale_patches {
-            batch.remove(keys::patch(at, conv, seq).to_vec());
+            w.del(&keys::patch(at, conv, seq));
         }
         for e in b.entries {
-            batch.insert(
-                keys::message(e.msg.conv, e.msg.seq).to_vec(),
-                codec::encode(e)?,
-            );
+            w.put(&keys::message(e.msg.conv, e.msg.seq), &codec::encode(e)?);
             if let Some(at) = e.msg.updated_at {
-                batch.insert(keys::patch(at, e.msg.conv, e.msg.seq).to_vec(), &[]);
+                w.put(&keys::patch(at, e.msg.conv, e.msg.seq), &[]);
             }
         }
         for t in b.tokens {
-            batch.insert(keys::token(t.client, t.token), codec::encode(&t.sent)?);
+            w.put(&keys::token(t.client, t.token), &codec::encode(&t.sent)?);
+        }
+        for &(conv, seq) in b.for_webhook {
+            w.put(&keys::webhook(conv, seq), &[]);
         }
         let mut known = self.heads.lock();
         let planned = match checked {
             Some(heads) => Some(self.check_seqs(&mut known, heads, b.entries)?),
             None => None,
         };
-        if let Err(e) = self.trees[Tree::Log].apply_batch(batch) {
+        if let Err(e) = self.apply_log(w) {
             // Unknown what landed: read these heads from sled next time.
             for e in b.entries {
                 known.remove(&e.msg.conv);
             }
-            return Err(e.into());
+            return Err(e);
         }
         match planned {
             Some(planned) => {
@@ -309,12 +332,11 @@ impl Store {
 
     /// Takes messages off the webhook queue (delivered, or given up on).
     pub fn webhook_done(&self, done: &[(ConvId, u64)]) -> Result<()> {
-        let mut batch = sled::Batch::default();
+        let mut w = LogWrite::default();
         for &(conv, seq) in done {
-            batch.remove(keys::webhook(conv, seq).to_vec());
+            w.del(&keys::webhook(conv, seq));
         }
-        self.trees[Tree::Log].apply_batch(batch)?;
-        Ok(())
+        self.apply_log(w)
     }
 
     /// Removes every message record of `conv` (after a conversation delete).
@@ -323,24 +345,48 @@ impl Store {
         // forgetting the head.
         let mut known = self.heads.lock();
         known.remove(&conv);
+        self.clear_log_prefix(&keys::message_prefix(conv))
+    }
+
+    /// Removes every `log` key under `prefix`, 1000 to a batch, each
+    /// durable in the write-ahead log (`wal`).
+    pub(super) fn clear_log_prefix(&self, prefix: &[u8]) -> Result<u64> {
         let mut n = 0;
         loop {
-            let mut batch = sled::Batch::default();
-            let mut in_batch = 0;
-            for k in self.trees[Tree::Log]
-                .scan_prefix(keys::message_prefix(conv))
-                .keys()
-                .take(1000)
-            {
-                batch.remove(k?);
-                in_batch += 1;
+            let mut w = LogWrite::default();
+            for k in self.trees[Tree::Log].scan_prefix(prefix).keys().take(1000) {
+                w.del(&k?);
             }
-            if in_batch == 0 {
+            if w.ops == 0 {
                 return Ok(n);
             }
-            self.trees[Tree::Log].apply_batch(batch)?;
-            n += in_batch;
+            n += w.ops;
+            self.apply_log(w)?;
         }
+    }
+
+    /// The one way to write the `log` tree: the write-ahead log, then sled,
+    /// in one order (`wal`). Durable when it returns. A failure fails the
+    /// store: the batch may be in the log and not in sled.
+    fn apply_log(&self, w: LogWrite) -> Result<()> {
+        self.guard.not_failed()?;
+        let LogWrite { writes, rec, .. } = w;
+        let tree = &self.trees[Tree::Log];
+        // Key by key, not as a sled batch: sled writes out its log buffer
+        // for every batch (pwrite and sync_file_range on its I/O threads),
+        // which cost more than the rest of the commit together. The
+        // write-ahead log, written first, is what makes the batch atomic.
+        self.wal
+            .commit(&rec, || {
+                for (k, v) in writes {
+                    match v {
+                        Some(v) => tree.insert(k, v)?,
+                        None => tree.remove(k)?,
+                    };
+                }
+                Ok(())
+            })
+            .inspect_err(|e| self.guard.fail(format!("log write: {e}")))
     }
 
     /// The smallest seq whose timestamp is `>= ts` (timestamps never decrease

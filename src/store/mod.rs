@@ -5,8 +5,11 @@
 //! # Files
 //!
 //! - `mod.rs`: [`Store`]: open (the schema gate, every tree from
-//!   [`tables::TABLES`]), the durability point (`sync_written`,
-//!   `flush_durable`) and health.
+//!   [`tables::TABLES`]), the durability points (`sync_log`, `checkpoint`,
+//!   `sync_written`, `flush_durable`) and health.
+//! - [`wal`]: the write-ahead log in front of the `log` tree, which makes a
+//!   group commit durable with one write and one fdatasync; checkpoints
+//!   and the replay at open.
 //! - [`api`]: the interface a second backend implements, and what it must
 //!   guarantee (below); `Store` implements it.
 //! - `log.rs` (messages, tokens, patch index, webhook queue),
@@ -68,11 +71,12 @@
 //! The `outbox` holds after-hook calls waiting for delivery, keyed by an id
 //! that grows in push order. Pushes and removals do not wait for a flush: a
 //! record is on disk at the next flush of the store, whichever comes first of
-//! a group commit's durable flush, sled's background flush (every 500 ms,
-//! `sync_file_range` only) or the flush of a graceful shutdown. So a record
-//! pushed within about half a second before a crash (process or power) can be
-//! lost; once flushed it survives a process crash, and a power cut too after
-//! the next fdatasync'd group commit (`store.fsync`). A removal lost the same
+//! sled's background flush (every 500 ms, `sync_file_range` only), a
+//! checkpoint or barrier flush, or the flush of a graceful shutdown. So a
+//! record pushed within about half a second before a crash (process or
+//! power) can be lost; once flushed it survives a process crash, and a power
+//! cut too after the next fdatasync'd checkpoint (about a second under load)
+//! or barrier (`store.fsync`). A removal lost the same
 //! way means a redelivery, never a loss.
 //!
 //! `dead_letters` holds outbox records given up on (too many attempts or too
@@ -91,7 +95,8 @@
 //!
 //! - **Durability point.** [`MessageLog::append`] returns `Ok` only once
 //!   every message, token, patch key and webhook key of its batch is
-//!   durable (sled: flush, then fdatasync when `store.fsync` is on), and
+//!   durable (sled: the write-ahead log's write and fdatasync when
+//!   `store.fsync` is on, before sled sees it; see [`wal`]), and
 //!   [`Backend::sync`] once every write made before the call is. The
 //!   server answers a sender only after that. Everything else (cursors,
 //!   receipts, outbox pushes and removals, broadcasts, subscriptions,
@@ -99,7 +104,9 @@
 //!   crash may lose such a write from the last moments, never a message
 //!   that was answered. Callers that need one of those durable wait for a
 //!   `sync` (the pipeline's barrier).
-//! - **All or nothing.** An append's batch is applied whole or not at all,
+//! - **All or nothing.** An append's batch is applied whole or not at all
+//!   (sled: the write-ahead log's frame is whole or dropped, and replayed
+//!   at open over whatever part of it sled kept),
 //!   and an outbox record moves between outbox and dead letters whole.
 //! - **Ordering.** Seqs of a conversation run 1, 2, 3, … without a gap or
 //!   a repeat. Each append carries, per conversation that gains messages,
@@ -139,6 +146,7 @@ mod receipts;
 pub mod records;
 pub mod system;
 pub mod tables;
+pub mod wal;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -192,6 +200,8 @@ pub struct Store {
     guard: health::Guard,
     /// Conversations found damaged while serving (`check`).
     damage: check::Damage,
+    /// The `log` tree's write-ahead log: a group commit's durability point.
+    wal: wal::Wal,
 }
 
 impl Store {
@@ -277,6 +287,12 @@ impl Store {
             None
         };
         let trees = Trees::open(&db)?;
+        // What the log's last moments left only in the write-ahead log goes
+        // to sled before anything reads the tree, and is flushed there
+        // before the segments go.
+        let wal_dir = dir.join(wal::DIR);
+        let replayed = wal::replay(&wal_dir, |ops| apply_ops(&trees[Tree::Log], ops))?;
+        let wal = wal::Wal::start(wal_dir, fsync, &replayed)?;
         // Above every id in either tree: a dead letter keeps its id, and a
         // new record must never take it.
         let mut outbox_next = 1;
@@ -303,7 +319,16 @@ impl Store {
             synced_blob: parking_lot::Mutex::new(0),
             guard: health::Guard::new(dir, 0),
             damage: check::Damage::default(),
+            wal,
         };
+        if replayed.records > 0 {
+            store.sync_written()?;
+            tracing::info!(
+                records = replayed.records,
+                "applied the write-ahead log's records to the store"
+            );
+        }
+        store.wal.retire(&replayed.segments)?;
         Ok((store, fresh))
     }
 
@@ -314,16 +339,60 @@ impl Store {
         self.sync_written()
     }
 
-    /// Makes every sled write so far durable: sled flush, then fdatasync.
-    /// Cursors changed in memory wait for their writer (`cursors`), so a
-    /// group commit does not pay for them.
-    pub fn sync_written(&self) -> Result<()> {
+    /// A group commit's durability point. The `log` tree's writes are
+    /// durable when they return (the write-ahead log, `wal`); this is where
+    /// a store nobody checkpoints checkpoints itself, past
+    /// [`wal::INLINE_CHECKPOINT_BYTES`], and where tests inject a failed
+    /// flush.
+    pub fn sync_log(&self) -> Result<()> {
+        self.sync_check(health::Step::Flush)?;
+        if self.wal.logged_since_checkpoint() >= wal::INLINE_CHECKPOINT_BYTES {
+            self.checkpoint_now(false)?;
+        }
+        Ok(())
+    }
+
+    /// Whether [`Store::checkpoint`] has work: the server asks every
+    /// [`wal::CHECKPOINT_TICK`].
+    pub fn checkpoint_due(&self) -> bool {
+        !self.guard.is_failed() && self.wal.checkpoint_due()
+    }
+
+    /// Flushes sled and retires the write-ahead log segments the flush
+    /// made redundant, so the log (and the replay at the next start) stays
+    /// about a second long. A failure fails the store, as a failed flush
+    /// of a group commit would: what is on disk is then unknown.
+    pub fn checkpoint(&self) -> Result<()> {
+        self.checkpoint_now(true)
+    }
+
+    fn checkpoint_now(&self, wait: bool) -> Result<()> {
+        if self.guard.is_failed() {
+            return Ok(());
+        }
+        self.wal
+            .checkpoint(wait, || self.flush_sled(health::Step::Checkpoint))
+            .inspect_err(|e| self.guard.fail(format!("checkpoint: {e}")))
+    }
+
+    fn sync_check(&self, step: health::Step) -> Result<()> {
         if self.guard.is_failed() {
             return Err(StoreError::Failed(
                 "an earlier write or flush failed".into(),
             ));
         }
-        self.guard.faults.check(health::Step::Flush)?;
+        self.guard.faults.check(step)
+    }
+
+    /// Makes every sled write so far durable: sled flush, then fdatasync.
+    /// Cursors changed in memory wait for their writer (`cursors`), so a
+    /// barrier does not pay for them.
+    pub fn sync_written(&self) -> Result<()> {
+        self.flush_sled(health::Step::Flush)
+    }
+
+    fn flush_sled(&self, step: health::Step) -> Result<()> {
+        self.sync_check(step)?;
         self.db.flush()?;
         if let Some(f) = &self.data_file {
             f.sync_data().map_err(|source| StoreError::Io {
@@ -409,6 +478,19 @@ impl Store {
     pub fn faults(&self) -> &health::Faults {
         &self.guard.faults
     }
+}
+
+/// One logged batch, applied to the `log` tree again (`wal`).
+fn apply_ops(tree: &sled::Tree, ops: Vec<wal::Op<'_>>) -> Result<()> {
+    let mut batch = sled::Batch::default();
+    for op in ops {
+        match op {
+            wal::Op::Put(k, v) => batch.insert(k, v),
+            wal::Op::Del(k) => batch.remove(k),
+        }
+    }
+    tree.apply_batch(batch)?;
+    Ok(())
 }
 
 /// Cursors still in memory go to sled, which flushes as its trees drop: a

@@ -88,7 +88,7 @@ impl Store {
         clear_prefix(&self.trees[Tree::Sys], &keys::subscription_prefix(rec.id))?;
         clear_prefix(&self.trees[Tree::Sys], &keys::sys_acked_prefix(rec.id))?;
         // Its clients' messages still queued for the webhook.
-        clear_prefix(&self.trees[Tree::Log], &keys::webhook_prefix(rec.id))?;
+        self.clear_log_prefix(&keys::webhook_prefix(rec.id))?;
         let ids: Vec<u64> = self.trees[Tree::Broadcasts]
             .scan_prefix(keys::broadcast_by_message_prefix(rec.id))
             .values()

@@ -404,6 +404,25 @@ async fn stop_on_store_failure(
     }
 }
 
+/// A store job's interval: a tick missed under load is not made up.
+fn ticker(period: Duration) -> tokio::time::Interval {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
+}
+
+/// The store at the next tick; `None` at shutdown or once it is gone.
+async fn next_tick(
+    tick: &mut tokio::time::Interval,
+    shutdown: &mut broadcast::Receiver<()>,
+    store: &std::sync::Weak<Store>,
+) -> Option<Arc<Store>> {
+    tokio::select! {
+        _ = tick.tick() => store.upgrade(),
+        _ = shutdown.recv() => None,
+    }
+}
+
 /// Moves cursor changes from memory to sled (`store::cursors`). The last
 /// ones go with the shutdown's flush.
 fn start_cursor_writer(
@@ -412,18 +431,10 @@ fn start_cursor_writer(
 ) -> JoinHandle<()> {
     let store = Arc::downgrade(store);
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(crate::store::cursors::WRITE_TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut tick = ticker(crate::store::cursors::WRITE_TICK);
         // Logged once per run of failures: the writer retries every tick.
         let mut failing = false;
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.recv() => return,
-            }
-            let Some(store) = store.upgrade() else {
-                return;
-            };
+        while let Some(store) = next_tick(&mut tick, &mut shutdown, &store).await {
             // Low on disk space or failed: cursors wait in memory (a crash
             // then costs redeliveries, never messages).
             if !store.cursors_changed() || store.writable().is_err() {
@@ -451,16 +462,8 @@ fn start_cursor_writer(
 fn start_checkpointer(store: &Arc<Store>, mut shutdown: broadcast::Receiver<()>) -> JoinHandle<()> {
     let store = Arc::downgrade(store);
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(crate::store::wal::CHECKPOINT_TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.recv() => return,
-            }
-            let Some(store) = store.upgrade() else {
-                return;
-            };
+        let mut tick = ticker(crate::store::wal::CHECKPOINT_TICK);
+        while let Some(store) = next_tick(&mut tick, &mut shutdown, &store).await {
             if !store.checkpoint_due() {
                 continue;
             }

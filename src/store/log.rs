@@ -10,28 +10,6 @@ use super::{LogEntry, Result, SentRecord, Store, StoreError, TokenRecord, health
 use crate::protocol::ConvId;
 use crate::wire::codec;
 
-/// A batch of the `log` tree, for sled and the write-ahead log at once.
-#[derive(Default)]
-struct LogWrite {
-    writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
-    rec: wal::Record,
-    ops: u64,
-}
-
-impl LogWrite {
-    fn put(&mut self, key: &[u8], value: &[u8]) {
-        self.rec.put(key, value);
-        self.writes.push((key.to_vec(), Some(value.to_vec())));
-        self.ops += 1;
-    }
-
-    fn del(&mut self, key: &[u8]) {
-        self.rec.del(key);
-        self.writes.push((key.to_vec(), None));
-        self.ops += 1;
-    }
-}
-
 impl Store {
     /// Writes messages and their indexes in one atomic batch, then makes them durable.
     pub fn append(&self, entries: &[LogEntry], tokens: &[TokenRecord<'_>]) -> Result<()> {
@@ -86,7 +64,7 @@ impl Store {
         // at them, so a reader that finds a token, a webhook key or a patch
         // key finds its message. Stale patch keys go first, as a new one
         // can be the same key (two edits in one millisecond).
-        let mut w = LogWrite::default();
+        let mut w = wal::Record::default();
         for &(at, conv, seq) in b.stale_patches {
             w.del(&keys::patch(at, conv, seq));
         }
@@ -332,7 +310,7 @@ impl Store {
 
     /// Takes messages off the webhook queue (delivered, or given up on).
     pub fn webhook_done(&self, done: &[(ConvId, u64)]) -> Result<()> {
-        let mut w = LogWrite::default();
+        let mut w = wal::Record::default();
         for &(conv, seq) in done {
             w.del(&keys::webhook(conv, seq));
         }
@@ -353,14 +331,14 @@ impl Store {
     pub(super) fn clear_log_prefix(&self, prefix: &[u8]) -> Result<u64> {
         let mut n = 0;
         loop {
-            let mut w = LogWrite::default();
+            let mut w = wal::Record::default();
             for k in self.trees[Tree::Log].scan_prefix(prefix).keys().take(1000) {
                 w.del(&k?);
             }
-            if w.ops == 0 {
+            if w.is_empty() {
                 return Ok(n);
             }
-            n += w.ops;
+            n += w.len();
             self.apply_log(w)?;
         }
     }
@@ -368,24 +346,11 @@ impl Store {
     /// The one way to write the `log` tree: the write-ahead log, then sled,
     /// in one order (`wal`). Durable when it returns. A failure fails the
     /// store: the batch may be in the log and not in sled.
-    fn apply_log(&self, w: LogWrite) -> Result<()> {
+    fn apply_log(&self, mut w: wal::Record) -> Result<()> {
         self.guard.not_failed()?;
-        let LogWrite { writes, rec, .. } = w;
         let tree = &self.trees[Tree::Log];
-        // Key by key, not as a sled batch: sled writes out its log buffer
-        // for every batch (pwrite and sync_file_range on its I/O threads),
-        // which cost more than the rest of the commit together. The
-        // write-ahead log, written first, is what makes the batch atomic.
         self.wal
-            .commit(&rec, || {
-                for (k, v) in writes {
-                    match v {
-                        Some(v) => tree.insert(k, v)?,
-                        None => tree.remove(k)?,
-                    };
-                }
-                Ok(())
-            })
+            .commit(&mut w, |w| super::apply_ops(tree, w.ops()))
             .inspect_err(|e| self.guard.fail(format!("log write: {e}")))
     }
 

@@ -30,6 +30,7 @@
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -49,7 +50,7 @@ const CHECKPOINT_AGE: Duration = Duration::from_secs(1);
 /// ... or once this much was logged since the last one.
 const CHECKPOINT_BYTES: u64 = 4 << 20;
 
-/// Beyond this, [`Wal::sync`]'s caller checkpoints itself: the bound on
+/// Beyond this, `Store::sync_log` checkpoints itself: the bound on
 /// the log when nobody drives checkpoints (a store used without a server).
 pub(super) const INLINE_CHECKPOINT_BYTES: u64 = 64 << 20;
 
@@ -60,10 +61,20 @@ const PUT: u8 = 1;
 const DEL: u8 = 2;
 const HEADER: usize = 8;
 
-/// One sled batch of the `log` tree, as the log frames it.
-#[derive(Default)]
+/// One sled batch of the `log` tree, built in its frame: the header's
+/// room comes first, so the frame is written as it was built.
 pub struct Record {
     buf: Vec<u8>,
+    ops: u64,
+}
+
+impl Default for Record {
+    fn default() -> Self {
+        Record {
+            buf: vec![0; HEADER],
+            ops: 0,
+        }
+    }
 }
 
 impl Record {
@@ -71,11 +82,36 @@ impl Record {
         self.buf.push(PUT);
         push_bytes(&mut self.buf, key);
         push_bytes(&mut self.buf, value);
+        self.ops += 1;
     }
 
     pub fn del(&mut self, key: &[u8]) {
         self.buf.push(DEL);
         push_bytes(&mut self.buf, key);
+        self.ops += 1;
+    }
+
+    /// How many puts and removes it holds.
+    pub fn len(&self) -> u64 {
+        self.ops
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops == 0
+    }
+
+    /// Its writes, for applying them to sled.
+    pub fn ops(&self) -> Vec<Op<'_>> {
+        // Built by `put` and `del` alone, so it always parses.
+        ops(&self.buf[HEADER..]).unwrap_or_default()
+    }
+
+    /// Fills in the header (length and CRC of the payload): the frame.
+    fn seal(&mut self) -> &[u8] {
+        let (head, payload) = self.buf.split_at_mut(HEADER);
+        head[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+        head[4..].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        &self.buf
     }
 }
 
@@ -113,13 +149,6 @@ pub fn ops(mut p: &[u8]) -> Option<Vec<Op<'_>>> {
         });
     }
     Some(out)
-}
-
-/// Appends `rec`'s frame to `buf`.
-fn frame(buf: &mut Vec<u8>, rec: &Record) {
-    buf.extend_from_slice(&(rec.buf.len() as u32).to_le_bytes());
-    buf.extend_from_slice(&crc32fast::hash(&rec.buf).to_le_bytes());
-    buf.extend_from_slice(&rec.buf);
 }
 
 /// How a segment's bytes parse: the payloads of its whole frames, and
@@ -231,17 +260,17 @@ pub fn replay(dir: &Path, mut apply: impl FnMut(Vec<Op<'_>>) -> Result<()>) -> R
 struct Io {
     file: File,
     segment: u64,
-    /// The frame being written, kept for its capacity.
-    buf: Vec<u8>,
-    /// Bytes logged since the last checkpoint.
-    since_checkpoint: u64,
-    last_checkpoint: Instant,
 }
 
 pub(super) struct Wal {
     dir: PathBuf,
     fsync: bool,
+    /// Held through a commit's write, fdatasync and apply.
     io: Mutex<Io>,
+    /// Bytes logged since the last checkpoint, and when that was: read
+    /// by the checkpointer's tick without waiting on a commit's fdatasync.
+    since_checkpoint: AtomicU64,
+    last_checkpoint: Mutex<Instant>,
     /// Held through a checkpoint: one at a time.
     checkpointing: Mutex<()>,
 }
@@ -264,10 +293,9 @@ impl Wal {
             io: Mutex::new(Io {
                 file,
                 segment: next,
-                buf: Vec::with_capacity(64 << 10),
-                since_checkpoint: 0,
-                last_checkpoint: Instant::now(),
             }),
+            since_checkpoint: AtomicU64::new(0),
+            last_checkpoint: Mutex::new(Instant::now()),
             checkpointing: Mutex::new(()),
         })
     }
@@ -290,34 +318,35 @@ impl Wal {
     /// batch sled kept only in part is made whole at the next start. An
     /// error from the log means `apply` did not run, but the frame may be
     /// on disk: the caller must fail the store (the outcome is unknown).
-    pub(super) fn commit<T>(&self, rec: &Record, apply: impl FnOnce() -> Result<T>) -> Result<T> {
+    pub(super) fn commit<T>(
+        &self,
+        rec: &mut Record,
+        apply: impl FnOnce(&Record) -> Result<T>,
+    ) -> Result<T> {
         let mut io = self.io.lock();
         let io = &mut *io;
-        io.buf.clear();
-        frame(&mut io.buf, rec);
+        let frame = rec.seal();
         let path = || segment_path(&self.dir, io.segment);
-        io.file.write_all(&io.buf).map_err(|e| io_err(&path())(e))?;
+        io.file.write_all(frame).map_err(|e| io_err(&path())(e))?;
         if self.fsync {
             io.file.sync_data().map_err(|e| io_err(&path())(e))?;
         }
-        io.since_checkpoint += io.buf.len() as u64;
-        if io.buf.capacity() > 1 << 20 {
-            io.buf = Vec::with_capacity(64 << 10);
-        }
-        apply()
+        self.since_checkpoint
+            .fetch_add(frame.len() as u64, Ordering::Relaxed);
+        apply(rec)
     }
 
     /// Whether a checkpoint is due: something was logged since the last,
     /// and it is a second old or 4 MiB large.
     pub(super) fn checkpoint_due(&self) -> bool {
-        let io = self.io.lock();
-        io.since_checkpoint > 0
-            && (io.since_checkpoint >= CHECKPOINT_BYTES
-                || io.last_checkpoint.elapsed() >= CHECKPOINT_AGE)
+        let logged = self.logged_since_checkpoint();
+        logged > 0
+            && (logged >= CHECKPOINT_BYTES
+                || self.last_checkpoint.lock().elapsed() >= CHECKPOINT_AGE)
     }
 
     pub(super) fn logged_since_checkpoint(&self) -> u64 {
-        self.io.lock().since_checkpoint
+        self.since_checkpoint.load(Ordering::Relaxed)
     }
 
     /// Moves to a new segment, runs `flush` (sled's flush, which makes
@@ -332,19 +361,21 @@ impl Wal {
                 None => return Ok(()),
             },
         };
+        // Only a checkpoint moves the segment, so the next one is made
+        // (and its directory entry synced) before commits are held up.
+        let next = self.io.lock().segment + 1;
+        let path = segment_path(&self.dir, next);
+        let file = File::create(&path).map_err(io_err(&path))?;
+        if self.fsync {
+            sync_dir(&self.dir).map_err(io_err(&self.dir))?;
+        }
         let old = {
             // Every frame in the old segments was applied to sled before
             // this lock was free, so the flush below covers them all.
             let mut io = self.io.lock();
-            let next = io.segment + 1;
-            let path = segment_path(&self.dir, next);
-            let file = File::create(&path).map_err(io_err(&path))?;
-            if self.fsync {
-                sync_dir(&self.dir).map_err(io_err(&self.dir))?;
-            }
             io.file = file;
-            io.since_checkpoint = 0;
-            io.last_checkpoint = Instant::now();
+            self.since_checkpoint.store(0, Ordering::Relaxed);
+            *self.last_checkpoint.lock() = Instant::now();
             std::mem::replace(&mut io.segment, next)
         };
         flush()?;
@@ -371,11 +402,10 @@ mod tests {
 
     #[test]
     fn frames_round_trip_and_stop_at_a_cut() {
-        let a = rec(&[Op::Put(b"k1", b"v1"), Op::Del(b"k2")]);
-        let b = rec(&[Op::Put(b"k3", &[7; 300])]);
-        let mut buf = Vec::new();
-        frame(&mut buf, &a);
-        frame(&mut buf, &b);
+        let mut a = rec(&[Op::Put(b"k1", b"v1"), Op::Del(b"k2")]);
+        let mut b = rec(&[Op::Put(b"k3", &[7; 300])]);
+        let mut buf = a.seal().to_vec();
+        buf.extend_from_slice(b.seal());
         // Byte-exact: length, CRC, then `1 klen key vlen value`, `2 klen key`.
         let payload = b"\x01\x02\0\0\0k1\x02\0\0\0v1\x02\x02\0\0\0k2";
         assert_eq!(&buf[..4], &(payload.len() as u32).to_le_bytes());
@@ -408,13 +438,16 @@ mod tests {
             records: 0,
         };
         let wal = Wal::start(wal_dir.clone(), true, &none).unwrap();
-        wal.commit(&rec(&[Op::Put(b"a", b"1")]), || Ok(())).unwrap();
+        wal.commit(&mut rec(&[Op::Put(b"a", b"1")]), |_| Ok(()))
+            .unwrap();
         wal.checkpoint(true, || Ok(())).unwrap();
-        wal.commit(&rec(&[Op::Put(b"a", b"2")]), || Ok(())).unwrap();
+        wal.commit(&mut rec(&[Op::Put(b"a", b"2")]), |_| Ok(()))
+            .unwrap();
         // Logged first: a failed apply leaves the frame for the replay.
-        let failed: Result<()> = wal.commit(&rec(&[Op::Del(b"a"), Op::Put(b"b", b"3")]), || {
-            Err(StoreError::Injected(super::super::health::Step::Write))
-        });
+        let failed: Result<()> = wal
+            .commit(&mut rec(&[Op::Del(b"a"), Op::Put(b"b", b"3")]), |_| {
+                Err(StoreError::Injected(super::super::health::Step::Write))
+            });
         assert!(failed.is_err());
         assert_eq!(segments(&wal_dir).unwrap(), vec![2]);
         drop(wal);
@@ -438,7 +471,8 @@ mod tests {
         let wal = Wal::start(wal_dir.clone(), true, &r).unwrap();
         assert_eq!(segments(&wal_dir).unwrap(), vec![2, 3]);
         wal.retire(&r.segments).unwrap();
-        wal.commit(&rec(&[Op::Put(b"d", b"5")]), || Ok(())).unwrap();
+        wal.commit(&mut rec(&[Op::Put(b"d", b"5")]), |_| Ok(()))
+            .unwrap();
         assert!(
             wal.checkpoint(true, || Err(StoreError::Injected(
                 super::super::health::Step::Flush
@@ -453,8 +487,7 @@ mod tests {
     #[test]
     fn damage_before_the_newest_segment_refuses() {
         let dir = tempfile::tempdir().unwrap();
-        let mut buf = Vec::new();
-        frame(&mut buf, &rec(&[Op::Put(b"a", b"1")]));
+        let buf = rec(&[Op::Put(b"a", b"1")]).seal().to_vec();
         let cut = buf.len() - 1;
         std::fs::write(segment_path(dir.path(), 1), &buf[..cut]).unwrap();
         std::fs::write(segment_path(dir.path(), 2), &buf).unwrap();

@@ -73,9 +73,9 @@ impl Hub {
 
 /// Runs `job` every `period`, the first time at once (so what fell due
 /// while the server was down goes at start), until `shutdown` or until
-/// the hub is gone. The background sweeps (expired broadcasts, temporary
-/// conversations, idle push registrations) share this loop; each job
-/// logs its own outcome.
+/// the hub is gone. The background jobs (expired broadcasts, temporary
+/// conversations, idle push registrations, the cursor writer, the store's
+/// checkpoints) share this loop; each job logs its own outcome.
 pub fn every<F, Fut>(
     hub: &Arc<Hub>,
     period: std::time::Duration,

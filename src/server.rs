@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc};
@@ -315,8 +316,8 @@ impl Server {
             crate::broadcast::start_sweeper(&hub, shutdown.subscribe()),
             crate::conversation::expire::start_expirer(&hub, shutdown.subscribe()),
             crate::gateway::installations::start_sweeper(&hub, shutdown.subscribe()),
-            start_cursor_writer(&hub.store, shutdown.subscribe()),
-            start_checkpointer(&hub.store, shutdown.subscribe()),
+            start_cursor_writer(&hub, shutdown.subscribe()),
+            start_checkpointer(&hub, shutdown.subscribe()),
         ];
         if admin.is_none() {
             tokio::spawn(log_hook_stats(hooks.clone(), shutdown.subscribe()));
@@ -404,76 +405,61 @@ async fn stop_on_store_failure(
     }
 }
 
-/// A store job's interval: a tick missed under load is not made up.
-fn ticker(period: Duration) -> tokio::time::Interval {
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick
-}
-
-/// The store at the next tick; `None` at shutdown or once it is gone.
-async fn next_tick(
-    tick: &mut tokio::time::Interval,
-    shutdown: &mut broadcast::Receiver<()>,
-    store: &std::sync::Weak<Store>,
-) -> Option<Arc<Store>> {
-    tokio::select! {
-        _ = tick.tick() => store.upgrade(),
-        _ = shutdown.recv() => None,
-    }
-}
-
 /// Moves cursor changes from memory to sled (`store::cursors`). The last
 /// ones go with the shutdown's flush.
-fn start_cursor_writer(
-    store: &Arc<Store>,
-    mut shutdown: broadcast::Receiver<()>,
-) -> JoinHandle<()> {
-    let store = Arc::downgrade(store);
-    tokio::spawn(async move {
-        let mut tick = ticker(crate::store::cursors::WRITE_TICK);
-        // Logged once per run of failures: the writer retries every tick.
-        let mut failing = false;
-        while let Some(store) = next_tick(&mut tick, &mut shutdown, &store).await {
-            // Low on disk space or failed: cursors wait in memory (a crash
-            // then costs redeliveries, never messages).
-            if !store.cursors_changed() || store.writable().is_err() {
-                continue;
+fn start_cursor_writer(hub: &Arc<Hub>, shutdown: broadcast::Receiver<()>) -> JoinHandle<()> {
+    // Logged once per run of failures: the writer retries every tick.
+    let failing = Arc::new(AtomicBool::new(false));
+    crate::hub::every(
+        hub,
+        crate::store::cursors::WRITE_TICK,
+        shutdown,
+        move |hub| {
+            let failing = failing.clone();
+            async move {
+                let store = hub.store.clone();
+                // Low on disk space or failed: cursors wait in memory (a crash
+                // then costs redeliveries, never messages).
+                if !store.cursors_changed() || store.writable().is_err() {
+                    return;
+                }
+                let failure =
+                    match tokio::task::spawn_blocking(move || store.write_some_cursors()).await {
+                        Ok(Ok(_)) => None,
+                        Ok(Err(e)) => Some(e.to_string()),
+                        Err(e) => Some(e.to_string()),
+                    };
+                let was_failing = failing.swap(failure.is_some(), Ordering::Relaxed);
+                match &failure {
+                    Some(e) if !was_failing => warn!(error = %e, "cursors not written; retrying"),
+                    None if was_failing => info!("cursors written again"),
+                    _ => {}
+                }
             }
-            let failure =
-                match tokio::task::spawn_blocking(move || store.write_some_cursors()).await {
-                    Ok(Ok(_)) => None,
-                    Ok(Err(e)) => Some(e.to_string()),
-                    Err(e) => Some(e.to_string()),
-                };
-            match &failure {
-                Some(e) if !failing => warn!(error = %e, "cursors not written; retrying"),
-                None if failing => info!("cursors written again"),
-                _ => {}
-            }
-            failing = failure.is_some();
-        }
-    })
+        },
+    )
 }
 
 /// Checkpoints the store's write-ahead log (`store::wal`) when one is due:
 /// sled's flush, off the commit path, about once a second under load. A
 /// failure fails the store, which stops the server (`stop_on_store_failure`).
-fn start_checkpointer(store: &Arc<Store>, mut shutdown: broadcast::Receiver<()>) -> JoinHandle<()> {
-    let store = Arc::downgrade(store);
-    tokio::spawn(async move {
-        let mut tick = ticker(crate::store::wal::CHECKPOINT_TICK);
-        while let Some(store) = next_tick(&mut tick, &mut shutdown, &store).await {
-            if !store.checkpoint_due() {
-                continue;
+fn start_checkpointer(hub: &Arc<Hub>, shutdown: broadcast::Receiver<()>) -> JoinHandle<()> {
+    crate::hub::every(
+        hub,
+        crate::store::wal::CHECKPOINT_TICK,
+        shutdown,
+        |hub| async move {
+            if !hub.store.checkpoint_due() {
+                return;
             }
-            // The store logs and keeps the failure; the task's own panic
-            // is the only thing left to report.
+            let store = hub.store.clone();
+            // The store logs and keeps the failure; the task's own panic is
+            // the only thing left to report.
             if let Err(e) = tokio::task::spawn_blocking(move || store.checkpoint()).await {
                 warn!(error = %e, "checkpoint task failed");
             }
-        }
-    })
+        },
+    )
 }
 
 /// With the admin API (and its `/metrics`) off, per-hook counters reach the

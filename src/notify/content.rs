@@ -22,12 +22,17 @@ const INCREMENT: &str = "Increment";
 pub fn payload_of(v: &Value) -> Option<Value> {
     match v {
         Value::Object(_) => Some(v.clone()),
-        Value::String(s) => match serde_json::from_str::<Value>(s) {
-            Ok(o @ Value::Object(_)) => Some(o),
-            _ if s.trim().is_empty() => None,
-            _ => Some(json!({ "alert": s })),
-        },
+        Value::String(s) => payload_of_text(s),
         _ => None,
+    }
+}
+
+/// [`payload_of`] for text: `pushData` and the template come as strings.
+fn payload_of_text(s: &str) -> Option<Value> {
+    match serde_json::from_str::<Value>(s) {
+        Ok(o @ Value::Object(_)) => Some(o),
+        _ if s.trim().is_empty() => None,
+        _ => Some(json!({ "alert": s })),
     }
 }
 
@@ -52,10 +57,10 @@ pub fn resolve(
     if let Some(p) = hook.and_then(payload_of) {
         return Some(p);
     }
-    if let Some(p) = push_data.and_then(|d| payload_of(&Value::String(d.to_owned()))) {
+    if let Some(p) = push_data.and_then(payload_of_text) {
         return Some(p);
     }
-    let mut p = payload_of(&Value::String(template.to_owned()))?;
+    let mut p = payload_of_text(template)?;
     fill(&mut p, &vars);
     Some(p)
 }

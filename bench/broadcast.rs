@@ -62,22 +62,9 @@ struct Admin {
 
 impl Admin {
     fn new(addr: SocketAddr, app_id: &str, master_key: &str) -> Result<Admin> {
-        // Plain http on loopback; reqwest still wants a TLS config.
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .context("TLS")?
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth();
-        let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .timeout(Duration::from_secs(60))
-            .no_proxy()
-            .build()
-            .context("building the HTTP client")?;
         Ok(Admin {
             base: format!("http://{addr}"),
-            http,
+            http: crate::target::http_client()?,
             app_id: app_id.to_owned(),
             key: format!("{master_key},master"),
         })

@@ -186,6 +186,19 @@ pub(crate) struct Wiring {
     pub setup: String,
 }
 
+/// A normal conversation of `members` (and its creator) named `name`.
+pub fn group(members: Vec<String>, name: String) -> CreateConversation {
+    CreateConversation {
+        members,
+        name: Some(name),
+        attr: None,
+        unique: false,
+        kind: ConvKind::Normal,
+        sig: None,
+        ttl_secs: None,
+    }
+}
+
 pub(crate) async fn wire_direct(im: &Arc<Im>, args: &LoadArgs, p: &Progress) -> Result<Wiring> {
     let pairs = args.pairs.max(1);
     let mut ids = Vec::with_capacity(2 * pairs);
@@ -248,15 +261,10 @@ async fn wire_group(im: &Arc<Im>, args: &LoadArgs, p: &Progress) -> Result<Wirin
     for g in 0..groups {
         let owner = &conns[g * k].0;
         let info = owner
-            .create_conversation(CreateConversation {
-                members: ids[g * k + 1..(g + 1) * k].to_vec(),
-                name: Some(format!("bench group {g}")),
-                attr: None,
-                unique: false,
-                kind: ConvKind::Normal,
-                sig: None,
-                ttl_secs: None,
-            })
+            .create_conversation(group(
+                ids[g * k + 1..(g + 1) * k].to_vec(),
+                format!("bench group {g}"),
+            ))
             .await
             .context("creating a group")?;
         convs.push(info.id);
@@ -290,13 +298,8 @@ async fn wire_room(im: &Arc<Im>, args: &LoadArgs, p: &Progress) -> Result<Wiring
     let room = conns[0]
         .0
         .create_conversation(CreateConversation {
-            members: Vec::new(),
-            name: Some("bench room".into()),
-            attr: None,
-            unique: false,
             kind: ConvKind::ChatRoom,
-            sig: None,
-            ttl_secs: None,
+            ..group(Vec::new(), "bench room".into())
         })
         .await
         .context("creating the room")?
@@ -420,15 +423,7 @@ pub async fn history(args: &LoadArgs, target: &Target) -> Result<(Measured, Stri
     p.phase("connecting");
     let (owner, _owner_events) = im.connect(0, ids[0].clone(), SyncMode::Pull).await?;
     let conv = owner
-        .create_conversation(CreateConversation {
-            members: ids[1..].to_vec(),
-            name: Some("bench history".into()),
-            attr: None,
-            unique: false,
-            kind: ConvKind::Normal,
-            sig: None,
-            ttl_secs: None,
-        })
+        .create_conversation(group(ids[1..].to_vec(), "bench history".into()))
         .await?
         .id;
     p.phase("filling");

@@ -29,14 +29,14 @@ use anyhow::{Context, Result, anyhow, bail};
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use tidings::client::Client;
-use tidings::protocol::{Content, ConvId, ConvKind, CreateConversation, SendMessage, SyncMode};
+use tidings::protocol::{Content, ConvId, SendMessage, SyncMode};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::apns::{self, ApnsStandIn};
-use crate::im::Im;
+use crate::im::{self, Im};
 use crate::load::{self, Plan, Progress, Receiver, Tracker, now_ns, payload, run_schedule};
-use crate::report::{self, Measured, Samples, Usage};
+use crate::report::{self, Measured, Samples, Usage, round1};
 use crate::target::{self, Target};
 use crate::{LoadArgs, params, runtime, sys};
 
@@ -133,22 +133,6 @@ where
     Ok(())
 }
 
-/// Plain http on loopback (the door and the admin API); reqwest still wants a TLS config.
-fn http_client() -> Result<reqwest::Client> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("TLS")?
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .timeout(Duration::from_secs(60))
-        .no_proxy()
-        .build()
-        .context("building the HTTP client")
-}
-
 /// Registers an iOS device as the Swift SDK does (`POST /1.1/installations`, app key).
 async fn register(
     http: reqwest::Client,
@@ -157,27 +141,43 @@ async fn register(
     app_key: String,
     token: String,
 ) -> Result<()> {
+    let body = json!({
+        "deviceType": "ios",
+        "deviceToken": token,
+        "apnsTeamId": apns::TEAM,
+        "apnsTopic": apns::TOPIC,
+        "timeZone": "UTC",
+        "badge": 0,
+    });
+    post(&http, door, "/1.1/installations", &app_id, &app_key, &body).await?;
+    Ok(())
+}
+
+/// POSTs `body` to `path` at `addr` with LeanCloud's `X-LC-Id` and
+/// `X-LC-Key`; the answer's JSON (`null` when not JSON), or an error on a
+/// status other than 2xx.
+async fn post(
+    http: &reqwest::Client,
+    addr: SocketAddr,
+    path: &str,
+    app_id: &str,
+    key: &str,
+    body: &Value,
+) -> Result<Value> {
     let r = http
-        .post(format!("http://{door}/1.1/installations"))
+        .post(format!("http://{addr}{path}"))
         .header("X-LC-Id", app_id)
-        .header("X-LC-Key", app_key)
-        .json(&json!({
-            "deviceType": "ios",
-            "deviceToken": token,
-            "apnsTeamId": apns::TEAM,
-            "apnsTopic": apns::TOPIC,
-            "timeZone": "UTC",
-            "badge": 0,
-        }))
+        .header("X-LC-Key", key)
+        .json(body)
         .send()
         .await
-        .context("POST /1.1/installations")?;
+        .with_context(|| format!("POST {path}"))?;
     let status = r.status();
+    let text = r.text().await.unwrap_or_default();
     if !status.is_success() {
-        let text = r.text().await.unwrap_or_default();
-        bail!("POST /1.1/installations: {status}: {text}");
+        bail!("POST {path}: {status}: {text}");
     }
-    Ok(())
+    Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
 /// The `tidings_push_*` lines of the server's `/metrics`, or why not.
@@ -197,6 +197,50 @@ async fn push_metrics(http: &reqwest::Client, admin: Option<SocketAddr>) -> Stri
         "no tidings_push_* figures other than 0".into()
     } else {
         lines.join("; ")
+    }
+}
+
+/// Waits (bounded) until the server has none of `ids` online, asking the
+/// admin API's online check (20 clients a request); without the admin API,
+/// a second.
+async fn wait_offline(http: &reqwest::Client, target: &Target, ids: &[String]) -> Result<()> {
+    const BOUND: Duration = Duration::from_secs(30);
+    let Some(admin) = target.admin else {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        return Ok(());
+    };
+    let (app_id, key) = (
+        &target.creds.app_id,
+        format!("{},master", target.creds.master_key),
+    );
+    let deadline = std::time::Instant::now() + BOUND;
+    let mut left: Vec<String> = ids.to_vec();
+    loop {
+        let mut online = Vec::new();
+        for chunk in left.chunks(20) {
+            let body = json!({ "client_ids": chunk });
+            let path = "/1.2/rtm/clients/online-check";
+            let answer = post(http, admin, path, app_id, &key, &body).await?;
+            online.extend(
+                answer["results"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| c.as_str().map(str::to_owned)),
+            );
+        }
+        if online.is_empty() {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            bail!(
+                "{} receivers still online after {BOUND:?} (first: {})",
+                online.len(),
+                online[0]
+            );
+        }
+        left = online;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -223,15 +267,7 @@ async fn conversations(
                 sender.create_unique(group).await
             } else {
                 sender
-                    .create_conversation(CreateConversation {
-                        members: group,
-                        name: Some(format!("bench push {i}")),
-                        attr: None,
-                        unique: false,
-                        kind: ConvKind::Normal,
-                        sig: None,
-                        ttl_secs: None,
-                    })
+                    .create_conversation(im::group(group, format!("bench push {i}")))
                     .await
             }
             .context("creating a conversation")?;
@@ -364,10 +400,6 @@ fn measured(name: &str, ph: &Phase, senders: usize) -> Measured {
     m
 }
 
-fn round1(x: f64) -> f64 {
-    (x * 10.0).round() / 10.0
-}
-
 async fn run(args: &LoadArgs, target: &Target, standin: &ApnsStandIn) -> Result<Outcome> {
     let n = args.receivers.unwrap_or(DEFAULT_RECEIVERS);
     let fanout = args.fanout.max(1);
@@ -381,7 +413,7 @@ async fn run(args: &LoadArgs, target: &Target, standin: &ApnsStandIn) -> Result<
         .ok_or_else(|| anyhow!("the server's LeanCloud door (installations) is unknown"))?;
     let p = Progress::new(args.quiet);
     let im = Im::new(target, args);
-    let http = http_client()?;
+    let http = target::http_client()?;
     let conc = args.concurrency.max(1);
     let per_ep = args.clients_per_endpoint.max(1);
 
@@ -439,6 +471,8 @@ async fn run(args: &LoadArgs, target: &Target, standin: &ApnsStandIn) -> Result<
     let no_push = if args.compare_no_push {
         let quiet_ids: Vec<String> = (0..n).map(|i| im.id("pq", i)).collect();
         let quiet = conversations(&senders, &quiet_ids, fanout, conc, &p).await?;
+        // A second for the server to settle after making the conversations
+        // (no event says it has; the warm-up absorbs the rest).
         tokio::time::sleep(Duration::from_secs(1)).await;
         p.phase("no push");
         let ph = run_phase(args, target.pid, &quiet, 0, None, &p).await?;
@@ -451,7 +485,7 @@ async fn run(args: &LoadArgs, target: &Target, standin: &ApnsStandIn) -> Result<
     };
 
     // Let the server see every receiver's connection close.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    wait_offline(&http, target, &ids).await?;
     // On stderr whatever --quiet says: the cue for a profiler to start.
     eprintln!("push phase starts");
     p.phase("pushing");

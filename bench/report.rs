@@ -170,7 +170,7 @@ fn lat_json(h: &Histogram<u64>) -> Value {
     })
 }
 
-fn round1(x: f64) -> f64 {
+pub(crate) fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
 

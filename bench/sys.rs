@@ -24,13 +24,7 @@ pub fn sample(pid: Option<u32>) -> Option<Sample> {
         None => "/proc/self".to_owned(),
     };
     let at = Instant::now();
-    let stat = std::fs::read_to_string(format!("{dir}/stat")).ok()?;
-    // The command name may hold spaces and parentheses; fields resume after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // After the name: state is field 3 of the man page, so utime (14) and stime (15) sit at 11 and 12.
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
+    let stat_cpu_s = stat_cpu_s(&format!("{dir}/stat"))?;
     let status = std::fs::read_to_string(format!("{dir}/status")).ok()?;
     let rss_kb = status
         .lines()
@@ -41,9 +35,22 @@ pub fn sample(pid: Option<u32>) -> Option<Sample> {
     let cpu_s = match pid {
         // This process's own clock counts nanoseconds, not 10 ms ticks.
         None => cpu_clock(libc::CLOCK_PROCESS_CPUTIME_ID),
-        Some(_) => (utime + stime) / clk_tck(),
+        Some(_) => stat_cpu_s,
     };
     Some(Sample { cpu_s, rss_kb, at })
+}
+
+/// utime + stime, in seconds (10 ms ticks), of a process's or a thread's
+/// `stat` file.
+fn stat_cpu_s(path: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    // The command name may hold spaces and parentheses; fields resume after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state is field 3 of the man page, so utime (14) and stime (15) sit at 11 and 12.
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / clk_tck())
 }
 
 fn cpu_clock(clock: libc::clockid_t) -> f64 {
@@ -66,12 +73,7 @@ pub fn thread_cpu_s() -> f64 {
 
 /// CPU seconds used by thread `tid` of this process (10 ms ticks).
 pub fn task_cpu_s(tid: libc::pid_t) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / clk_tck())
+    stat_cpu_s(&format!("/proc/self/task/{tid}/stat"))
 }
 
 /// Raises the soft open-file limit to the hard one, so thousands of

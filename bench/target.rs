@@ -71,6 +71,23 @@ impl Drop for Spawned {
     }
 }
 
+/// An HTTP client for plain http on loopback (the door and the admin API);
+/// reqwest still wants a TLS config.
+pub fn http_client() -> Result<reqwest::Client> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS")?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .timeout(Duration::from_secs(60))
+        .no_proxy()
+        .build()
+        .context("building the HTTP client")
+}
+
 /// A fresh scratch directory under `--tmp-dir` (default: the system temp dir).
 pub fn scratch_dir(args: &LoadArgs, what: &str) -> Result<PathBuf> {
     let parent = args.tmp_dir.clone().unwrap_or_else(std::env::temp_dir);

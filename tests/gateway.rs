@@ -5,6 +5,7 @@
 
 mod common;
 #[path = "common/lc.rs"]
+#[allow(dead_code)]
 mod lc;
 
 use common::*;

@@ -9,10 +9,11 @@ mod common;
 #[allow(dead_code)]
 mod lc;
 
+use common::rest::{self, Rest, android_body};
 use common::*;
 use lc::{Lc, cmd, kind};
 use serde_json::{Value, json};
-use tidings::gateway::proto::{CommandType, OpType, SessionCommand};
+use tidings::gateway::proto::{CommandType, OpType};
 
 async fn start() -> TestServer {
     TestServer::start_with(|c| {
@@ -22,90 +23,9 @@ async fn start() -> TestServer {
     .await
 }
 
-/// A REST caller with the app's headers; `master` sends the master key.
-struct Rest {
-    http: reqwest::Client,
-    base: String,
-    app_id: String,
-    key: String,
-}
-
-impl Rest {
-    fn app(s: &TestServer) -> Rest {
-        let c = s.running().credentials();
-        Rest::with_key(s, &c.app_key)
-    }
-
-    fn master(s: &TestServer) -> Rest {
-        let c = s.running().credentials();
-        Rest::with_key(s, &format!("{},master", c.master_key))
-    }
-
-    fn with_key(s: &TestServer, key: &str) -> Rest {
-        let addr = s.running().gateway_addr().expect("gateway on");
-        Rest {
-            http: common::admin::http_client(),
-            base: format!("http://{addr}"),
-            app_id: s.running().credentials().app_id.clone(),
-            key: key.to_owned(),
-        }
-    }
-
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut r = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .header("X-LC-Id", &self.app_id)
-            .header("X-LC-Key", &self.key);
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        let resp = r.send().await.expect("request");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        self.call(reqwest::Method::POST, path, Some(body)).await
-    }
-
-    async fn put(&self, path: &str, body: Value) -> (u16, Value) {
-        self.call(reqwest::Method::PUT, path, Some(body)).await
-    }
-
-    async fn get(&self, path: &str) -> (u16, Value) {
-        self.call(reqwest::Method::GET, path, None).await
-    }
-}
-
-/// Android (java-unified-sdk `LCInstallation`): the whole object, then the
-/// FCM service adds vendor and registrationId with a PUT.
-fn android_body(iid: &str) -> Value {
-    json!({
-        "deviceType": "android",
-        "installationId": iid,
-        "timeZone": "Asia/Shanghai",
-        "channels": [],
-    })
-}
-
-/// Swift (`LCInstallation` through `batch/save`): every save is a POST.
+/// Swift's `batch/save` body, with this file's team.
 fn swift_batch(token: &str, internal: &str) -> Value {
-    json!({"requests": [{
-        "method": "POST",
-        "path": "/1.1/installations",
-        "body": {
-            "deviceType": "ios",
-            "deviceToken": token,
-            "apnsTeamId": "TEAMID1234",
-            "apnsTopic": "com.example.app",
-            "timeZone": "Asia/Shanghai",
-            "badge": 0,
-            "channels": {"__op": "AddUnique", "objects": ["news"]},
-            "__internalId": internal,
-        }
-    }]})
+    rest::swift_batch(token, "TEAMID1234", internal)
 }
 
 #[tokio::test]
@@ -296,39 +216,6 @@ async fn keys_master_calls_and_a_concurrent_badge() {
     assert_eq!(st, 404);
 }
 
-/// `session/open` signed with the master key, naming a device as the iOS
-/// (`deviceToken`) or Android (`deviceId` + `configBitmap` 0x04) SDK does.
-async fn open_with_device(
-    lc: &mut Lc,
-    s: &TestServer,
-    client: &str,
-    token: Option<&str>,
-    iid: Option<&str>,
-) {
-    let creds = s.running().credentials();
-    let t = tidings::util::now_secs();
-    let n = format!("n-{client}");
-    let mut c = cmd(CommandType::Session, Some(OpType::Open));
-    c.app_id = Some(creds.app_id.clone());
-    c.peer_id = Some(client.to_owned());
-    c.session_message = Some(SessionCommand {
-        ua: Some("tests/1".into()),
-        t: Some(i64::try_from(t).unwrap()),
-        n: Some(n.clone()),
-        s: Some(creds.sign_login(client, t, &n)),
-        device_token: token.map(str::to_owned),
-        device_id: iid.map(str::to_owned),
-        config_bitmap: Some(if iid.is_some() { 0x04 | 0x01 } else { 0xBB }),
-        ..Default::default()
-    });
-    let answer = lc.request(c).await;
-    assert_eq!(
-        kind(&answer),
-        (Some(CommandType::Session), Some(OpType::Opened)),
-        "{answer:?}"
-    );
-}
-
 #[tokio::test]
 async fn login_binds_logout_unbinds_and_registrations_survive_a_restart() {
     let mut s = start().await;
@@ -344,10 +231,13 @@ async fn login_binds_logout_unbinds_and_registrations_survive_a_restart() {
 
     // iOS: deviceToken in session/open (uppercase, as some apps format it).
     let mut alice = Lc::to(&s).await;
-    open_with_device(&mut alice, &s, "alice", Some(&token.to_uppercase()), None).await;
+    alice
+        .open_with_device(&s, "alice", Some(&token.to_uppercase()), None)
+        .await;
     // Android: deviceId = installationId with the bind bit.
     let mut bob = Lc::to(&s).await;
-    open_with_device(&mut bob, &s, "bob", None, Some("droid-iid")).await;
+    bob.open_with_device(&s, "bob", None, Some("droid-iid"))
+        .await;
     // JS: a random deviceId without the bit binds nothing.
     let mut web = Lc::to(&s).await;
     web.open(&s, "carol", None, false).await;

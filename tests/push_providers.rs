@@ -7,34 +7,11 @@ mod push_mock;
 
 use std::time::{Duration, Instant};
 
-use push_mock::{PushMock, Reply, Route};
+use push_mock::{KID, KID2, PushMock, Reply, Route, TEAM, TEAM2, TOPIC};
 use serde_json::{Value, json};
 use tidings::config::{ApnsSection, PushSection, WebhookFormat, WebhookSection};
 use tidings::push::{Outcome, Platform, Providers, PushJob};
-
-const TEAM: &str = "TEAM000001";
-const KID: &str = "KEY0000001";
-const TEAM2: &str = "TEAM000002";
-const KID2: &str = "KEY0000002";
-const TOPIC: &str = "com.example.app";
-
-/// Writes an Apple-layout `.p8` (PKCS#8 P-256 with its public key) and has
-/// the mock trust it.
-fn apns_key(mock: &PushMock, team: &str, kid: &str) -> ApnsSection {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let path = mock.dir.path().join(format!("AuthKey_{kid}.p8"));
-    std::fs::write(&path, key.serialize_pem()).unwrap();
-    mock.trust_apns_key(team, kid, key.public_key_raw());
-    ApnsSection {
-        team_id: team.into(),
-        key_id: kid.into(),
-        key_file: path,
-        topic: TOPIC.into(),
-        endpoint: mock.url.clone(),
-        sandbox_endpoint: format!("{}/sandbox", mock.url),
-        ..ApnsSection::default()
-    }
-}
+use tidings::util::now_secs;
 
 fn section(mock: &PushMock) -> PushSection {
     PushSection {
@@ -64,17 +41,10 @@ fn job(platform: Platform, token: &str, payload: Value) -> PushJob {
     }
 }
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 async fn apns_setup() -> (PushMock, Providers) {
     let mock = PushMock::start().await;
     let mut cfg = section(&mock);
-    cfg.apns = vec![apns_key(&mock, TEAM, KID), apns_key(&mock, TEAM2, KID2)];
+    cfg.apns = vec![mock.apns_key(TEAM, KID), mock.apns_key(TEAM2, KID2)];
     let providers = Providers::new(&cfg).unwrap();
     (mock, providers)
 }
@@ -182,7 +152,7 @@ async fn certificate_auth_presents_the_client_certificate() {
     // Without a certificate the handshake fails: nothing reaches APNs, and
     // the send is a retry, not a dead token.
     let mut cfg = section(&mock);
-    cfg.apns = vec![apns_key(&mock, TEAM, KID)];
+    cfg.apns = vec![mock.apns_key(TEAM, KID)];
     let p = Providers::new(&cfg).unwrap();
     assert!(matches!(p.send(&j).await, Outcome::Retry { .. }));
     assert_eq!(mock.requests(Route::Apns).len(), 1);

@@ -152,22 +152,6 @@ fn ids(rows: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Polls `f` (bounded by `WAIT`) for state that no event announces.
-async fn until<F, Fut>(what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !f().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// A value of `/metrics`.
 async fn metric(a: &Admin, name: &str) -> f64 {
     let text = a.get("/metrics").await.expect(200);

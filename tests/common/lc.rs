@@ -170,24 +170,58 @@ impl Lc {
         tag: Option<&str>,
         reconnect: bool,
     ) -> GenericCommand {
-        let creds = s.running().credentials();
-        let t = tidings::util::now_secs();
-        let n = format!("n{}", rand_suffix());
-        let mut c = cmd(CommandType::Session, Some(OpType::Open));
-        c.app_id = Some(creds.app_id.clone());
-        c.peer_id = Some(client.to_owned());
-        c.session_message = Some(SessionCommand {
-            ua: Some("tests/1".into()),
-            t: Some(i64::try_from(t).expect("secs")),
-            n: Some(n.clone()),
-            s: Some(creds.sign_login(client, t, &n)),
+        let session = SessionCommand {
             tag: tag.map(str::to_owned),
             r: Some(reconnect),
             config_bitmap: Some(0xBB),
             ..Default::default()
-        });
-        self.request(c).await
+        };
+        let n = format!("n{}", rand_suffix());
+        self.request(signed_open(s, client, &n, session)).await
     }
+
+    /// `session/open` signed with the master key, naming a device as the iOS
+    /// (`deviceToken`) or Android (`deviceId` + `configBitmap` 0x04) SDK does.
+    pub async fn open_with_device(
+        &mut self,
+        s: &TestServer,
+        client: &str,
+        token: Option<&str>,
+        iid: Option<&str>,
+    ) {
+        let session = SessionCommand {
+            device_token: token.map(str::to_owned),
+            device_id: iid.map(str::to_owned),
+            config_bitmap: Some(if iid.is_some() { 0x04 | 0x01 } else { 0xBB }),
+            ..Default::default()
+        };
+        let answer = self
+            .request(signed_open(s, client, &format!("n-{client}"), session))
+            .await;
+        assert_eq!(
+            kind(&answer),
+            (Some(CommandType::Session), Some(OpType::Opened)),
+            "{answer:?}"
+        );
+    }
+}
+
+/// `session/open` for `client` with nonce `n`, signed with the server's
+/// master key: `session` with the SDK's `ua` and the signature's fields.
+fn signed_open(s: &TestServer, client: &str, n: &str, session: SessionCommand) -> GenericCommand {
+    let creds = s.running().credentials();
+    let t = tidings::util::now_secs();
+    let mut c = cmd(CommandType::Session, Some(OpType::Open));
+    c.app_id = Some(creds.app_id.clone());
+    c.peer_id = Some(client.to_owned());
+    c.session_message = Some(SessionCommand {
+        ua: Some("tests/1".into()),
+        t: Some(i64::try_from(t).expect("secs")),
+        n: Some(n.to_owned()),
+        s: Some(creds.sign_login(client, t, n)),
+        ..session
+    });
+    c
 }
 
 fn rand_suffix() -> u64 {

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod hook_server;
 pub mod node;
 pub mod raw;
+pub mod rest;
 pub mod tmpfs;
 
 use tidings::client::{Client, ClientEvent, ClientOptions, Events, Signer};
@@ -188,6 +189,47 @@ pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
             "timed out waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Polls the async `f` (bounded by `WAIT`) for state that no event announces.
+pub async fn until<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    poll_for(what, WAIT, || {
+        let done = f();
+        async move {
+            if done.await {
+                Ok(())
+            } else {
+                Err(String::new())
+            }
+        }
+    })
+    .await
+}
+
+/// Polls the async `f` (bounded by `bound`) until it gives `Ok`, and
+/// returns its value; on timing out panics naming `what` and the last
+/// `Err` (what was there instead).
+pub async fn poll_for<T, F, Fut>(what: &str, bound: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + bound;
+    loop {
+        let why = match f().await {
+            Ok(v) => return v,
+            Err(why) => why,
+        };
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {bound:?} waiting for {what}; {why}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

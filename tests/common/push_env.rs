@@ -13,19 +13,16 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tidings::config::{ApnsSection, Config, FcmSection, PushSection, WebhookFormat};
-use tidings::gateway::proto::{CommandType, OpType, SessionCommand};
+use tidings::client::{Client, Events};
+use tidings::config::{Config, FcmSection, PushSection, WebhookFormat};
+pub use tidings::util::now_secs;
 
 use crate::common::admin::Admin;
-use crate::common::{TestServer, WAIT};
-use crate::lc::{Lc, cmd, kind};
+use crate::common::rest::{Rest, android_body, swift_batch};
+use crate::common::{TestServer, WAIT, eventually, poll_for, until};
+use crate::lc::Lc;
+pub use crate::push_mock::{KID, KID2, TEAM, TEAM2, TOPIC};
 use crate::push_mock::{PushMock, Recorded, Route};
-
-pub const TEAM: &str = "TEAM000001";
-pub const KID: &str = "KEY0000001";
-pub const TEAM2: &str = "TEAM000002";
-pub const KID2: &str = "KEY0000002";
-pub const TOPIC: &str = "com.example.app";
 
 /// The `[push] template` of these tests: every variable, and the badge
 /// counter.
@@ -57,48 +54,6 @@ impl Providers {
     }
 }
 
-/// A REST caller of the LeanCloud door with the app's headers.
-pub struct Rest {
-    http: reqwest::Client,
-    base: String,
-    app_id: String,
-    key: String,
-}
-
-impl Rest {
-    pub async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut r = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .header("X-LC-Id", &self.app_id)
-            .header("X-LC-Key", &self.key);
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        let resp = r.send().await.expect("REST request");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        self.call(reqwest::Method::POST, path, Some(body)).await
-    }
-
-    pub async fn put(&self, path: &str, body: Value) -> (u16, Value) {
-        self.call(reqwest::Method::PUT, path, Some(body)).await
-    }
-
-    pub async fn get(&self, path: &str) -> (u16, Value) {
-        self.call(reqwest::Method::GET, path, None).await
-    }
-}
-
 /// A server with push on, and the stand-ins it talks to.
 pub struct PushEnv {
     pub s: TestServer,
@@ -114,30 +69,9 @@ pub struct PushEnv {
     pub master: Rest,
 }
 
-/// Writes an Apple-layout `.p8` and has the stand-in trust it.
-pub fn apns_key(mock: &PushMock, team: &str, kid: &str) -> ApnsSection {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let path = mock.dir.path().join(format!("AuthKey_{kid}.p8"));
-    std::fs::write(&path, key.serialize_pem()).unwrap();
-    mock.trust_apns_key(team, kid, key.public_key_raw());
-    ApnsSection {
-        team_id: team.into(),
-        key_id: kid.into(),
-        key_file: path,
-        topic: TOPIC.into(),
-        endpoint: mock.url.clone(),
-        sandbox_endpoint: format!("{}/sandbox", mock.url),
-        ..ApnsSection::default()
-    }
-}
-
 /// A lowercase 64-hex APNs device token, distinct per `n`.
 pub fn token(n: u32) -> String {
     format!("{n:08x}{}", "ab".repeat(28))
-}
-
-pub fn now_secs() -> u64 {
-    tidings::util::now_secs()
 }
 
 /// The JSON object a push payload string holds (FCM's `data.payload`).
@@ -169,7 +103,7 @@ impl PushEnv {
             ..PushSection::default()
         };
         if providers.apns {
-            push.apns = vec![apns_key(&apns, TEAM, KID), apns_key(&apns, TEAM2, KID2)];
+            push.apns = vec![apns.apns_key(TEAM, KID), apns.apns_key(TEAM2, KID2)];
         }
         if providers.fcm {
             push.fcm = FcmSection {
@@ -191,16 +125,8 @@ impl PushEnv {
             tweak(c);
         })
         .await;
-        let creds = s.running().credentials().clone();
-        let addr = s.running().gateway_addr().expect("gateway on");
-        let rest = |key: String| Rest {
-            http: crate::common::admin::http_client(),
-            base: format!("http://{addr}"),
-            app_id: creds.app_id.clone(),
-            key,
-        };
-        let app = rest(creds.app_key.clone());
-        let master = rest(format!("{},master", creds.master_key));
+        let app = Rest::app(&s);
+        let master = Rest::master(&s);
         PushEnv {
             s,
             apns,
@@ -220,20 +146,7 @@ impl PushEnv {
     /// Registers an iPhone as the Swift SDK does (`batch/save`), with
     /// `apnsTeamId` = `team`; its objectId.
     pub async fn register_ios(&self, token: &str, team: &str) -> String {
-        let body = json!({"requests": [{
-            "method": "POST",
-            "path": "/1.1/installations",
-            "body": {
-                "deviceType": "ios",
-                "deviceToken": token,
-                "apnsTeamId": team,
-                "apnsTopic": TOPIC,
-                "timeZone": "Asia/Shanghai",
-                "badge": 0,
-                "channels": {"__op": "AddUnique", "objects": ["news"]},
-                "__internalId": "in-1",
-            }
-        }]});
+        let body = swift_batch(token, team, "in-1");
         let (st, body) = self.app.post("/1.1/batch/save", body).await;
         assert_eq!(st, 200, "batch/save: {body}");
         body["in-1"]["objectId"]
@@ -245,14 +158,7 @@ impl PushEnv {
     /// Registers an Android phone as the Java SDK does: the installation,
     /// then its FCM token with a PUT; its objectId.
     pub async fn register_android(&self, iid: &str, registration_id: &str) -> String {
-        let (st, body) = self
-            .app
-            .post(
-                "/1.1/installations",
-                json!({"deviceType": "android", "installationId": iid,
-                       "timeZone": "Asia/Shanghai", "channels": []}),
-            )
-            .await;
+        let (st, body) = self.app.post("/1.1/installations", android_body(iid)).await;
         assert!(st == 201 || st == 200, "installations: {st} {body}");
         let id = body["objectId"].as_str().expect("objectId").to_owned();
         let (st, body) = self
@@ -267,13 +173,18 @@ impl PushEnv {
     }
 
     /// Logs `client` in over QUIC naming `device` (a token or an
-    /// installationId), which binds it, then drops the connection (not a
+    /// installationId), which binds it.
+    pub async fn connect_naming(&self, client: &str, device: &str) -> (Client, Events) {
+        let mut opts = self.s.options(client);
+        opts.device_token = Some(device.to_owned());
+        self.s.connect_with(opts).await
+    }
+
+    /// [`PushEnv::connect_naming`], then drops the connection (not a
     /// logout, so the binding stays) and waits until the server has the
     /// client offline.
     pub async fn bind_offline(&self, client: &str, device: &str) {
-        let mut opts = self.s.options(client);
-        opts.device_token = Some(device.to_owned());
-        let (c, _ev) = self.s.connect_with(opts).await;
+        let (c, _ev) = self.connect_naming(client, device).await;
         c.abort();
         self.wait_offline(client).await;
     }
@@ -358,41 +269,15 @@ impl PushEnv {
     }
 
     pub async fn wait_offline(&self, client: &str) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while self.is_online(client) {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{client} still online after {WAIT:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        eventually(&format!("{client} offline"), || !self.is_online(client)).await;
     }
 
     /// `session/open` on the LeanCloud door naming an iOS `deviceToken`,
     /// as the iOS SDKs do (which binds the device).
     pub async fn lc_open_ios(&self, client: &str, token: &str) -> Lc {
         let mut lc = Lc::to(&self.s).await;
-        let creds = self.s.running().credentials();
-        let t = now_secs();
-        let n = format!("n-{client}");
-        let mut c = cmd(CommandType::Session, Some(OpType::Open));
-        c.app_id = Some(creds.app_id.clone());
-        c.peer_id = Some(client.to_owned());
-        c.session_message = Some(SessionCommand {
-            ua: Some("tests/1".into()),
-            t: Some(i64::try_from(t).unwrap()),
-            n: Some(n.clone()),
-            s: Some(creds.sign_login(client, t, &n)),
-            device_token: Some(token.to_owned()),
-            config_bitmap: Some(0xBB),
-            ..Default::default()
-        });
-        let answer = lc.request(c).await;
-        assert_eq!(
-            kind(&answer),
-            (Some(CommandType::Session), Some(OpType::Opened)),
-            "{answer:?}"
-        );
+        lc.open_with_device(&self.s, client, Some(token), None)
+            .await;
         lc
     }
 
@@ -411,14 +296,10 @@ impl PushEnv {
 
     /// Waits (bounded) until the registration is gone (404 with the master key).
     pub async fn wait_removed(&self, object_id: &str) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while self.installation(object_id).await.is_some() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "installation {object_id} still there after {WAIT:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        until(&format!("installation {object_id} removed"), || async {
+            self.installation(object_id).await.is_none()
+        })
+        .await;
     }
 
     // ------------------------------------------------------- metrics ----
@@ -431,6 +312,41 @@ impl PushEnv {
             .as_str()
             .expect("metrics are text")
             .to_owned()
+    }
+
+    /// Polls `/metrics` (bounded by `WAIT`) until `f` takes its text
+    /// (`Ok`), and returns what `f` gave; a timeout names `what` and the
+    /// last `Err`.
+    pub async fn metrics_until<T>(&self, what: &str, f: impl Fn(&str) -> Result<T, String>) -> T {
+        poll_for(what, WAIT, || async { f(&self.metrics().await) }).await
+    }
+
+    /// Waits until `/metrics` shows each `(provider, result, n)` of
+    /// `tidings_push_sent_total`; the text.
+    pub async fn wait_metrics(&self, want: &[(&str, &str, f64)]) -> String {
+        self.metrics_until("tidings_push_sent_total", |text| {
+            let missing: Vec<_> = want
+                .iter()
+                .filter(|(p, r, n)| {
+                    sample(
+                        text,
+                        "tidings_push_sent_total",
+                        &[("provider", p), ("result", r)],
+                    ) != Some(*n)
+                })
+                .collect();
+            if missing.is_empty() {
+                return Ok(text.to_owned());
+            }
+            Err(format!(
+                "metrics never showed {missing:?}:\n{}",
+                text.lines()
+                    .filter(|l| l.contains("push"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ))
+        })
+        .await
     }
 }
 
@@ -490,25 +406,25 @@ pub async fn wait_n_for(
     bound: Duration,
     f: impl Fn() -> Vec<Recorded>,
 ) -> Vec<Recorded> {
-    let deadline = tokio::time::Instant::now() + bound;
-    loop {
+    poll_for(&format!("{n} {what}"), bound, || {
         let got = f();
-        if got.len() >= n {
-            return got;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {bound:?} waiting for {n} {what}; got {}: {:?}",
-            got.len(),
-            got.iter()
-                .map(|r| (
-                    r.path.clone(),
-                    String::from_utf8_lossy(&r.body).into_owned()
-                ))
-                .collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+        let enough = if got.len() >= n {
+            Ok(got)
+        } else {
+            Err(format!(
+                "got {}: {:?}",
+                got.len(),
+                got.iter()
+                    .map(|r| (
+                        r.path.clone(),
+                        String::from_utf8_lossy(&r.body).into_owned()
+                    ))
+                    .collect::<Vec<_>>()
+            ))
+        };
+        std::future::ready(enough)
+    })
+    .await
 }
 
 /// The APNs pushes `token` got, waiting for at least `n`.

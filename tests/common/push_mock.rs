@@ -33,6 +33,14 @@ use ring::signature::{ECDSA_P256_SHA256_FIXED, RSA_PKCS1_2048_8192_SHA256, Unpar
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::{Value, json};
 
+/// The APNs teams and key ids [`PushMock::apns_key`] is used with, and the
+/// app's topic.
+pub const TEAM: &str = "TEAM000001";
+pub const KID: &str = "KEY0000001";
+pub const TEAM2: &str = "TEAM000002";
+pub const KID2: &str = "KEY0000002";
+pub const TOPIC: &str = "com.example.app";
+
 /// The service account [`PushMock::service_account`] writes, and its key.
 const SA_EMAIL: &str = "push@test-proj.iam.gserviceaccount.com";
 const RSA_KEY: &str = include_str!("../fixtures/push_test_rsa_key.pem");
@@ -267,6 +275,26 @@ impl PushMock {
     /// (PKCS#1 DER).
     pub fn trust_service_account(&self, email: &str, rsa_public: &[u8]) {
         *self.state.oauth.lock() = Some((email.to_owned(), rsa_public.to_vec()));
+    }
+
+    /// Writes an Apple-layout `.p8` (PKCS#8 P-256 with its public key), has
+    /// the stand-in trust it as `kid` of `team`, and gives the
+    /// `[[push.apns]]` section (for [`TOPIC`]) that points here; the
+    /// sandbox host is the `/sandbox` prefix.
+    pub fn apns_key(&self, team: &str, kid: &str) -> tidings::config::ApnsSection {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let path = self.dir.path().join(format!("AuthKey_{kid}.p8"));
+        std::fs::write(&path, key.serialize_pem()).unwrap();
+        self.trust_apns_key(team, kid, key.public_key_raw());
+        tidings::config::ApnsSection {
+            team_id: team.into(),
+            key_id: kid.into(),
+            key_file: path,
+            topic: TOPIC.into(),
+            endpoint: self.url.clone(),
+            sandbox_endpoint: format!("{}/sandbox", self.url),
+            ..tidings::config::ApnsSection::default()
+        }
     }
 
     /// Writes a service-account key file (`[push.fcm]`) whose `token_uri`

@@ -170,7 +170,7 @@ async fn a_503_is_retried_and_a_429_waits_for_its_retry_after() {
     fcm_n(&env.fcm, "fcm-retry", 2).await;
     // All delivered in the end, once each.
     let want = [("apns", "delivered", 2.0), ("fcm", "delivered", 1.0)];
-    wait_metrics(&env, &want).await;
+    env.wait_metrics(&want).await;
 }
 
 // ------------------------------------------------- one connection ----
@@ -238,40 +238,39 @@ async fn a_full_queue_drops_and_counts_and_messaging_does_not_wait() {
         "sending waited on push: {:?}",
         t0.elapsed()
     );
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let text = env.metrics().await;
-        let delivered = sample(
-            &text,
-            "tidings_push_sent_total",
-            &[("provider", "apns"), ("result", "delivered")],
-        )
-        .unwrap_or(0.0);
-        let dropped = sample(
-            &text,
-            "tidings_push_dropped_total",
-            &[("provider", "apns"), ("reason", "queue_full")],
-        )
-        .unwrap_or(0.0);
-        if delivered + dropped == f64::from(2 * N) {
-            assert!(
-                dropped >= f64::from(N),
-                "dropped {dropped}, delivered {delivered}"
-            );
-            assert_eq!(
-                env.apns.requests(Route::Apns).len() as f64,
-                delivered + 1.0,
-                "one request per delivered push, and the 503"
-            );
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "delivered {delivered} + dropped {dropped} != {}",
-            2 * N
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (delivered, dropped) = env
+        .metrics_until("every push delivered or dropped", |text| {
+            let delivered = sample(
+                text,
+                "tidings_push_sent_total",
+                &[("provider", "apns"), ("result", "delivered")],
+            )
+            .unwrap_or(0.0);
+            let dropped = sample(
+                text,
+                "tidings_push_dropped_total",
+                &[("provider", "apns"), ("reason", "queue_full")],
+            )
+            .unwrap_or(0.0);
+            if delivered + dropped == f64::from(2 * N) {
+                Ok((delivered, dropped))
+            } else {
+                Err(format!(
+                    "delivered {delivered} + dropped {dropped} != {}",
+                    2 * N
+                ))
+            }
+        })
+        .await;
+    assert!(
+        dropped >= f64::from(N),
+        "dropped {dropped}, delivered {delivered}"
+    );
+    assert_eq!(
+        env.apns.requests(Route::Apns).len() as f64,
+        delivered + 1.0,
+        "one request per delivered push, and the 503"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -314,21 +313,17 @@ async fn an_apns_body_over_4_kb_is_cut_on_a_char_boundary_or_dropped_and_counted
         !alerts.contains(&json!("huge")),
         "an oversized body was sent"
     );
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let text = env.metrics().await;
+    env.metrics_until("too_large counted", |text| {
         let n = sample(
-            &text,
+            text,
             "tidings_push_dropped_total",
             &[("provider", "apns"), ("reason", "too_large")],
         );
         if n == Some(1.0) {
-            break;
+            Ok(())
+        } else {
+            Err(format!("too_large never counted: {n:?}"))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "too_large never counted: {n:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
 }

@@ -101,7 +101,7 @@ async fn metrics_count_each_final_outcome() {
     );
     alice.send_text(c3, "retry").await.unwrap();
     apns_n(&env.apns, &rita_t, 4).await;
-    wait_metrics(&env, &[("apns", "retry", 1.0)]).await;
+    env.wait_metrics(&[("apns", "retry", 1.0)]).await;
     env.apns.script(
         Route::Apns,
         [Reply::new(400, r#"{"reason":"PayloadEmpty"}"#)],
@@ -109,17 +109,15 @@ async fn metrics_count_each_final_outcome() {
     alice.send_text(c3, "failed").await.unwrap();
     apns_n(&env.apns, &rita_t, 5).await;
 
-    let text = wait_metrics(
-        &env,
-        &[
+    let text = env
+        .wait_metrics(&[
             ("apns", "delivered", 1.0),
             ("apns", "dead_token", 1.0),
             ("apns", "retry", 1.0),
             ("apns", "failed", 1.0),
             ("fcm", "delivered", 1.0),
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert_eq!(
         sample(&text, "tidings_push_tokens_removed_total", &[]),
         Some(1.0)

@@ -244,8 +244,7 @@ pub fn repair(dir: &Path, into: &Path, scratch: &Path) -> Result<RepairReport> {
             match Store::open(into, 8 << 20, true) {
                 Ok(_) => break,
                 Err(StoreError::Sled(sled::Error::Io(e)))
-                    if e.kind() == std::io::ErrorKind::WouldBlock
-                        && std::time::Instant::now() < deadline =>
+                    if lock_busy(&e) && std::time::Instant::now() < deadline =>
                 {
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
@@ -262,6 +261,14 @@ pub fn repair(dir: &Path, into: &Path, scratch: &Path) -> Result<RepairReport> {
         // Half a new store is worse than none: the next run starts afresh.
         let _ = std::fs::remove_dir_all(into);
     })
+}
+
+/// sled's "the file lock is taken": it wraps the `WouldBlock` of its
+/// `flock` in an `Other` error with this text (sled 0.34, `config.rs`), so
+/// the kind alone never matches.
+fn lock_busy(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::WouldBlock
+        || e.to_string().starts_with("could not acquire lock")
 }
 
 fn io_error(path: &Path, what: &str) -> StoreError {
@@ -618,4 +625,19 @@ fn validate(
         };
         (conv, e)
     })
+}
+
+#[cfg(test)]
+mod lock_tests {
+    #[test]
+    fn a_second_open_of_a_sled_dir_is_recognised_as_a_busy_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = sled::Config::new().path(dir.path()).open().unwrap();
+        match sled::Config::new().path(dir.path()).open() {
+            Err(sled::Error::Io(e)) => assert!(super::lock_busy(&e), "{e}"),
+            other => panic!("expected sled's lock error, got {other:?}"),
+        }
+        let not_lock = std::io::Error::other("disk on fire");
+        assert!(!super::lock_busy(&not_lock));
+    }
 }

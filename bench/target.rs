@@ -238,6 +238,13 @@ impl Target {
         ] {
             cmd.env(key, "0");
         }
+        // Retry costs every handshake a round trip, and under a storm of
+        // handshakes about 1 in 500 never completed (see docs/PERFORMANCE.md):
+        // the bench measures the server, not that defence.
+        cmd.env(
+            "TIDINGS_LIMITS_RETRY_ABOVE_HANDSHAKES_PER_SEC",
+            u32::MAX.to_string(),
+        );
         let out = std::fs::File::create(&log)?;
         cmd.stdout(out.try_clone()?).stderr(out);
         sys::die_with_parent(&mut cmd);

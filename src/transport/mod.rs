@@ -103,6 +103,8 @@ pub fn server_endpoint_on(
 
 /// What the server asks the kernel for; the kernel caps it at `*mem_max`.
 const SERVER_UDP_BUFFER: usize = 7_500_000;
+/// What a client endpoint asks for: less, as it carries fewer connections.
+const CLIENT_UDP_BUFFER: usize = 2 * 1024 * 1024;
 
 /// A client endpoint bound to the same address family as `server`, with
 /// the default keep-alive.
@@ -129,8 +131,19 @@ pub fn client_endpoint_with(
     } else {
         ([0u16; 8], 0).into()
     };
-    let mut ep = quinn::Endpoint::client(bind)
-        .map_err(|source| TransportError::Bind { addr: bind, source })?;
+    let err = |source| TransportError::Bind { addr: bind, source };
+    let socket = std::net::UdpSocket::bind(bind).map_err(err)?;
+    socket.set_nonblocking(true).map_err(err)?;
+    // A client endpoint may carry many connections (the bench puts 200 on
+    // one) and a chat room's burst reaches them all at once: the default
+    // 208 KiB buffer drops packets, and handshakes then wait on timeouts.
+    if let Err(e) = udp::request_buffers(&socket, CLIENT_UDP_BUFFER) {
+        tracing::debug!(error = %e, "could not size udp socket buffers");
+    }
+    let runtime =
+        quinn::default_runtime().ok_or_else(|| err(std::io::Error::other("no async runtime")))?;
+    let mut ep =
+        quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket, runtime).map_err(err)?;
     ep.set_default_client_config(cfg);
     Ok(ep)
 }

@@ -2,21 +2,51 @@
 //! to hand it something ([`Outbound`]).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
 use parking_lot::RwLock;
 use tokio::sync::mpsc;
 
-use crate::core::outbound::{CloseOrder, Outbound};
+use crate::core::outbound::{CloseOrder, DirectOut, Outbound};
 use crate::protocol::{ConvId, Event};
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DeviceHandle {
     pub conn_id: u64,
     pub device_id: String,
     pub tag: Option<String>,
     pub tx: mpsc::UnboundedSender<Outbound>,
+    /// Where a chat room's messages go without waking the session, when
+    /// the door offers it (QUIC does).
+    pub direct: Option<Arc<dyn DirectOut>>,
+}
+
+impl std::fmt::Debug for DeviceHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceHandle")
+            .field("conn_id", &self.conn_id)
+            .field("device_id", &self.device_id)
+            .field("tag", &self.tag)
+            .field("direct", &self.direct.is_some())
+            .finish()
+    }
+}
+
+impl DeviceHandle {
+    /// Hands `out` over: a chat room's message straight to the connection
+    /// when it can take it, anything else to the session. `false` once
+    /// the session is gone.
+    pub fn send(&self, out: &Outbound) -> bool {
+        if let (Outbound::Message(m), Some(direct)) = (out, &self.direct)
+            && m.chat_room
+            && direct.try_send(&m.frame)
+        {
+            return true;
+        }
+        self.tx.send(out.clone()).is_ok()
+    }
 }
 
 #[derive(Default)]
@@ -224,7 +254,7 @@ impl Registry {
             self.for_each_device(c, |d| {
                 if Some(d.conn_id) != skip {
                     // A closed session drops its receiver; nothing to do then.
-                    let _ = d.tx.send(out.clone());
+                    d.send(out);
                 }
             });
         }
@@ -244,6 +274,7 @@ mod tests {
                 device_id: format!("d{conn_id}"),
                 tag: tag.map(Into::into),
                 tx,
+                direct: None,
             },
             rx,
         )

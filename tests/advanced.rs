@@ -194,6 +194,7 @@ async fn mentions_are_flagged_per_receiver_live_redelivered_in_history_and_sync(
             Event::Message {
                 msg,
                 redelivered: true,
+                chat_room: false,
             } => Some(msg.clone()),
             _ => None,
         })
@@ -838,6 +839,7 @@ async fn deleted_messages_are_neither_redelivered_nor_synced() {
         Event::Message {
             msg,
             redelivered: true,
+            chat_room: false,
         } => Some(msg.msg_id.clone()),
         _ => None,
     })
@@ -1559,6 +1561,7 @@ async fn transient_messages_reach_only_who_is_online_once() {
         Event::Message {
             msg,
             redelivered: true,
+            chat_room: false,
         } => Some(msg.msg_id.clone()),
         _ => None,
     })

@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use common::*;
 use tidings::client::{Client, ClientEvent, Sent};
-use tidings::protocol::{Anchor, ConvId, Direction, Event, HistoryQuery, Message, SendMessage};
+use tidings::protocol::{
+    Anchor, ConvId, ConvKind, CreateConversation, Direction, Event, HistoryQuery, Message,
+    SendMessage,
+};
 use tokio::time::Instant;
 
 /// Waits until the server has stored `client`/`device`'s ack cursor at `seq` or beyond.
@@ -50,9 +53,9 @@ async fn unacked_message_is_redelivered_while_online() {
 
     let first = tom.send_text(conv, "ack me").await.unwrap();
     let redelivered = |ev: &ClientEvent| match ev {
-        ClientEvent::Server(Event::Message { msg, redelivered }) => {
-            Some((msg.clone(), *redelivered))
-        }
+        ClientEvent::Server(Event::Message {
+            msg, redelivered, ..
+        }) => Some((msg.clone(), *redelivered)),
         _ => None,
     };
     let (m, again) = jev.wait_for(WAIT, redelivered).await.unwrap();
@@ -80,7 +83,9 @@ async fn unacked_message_is_redelivered_while_online() {
     let mut seen = Vec::new();
     let again = jev
         .wait_for(WAIT, |e| match e {
-            ClientEvent::Server(Event::Message { msg, redelivered }) => {
+            ClientEvent::Server(Event::Message {
+                msg, redelivered, ..
+            }) => {
                 seen.push(msg.seq);
                 (*redelivered).then_some(msg.seq)
             }
@@ -94,6 +99,69 @@ async fn unacked_message_is_redelivered_while_online() {
         "no acked message came again"
     );
     assert!(jev.try_recv().is_none());
+}
+
+/// LeanCloud's SDKs never ack a chat room's messages and a room has no
+/// offline delivery, so the server writes them once and forgets them: an
+/// unacked one is never sent again, and the Rust client does not ack it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_room_messages_are_neither_acked_nor_redelivered() {
+    let s = TestServer::start_with(|c| c.delivery.ack_timeout_secs = 1).await;
+    let (tom, _tev) = s.connect("Tom").await;
+    let mut o = s.options("Jerry");
+    o.auto_ack = false;
+    let (jerry, mut jev) = s.connect_with(o).await;
+    let (spike, mut sev) = s.connect("Spike").await;
+    let room = tom
+        .create_conversation(CreateConversation {
+            members: Vec::new(),
+            name: Some("lobby".into()),
+            attr: None,
+            unique: false,
+            kind: ConvKind::ChatRoom,
+            sig: None,
+            ttl_secs: None,
+        })
+        .await
+        .unwrap()
+        .id;
+    jerry.join(room).await.unwrap();
+    spike.join(room).await.unwrap();
+    let said = tom.send_text(room, "in the room").await.unwrap();
+    let room_message = |ev: &ClientEvent| match ev {
+        ClientEvent::Server(Event::Message {
+            msg,
+            redelivered,
+            chat_room,
+        }) if msg.conv == room => Some((msg.msg_id.clone(), *redelivered, *chat_room)),
+        _ => None,
+    };
+    let first = (said.msg_id.clone(), false, true);
+    assert_eq!(jev.wait_for(WAIT, room_message).await, Some(first.clone()));
+    assert_eq!(sev.wait_for(WAIT, room_message).await, Some(first));
+
+    // A fence: an unacked one-to-one message sent after the room's comes
+    // again once the ack timeout has passed. By then the room's would have
+    // come again too, had it been tracked.
+    let conv = tom.create_unique(vec!["Jerry".into()]).await.unwrap().id;
+    let fence = tom.send_text(conv, "fence").await.unwrap();
+    let mut seen = Vec::new();
+    let again = jev
+        .wait_for(WAIT, |e| match e {
+            ClientEvent::Server(Event::Message {
+                msg, redelivered, ..
+            }) => {
+                seen.push(msg.msg_id.clone());
+                (*redelivered && msg.msg_id == fence.msg_id).then_some(())
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(again, Some(()), "the fence came again");
+    assert_eq!(seen, vec![fence.msg_id.clone(), fence.msg_id.clone()]);
+    // Spike's client, acking automatically, left no cursor in the room.
+    let store = s.running().hub().store.clone();
+    assert_eq!(store.device_cursor("Spike", "default", room).unwrap(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -241,9 +309,9 @@ async fn push_sync_sends_the_newest_missed_and_counts_the_rest() {
     let live = tom.send_text(a, "live").await.unwrap();
     let (m, redelivered) = jev
         .wait_for(WAIT, |e| match e {
-            ClientEvent::Server(Event::Message { msg, redelivered }) => {
-                Some((msg.clone(), *redelivered))
-            }
+            ClientEvent::Server(Event::Message {
+                msg, redelivered, ..
+            }) => Some((msg.clone(), *redelivered)),
             _ => None,
         })
         .await

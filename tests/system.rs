@@ -40,9 +40,9 @@ fn conv(id: &str) -> ConvId {
 /// The next message and its `redelivered` flag, skipping other events.
 async fn next(ev: &mut Events, what: &str) -> (Message, bool) {
     ev.wait_for(WAIT, |e| match e {
-        ClientEvent::Server(Event::Message { msg, redelivered }) => {
-            Some((msg.clone(), *redelivered))
-        }
+        ClientEvent::Server(Event::Message {
+            msg, redelivered, ..
+        }) => Some((msg.clone(), *redelivered)),
         _ => None,
     })
     .await
@@ -269,6 +269,7 @@ async fn a_live_copy_of_a_broadcast_sent_at_login_is_dropped() {
     let frame = tidings::wire::frame::event(Event::Message {
         msg: entry.msg.for_receiver(""),
         redelivered: false,
+        chat_room: false,
     })
     .expect("encoded");
     assert!(
@@ -600,6 +601,7 @@ async fn a_broadcast_to_100000_online_clients_goes_out_in_steps() {
             device_id: "fake".into(),
             tag: None,
             tx,
+            direct: None,
         };
         hub.registry
             .register(&format!("fake{i}"), device, false)

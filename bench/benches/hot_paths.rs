@@ -76,6 +76,7 @@ fn event_frame_value(conv: ConvId) -> ServerFrame {
     ServerFrame::Event(Event::Message {
         msg: sample_message(conv, 12_345),
         redelivered: false,
+        chat_room: false,
     })
 }
 
@@ -307,6 +308,7 @@ fn bench_fanout(c: &mut Criterion) {
         seq: 12_345,
         frame: frame::encode(&event_frame_value(conv)).expect("encode"),
         receipt: None,
+        chat_room: false,
     }));
     let mut g = c.benchmark_group("fanout");
     configure(&mut g, 30);
@@ -321,6 +323,7 @@ fn bench_fanout(c: &mut Criterion) {
                 device_id: "default".into(),
                 tag: None,
                 tx,
+                direct: None,
             };
             registry.register(client, device, false).expect("register");
             rxs.push(rx);

@@ -72,6 +72,7 @@ fn missed(hub: &Hub, client: &str) -> Result<AtLogin, StoreError> {
         if let Some(frame) = crate::wire::frame::event(Event::Message {
             msg: e.msg.for_receiver(client),
             redelivered: true,
+            chat_room: false,
         }) {
             frames.push(BroadcastFrame {
                 id,

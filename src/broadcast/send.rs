@@ -64,6 +64,7 @@ pub async fn send(hub: &Arc<Hub>, b: Broadcast) -> Result<Sent, ErrorBody> {
         let out = Outbound::transient(Event::Message {
             msg,
             redelivered: false,
+            chat_room: false,
         })
         .ok_or_else(|| err(ErrorCode::InternalError, "encoding the broadcast failed"))?;
         METRICS.broadcast();
@@ -111,6 +112,7 @@ pub async fn send(hub: &Arc<Hub>, b: Broadcast) -> Result<Sent, ErrorBody> {
     let frame = crate::wire::frame::event(Event::Message {
         msg: entry.msg.for_receiver(""),
         redelivered: false,
+        chat_room: false,
     })
     .ok_or_else(|| err(ErrorCode::InternalError, "encoding the broadcast failed"))?;
     spawn_fan_out(

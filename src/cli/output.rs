@@ -118,7 +118,9 @@ pub fn event(ev: &ClientEvent) -> Value {
         ClientEvent::Server(ev) => ev,
     };
     match ev {
-        Event::Message { msg, redelivered } => {
+        Event::Message {
+            msg, redelivered, ..
+        } => {
             let mut v = message(msg);
             if let Value::Object(obj) = &mut v {
                 obj.insert("event".into(), json!("message"));
@@ -698,6 +700,7 @@ mod tests {
         let ev = ClientEvent::Server(Event::Message {
             msg: text("hi"),
             redelivered: true,
+            chat_room: false,
         });
         let v = event(&ev);
         assert_eq!(v["event"], "message");

@@ -157,8 +157,8 @@ impl Driver {
             }
             ServerFrame::Event(ev) => {
                 match &ev {
-                    Event::Message { msg, .. }
-                        if self.auto_ack && msg.seq > 0 && !msg.transient =>
+                    Event::Message { msg, chat_room, .. }
+                        if self.auto_ack && msg.seq > 0 && !msg.transient && !chat_room =>
                     {
                         self.shared.record_ack(msg.conv, msg.seq);
                     }

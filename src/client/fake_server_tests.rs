@@ -228,6 +228,7 @@ async fn events_in_order_datagrams_and_batched_acks() {
         conn.write(&ServerFrame::Event(Event::Message {
             msg: message(a, seq, false),
             redelivered: false,
+            chat_room: false,
         }))
         .await;
     }
@@ -235,6 +236,7 @@ async fn events_in_order_datagrams_and_batched_acks() {
         conn.write(&ServerFrame::Event(Event::Message {
             msg: message(b, seq, false),
             redelivered: false,
+            chat_room: false,
         }))
         .await;
     }
@@ -264,6 +266,7 @@ async fn events_in_order_datagrams_and_batched_acks() {
     let dg = codec::encode(&ServerFrame::Event(Event::Message {
         msg: message(a, 0, true),
         redelivered: false,
+        chat_room: false,
     }))
     .expect("encode");
     conn.conn.send_datagram(dg.into()).expect("datagram");
@@ -291,6 +294,7 @@ async fn no_auto_ack_means_no_acks() {
     conn.write(&ServerFrame::Event(Event::Message {
         msg: message(a, 1, false),
         redelivered: false,
+        chat_room: false,
     }))
     .await;
     events.next_message(WAIT).await.expect("message");
@@ -371,6 +375,7 @@ async fn events_alone_keep_the_session_and_acks_going() {
     conn.write(&ServerFrame::Event(Event::Message {
         msg: message(a, 4, false),
         redelivered: true,
+        chat_room: false,
     }))
     .await;
     assert_eq!(events.next_message(WAIT).await.map(|m| m.seq), Some(4));

@@ -20,6 +20,7 @@ fn stored(conv: ConvId, seq: u64, receipt_from: Option<&str>) -> StoredFrame {
         seq,
         frame: Bytes::from_static(b"frame"),
         receipt: receipt_from.map(|f| Arc::new((f.to_owned(), 1000 + seq))),
+        chat_room: false,
     }
 }
 

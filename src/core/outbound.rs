@@ -33,6 +33,18 @@ pub enum Outbound {
 // Every session's queue holds 32 of these before it holds anything.
 const _: () = assert!(std::mem::size_of::<Outbound>() <= 16);
 
+/// A connection's write side that the fan-out may hand frames to itself,
+/// skipping the session task: two thread hops and a session wake-up less
+/// per delivery. Only for deliveries that need no session state: a chat
+/// room's messages (no ack, no redelivery, no sync to dedupe against).
+pub trait DirectOut: Send + Sync {
+    /// Queues `frame` for the connection. `false` when it must go through
+    /// the session instead, which then applies the backlog bound; once
+    /// `false`, always `false`, so frames of one room never overtake each
+    /// other by taking different paths.
+    fn try_send(&self, frame: &Bytes) -> bool;
+}
+
 #[derive(Debug)]
 pub struct StoredFrame {
     pub conv: ConvId,
@@ -40,6 +52,8 @@ pub struct StoredFrame {
     pub frame: Bytes,
     /// Set when the sender asked for receipts.
     pub receipt: Option<ReceiptFor>,
+    /// A chat room's: written and forgotten (no ack, no redelivery).
+    pub chat_room: bool,
 }
 
 /// A stored broadcast, with its id: the client's broadcast cursor moves to

@@ -435,6 +435,7 @@ mod tests {
         p.on_event(Event::Message {
             msg,
             redelivered: false,
+            chat_room: false,
         });
     }
 

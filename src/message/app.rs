@@ -110,6 +110,7 @@ fn send_transient(hub: &Hub, id: ConvId, m: AppMessage) -> Sent {
     let Some(out) = Outbound::transient(Event::Message {
         msg,
         redelivered: false,
+        chat_room: false,
     }) else {
         return sent;
     };

@@ -240,6 +240,7 @@ pub(crate) fn deliver_online(
         let Some(out) = Outbound::transient(Event::Message {
             msg,
             redelivered: false,
+            chat_room: false,
         }) else {
             return;
         };

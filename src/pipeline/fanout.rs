@@ -65,10 +65,12 @@ pub(super) fn message(ctx: &Ctx, conv: &Conv, entry: &LogEntry, origin_conn: u64
         .msg
         .receipt
         .then(|| Arc::new((entry.msg.from.clone(), entry.msg.timestamp)));
+    let chat_room = st.rec.kind == ConvKind::ChatRoom;
     for (group, msg) in per_receiver(&audience, &entry.msg) {
         let Some(frame) = crate::wire::frame::event(Event::Message {
             msg,
             redelivered: false,
+            chat_room,
         }) else {
             continue;
         };
@@ -77,6 +79,7 @@ pub(super) fn message(ctx: &Ctx, conv: &Conv, entry: &LogEntry, origin_conn: u64
             seq,
             frame,
             receipt: receipt.clone(),
+            chat_room,
         }));
         ctx.registry.send_to(group, Some(origin_conn), &out);
     }

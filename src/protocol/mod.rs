@@ -738,6 +738,9 @@ pub enum Event {
     Message {
         msg: Message,
         redelivered: bool,
+        /// From a chat room: not acknowledged (LeanCloud's SDKs do not ack
+        /// them either), never sent again; a room has no offline delivery.
+        chat_room: bool,
     },
     /// This device lost its `<clientId, tag>` to a newer login (closeCode 3, 4111).
     Conflict {

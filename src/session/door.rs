@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::backlog::Backlog;
-use crate::core::outbound::TransientFrames;
+use crate::core::outbound::{DirectOut, TransientFrames};
 use crate::protocol::{ClientFrame, ErrorBody, ErrorCode, Event, Reply};
 
 /// One decoded input from the peer.
@@ -88,6 +88,12 @@ pub trait Door: Send + Sync + 'static {
     /// Closes the connection now with an application code (a LeanCloud
     /// code, or 0 for a logout) and a reason.
     fn close(&self, code: u32, reason: &str);
+
+    /// A write side the fan-out may use itself (see [`DirectOut`]); `None`
+    /// sends everything through the session.
+    fn direct(&self) -> Option<Arc<dyn DirectOut>> {
+        None
+    }
 }
 
 /// Says why in a `Closing` event, lets the output drain (bounded), then closes.

@@ -276,6 +276,13 @@ impl<D: Door> Session<D> {
 
     async fn deliver(&mut self, out: Outbound) -> Option<Ended> {
         match out {
+            // A chat room's message is written and forgotten, as LeanCloud
+            // does: its SDKs do not ack them, and a room has no offline
+            // delivery to fall back on.
+            Outbound::Message(m) if m.chat_room => {
+                self.out.encoded(m.frame.clone());
+                METRICS.messages_out(1);
+            }
             Outbound::Message(m) => {
                 if self.delivery.handle_stored(Instant::now().into_std(), &m) {
                     self.out.encoded(m.frame.clone());
@@ -334,6 +341,7 @@ impl<D: Door> Session<D> {
                 if self.out.event(Event::Message {
                     msg,
                     redelivered: true,
+                    chat_room: false,
                 }) {
                     METRICS.messages_out(1);
                 }

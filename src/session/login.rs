@@ -139,6 +139,7 @@ pub(super) async fn open<D: Door>(
         device_id: device_id.clone(),
         tag: login.tag.clone(),
         tx,
+        direct: door.direct(),
     };
     match hub
         .registry

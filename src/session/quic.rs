@@ -13,8 +13,8 @@ use tokio::time::Instant;
 
 use super::backlog::Backlog;
 use super::door::{Door, DoorError, Incoming, Outlet, Want};
-use super::writer::Writer;
-use crate::core::outbound::TransientFrames;
+use super::writer::{Direct, Writer};
+use crate::core::outbound::{DirectOut, TransientFrames};
 use crate::hub::Hub;
 use crate::protocol::{ClientFrame, ErrorBody, ErrorCode, Event, Reply};
 use crate::transport::{FrameReader, StreamError};
@@ -45,8 +45,11 @@ pub async fn run(
             return;
         }
     };
+    let writer = Writer::spawn(send);
+    let bound = usize::try_from(limits.max_backlog_bytes).unwrap_or(usize::MAX);
     let door = QuicDoor {
-        writer: Writer::spawn(send),
+        direct: Arc::new(Direct::new(writer.clone(), bound)),
+        writer,
         reader: FrameReader::new(recv, limits.max_frame_bytes as usize),
         conn,
     };
@@ -62,6 +65,7 @@ pub struct QuicDoor {
     conn: quinn::Connection,
     reader: FrameReader,
     writer: Writer,
+    direct: Arc<Direct>,
 }
 
 fn frame_error_code(e: &StreamError) -> Option<ErrorCode> {
@@ -115,6 +119,10 @@ impl Door for QuicDoor {
     fn close(&self, code: u32, reason: &str) {
         let code = quinn::VarInt::from_u32(code);
         self.conn.close(code, reason.as_bytes());
+    }
+
+    fn direct(&self) -> Option<Arc<dyn DirectOut>> {
+        Some(self.direct.clone())
     }
 }
 

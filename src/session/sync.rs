@@ -84,6 +84,7 @@ fn push(
             if out.event(Event::Message {
                 msg: e.msg.for_receiver(&caller.client),
                 redelivered: true,
+                chat_room: false,
             }) {
                 delivery.handle_synced(now, id, seq, receipt);
                 sent += 1;

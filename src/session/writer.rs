@@ -2,12 +2,15 @@
 //! stream, so nothing else ever holds it across an await.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use super::backlog::Backlog;
+use crate::core::outbound::DirectOut;
+use crate::metrics::METRICS;
 
 enum Msg {
     Data(Bytes),
@@ -47,6 +50,43 @@ impl Writer {
         if self.tx.send(Msg::Finish(tx)).is_ok() {
             let _ = tokio::time::timeout(limit, rx).await;
         }
+    }
+}
+
+/// The fan-out's own way into a connection's queue ([`DirectOut`]).
+pub struct Direct {
+    writer: Writer,
+    /// `limits.max_backlog_bytes`.
+    bound: usize,
+    /// Set for good once the backlog went over the bound: from then on the
+    /// session sees every delivery and applies its rules (pause, 4201).
+    refused: AtomicBool,
+}
+
+impl Direct {
+    pub fn new(writer: Writer, bound: usize) -> Direct {
+        Direct {
+            writer,
+            bound,
+            refused: AtomicBool::new(false),
+        }
+    }
+}
+
+impl DirectOut for Direct {
+    fn try_send(&self, frame: &Bytes) -> bool {
+        // One fan-out thread sends stored messages, so the flag needs no
+        // stronger ordering than the queue itself gives.
+        if self.refused.load(Ordering::Relaxed) {
+            return false;
+        }
+        if self.writer.backlog.out() > self.bound {
+            self.refused.store(true, Ordering::Relaxed);
+            return false;
+        }
+        self.writer.send(frame.clone());
+        METRICS.messages_out(1);
+        true
     }
 }
 

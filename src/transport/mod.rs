@@ -142,8 +142,8 @@ pub fn client_endpoint_with(
     }
     let runtime =
         quinn::default_runtime().ok_or_else(|| err(std::io::Error::other("no async runtime")))?;
-    let mut ep =
-        quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket, runtime).map_err(err)?;
+    let mut ep = quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket, runtime)
+        .map_err(err)?;
     ep.set_default_client_config(cfg);
     Ok(ep)
 }

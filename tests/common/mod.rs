@@ -313,7 +313,9 @@ pub async fn push_sync(ev: &mut Events) -> (Vec<Message>, (u32, u32, u64)) {
     let mut msgs = Vec::new();
     let done = ev
         .wait_for(WAIT, |e| match e {
-            ClientEvent::Server(Event::Message { msg, redelivered }) => {
+            ClientEvent::Server(Event::Message {
+                msg, redelivered, ..
+            }) => {
                 assert!(*redelivered, "synced messages are flagged redelivered");
                 msgs.push(msg.clone());
                 None

@@ -225,6 +225,7 @@ pub async fn relay(args: &LoadArgs) -> Result<(Measured, String)> {
         &["baseline-relay-server", "--listen", "127.0.0.1:0"],
         2,
         scratch,
+        args.server_cpus.as_ref().map(|c| c.0.as_slice()),
     )?;
     let addr: SocketAddr = lines[0].parse().context("relay address")?;
     let pin = tls::parse_fingerprint(&lines[1])?;

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -79,6 +79,9 @@ enum Cmd {
         /// Repeated runs: medians per offered rate and scenario, and their ratios.
         #[arg(long)]
         medians: bool,
+        /// One Markdown table: a row per load (direct, baseline, mqtt at each rate; room against mqtt --room), a group of columns per system.
+        #[arg(long, conflicts_with = "medians")]
+        table: bool,
     },
 }
 
@@ -150,6 +153,12 @@ pub struct LoadArgs {
     /// The running server's pid, for CPU and RSS samples.
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// Pin the server to these CPUs (as taskset -c writes them: 0, 0,2, 0-3): a spawned server or relay from its start, an existing one (--server-pid, --broker-pid) thread by thread.
+    #[arg(long, value_name = "CPUS", value_parser = sys::cpu_list_arg)]
+    pub server_cpus: Option<sys::CpuList>,
+    /// Pin this generator (every thread of it) to these CPUs; best apart from --server-cpus.
+    #[arg(long, value_name = "CPUS", value_parser = sys::cpu_list_arg)]
+    pub generator_cpus: Option<sys::CpuList>,
     /// The server binary to spawn [default: `tidings` next to this executable].
     #[arg(long)]
     pub tidings_bin: Option<PathBuf>,
@@ -214,9 +223,16 @@ pub struct MqttArgs {
     /// CA certificate (PEM) for a TLS listener; without it, plain TCP.
     #[arg(long)]
     pub ca: Option<PathBuf>,
-    /// The broker's pid, for CPU and RSS samples.
+    /// The broker's pid, for CPU and RSS samples (and --server-cpus).
     #[arg(long)]
     pub broker_pid: Option<u32>,
+    /// The room against a topic: one topic with --room-members subscribers, so every message
+    /// reaches all of them, published by --publishers connections in turn.
+    #[arg(long)]
+    pub room: bool,
+    /// With --room: publisher connections (they do not subscribe).
+    #[arg(long, default_value_t = 1)]
+    pub publishers: usize,
     #[command(flatten)]
     pub load: LoadArgs,
 }
@@ -224,6 +240,12 @@ pub struct MqttArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     load::base();
+    // Before the runtime (or anything else) starts a thread, so every
+    // thread of the generator inherits the mask.
+    if let Err(e) = pin(&cli.cmd) {
+        eprintln!("tidings-bench: {e:#}");
+        return ExitCode::from(2);
+    }
     match run(cli.cmd) {
         Ok(code) => code,
         Err(e) => {
@@ -231,6 +253,77 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+impl Cmd {
+    fn load_args(&self) -> Option<&LoadArgs> {
+        match self {
+            Cmd::Connect(a)
+            | Cmd::Idle(a)
+            | Cmd::Direct(a)
+            | Cmd::WsDirect(a)
+            | Cmd::Group(a)
+            | Cmd::Room(a)
+            | Cmd::History(a)
+            | Cmd::Baseline(a)
+            | Cmd::BaselineStore(a)
+            | Cmd::Hooks(a)
+            | Cmd::Broadcast(a)
+            | Cmd::Push(a) => Some(a),
+            Cmd::Mqtt(m) => Some(&m.load),
+            Cmd::BaselineRelayServer { .. } | Cmd::CompareJson { .. } => None,
+        }
+    }
+}
+
+/// `--server-cpus` and `--generator-cpus`: checks both against the CPUs
+/// this process may use, pins this process, and records both for the
+/// reports. The server is pinned where it is started or attached.
+fn pin(cmd: &Cmd) -> Result<()> {
+    let Some(args) = cmd.load_args() else {
+        return Ok(());
+    };
+    let server = args.server_cpus.as_ref().map(|c| c.0.clone());
+    let generator = args.generator_cpus.as_ref().map(|c| c.0.clone());
+    if server.is_none() && generator.is_none() {
+        return Ok(());
+    }
+    let machine = sys::allowed_cpus().context("reading this process's CPU affinity")?;
+    for (flag, cpus) in [("--server-cpus", &server), ("--generator-cpus", &generator)] {
+        if let Some(cpus) = cpus
+            && let Some(c) = cpus.iter().find(|c| !machine.contains(c))
+        {
+            bail!(
+                "{flag} {}: CPU {c} is not available here (this process may use CPUs {})",
+                sys::fmt_cpu_list(cpus),
+                sys::fmt_cpu_list(&machine)
+            );
+        }
+    }
+    if let (Some(s), Some(g)) = (&server, &generator) {
+        let shared: Vec<usize> = s.iter().copied().filter(|c| g.contains(c)).collect();
+        if !shared.is_empty() {
+            eprintln!(
+                "note: server and generator share CPU {}",
+                sys::fmt_cpu_list(&shared)
+            );
+        }
+    }
+    let is_store = matches!(cmd, Cmd::BaselineStore(_));
+    if server.is_some() && is_store {
+        eprintln!(
+            "note: baseline-store runs the store inside this process: --server-cpus is not used"
+        );
+    }
+    if let Some(g) = &generator {
+        sys::pin_process(None, g).context("pinning the generator")?;
+    }
+    sys::set_pinning(sys::Pinning {
+        server: if is_store { None } else { server },
+        generator,
+        machine,
+    });
+    Ok(())
 }
 
 fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
@@ -246,8 +339,14 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             baseline::relay_server(listen)?;
             return Ok(ExitCode::SUCCESS);
         }
-        Cmd::CompareJson { files, medians } => {
-            if medians {
+        Cmd::CompareJson {
+            files,
+            medians,
+            table,
+        } => {
+            if table {
+                print!("{}", report::table(&report::read_docs(&files)?));
+            } else if medians {
                 print!("{}", report::medians(&files)?);
             } else {
                 print!("{}", report::compare(&files)?);
@@ -517,7 +616,7 @@ fn mqtt_main(m: MqttArgs) -> Result<ExitCode> {
     print!("{}", report::summary(&r, &setup));
     rt.shutdown_timeout(Duration::from_secs(1));
     if let Some(path) = &m.load.json {
-        let doc = report::document("mqtt", params(&m), target, report::to_json(&r));
+        let doc = report::document(&r.scenario, params(&m), target, report::to_json(&r));
         report::write_json(path, &doc)?;
     }
     Ok(ExitCode::SUCCESS)

@@ -2,11 +2,11 @@
 //! subscriber on topic `pair/<run>/N`, QoS 1, measured exactly like Tidings.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use parking_lot::Mutex;
 use rumqttc::{
     AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport,
@@ -50,26 +50,52 @@ fn options(m: &MqttArgs, id: String, transport: &Transport, clean: bool) -> Mqtt
     o
 }
 
-/// Polls a subscriber's event loop, feeding received payloads to `r`.
+/// The run's tracker, set once every client is connected: the schedule is
+/// made only then, so connecting thousands of clients eats no warm-up.
+type Cell = Arc<OnceLock<Arc<Tracker>>>;
+
+/// The first error of an event loop, kept for the report (or for the
+/// message when the clients never all connect).
+fn note_error(cell: &Cell, setup_error: &Mutex<Option<String>>, e: String) {
+    match cell.get() {
+        Some(t) => t.note_error(e),
+        None => {
+            setup_error.lock().get_or_insert(e);
+        }
+    }
+}
+
+/// Polls a subscriber's event loop, feeding received payloads to receiver `shard`.
 async fn subscriber_loop(
     mut el: EventLoop,
-    mut r: Receiver,
-    t: Arc<Tracker>,
+    shard: usize,
+    cell: Cell,
     ready: Arc<AtomicUsize>,
+    setup_error: Arc<Mutex<Option<String>>>,
 ) {
+    let mut r: Option<Receiver> = None;
     let mut errors = 0;
     loop {
         match el.poll().await {
-            Ok(Event::Incoming(Packet::Publish(p))) => r.on_payload(&p.payload),
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                if r.is_none() {
+                    r = cell.get().map(|t| t.receiver(shard));
+                }
+                if let Some(r) = r.as_mut() {
+                    r.on_payload(&p.payload);
+                }
+            }
             Ok(Event::Incoming(Packet::SubAck(_))) => {
                 ready.fetch_add(1, Ordering::Relaxed);
             }
             Ok(_) => {}
             Err(e) => {
-                t.note_error(format!("subscriber: {e}"));
+                note_error(&cell, &setup_error, format!("subscriber: {e}"));
                 errors += 1;
                 if errors >= MAX_ERRORS {
-                    t.closed.fetch_add(1, Ordering::Relaxed);
+                    if let Some(t) = cell.get() {
+                        t.closed.fetch_add(1, Ordering::Relaxed);
+                    }
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -84,8 +110,9 @@ async fn subscriber_loop(
 async fn publisher_loop(
     mut el: EventLoop,
     order: Arc<Mutex<VecDeque<u64>>>,
-    t: Arc<Tracker>,
+    cell: Cell,
     ready: Arc<AtomicUsize>,
+    setup_error: Arc<Mutex<Option<String>>>,
 ) {
     let mut by_pkid: HashMap<u16, u64> = HashMap::new();
     let mut errors = 0;
@@ -97,7 +124,7 @@ async fn publisher_loop(
                 }
             }
             Ok(Event::Incoming(Packet::PubAck(a))) => {
-                if let Some(k) = by_pkid.remove(&a.pkid) {
+                if let (Some(k), Some(t)) = (by_pkid.remove(&a.pkid), cell.get()) {
                     t.acked(k, true);
                 }
             }
@@ -106,10 +133,12 @@ async fn publisher_loop(
             }
             Ok(_) => {}
             Err(e) => {
-                t.note_error(format!("publisher: {e}"));
+                note_error(&cell, &setup_error, format!("publisher: {e}"));
                 errors += 1;
                 if errors >= MAX_ERRORS {
-                    t.closed.fetch_add(1, Ordering::Relaxed);
+                    if let Some(t) = cell.get() {
+                        t.closed.fetch_add(1, Ordering::Relaxed);
+                    }
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -118,16 +147,27 @@ async fn publisher_loop(
     }
 }
 
-async fn wait_count(n: &AtomicUsize, want: usize, what: &str) -> Result<()> {
+/// Waits (at most 20 s) until `n` reaches `want`.
+async fn wait_count(
+    n: &AtomicUsize,
+    want: usize,
+    what: &str,
+    setup_error: &Mutex<Option<String>>,
+) -> Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while n.load(Ordering::Relaxed) < want {
         if tokio::time::Instant::now() > deadline {
+            let first = setup_error
+                .lock()
+                .clone()
+                .map(|e| format!(" (first error: {e})"))
+                .unwrap_or_default();
             bail!(
-                "only {} of {want} {what} within 20 s",
+                "only {} of {want} {what} within 20 s{first}",
                 n.load(Ordering::Relaxed)
             );
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     Ok(())
 }
@@ -140,52 +180,96 @@ pub async fn run(m: &MqttArgs) -> Result<(Measured, String, Value)> {
         None => Transport::Tcp,
     };
     let tls = m.ca.is_some();
-    let pairs = args.pairs.max(1);
+    if let Some(cpus) = &args.server_cpus {
+        let pid = m
+            .broker_pid
+            .ok_or_else(|| anyhow!("--server-cpus needs --broker-pid"))?;
+        sys::pin_process(Some(pid), &cpus.0).context("pinning the broker (--broker-pid)")?;
+    }
+    // Direct: subscriber i and publisher i share topic pair/<run>/i. Room:
+    // every subscriber is on room/<run>, and the publishers take turns.
+    let room = m.room;
+    let (n_subs, n_pubs) = if room {
+        (args.room_members.max(1), m.publishers.max(1))
+    } else {
+        (args.pairs.max(1), args.pairs.max(1))
+    };
     let run = tidings::util::random_token(4);
+    let topic = |i: usize| {
+        if room {
+            format!("room/{run}")
+        } else {
+            format!("pair/{run}/{i}")
+        }
+    };
     let before = m.broker_pid.and_then(|pid| sys::sample(Some(pid)));
     let rate = args.rate.unwrap_or(1000.0);
-    let plan = Plan::new(rate, args.warmup, args.duration, args.messages, None)?;
-    let t = Tracker::new(plan, 1);
+    // Checked now, made once everyone is connected.
+    Plan::new(rate, args.warmup, args.duration, args.messages, None)?;
+    let cell: Cell = Arc::new(OnceLock::new());
+    let setup_error = Arc::new(Mutex::new(None));
     let mut tasks = JoinSet::new();
 
     p.phase("subscribing");
     let subs_ready = Arc::new(AtomicUsize::new(0));
-    let mut subs = Vec::with_capacity(pairs);
-    for i in 0..pairs {
+    let mut subs = Vec::with_capacity(n_subs);
+    // At most --concurrency connections (and TLS handshakes) in progress.
+    let batch = args.concurrency.max(1);
+    for i in 0..n_subs {
         // A persistent session, as a messaging app's subscriber would keep.
         let o = options(m, format!("{run}-sub{i}"), &transport, false);
         let (client, el) = AsyncClient::new(o, 1024);
         tasks.spawn(subscriber_loop(
             el,
-            t.receiver(i),
-            t.clone(),
+            i,
+            cell.clone(),
             subs_ready.clone(),
+            setup_error.clone(),
         ));
-        client
-            .subscribe(format!("pair/{run}/{i}"), QoS::AtLeastOnce)
-            .await?;
+        client.subscribe(topic(i), QoS::AtLeastOnce).await?;
         subs.push(client);
+        if (i + 1) % batch == 0 {
+            wait_count(&subs_ready, i + 1, "subscriptions", &setup_error).await?;
+        }
     }
-    wait_count(&subs_ready, pairs, "subscriptions").await?;
+    wait_count(&subs_ready, n_subs, "subscriptions", &setup_error).await?;
 
     p.phase("connecting");
     let pubs_ready = Arc::new(AtomicUsize::new(0));
-    let mut queues = Vec::with_capacity(pairs);
-    let mut pubs = Vec::with_capacity(pairs);
-    for i in 0..pairs {
+    let mut pubs = Vec::with_capacity(n_pubs);
+    let mut orders = Vec::with_capacity(n_pubs);
+    for i in 0..n_pubs {
         let o = options(m, format!("{run}-pub{i}"), &transport, true);
         let (client, el) = AsyncClient::new(o, 1024);
         let order = Arc::new(Mutex::new(VecDeque::new()));
         tasks.spawn(publisher_loop(
             el,
             order.clone(),
-            t.clone(),
+            cell.clone(),
             pubs_ready.clone(),
+            setup_error.clone(),
         ));
+        orders.push(order);
+        pubs.push(client);
+        if (i + 1) % batch == 0 {
+            wait_count(&pubs_ready, i + 1, "publisher connections", &setup_error).await?;
+        }
+    }
+    wait_count(&pubs_ready, n_pubs, "publisher connections", &setup_error).await?;
+
+    let plan = Plan::new(rate, args.warmup, args.duration, args.messages, None)?;
+    let fanout = if room { n_subs as u32 } else { 1 };
+    let t = Tracker::new(plan, fanout);
+    if let Some(e) = setup_error.lock().take() {
+        t.note_error(e);
+    }
+    let _ = cell.set(t.clone());
+    let mut queues = Vec::with_capacity(n_pubs);
+    for (i, (c, order)) in pubs.iter().zip(orders).enumerate() {
         // One task per publisher publishes in schedule order; the schedule
         // itself never waits on a broker that is slow to take requests.
         let (qtx, mut qrx) = mpsc::unbounded_channel::<(u64, Vec<u8>)>();
-        let (c, t2, topic) = (client.clone(), t.clone(), format!("pair/{run}/{i}"));
+        let (c, t2, topic) = (c.clone(), t.clone(), topic(i));
         tasks.spawn(async move {
             while let Some((k, body)) = qrx.recv().await {
                 order.lock().push_back(k);
@@ -199,9 +283,7 @@ pub async fn run(m: &MqttArgs) -> Result<(Measured, String, Value)> {
             }
         });
         queues.push(qtx);
-        pubs.push(client);
     }
-    wait_count(&pubs_ready, pairs, "publisher connections").await?;
 
     let size = args.payload;
     let mut start = None;
@@ -211,7 +293,7 @@ pub async fn run(m: &MqttArgs) -> Result<(Measured, String, Value)> {
         &p,
         || start = Some(Samples::take(m.broker_pid)),
         |k, due| {
-            let q = &queues[(k % pairs as u64) as usize];
+            let q = &queues[(k % n_pubs as u64) as usize];
             if q.send((k, payload(due, k, size))).is_err() {
                 t.failed(k, "publisher task gone");
             }
@@ -222,10 +304,10 @@ pub async fn run(m: &MqttArgs) -> Result<(Measured, String, Value)> {
     let end = Samples::take(m.broker_pid);
     p.finish();
 
-    let mut r = Measured::from_tracker("mqtt", "msg", &t);
+    let mut r = Measured::from_tracker(if room { "mqtt-room" } else { "mqtt" }, "msg", &t);
     r.latency = Some(("scheduled publish → receipt", t.latency.merged()));
     r.ack_latency = Some(("scheduled publish → PUBACK", t.ack.merged()));
-    r.connections = 2 * pairs;
+    r.connections = n_subs + n_pubs;
     let (s0, s1) = (start.unwrap_or(end), end);
     r.server = Usage::new("broker", before, s0.server, s1.server);
     r.generator = Usage::new("generator", None, s0.me, s1.me);
@@ -238,17 +320,23 @@ pub async fn run(m: &MqttArgs) -> Result<(Measured, String, Value)> {
         "broker": m.broker.to_string(),
         "transport": if tls { "tls" } else { "tcp" },
         "pid": m.broker_pid,
+        "cpus_allowed": m.broker_pid.and_then(|p| sys::cpus_allowed_list(Some(p))),
+        "mode": if room { "room" } else { "direct" },
     });
     if !tls {
         r.notes
             .push("plain TCP to the broker (no --ca given): no TLS cost on either side".into());
     }
-    Ok((
-        r,
+    let security = if tls { "TLS" } else { "plain TCP" };
+    let setup = if room {
         format!(
-            "{pairs} pairs publisher→subscriber on pair/{run}/N, QoS 1, {}, payload {size} B",
-            if tls { "TLS" } else { "plain TCP" }
-        ),
-        target,
-    ))
+            "one topic room/{run}, {n_subs} subscribers, {n_pubs} publisher{} in turn, QoS 1, {security}, payload {size} B",
+            if n_pubs == 1 { "" } else { "s" }
+        )
+    } else {
+        format!(
+            "{n_pubs} pairs publisher→subscriber on pair/{run}/N, QoS 1, {security}, payload {size} B"
+        )
+    };
+    Ok((r, setup, target))
 }

@@ -279,7 +279,11 @@ fn lat_line(h: &Histogram<u64>) -> String {
 pub fn summary(m: &Measured, setup: &str) -> String {
     let mut s = String::new();
     let u = m.unit;
-    let _ = writeln!(s, "{}: {setup}", m.scenario);
+    let _ = write!(s, "{}: {setup}", m.scenario);
+    if let Some(p) = sys::pinning().describe() {
+        let _ = write!(s, "; pinned: {p}");
+    }
+    s.push('\n');
     let _ = write!(s, "  window      {:.1} s", m.window_s);
     if m.span() > m.window_s * 1.05 {
         let _ = write!(
@@ -419,6 +423,7 @@ pub fn document(scenario: &str, params: Value, target: Value, results: Value) ->
             "arch": std::env::consts::ARCH,
         },
         "params": params,
+        "cpus": sys::pinning().to_json(),
         "target": target,
         "results": results,
     })
@@ -429,8 +434,8 @@ pub fn write_json(path: &Path, doc: &Value) -> Result<()> {
     std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))
 }
 
-/// Side-by-side key figures of several `--json` files (used by compare-mosquitto.sh).
-pub fn compare(files: &[std::path::PathBuf]) -> Result<String> {
+/// `--json` documents, in the order given.
+pub fn read_docs(files: &[std::path::PathBuf]) -> Result<Vec<Value>> {
     let mut docs = Vec::new();
     for f in files {
         let text =
@@ -439,6 +444,12 @@ pub fn compare(files: &[std::path::PathBuf]) -> Result<String> {
             serde_json::from_str(&text).with_context(|| format!("parsing {}", f.display()))?;
         docs.push(v);
     }
+    Ok(docs)
+}
+
+/// Side-by-side key figures of several `--json` files (used by compare-mosquitto.sh).
+pub fn compare(files: &[std::path::PathBuf]) -> Result<String> {
+    let docs = read_docs(files)?;
     type Row<'a> = (&'a str, &'a dyn Fn(&Value) -> String);
     let rows: [Row; 9] = [
         ("scenario", &|d| label(d)),
@@ -469,13 +480,162 @@ pub fn compare(files: &[std::path::PathBuf]) -> Result<String> {
     Ok(out)
 }
 
+/// The systems of [`table`], in column order, and the scenarios each ran.
+const SYSTEMS: [(&str, &[&str]); 3] = [
+    ("Tidings", &["direct", "room"]),
+    ("relay", &["baseline"]),
+    ("Mosquitto", &["mqtt", "mqtt-room"]),
+];
+
+/// A parameter of a `--json` document: `mqtt` nests the load's under `load`.
+fn param<'a>(d: &'a Value, key: &str) -> &'a Value {
+    match &d["params"][key] {
+        Value::Null => &d["params"]["load"][key],
+        v => v,
+    }
+}
+
+/// One row of [`table`]: the load, as (0 one-to-one or 1 room, offered
+/// rate, room members or pairs).
+fn table_row(d: &Value) -> Option<(u8, u64, u64)> {
+    let scenario = d["scenario"].as_str()?;
+    let rate = d["results"]["offered_rate"].as_f64()?.round() as u64;
+    match scenario {
+        "direct" | "baseline" | "mqtt" => Some((0, rate, param(d, "pairs").as_u64()?)),
+        "room" | "mqtt-room" => Some((1, rate, param(d, "room_members").as_u64()?)),
+        _ => None,
+    }
+}
+
+/// One Markdown table of `direct`, `baseline` and `mqtt` runs at several
+/// rates, and `room` against `mqtt --room`: a row per load, and per system
+/// the server's CPU per delivery, deliveries per second, p50 / p99 and RSS,
+/// then the generator's share of a core in each run. Used by
+/// compare-mosquitto.sh; other scenarios are left out.
+pub fn table(docs: &[Value]) -> String {
+    let mut rows: Vec<(u8, u64, u64)> = docs.iter().filter_map(table_row).collect();
+    rows.sort_unstable();
+    rows.dedup();
+    let find = |row: (u8, u64, u64), sys: usize| {
+        docs.iter().find(|d| {
+            table_row(d) == Some(row)
+                && d["scenario"]
+                    .as_str()
+                    .is_some_and(|s| SYSTEMS[sys].1.contains(&s))
+        })
+    };
+    let mut out = String::new();
+    // What the runs had in common, from the first run of each kind.
+    let first = |names: &[&str]| {
+        docs.iter()
+            .find(|d| d["scenario"].as_str().is_some_and(|s| names.contains(&s)))
+    };
+    let mut setup = Vec::new();
+    if let Some(d) = first(&["direct", "baseline", "mqtt"]) {
+        setup.push(format!(
+            "one-to-one: {} pairs, {} B payload",
+            num(param(d, "pairs"), 0),
+            num(param(d, "payload"), 0)
+        ));
+    }
+    if let Some(d) = first(&["direct", "room"]) {
+        setup.push(format!("Tidings fsync {}", d["target"]["fsync"]));
+    }
+    if let Some(d) = first(&["mqtt", "mqtt-room"]) {
+        setup.push(format!(
+            "Mosquitto QoS 1 over {}",
+            d["target"]["transport"].as_str().unwrap_or("?")
+        ));
+    }
+    if let Some(d) = docs.first() {
+        let cpus = |k: &str| match d["cpus"][k].as_array() {
+            Some(a) => {
+                let v: Vec<usize> = a
+                    .iter()
+                    .filter_map(|c| c.as_u64())
+                    .map(|c| c as usize)
+                    .collect();
+                format!("{k} on CPU {}", sys::fmt_cpu_list(&v))
+            }
+            None => format!("{k} not pinned"),
+        };
+        setup.push(format!("{}, {}", cpus("server"), cpus("generator")));
+    }
+    if !setup.is_empty() {
+        let _ = writeln!(out, "{}\n", setup.join("; "));
+    }
+    out.push_str("| load |");
+    for (name, _) in SYSTEMS {
+        let _ = write!(
+            out,
+            " {name} µs/msg | {name} msgs/s | {name} p50 / p99 | {name} RSS |"
+        );
+    }
+    out.push_str(" generator CPU (T / r / M) |\n|---|");
+    for _ in SYSTEMS {
+        out.push_str("--:|--:|--:|--:|");
+    }
+    out.push_str("--:|\n");
+    for row in rows {
+        let (kind, rate, n) = row;
+        if kind == 0 {
+            let _ = write!(out, "| 1:1 {rate}/s |");
+        } else {
+            let _ = write!(out, "| room {n} × {rate}/s, per delivery |");
+        }
+        let mut gens = Vec::new();
+        for sys in 0..SYSTEMS.len() {
+            let Some(d) = find(row, sys) else {
+                out.push_str(" - | - | - | - |");
+                gens.push("-".to_owned());
+                continue;
+            };
+            let r = &d["results"];
+            let mut delivered = num(&r["delivered_rate"], 0);
+            let (lost, failed) = (
+                r["lost"].as_u64().unwrap_or(0),
+                r["failed"].as_u64().unwrap_or(0),
+            );
+            if lost > 0 {
+                let _ = write!(delivered, " ({lost} lost)");
+            }
+            if failed > 0 {
+                let _ = write!(delivered, " ({failed} failed)");
+            }
+            let rss = r["server"]["rss_end_kb"]
+                .as_f64()
+                .map_or("-".into(), |k| format!("{:.0} MiB", k / 1024.0));
+            let _ = write!(
+                out,
+                " {} | {delivered} | {} / {} | {rss} |",
+                num(&r["server"]["cpu_us_per_unit"], 1),
+                us(&r["latency"]["p50_us"]),
+                us(&r["latency"]["p99_us"]),
+            );
+            gens.push(
+                r["generator"]["core_share"]
+                    .as_f64()
+                    .map_or("-".into(), |c| format!("{:.0}%", c * 100.0)),
+            );
+        }
+        let _ = writeln!(out, " {} |", gens.join(" / "));
+    }
+    out.push_str(
+        "\nµs/msg: the server's CPU (user + system) per delivered message, in the room row per delivery; \
+         msgs/s: deliveries per second (over the window, or longer if the server fell behind); \
+         p50 / p99: scheduled send → receipt; RSS: the server's at the end; \
+         generator CPU: the load generator's use of one core in the Tidings / relay / Mosquitto run. \
+         A Tidings room message goes to members − 1 (not the sender), a topic message to every subscriber.\n",
+    );
+    out
+}
+
 fn label(d: &Value) -> String {
     let s = d["scenario"].as_str().unwrap_or("?");
     match s {
-        "mqtt" => format!(
-            "mosquitto ({})",
-            d["target"]["transport"].as_str().unwrap_or("?")
-        ),
+        "mqtt" | "mqtt-room" => {
+            format!("{s} ({})", d["target"]["transport"].as_str().unwrap_or("?"))
+        }
         "direct" => format!(
             "tidings (fsync {})",
             d["target"]["fsync"]
@@ -587,6 +747,70 @@ fn median(v: &[f64]) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn doc(scenario: &str, rate: f64, cpu: f64, lost: u64) -> Value {
+        let params = json!({"pairs": 100, "payload": 100, "room_members": 5000});
+        json!({
+            "scenario": scenario,
+            "params": if scenario.starts_with("mqtt") { json!({"load": params}) } else { params },
+            "cpus": {"server": [0], "generator": [1]},
+            "target": {"fsync": false, "transport": "tls"},
+            "results": {
+                "offered_rate": rate,
+                "delivered_rate": rate,
+                "lost": lost,
+                "failed": 0,
+                "latency": {"p50_us": 800, "p99_us": 2500},
+                "server": {"cpu_us_per_unit": cpu, "rss_end_kb": 40960.0},
+                "generator": {"core_share": 0.5},
+            },
+        })
+    }
+
+    #[test]
+    fn table_rows_by_load_and_columns_by_system() {
+        let docs = vec![
+            doc("mqtt", 2000.0, 9.0, 0),
+            doc("direct", 2000.0, 30.0, 0),
+            doc("direct", 1000.0, 40.0, 3),
+            doc("baseline", 1000.0, 5.0, 0),
+            doc("room", 2.0, 20.0, 0),
+            doc("mqtt-room", 2.0, 10.0, 0),
+            doc("history", 500.0, 1.0, 0),
+        ];
+        let t = table(&docs);
+        let lines: Vec<&str> = t.lines().filter(|l| l.starts_with('|')).collect();
+        // Header, rule, 1000/s, 2000/s, room; history is not a row.
+        assert_eq!(lines.len(), 5, "{t}");
+        assert!(t.starts_with("one-to-one: 100 pairs, 100 B payload; Tidings fsync false; Mosquitto QoS 1 over tls; server on CPU 0, generator on CPU 1"), "{t}");
+        assert_eq!(lines[0].matches('|').count(), 15);
+        assert_eq!(lines[1].matches('|').count(), 15);
+        assert_eq!(
+            lines[2],
+            "| 1:1 1000/s | 40.0 | 1000 (3 lost) | 800 µs / 2.50 ms | 40 MiB | 5.0 | 1000 | 800 µs / 2.50 ms | 40 MiB | - | - | - | - | 50% / 50% / - |"
+        );
+        assert!(
+            lines[3].starts_with("| 1:1 2000/s | 30.0 | 2000 |"),
+            "{}",
+            lines[3]
+        );
+        assert!(
+            lines[3].contains("| - | - | - | - | 9.0 | 2000 |"),
+            "{}",
+            lines[3]
+        );
+        assert!(
+            lines[4].starts_with("| room 5000 × 2/s, per delivery | 20.0 |"),
+            "{}",
+            lines[4]
+        );
+        assert!(
+            lines[4].ends_with("| 10.0 | 2 | 800 µs / 2.50 ms | 40 MiB | 50% / - / 50% |"),
+            "{}",
+            lines[4]
+        );
+        assert!(table(&[]).lines().count() >= 2);
+    }
 
     #[test]
     fn median_of_odd_even_and_none() {

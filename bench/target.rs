@@ -191,6 +191,12 @@ impl Target {
         {
             bail!("--server-pid {pid}: no such process readable in /proc");
         }
+        if let Some(cpus) = &args.server_cpus {
+            let pid = args.server_pid.ok_or_else(|| {
+                anyhow!("--server-cpus needs --server-pid for an existing server")
+            })?;
+            sys::pin_process(Some(pid), &cpus.0).context("pinning the server (--server-pid)")?;
+        }
         Ok(Target {
             addr,
             pin: tls::parse_fingerprint(&pin)?,
@@ -248,6 +254,9 @@ impl Target {
         let out = std::fs::File::create(&log)?;
         cmd.stdout(out.try_clone()?).stderr(out);
         sys::die_with_parent(&mut cmd);
+        if let Some(cpus) = &args.server_cpus {
+            sys::pin_command(&mut cmd, &cpus.0);
+        }
         if let Some(f) = args.fsync {
             cmd.env("TIDINGS_STORE_FSYNC", f.to_string());
         }
@@ -321,6 +330,7 @@ impl Target {
             "fsync": self.fsync,
             "admin": self.admin.map(|a| a.to_string()),
             "gateway": self.gateway.map(|a| a.to_string()),
+            "cpus_allowed": self.pid.and_then(|p| sys::cpus_allowed_list(Some(p))),
         })
     }
 
@@ -359,7 +369,13 @@ pub fn sibling_binary(name: &str) -> Result<PathBuf> {
 
 /// Starts this executable with `args`, a process of its own so its CPU is
 /// measured apart from the generator's, and reads `lines` lines of its stdout.
-pub fn spawn_self(args: &[&str], lines: usize, scratch: PathBuf) -> Result<(Spawned, Vec<String>)> {
+/// With `cpus`, the child starts pinned to them.
+pub fn spawn_self(
+    args: &[&str],
+    lines: usize,
+    scratch: PathBuf,
+    cpus: Option<&[usize]>,
+) -> Result<(Spawned, Vec<String>)> {
     let me = std::env::current_exe()?;
     let log = scratch.join("child.log");
     let mut cmd = Command::new(me);
@@ -368,6 +384,9 @@ pub fn spawn_self(args: &[&str], lines: usize, scratch: PathBuf) -> Result<(Spaw
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log)?);
     sys::die_with_parent(&mut cmd);
+    if let Some(cpus) = cpus {
+        sys::pin_command(&mut cmd, cpus);
+    }
     let mut child = cmd.spawn().context("starting a child of this tool")?;
     let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
     let spawned = Spawned {

@@ -7,8 +7,9 @@
 
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 
+use super::rooms::{RoomJob, is_room};
 use super::{Ctx, Job, fanout};
 use crate::core::ordering::{self, Outcome, Step};
 use crate::metrics::METRICS;
@@ -17,7 +18,13 @@ use crate::store::api::{Head, LogBatch};
 use crate::store::{Store, TokenRecord};
 use crate::util::now_ms;
 
-pub(super) fn run(rx: Receiver<Job>, ctx: &Ctx, group_max: usize, linger: Duration) {
+pub(super) fn run(
+    rx: Receiver<Job>,
+    ctx: &Ctx,
+    rooms: Option<&Sender<RoomJob>>,
+    group_max: usize,
+    linger: Duration,
+) {
     let mut jobs = Vec::with_capacity(group_max);
     while let Ok(first) = rx.recv() {
         jobs.push(first);
@@ -35,7 +42,7 @@ pub(super) fn run(rx: Receiver<Job>, ctx: &Ctx, group_max: usize, linger: Durati
                 Err(_) => break,
             }
         }
-        let stop = commit(&mut jobs, ctx);
+        let stop = commit(&mut jobs, ctx, rooms);
         if stop {
             return;
         }
@@ -65,8 +72,9 @@ fn step<'a>(job: &'a mut Job, store: &Store, read: bool) -> Step<'a> {
     }
 }
 
-/// Commits one batch. Returns true when a Stop was seen.
-fn commit(jobs: &mut Vec<Job>, ctx: &Ctx) -> bool {
+/// Commits one batch. Returns true when a Stop was seen. Chat rooms fan
+/// out on `rooms`' thread when there is one.
+fn commit(jobs: &mut Vec<Job>, ctx: &Ctx, rooms: Option<&Sender<RoomJob>>) -> bool {
     let store = &*ctx.store;
     let now = now_ms();
 
@@ -166,17 +174,46 @@ fn commit(jobs: &mut Vec<Job>, ctx: &Ctx) -> bool {
         // Appends first (in job order), then patches: a patch never touches
         // a message appended in its own batch, whose id nobody knew yet.
         for n in &plan.notices {
-            fanout::message(
-                ctx,
-                &plan.convs[n.entry],
-                &plan.entries[n.entry],
-                n.origin_conn,
-            );
+            let (conv, entry) = (&plan.convs[n.entry], &plan.entries[n.entry]);
+            let handed = match rooms {
+                Some(r) if is_room(conv) => r
+                    .send(RoomJob::Message {
+                        conv: conv.clone(),
+                        entry: entry.clone(),
+                        origin_conn: n.origin_conn,
+                    })
+                    .is_ok(),
+                _ => false,
+            };
+            if !handed {
+                fanout::message(ctx, conv, entry, n.origin_conn);
+            }
         }
-        for (entry, draft, _) in &patches {
+        let (in_rooms, here): (Vec<_>, Vec<_>) = patches
+            .into_iter()
+            .partition(|(_, draft, _)| rooms.is_some() && is_room(&draft.conv));
+        for (entry, draft, reply) in in_rooms {
+            let entry = plan.entries[entry].clone();
+            if let Some(r) = rooms
+                && let Err(e) = r.send(RoomJob::Patch {
+                    entry,
+                    draft,
+                    reply,
+                })
+                && let RoomJob::Patch {
+                    entry,
+                    draft,
+                    reply,
+                } = e.into_inner()
+            {
+                fanout::patch(ctx, &entry, &draft);
+                let _ = reply.send(Ok(entry));
+            }
+        }
+        for (entry, draft, _) in &here {
             fanout::patch(ctx, &plan.entries[*entry], draft);
         }
-        for (entry, _, reply) in patches {
+        for (entry, _, reply) in here {
             let _ = reply.send(Ok(plan.entries[entry].clone()));
         }
     }

@@ -8,10 +8,12 @@
 //! - [`commit`]: the thread: gather, read what the store knows, plan
 //!   (`core::ordering`), write, flush, advance, answer;
 //! - [`fanout`]: after the flush: audience, frames, registry, and the
-//!   after-delivery hooks.
+//!   after-delivery hooks;
+//! - [`rooms`]: the chat rooms' fan-out, on its own thread.
 
 mod commit;
 pub mod fanout;
+mod rooms;
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -55,6 +57,7 @@ impl<T> Pending<T> {
 pub struct Pipeline {
     tx: Sender<Job>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    rooms: Mutex<Option<JoinHandle<()>>>,
 }
 
 fn shutting_down() -> ErrorBody {
@@ -62,6 +65,7 @@ fn shutting_down() -> ErrorBody {
 }
 
 /// What the commit thread works with.
+#[derive(Clone)]
 struct Ctx {
     store: Arc<Store>,
     registry: Arc<Registry>,
@@ -88,10 +92,11 @@ impl Pipeline {
             notifier,
             rt: tokio::runtime::Handle::current(),
         };
+        let (rooms_tx, rooms) = rooms::start(ctx.clone()).unzip();
         let (tx, rx) = crossbeam_channel::unbounded();
         let thread = std::thread::Builder::new()
             .name("tidings-commit".into())
-            .spawn(move || commit::run(rx, &ctx, group_max.max(1), linger))
+            .spawn(move || commit::run(rx, &ctx, rooms_tx.as_ref(), group_max.max(1), linger))
             .ok();
         if thread.is_none() {
             tracing::error!("could not start the commit thread; every send will fail");
@@ -99,6 +104,7 @@ impl Pipeline {
         Pipeline {
             tx,
             thread: Mutex::new(thread),
+            rooms: Mutex::new(rooms),
         }
     }
 
@@ -137,6 +143,13 @@ impl Pipeline {
             && t.join().is_err()
         {
             tracing::error!("commit thread panicked");
+        }
+        // The commit thread held the rooms' only sender: this ends once the
+        // rooms' queue is handed out.
+        if let Some(t) = self.rooms.lock().take()
+            && t.join().is_err()
+        {
+            tracing::error!("room fan-out thread panicked");
         }
     }
 }

@@ -22,6 +22,8 @@
 //!    (content rules, per-provider queues) and [`push`] (the providers).
 //! 6. The receiving session writes it and tracks it until acked
 //!    ([`core::delivery`]), resending it from the log after the ack timeout.
+//!    A chat room's message is neither acked nor tracked: its own fan-out
+//!    thread hands it straight to each QUIC connection's writer.
 //! 7. The receiver's ack moves its device cursor ([`store`]) and the
 //!    sender's delivery receipt ([`core::receipts`], [`message`]).
 //!

@@ -1137,6 +1137,64 @@ async fn a_client_that_asks_and_does_not_read_is_paused_then_closed_with_4201() 
     still_chatting(&tom, &mut jev, chat, "after it was closed").await;
 }
 
+/// A chat room member that stops reading: the room's messages are written
+/// straight to its connection (not through its session) until what waits
+/// for it passes `limits.max_backlog_bytes`; from then on they go through
+/// the session, which closes it with 4201. The room goes on for the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_member_that_does_not_read_is_closed_with_4201() {
+    let s = TestServer::start_with(|c| {
+        c.limits.max_backlog_bytes = 64 * 1024;
+        c.limits.backlog_stall_secs = 1;
+        c.quotas.messages_per_sec = 0;
+    })
+    .await;
+    let (tom, _tev) = s.connect("Tom").await;
+    let (jerry, mut jev) = s.connect("Jerry").await;
+    let room = create_room(&tom).await;
+    jerry.join(room).await.unwrap();
+    let raw = Raw::connect(&s).await;
+    let mut st = raw.stream().await;
+    st.login(&s, "Lurker").await;
+    st.request(
+        2,
+        Command::Join {
+            conv: room,
+            sig: None,
+        },
+    )
+    .await;
+    assert!(st.response(2).await.is_ok(), "the lurker joined");
+
+    // From here the lurker reads nothing. QUIC takes the first ~1.25 MB
+    // into its stream window; past that and the bound, the session closes it.
+    let body = "x".repeat(5000);
+    let closed = raw.conn.closed();
+    tokio::pin!(closed);
+    let mut sent = 0;
+    let err = loop {
+        tokio::select! {
+            e = &mut closed => break e,
+            r = tom.send_text(room, &body) => {
+                r.expect("Tom can send");
+                sent += 1;
+                assert!(sent < 2_000, "the lurker was never closed");
+            }
+        }
+    };
+    assert_eq!(tidings::transport::close_code(&err), Some(4201));
+    let after = tom.send_text(room, "after").await.unwrap();
+    let got = jev
+        .wait_for(WAIT, |e| match e {
+            ClientEvent::Server(Event::Message { msg, .. }) if msg.msg_id == after.msg_id => {
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(got, Some(()), "Jerry still hears the room");
+}
+
 /// Issue 13.7: a `_messageReceived` hook that hangs for one conversation
 /// holds up only that conversation's sends on the connection; a send to
 /// another conversation is answered meanwhile, and order within each

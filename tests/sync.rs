@@ -6,11 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use tidings::client::{Client, ClientEvent, Sent};
-use tidings::protocol::{
-    Anchor, ConvId, ConvKind, CreateConversation, Direction, Event, HistoryQuery, Message,
-    SendMessage,
-};
+use tidings::client::{Client, ClientEvent, Events, Sent};
+use tidings::protocol::{Anchor, ConvId, Direction, Event, HistoryQuery, Message, SendMessage};
 use tokio::time::Instant;
 
 /// Waits until the server has stored `client`/`device`'s ack cursor at `seq` or beyond.
@@ -20,6 +17,32 @@ async fn acked_through(s: &TestServer, client: &str, device: &str, conv: ConvId,
         store.device_cursor(client, device, conv).unwrap() >= seq
     })
     .await;
+}
+
+/// Jerry, whose client leaves acks to the test.
+async fn jerry_not_acking(s: &TestServer) -> (Client, Events) {
+    let mut o = s.options("Jerry");
+    o.auto_ack = false;
+    s.connect_with(o).await
+}
+
+/// Every message `ev` carries up to and including the first redelivered
+/// one (a redelivery within [`WAIT`] is required).
+async fn up_to_first_redelivery(ev: &mut Events) -> Vec<Message> {
+    let mut seen = Vec::new();
+    let again = ev
+        .wait_for(WAIT, |e| match e {
+            ClientEvent::Server(Event::Message {
+                msg, redelivered, ..
+            }) => {
+                seen.push(msg.clone());
+                redelivered.then_some(())
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(again, Some(()), "a redelivery within {WAIT:?}");
+    seen
 }
 
 /// Sends `n` texts `"{prefix}{i}"`, one after another, each with a later
@@ -46,9 +69,7 @@ fn seqs(ms: &[Message]) -> Vec<u64> {
 async fn unacked_message_is_redelivered_while_online() {
     let s = TestServer::start_with(|c| c.delivery.ack_timeout_secs = 1).await;
     let (tom, _tev) = s.connect("Tom").await;
-    let mut o = s.options("Jerry");
-    o.auto_ack = false;
-    let (jerry, mut jev) = s.connect_with(o).await;
+    let (jerry, mut jev) = jerry_not_acking(&s).await;
     let conv = tom.create_unique(vec!["Jerry".into()]).await.unwrap().id;
 
     let first = tom.send_text(conv, "ack me").await.unwrap();
@@ -80,21 +101,9 @@ async fn unacked_message_is_redelivered_while_online() {
     jerry.ack(conv, second.seq);
     acked_through(&s, "Jerry", "default", conv, second.seq).await;
     let third = tom.send_text(conv, "last").await.unwrap();
-    let mut seen = Vec::new();
-    let again = jev
-        .wait_for(WAIT, |e| match e {
-            ClientEvent::Server(Event::Message {
-                msg, redelivered, ..
-            }) => {
-                seen.push(msg.seq);
-                (*redelivered).then_some(msg.seq)
-            }
-            _ => None,
-        })
-        .await;
-    assert_eq!(again, Some(third.seq));
+    let seen = up_to_first_redelivery(&mut jev).await;
     assert_eq!(
-        seen,
+        seqs(&seen),
         vec![third.seq, third.seq],
         "no acked message came again"
     );
@@ -108,23 +117,9 @@ async fn unacked_message_is_redelivered_while_online() {
 async fn chat_room_messages_are_neither_acked_nor_redelivered() {
     let s = TestServer::start_with(|c| c.delivery.ack_timeout_secs = 1).await;
     let (tom, _tev) = s.connect("Tom").await;
-    let mut o = s.options("Jerry");
-    o.auto_ack = false;
-    let (jerry, mut jev) = s.connect_with(o).await;
+    let (jerry, mut jev) = jerry_not_acking(&s).await;
     let (spike, mut sev) = s.connect("Spike").await;
-    let room = tom
-        .create_conversation(CreateConversation {
-            members: Vec::new(),
-            name: Some("lobby".into()),
-            attr: None,
-            unique: false,
-            kind: ConvKind::ChatRoom,
-            sig: None,
-            ttl_secs: None,
-        })
-        .await
-        .unwrap()
-        .id;
+    let room = create_room(&tom).await;
     jerry.join(room).await.unwrap();
     spike.join(room).await.unwrap();
     let said = tom.send_text(room, "in the room").await.unwrap();
@@ -145,20 +140,9 @@ async fn chat_room_messages_are_neither_acked_nor_redelivered() {
     // come again too, had it been tracked.
     let conv = tom.create_unique(vec!["Jerry".into()]).await.unwrap().id;
     let fence = tom.send_text(conv, "fence").await.unwrap();
-    let mut seen = Vec::new();
-    let again = jev
-        .wait_for(WAIT, |e| match e {
-            ClientEvent::Server(Event::Message {
-                msg, redelivered, ..
-            }) => {
-                seen.push(msg.msg_id.clone());
-                (*redelivered && msg.msg_id == fence.msg_id).then_some(())
-            }
-            _ => None,
-        })
-        .await;
-    assert_eq!(again, Some(()), "the fence came again");
-    assert_eq!(seen, vec![fence.msg_id.clone(), fence.msg_id.clone()]);
+    let seen = up_to_first_redelivery(&mut jev).await;
+    let ids: Vec<&str> = seen.iter().map(|m| m.msg_id.as_str()).collect();
+    assert_eq!(ids, [fence.msg_id.as_str(); 2], "only the fence came again");
     // Spike's client, acking automatically, left no cursor in the room.
     let store = s.running().hub().store.clone();
     assert_eq!(store.device_cursor("Spike", "default", room).unwrap(), 0);

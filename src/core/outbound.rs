@@ -34,8 +34,8 @@ pub enum Outbound {
 const _: () = assert!(std::mem::size_of::<Outbound>() <= 16);
 
 /// A connection's write side that the fan-out may hand frames to itself,
-/// skipping the session task: two thread hops and a session wake-up less
-/// per delivery. Only for deliveries that need no session state: a chat
+/// skipping the session task: a channel and a task wake-up less per
+/// delivery. Only for deliveries that need no session state: a chat
 /// room's messages (no ack, no redelivery, no sync to dedupe against).
 pub trait DirectOut: Send + Sync {
     /// Queues `frame` for the connection. `false` when it must go through

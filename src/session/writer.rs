@@ -1,45 +1,116 @@
-//! The QUIC door's write half: the task that owns a connection's send
-//! stream, so nothing else ever holds it across an await.
+//! The QUIC door's write half. A frame is written into quinn's stream by
+//! whoever queues it (a session, the room fan-out) when nothing is waiting
+//! before it: no channel and no task wake-up per frame. Only what the
+//! stream cannot take at once (flow control, a write in progress) waits in
+//! a queue for the connection's writer task, which alone ever holds the
+//! stream across an await; frames never overtake each other.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use futures_util::FutureExt;
+use parking_lot::Mutex;
+use tokio::sync::{Notify, oneshot};
 
 use super::backlog::Backlog;
 use crate::core::outbound::DirectOut;
 use crate::metrics::METRICS;
 
-enum Msg {
-    Data(Bytes),
-    /// Ends the stream; answered once the peer has read it to the end.
-    Finish(oneshot::Sender<()>),
+#[derive(Default)]
+struct State {
+    /// The stream while the task is not writing with it.
+    stream: Option<quinn::SendStream>,
+    /// Frames waiting for the task, in order.
+    queue: VecDeque<Bytes>,
+    /// Asked to end the stream; answered once the peer has read it all.
+    finish: Option<oneshot::Sender<()>>,
+    /// Every handle is gone: end the stream and stop.
+    abandoned: bool,
+    /// The stream failed or ended: frames are dropped.
+    closed: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Work for the task (a queued frame, a finish, abandonment).
+    wake: Notify,
+    backlog: Arc<Backlog>,
+}
+
+/// Dropped with the last [`Writer`] clone: tells the task to end the stream.
+struct Owner(Arc<Shared>);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.0.state.lock().abandoned = true;
+        self.0.wake.notify_one();
+    }
 }
 
 #[derive(Clone)]
 pub struct Writer {
-    tx: mpsc::UnboundedSender<Msg>,
-    backlog: Arc<Backlog>,
+    shared: Arc<Shared>,
+    _owner: Arc<Owner>,
 }
 
 impl Writer {
     pub fn spawn(send: quinn::SendStream) -> Writer {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let backlog = Arc::new(Backlog::default());
-        tokio::spawn(run(send, rx, backlog.clone()));
-        Writer { tx, backlog }
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                stream: Some(send),
+                ..State::default()
+            }),
+            wake: Notify::new(),
+            backlog: Arc::new(Backlog::default()),
+        });
+        tokio::spawn(run(shared.clone()));
+        Writer {
+            _owner: Arc::new(Owner(shared.clone())),
+            shared,
+        }
     }
 
-    /// Queues an encoded frame; a closed connection drops it silently.
+    /// Writes an encoded frame now when nothing waits before it and the
+    /// stream takes it, else queues it; a closed connection drops it.
     pub fn send(&self, frame: Bytes) {
-        self.backlog.queued_out(frame.len());
-        let _ = self.tx.send(Msg::Data(frame));
+        let len = frame.len();
+        self.shared.backlog.queued_out(len);
+        let mut st = self.shared.state.lock();
+        if st.closed {
+            return;
+        }
+        let mut rest = [frame];
+        if st.queue.is_empty()
+            && let Some(stream) = st.stream.as_mut()
+        {
+            // One poll: quinn either takes the bytes into its send buffer
+            // (waking its connection driver) or is blocked, and then the
+            // task takes over with a real waker.
+            match stream.write_chunks(&mut rest).now_or_never() {
+                Some(Ok(w)) if w.chunks == 1 => {
+                    drop(st);
+                    self.shared.backlog.wrote_out(len);
+                    return;
+                }
+                Some(Ok(w)) => self.shared.backlog.wrote_out(w.bytes),
+                Some(Err(_)) => {
+                    st.closed = true;
+                    return;
+                }
+                None => {}
+            }
+        }
+        let [left] = rest;
+        st.queue.push_back(left);
+        drop(st);
+        self.shared.wake.notify_one();
     }
 
     pub fn backlog(&self) -> &Arc<Backlog> {
-        &self.backlog
+        &self.shared.backlog
     }
 
     /// Ends the stream and waits, at most `limit`, until the peer has read
@@ -47,13 +118,19 @@ impl Writer {
     /// the last frames (a close code alone would still reach the peer).
     pub async fn drain(&self, limit: Duration) {
         let (tx, rx) = oneshot::channel();
-        if self.tx.send(Msg::Finish(tx)).is_ok() {
-            let _ = tokio::time::timeout(limit, rx).await;
+        {
+            let mut st = self.shared.state.lock();
+            if st.closed {
+                return;
+            }
+            st.finish = Some(tx);
         }
+        self.shared.wake.notify_one();
+        let _ = tokio::time::timeout(limit, rx).await;
     }
 }
 
-/// The fan-out's own way into a connection's queue ([`DirectOut`]).
+/// The fan-out's own way into a connection ([`DirectOut`]).
 pub struct Direct {
     writer: Writer,
     /// `limits.max_backlog_bytes`.
@@ -76,11 +153,11 @@ impl Direct {
 impl DirectOut for Direct {
     fn try_send(&self, frame: &Bytes) -> bool {
         // One fan-out thread sends stored messages, so the flag needs no
-        // stronger ordering than the queue itself gives.
+        // stronger ordering than the stream's own lock gives.
         if self.refused.load(Ordering::Relaxed) {
             return false;
         }
-        if self.writer.backlog.out() > self.bound {
+        if self.writer.shared.backlog.out() > self.bound {
             self.refused.store(true, Ordering::Relaxed);
             return false;
         }
@@ -90,45 +167,60 @@ impl DirectOut for Direct {
     }
 }
 
-async fn run(
-    mut send: quinn::SendStream,
-    mut rx: mpsc::UnboundedReceiver<Msg>,
-    backlog: Arc<Backlog>,
-) {
-    let mut batch: Vec<Bytes> = Vec::new();
-    while let Some(first) = rx.recv().await {
-        let mut finish = None;
-        let mut next = Some(first);
-        // Write everything already queued in one go.
-        while let Some(m) = next.take().or_else(|| rx.try_recv().ok()) {
-            match m {
-                Msg::Data(b) => batch.push(b),
-                Msg::Finish(tx) => {
-                    finish = Some(tx);
-                    break;
+/// What the task takes out of the state for one turn.
+enum Turn {
+    Write(quinn::SendStream, Vec<Bytes>),
+    Finish(quinn::SendStream, Option<oneshot::Sender<()>>),
+    Stop,
+}
+
+fn next_turn(st: &mut State) -> Option<Turn> {
+    if st.closed {
+        return Some(Turn::Stop);
+    }
+    if !st.queue.is_empty() {
+        let stream = st.stream.take()?;
+        return Some(Turn::Write(stream, st.queue.drain(..).collect()));
+    }
+    if st.finish.is_some() || st.abandoned {
+        let stream = st.stream.take()?;
+        st.closed = true;
+        return Some(Turn::Finish(stream, st.finish.take()));
+    }
+    None
+}
+
+/// Writes what the senders could not, finishes the stream when asked or
+/// abandoned. The stream is out of the state only while it writes here,
+/// so a sender meanwhile queues behind.
+async fn run(shared: Arc<Shared>) {
+    loop {
+        let turn = next_turn(&mut shared.state.lock());
+        match turn {
+            None => shared.wake.notified().await,
+            Some(Turn::Stop) => return,
+            Some(Turn::Write(mut stream, mut batch)) => {
+                let bytes: usize = batch.iter().map(Bytes::len).sum();
+                let ok = stream.write_all_chunks(&mut batch).await.is_ok();
+                shared.backlog.wrote_out(bytes);
+                let mut st = shared.state.lock();
+                if ok {
+                    st.stream = Some(stream);
+                } else {
+                    st.closed = true;
+                    st.queue.clear();
+                    return;
                 }
             }
-            if batch.len() >= 256 {
-                break;
+            Some(Turn::Finish(mut stream, reply)) => {
+                if stream.finish().is_ok() && reply.is_some() {
+                    let _ = stream.stopped().await;
+                }
+                if let Some(tx) = reply {
+                    let _ = tx.send(());
+                }
+                return;
             }
-        }
-        let bytes: usize = batch.iter().map(Bytes::len).sum();
-        if !batch.is_empty() && send.write_all_chunks(&mut batch).await.is_err() {
-            return;
-        }
-        if bytes > 0 {
-            backlog.wrote_out(bytes);
-        }
-        batch.clear();
-        // A burst's capacity is not kept for an idle connection.
-        batch.shrink_to(8);
-        if let Some(tx) = finish {
-            if send.finish().is_ok() {
-                let _ = send.stopped().await;
-            }
-            let _ = tx.send(());
-            return;
         }
     }
-    let _ = send.finish();
 }

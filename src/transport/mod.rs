@@ -136,7 +136,7 @@ pub fn client_endpoint_with(
     socket.set_nonblocking(true).map_err(err)?;
     // A client endpoint may carry many connections (the bench puts 200 on
     // one) and a chat room's burst reaches them all at once: the default
-    // 208 KiB buffer drops packets, and handshakes then wait on timeouts.
+    // 208 KiB buffer drops packets, which then cost retransmissions.
     if let Err(e) = udp::request_buffers(&socket, CLIENT_UDP_BUFFER) {
         tracing::debug!(error = %e, "could not size udp socket buffers");
     }

@@ -331,3 +331,19 @@ pub async fn push_sync(ev: &mut Events) -> (Vec<Message>, (u32, u32, u64)) {
         .expect("SyncDone");
     (msgs, done)
 }
+
+/// A new chat room created by `by` (who is not in it until joining).
+pub async fn create_room(by: &Client) -> ConvId {
+    by.create_conversation(CreateConversation {
+        members: Vec::new(),
+        name: Some("lobby".into()),
+        attr: None,
+        unique: false,
+        kind: ConvKind::ChatRoom,
+        sig: None,
+        ttl_secs: None,
+    })
+    .await
+    .expect("room created")
+    .id
+}

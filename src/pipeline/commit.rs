@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::rooms::{RoomJob, is_room};
+use super::rooms::{self, RoomJob, is_room};
 use super::{Ctx, Job, fanout};
+use crate::core::conversation::Conv;
 use crate::core::ordering::{self, Outcome, Step};
 use crate::metrics::METRICS;
 use crate::protocol::{ErrorBody, ErrorCode};
@@ -173,42 +174,34 @@ fn commit(jobs: &mut Vec<Job>, ctx: &Ctx, rooms: Option<&Sender<RoomJob>>) -> bo
     if written.is_ok() {
         // Appends first (in job order), then patches: a patch never touches
         // a message appended in its own batch, whose id nobody knew yet.
+        let to_rooms = |conv: &Conv| rooms.is_some() && is_room(conv);
         for n in &plan.notices {
             let (conv, entry) = (&plan.convs[n.entry], &plan.entries[n.entry]);
-            let handed = match rooms {
-                Some(r) if is_room(conv) => r
-                    .send(RoomJob::Message {
-                        conv: conv.clone(),
-                        entry: entry.clone(),
-                        origin_conn: n.origin_conn,
-                    })
-                    .is_ok(),
-                _ => false,
-            };
-            if !handed {
+            if to_rooms(conv) {
+                let job = RoomJob::Message {
+                    conv: conv.clone(),
+                    entry: entry.clone(),
+                    origin_conn: n.origin_conn,
+                };
+                rooms::hand(rooms, ctx, job);
+            } else {
                 fanout::message(ctx, conv, entry, n.origin_conn);
             }
         }
         let (in_rooms, here): (Vec<_>, Vec<_>) = patches
             .into_iter()
-            .partition(|(_, draft, _)| rooms.is_some() && is_room(&draft.conv));
+            .partition(|(_, draft, _)| to_rooms(&draft.conv));
         for (entry, draft, reply) in in_rooms {
             let entry = plan.entries[entry].clone();
-            if let Some(r) = rooms
-                && let Err(e) = r.send(RoomJob::Patch {
+            rooms::hand(
+                rooms,
+                ctx,
+                RoomJob::Patch {
                     entry,
                     draft,
                     reply,
-                })
-                && let RoomJob::Patch {
-                    entry,
-                    draft,
-                    reply,
-                } = e.into_inner()
-            {
-                fanout::patch(ctx, &entry, &draft);
-                let _ = reply.send(Ok(entry));
-            }
+                },
+            );
         }
         for (entry, draft, _) in &here {
             fanout::patch(ctx, &plan.entries[*entry], draft);

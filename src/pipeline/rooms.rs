@@ -52,22 +52,40 @@ pub(super) fn start(ctx: Ctx) -> Option<(Sender<RoomJob>, JoinHandle<()>)> {
     }
 }
 
+/// Gives `job` to the rooms' thread, or does it here when there is none
+/// (it could not start, or it is gone).
+pub(super) fn hand(rooms: Option<&Sender<RoomJob>>, ctx: &Ctx, job: RoomJob) {
+    let job = match rooms {
+        Some(r) => match r.send(job) {
+            Ok(()) => return,
+            Err(e) => e.into_inner(),
+        },
+        None => job,
+    };
+    handle(ctx, job);
+}
+
 fn run(rx: &Receiver<RoomJob>, ctx: &Ctx) {
     for job in rx {
-        match job {
-            RoomJob::Message {
-                conv,
-                entry,
-                origin_conn,
-            } => fanout::message(ctx, &conv, &entry, origin_conn),
-            RoomJob::Patch {
-                entry,
-                draft,
-                reply,
-            } => {
-                fanout::patch(ctx, &entry, &draft);
-                let _ = reply.send(Ok(entry));
-            }
+        handle(ctx, job);
+    }
+}
+
+/// A room's message or patch goes out; a patch is answered after its event.
+fn handle(ctx: &Ctx, job: RoomJob) {
+    match job {
+        RoomJob::Message {
+            conv,
+            entry,
+            origin_conn,
+        } => fanout::message(ctx, &conv, &entry, origin_conn),
+        RoomJob::Patch {
+            entry,
+            draft,
+            reply,
+        } => {
+            fanout::patch(ctx, &entry, &draft);
+            let _ = reply.send(Ok(entry));
         }
     }
 }

@@ -86,19 +86,29 @@ pub fn server_endpoint_on(
         .map_err(|e| TransportError::Crypto(e.to_string()))?;
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     cfg.transport_config(Arc::new(transport_config(keep_alive)));
+    // One socket carries every client: ask for buffers as large as the
+    // sysctl ceiling allows (systemd/99-tidings-udp.conf raises it).
+    endpoint_on(socket, SERVER_UDP_BUFFER, Some(cfg))
+}
+
+/// A quinn endpoint on `socket` after asking the kernel for `buffer` bytes
+/// of UDP buffers (a failure only leaves the defaults, and is logged).
+fn endpoint_on(
+    socket: std::net::UdpSocket,
+    buffer: usize,
+    server: Option<quinn::ServerConfig>,
+) -> Result<quinn::Endpoint, TransportError> {
     let addr = socket
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let bind = |source| TransportError::Bind { addr, source };
-    // One socket carries every client: ask for buffers as large as the
-    // sysctl ceiling allows (systemd/99-tidings-udp.conf raises it).
-    match udp::request_buffers(&socket, SERVER_UDP_BUFFER) {
+    match udp::request_buffers(&socket, buffer) {
         Ok((recv, send)) => tracing::debug!(recv, send, "udp socket buffers"),
         Err(e) => tracing::warn!(error = %e, "could not size udp socket buffers"),
     }
     let runtime =
         quinn::default_runtime().ok_or_else(|| bind(std::io::Error::other("no async runtime")))?;
-    quinn::Endpoint::new(quinn::EndpointConfig::default(), Some(cfg), socket, runtime).map_err(bind)
+    quinn::Endpoint::new(quinn::EndpointConfig::default(), server, socket, runtime).map_err(bind)
 }
 
 /// What the server asks the kernel for; the kernel caps it at `*mem_max`.
@@ -131,19 +141,10 @@ pub fn client_endpoint_with(
     } else {
         ([0u16; 8], 0).into()
     };
-    let err = |source| TransportError::Bind { addr: bind, source };
-    let socket = std::net::UdpSocket::bind(bind).map_err(err)?;
-    socket.set_nonblocking(true).map_err(err)?;
     // A client endpoint may carry many connections (the bench puts 200 on
     // one) and a chat room's burst reaches them all at once: the default
     // 208 KiB buffer drops packets, which then cost retransmissions.
-    if let Err(e) = udp::request_buffers(&socket, CLIENT_UDP_BUFFER) {
-        tracing::debug!(error = %e, "could not size udp socket buffers");
-    }
-    let runtime =
-        quinn::default_runtime().ok_or_else(|| err(std::io::Error::other("no async runtime")))?;
-    let mut ep = quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket, runtime)
-        .map_err(err)?;
+    let mut ep = endpoint_on(bind_udp(bind)?, CLIENT_UDP_BUFFER, None)?;
     ep.set_default_client_config(cfg);
     Ok(ep)
 }

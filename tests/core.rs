@@ -1195,6 +1195,37 @@ async fn a_room_member_that_does_not_read_is_closed_with_4201() {
     assert_eq!(got, Some(()), "Jerry still hears the room");
 }
 
+/// A room's recall goes out on the room thread behind the message: sent
+/// right after it, it reaches members after it, and its sender is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_recall_reaches_members_after_its_message() {
+    let s = TestServer::start().await;
+    let (tom, _tev) = s.connect("Tom").await;
+    let (jerry, mut jev) = s.connect("Jerry").await;
+    let room = create_room(&tom).await;
+    jerry.join(room).await.unwrap();
+    let sent = tom.send_text(room, "oops").await.unwrap();
+    let recalled = tom.recall(room, &sent.msg_id).await.unwrap();
+    assert_eq!(recalled.msg_id, sent.msg_id);
+    let mut seen = Vec::new();
+    let done = jev
+        .wait_for(WAIT, |e| match e {
+            ClientEvent::Server(Event::Message { msg, .. }) => {
+                seen.push(("message", msg.msg_id.clone()));
+                None
+            }
+            ClientEvent::Server(Event::MessageRecalled { msg, .. }) => {
+                seen.push(("recalled", msg.msg_id.clone()));
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(done, Some(()), "the recall reached Jerry");
+    let id = sent.msg_id;
+    assert_eq!(seen, [("message", id.clone()), ("recalled", id)]);
+}
+
 /// Issue 13.7: a `_messageReceived` hook that hangs for one conversation
 /// holds up only that conversation's sends on the connection; a send to
 /// another conversation is answered meanwhile, and order within each

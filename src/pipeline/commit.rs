@@ -7,8 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
-
+use super::queue::{Receiver, Sender};
 use super::rooms::{self, RoomJob, is_room};
 use super::{Ctx, Job, fanout};
 use crate::core::conversation::Conv;
@@ -27,21 +26,11 @@ pub(super) fn run(
     linger: Duration,
 ) {
     let mut jobs = Vec::with_capacity(group_max);
-    while let Ok(first) = rx.recv() {
-        jobs.push(first);
+    while rx.recv_into(&mut jobs, group_max) {
         // Gather the group: whatever is queued, then whatever arrives within
         // the linger. A barrier (a conversation change) does not wait.
-        let deadline = Instant::now() + linger;
-        while jobs.len() < group_max {
-            let next = match rx.try_recv() {
-                Ok(j) => Ok(j),
-                Err(_) if linger.is_zero() || jobs.iter().any(Job::is_barrier) => break,
-                Err(_) => rx.recv_deadline(deadline),
-            };
-            match next {
-                Ok(j) => jobs.push(j),
-                Err(_) => break,
-            }
+        if !linger.is_zero() && !jobs.iter().any(Job::is_barrier) {
+            rx.gather_until(&mut jobs, group_max, Instant::now() + linger);
         }
         let stop = commit(&mut jobs, ctx, rooms);
         if stop {

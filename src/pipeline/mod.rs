@@ -9,17 +9,18 @@
 //!   (`core::ordering`), write, flush, advance, answer;
 //! - [`fanout`]: after the flush: audience, frames, registry, and the
 //!   after-delivery hooks;
-//! - [`rooms`]: the chat rooms' fan-out, on its own thread.
+//! - [`rooms`]: the chat rooms' fan-out, on its own thread;
+//! - [`queue`]: the queue in front of both threads.
 
 mod commit;
 pub mod fanout;
+mod queue;
 mod rooms;
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
@@ -55,7 +56,7 @@ impl<T> Pending<T> {
 }
 
 pub struct Pipeline {
-    tx: Sender<Job>,
+    tx: queue::Sender<Job>,
     thread: Mutex<Option<JoinHandle<()>>>,
     rooms: Mutex<Option<JoinHandle<()>>>,
 }
@@ -93,7 +94,7 @@ impl Pipeline {
             rt: tokio::runtime::Handle::current(),
         };
         let (rooms_tx, rooms) = rooms::start(ctx.clone()).unzip();
-        let (tx, rx) = crossbeam_channel::unbounded();
+        let (tx, rx) = queue::channel();
         let thread = std::thread::Builder::new()
             .name("tidings-commit".into())
             .spawn(move || commit::run(rx, &ctx, rooms_tx.as_ref(), group_max.max(1), linger))

@@ -10,8 +10,7 @@
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{Receiver, Sender};
-
+use super::queue::{self, Receiver, Sender};
 use super::{Ctx, Reply, fanout};
 use crate::core::conversation::Conv;
 use crate::core::ordering::PatchDraft;
@@ -39,7 +38,7 @@ pub(super) fn is_room(conv: &Conv) -> bool {
 /// thread holds the one sender). `None` when it could not start: rooms are
 /// then fanned out on the commit thread.
 pub(super) fn start(ctx: Ctx) -> Option<(Sender<RoomJob>, JoinHandle<()>)> {
-    let (tx, rx) = crossbeam_channel::unbounded();
+    let (tx, rx) = queue::channel();
     let thread = std::thread::Builder::new()
         .name("tidings-rooms".into())
         .spawn(move || run(&rx, &ctx));
@@ -58,7 +57,7 @@ pub(super) fn hand(rooms: Option<&Sender<RoomJob>>, ctx: &Ctx, job: RoomJob) {
     let job = match rooms {
         Some(r) => match r.send(job) {
             Ok(()) => return,
-            Err(e) => e.into_inner(),
+            Err(job) => job,
         },
         None => job,
     };
@@ -66,8 +65,11 @@ pub(super) fn hand(rooms: Option<&Sender<RoomJob>>, ctx: &Ctx, job: RoomJob) {
 }
 
 fn run(rx: &Receiver<RoomJob>, ctx: &Ctx) {
-    for job in rx {
-        handle(ctx, job);
+    let mut jobs = Vec::new();
+    while rx.recv_into(&mut jobs, 64) {
+        for job in jobs.drain(..) {
+            handle(ctx, job);
+        }
     }
 }
 

@@ -132,11 +132,16 @@ impl Cursors {
         if shard.is_empty() {
             return Ok(0);
         }
-        let mut batch = sled::Batch::default();
+        // Key by key, not as one sled batch: cursors need no atomicity (each
+        // is whole on its own, and a shard that fails keeps its changes for
+        // the next call), and every sled batch seals sled's log buffer twice
+        // and hands each write to its I/O pool, whose every job wakes all
+        // seven of its threads: 125 batches/s woke them ~1,750 times a
+        // second at 2,000 msgs/s. Inserts land in the buffer sled writes at
+        // its next flush.
         for (k, v) in shard.iter() {
-            batch.insert(&k[..], &v.to_be_bytes()[..]);
+            self.tree.insert(&k[..], &v.to_be_bytes()[..])?;
         }
-        self.tree.apply_batch(batch)?;
         let written = shard.len();
         shard.clear();
         Ok(written)

@@ -239,6 +239,14 @@ pub struct MqttArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The generator's own diagnostics (its QUIC stack's, too) on stderr,
+    // only when asked for: `RUST_LOG=quinn_proto=debug tidings-bench ...`.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     load::base();
     // Before the runtime (or anything else) starts a thread, so every
     // thread of the generator inherits the mask.

@@ -244,9 +244,8 @@ impl Target {
         ] {
             cmd.env(key, "0");
         }
-        // Retry costs every handshake a round trip, and under a storm of
-        // handshakes about 1 in 500 never completed (see docs/PERFORMANCE.md):
-        // the bench measures the server, not that defence.
+        // Retry costs every handshake a round trip: the bench measures the
+        // server, not that defence (`--server-env` can turn it on).
         cmd.env(
             "TIDINGS_LIMITS_RETRY_ABOVE_HANDSHAKES_PER_SEC",
             u32::MAX.to_string(),

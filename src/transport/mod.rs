@@ -108,8 +108,32 @@ fn endpoint_on(
     }
     let runtime =
         quinn::default_runtime().ok_or_else(|| bind(std::io::Error::other("no async runtime")))?;
-    quinn::Endpoint::new(quinn::EndpointConfig::default(), server, socket, runtime).map_err(bind)
+    quinn::Endpoint::new(endpoint_config(), server, socket, runtime).map_err(bind)
 }
+
+/// Connection IDs drawn from all 64 bits. quinn's default generator fills
+/// only 24 of its 8 bytes at random (the rest is a keyed hash that lets it
+/// drop stray packets cheaply), and it checks a new connection's IDs against
+/// the live ones but not the source ID of a Retry. With ~6,000 connections
+/// holding a few IDs each, about 1 Retry in 500 named an ID a live
+/// connection already had: the client's next Initial then went to that
+/// connection, which dropped it, and the handshake hung until the client
+/// gave up (docs/PERFORMANCE.md; quinn-rs/quinn#2883 is the small space).
+/// Random 64-bit IDs make that as unlikely as any other collision; the
+/// cost is that a stray short-header packet gets a (rate-limited)
+/// stateless reset instead of being dropped.
+fn endpoint_config() -> quinn::EndpointConfig {
+    let mut cfg = quinn::EndpointConfig::default();
+    cfg.cid_generator(new_cid_generator);
+    cfg
+}
+
+fn new_cid_generator() -> Box<dyn quinn::ConnectionIdGenerator> {
+    Box::new(quinn_proto::RandomConnectionIdGenerator::new(CID_LEN))
+}
+
+/// As long as quinn's default, so packets are no larger.
+const CID_LEN: usize = 8;
 
 /// What the server asks the kernel for; the kernel caps it at `*mem_max`.
 const SERVER_UDP_BUFFER: usize = 7_500_000;
@@ -163,4 +187,21 @@ pub fn close_code(err: &quinn::ConnectionError) -> Option<u16> {
 /// ours always fit).
 pub fn app_close_code(code: crate::protocol::ErrorCode) -> quinn::VarInt {
     quinn::VarInt::from(code.code())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    /// 100,000 IDs from quinn's default 24-bit space repeat about 300 times
+    /// (the birthday bound); from 64 bits, never in practice.
+    #[test]
+    fn connection_ids_do_not_repeat_across_a_busy_server() {
+        let mut generator = super::new_cid_generator();
+        assert_eq!(generator.cid_len(), super::CID_LEN);
+        let mut seen = HashSet::new();
+        for _ in 0..100_000 {
+            assert!(seen.insert(generator.generate_cid()));
+        }
+    }
 }

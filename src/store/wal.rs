@@ -457,6 +457,18 @@ impl Wal {
 mod tests {
     use super::*;
 
+    /// A log started in a new temp dir (kept alive by the first value).
+    fn fresh_wal() -> (tempfile::TempDir, PathBuf, Wal) {
+        let dir = tempfile::tempdir().unwrap();
+        let wal_dir = dir.path().join(DIR);
+        let none = Replayed {
+            segments: vec![],
+            records: 0,
+        };
+        let wal = Wal::start(wal_dir.clone(), true, &none).unwrap();
+        (dir, wal_dir, wal)
+    }
+
     fn rec(ops: &[Op<'_>]) -> Record {
         let mut r = Record::default();
         for op in ops {
@@ -499,13 +511,7 @@ mod tests {
 
     #[test]
     fn replay_applies_in_order_and_checkpoint_retires_segments() {
-        let dir = tempfile::tempdir().unwrap();
-        let wal_dir = dir.path().join(DIR);
-        let none = Replayed {
-            segments: vec![],
-            records: 0,
-        };
-        let wal = Wal::start(wal_dir.clone(), true, &none).unwrap();
+        let (_dir, wal_dir, wal) = fresh_wal();
         wal.commit(&mut rec(&[Op::Put(b"a", b"1")]), |_| Ok(()))
             .unwrap();
         wal.checkpoint(true, || Ok(())).unwrap();
@@ -567,13 +573,7 @@ mod tests {
 
     #[test]
     fn segments_start_as_zeros_that_commits_overwrite_then_grow_past() {
-        let dir = tempfile::tempdir().unwrap();
-        let wal_dir = dir.path().join(DIR);
-        let none = Replayed {
-            segments: vec![],
-            records: 0,
-        };
-        let wal = Wal::start(wal_dir.clone(), true, &none).unwrap();
+        let (_dir, wal_dir, wal) = fresh_wal();
         let seg1 = segment_path(&wal_dir, 1);
         let len = |p: &Path| std::fs::metadata(p).unwrap().len();
         assert_eq!(len(&seg1), MIN_SEGMENT);

@@ -41,12 +41,41 @@ pub(super) fn start(ctx: Ctx) -> Option<(Sender<RoomJob>, JoinHandle<()>)> {
     let (tx, rx) = queue::channel();
     let thread = std::thread::Builder::new()
         .name("tidings-rooms".into())
-        .spawn(move || run(&rx, &ctx));
+        .spawn(move || {
+            yield_to_others();
+            run(&rx, &ctx)
+        });
     match thread {
         Ok(t) => Some((tx, t)),
         Err(e) => {
             tracing::warn!(error = %e, "no room fan-out thread; rooms fan out on the commit thread");
             None
+        }
+    }
+}
+
+/// How much nicer than the rest of the server the room thread is. A room's
+/// message is thousands of writes; on a busy core the thread takes turns
+/// with the commit thread and the runtime's workers, and every one-to-one
+/// message waits for its share of the burst. 10 steps nicer, the kernel
+/// gives those threads the core first (about 90% of it when they all want
+/// it), and the room still gets a tenth when they are busy, so a room never
+/// stalls. Beside a 5,000-member room, a one-to-one load's p99 fell from
+/// 70–87 ms to 28–33 ms (docs/PERFORMANCE.md).
+const ROOM_NICER_BY: i32 = 10;
+
+/// Lowers the calling thread's priority by [`ROOM_NICER_BY`] (never raises
+/// it, and needs no privilege); a failure only leaves it as it was.
+fn yield_to_others() {
+    #[cfg(target_os = "linux")]
+    {
+        // Linux keeps a nice value per thread: `PRIO_PROCESS` with a thread id.
+        let tid = unsafe { libc::gettid() } as libc::id_t;
+        let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, tid) };
+        let to = (nice + ROOM_NICER_BY).min(19);
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, to) } != 0 {
+            tracing::debug!(error = %std::io::Error::last_os_error(),
+                "room fan-out thread keeps its priority");
         }
     }
 }
@@ -89,5 +118,23 @@ fn handle(ctx: &Ctx, job: RoomJob) {
             fanout::patch(ctx, &entry, &draft);
             let _ = reply.send(Ok(entry));
         }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    #[test]
+    fn the_room_thread_lowers_only_its_own_priority() {
+        let read =
+            || unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
+        let before = read();
+        let theirs = std::thread::spawn(move || {
+            super::yield_to_others();
+            read()
+        })
+        .join()
+        .ok();
+        assert_eq!(theirs, Some((before + super::ROOM_NICER_BY).min(19)));
+        assert_eq!(read(), before, "the caller's thread is untouched");
     }
 }

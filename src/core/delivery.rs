@@ -102,8 +102,14 @@ impl Delivery {
     }
 
     /// A live copy of a stored message: `true` when it is to be written
-    /// (and it is then in flight), `false` when a sync already sent it.
+    /// (and it is then in flight), `false` when a sync already sent it. A
+    /// chat room's is written and forgotten, as LeanCloud does: its SDKs do
+    /// not ack them, and a room has no offline delivery (nor sync) to fall
+    /// back on.
     pub fn handle_stored(&mut self, now: Instant, f: &StoredFrame) -> bool {
+        if f.chat_room {
+            return true;
+        }
         if self.sent_max.get(&f.conv).is_some_and(|max| *max >= f.seq) {
             return false;
         }

@@ -45,6 +45,21 @@ fn jerry(t0: Instant) -> Delivery {
 }
 
 #[test]
+fn a_chat_rooms_message_is_written_and_never_tracked() {
+    let t0 = crate::core::test_origin();
+    let mut d = jerry(t0);
+    let room = StoredFrame {
+        chat_room: true,
+        ..stored(A, 1, None)
+    };
+    assert!(d.handle_stored(t0, &room));
+    assert_eq!(d.inflight(), 0);
+    assert_eq!(d.poll_timeout(), None, "nothing to send again");
+    d.handle_timeout(t0 + TIMEOUT * 2);
+    assert_eq!(d.poll_refetch(), None);
+}
+
+#[test]
 fn an_unacked_message_is_read_again_after_the_ack_timeout() {
     let t0 = crate::core::test_origin();
     let mut d = jerry(t0);

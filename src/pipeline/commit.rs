@@ -163,34 +163,40 @@ fn commit(jobs: &mut Vec<Job>, ctx: &Ctx, rooms: Option<&Sender<RoomJob>>) -> bo
     if written.is_ok() {
         // Appends first (in job order), then patches: a patch never touches
         // a message appended in its own batch, whose id nobody knew yet.
-        let to_rooms = |conv: &Conv| rooms.is_some() && is_room(conv);
+        // The room thread's lane for `conv`, if it is a room and there is one.
+        let lane = |conv: &Conv| rooms.filter(|_| is_room(conv));
         for n in &plan.notices {
             let (conv, entry) = (&plan.convs[n.entry], &plan.entries[n.entry]);
-            if to_rooms(conv) {
-                let job = RoomJob::Message {
-                    conv: conv.clone(),
-                    entry: entry.clone(),
-                    origin_conn: n.origin_conn,
-                };
-                rooms::hand(rooms, ctx, job);
-            } else {
-                fanout::message(ctx, conv, entry, n.origin_conn);
+            match lane(conv) {
+                Some(lane) => rooms::hand(
+                    lane,
+                    ctx,
+                    RoomJob::Message {
+                        conv: conv.clone(),
+                        entry: entry.clone(),
+                        origin_conn: n.origin_conn,
+                    },
+                ),
+                None => fanout::message(ctx, conv, entry, n.origin_conn),
             }
         }
-        let (in_rooms, here): (Vec<_>, Vec<_>) = patches
-            .into_iter()
-            .partition(|(_, draft, _)| to_rooms(&draft.conv));
-        for (entry, draft, reply) in in_rooms {
-            let entry = plan.entries[entry].clone();
-            rooms::hand(
-                rooms,
-                ctx,
-                RoomJob::Patch {
-                    entry,
-                    draft,
-                    reply,
-                },
-            );
+        let mut here = Vec::with_capacity(patches.len());
+        for (entry, draft, reply) in patches {
+            match lane(&draft.conv) {
+                Some(lane) => {
+                    let entry = plan.entries[entry].clone();
+                    rooms::hand(
+                        lane,
+                        ctx,
+                        RoomJob::Patch {
+                            entry,
+                            draft,
+                            reply,
+                        },
+                    );
+                }
+                None => here.push((entry, draft, reply)),
+            }
         }
         for (entry, draft, _) in &here {
             fanout::patch(ctx, &plan.entries[*entry], draft);

@@ -67,6 +67,14 @@ impl<T> Sender<T> {
     }
 }
 
+#[cfg(test)]
+impl<T> Sender<T> {
+    /// How many queued items the receiver sleeps for (0: it is awake).
+    fn receiver_waits_for(&self) -> usize {
+        self.0.state.lock().wake_at
+    }
+}
+
 impl<T> Clone for Sender<T> {
     fn clone(&self) -> Self {
         self.0.state.lock().senders += 1;
@@ -142,9 +150,35 @@ impl<T> Drop for Receiver<T> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::mpsc;
     use std::time::Duration;
 
     use super::*;
+
+    /// Longest a test waits for the receiving thread; far beyond what a
+    /// working queue needs, so only a lost wake-up reaches it.
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// Runs `f` on a thread of its own; its result, if it comes in [`WAIT`].
+    fn on_thread<T: Send + 'static>(
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> impl FnOnce() -> Option<T> {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        move || rx.recv_timeout(WAIT).ok()
+    }
+
+    /// Until the receiver sleeps waiting for `n` queued items (bounded by
+    /// [`WAIT`]), so a test's next send has to wake it.
+    fn until_asleep_for<T>(tx: &Sender<T>, n: usize) {
+        let end = Instant::now() + WAIT;
+        while tx.receiver_waits_for() != n {
+            assert!(Instant::now() < end, "the receiver never went to sleep");
+            std::thread::yield_now();
+        }
+    }
 
     #[test]
     fn items_come_out_in_order_up_to_max() {
@@ -163,13 +197,14 @@ mod tests {
     #[test]
     fn a_sleeping_receiver_is_woken_by_a_send_from_another_thread() {
         let (tx, rx) = channel();
-        let t = std::thread::spawn(move || {
+        let got = on_thread(move || {
             let mut out = Vec::new();
             rx.recv_into(&mut out, 8);
             out
         });
+        until_asleep_for(&tx, 1);
         assert!(tx.send(7).is_ok());
-        assert_eq!(t.join().ok(), Some(vec![7]));
+        assert_eq!(got(), Some(vec![7]));
     }
 
     #[test]
@@ -178,7 +213,7 @@ mod tests {
         let tx2 = tx.clone();
         assert!(tx.send(1).is_ok());
         drop(tx);
-        let t = std::thread::spawn(move || {
+        let got = on_thread(move || {
             let mut out = Vec::new();
             let mut rounds = Vec::new();
             while rx.recv_into(&mut out, 8) {
@@ -186,9 +221,12 @@ mod tests {
             }
             rounds.concat()
         });
+        until_asleep_for(&tx2, 1);
         assert!(tx2.send(2).is_ok());
+        // The last sender's drop is what must wake it now.
+        until_asleep_for(&tx2, 1);
         drop(tx2);
-        assert_eq!(t.join().ok(), Some(vec![1, 2]));
+        assert_eq!(got(), Some(vec![1, 2]));
     }
 
     #[test]
@@ -210,15 +248,16 @@ mod tests {
     #[test]
     fn gathering_ends_early_once_the_group_is_full() {
         let (tx, rx) = channel();
-        let t = std::thread::spawn(move || {
+        let got = on_thread(move || {
             let mut out = Vec::new();
-            // Only a full group ends this wait within the test's time.
-            rx.gather_until(&mut out, 3, Instant::now() + Duration::from_secs(60));
+            // An hour away: only a full group ends this wait within WAIT.
+            rx.gather_until(&mut out, 3, Instant::now() + Duration::from_secs(3600));
             out
         });
+        until_asleep_for(&tx, 3);
         for i in 0..3 {
             assert!(tx.send(i).is_ok());
         }
-        assert_eq!(t.join().ok(), Some(vec![0, 1, 2]));
+        assert_eq!(got(), Some(vec![0, 1, 2]));
     }
 }

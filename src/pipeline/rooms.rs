@@ -80,17 +80,12 @@ fn yield_to_others() {
     }
 }
 
-/// Gives `job` to the rooms' thread, or does it here when there is none
-/// (it could not start, or it is gone).
-pub(super) fn hand(rooms: Option<&Sender<RoomJob>>, ctx: &Ctx, job: RoomJob) {
-    let job = match rooms {
-        Some(r) => match r.send(job) {
-            Ok(()) => return,
-            Err(job) => job,
-        },
-        None => job,
-    };
-    handle(ctx, job);
+/// Gives `job` to the rooms' thread, or does it here when that thread is
+/// gone (a thread that never started leaves the commit thread no lane).
+pub(super) fn hand(lane: &Sender<RoomJob>, ctx: &Ctx, job: RoomJob) {
+    if let Err(job) = lane.send(job) {
+        handle(ctx, job);
+    }
 }
 
 fn run(rx: &Receiver<RoomJob>, ctx: &Ctx) {

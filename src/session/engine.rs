@@ -277,10 +277,7 @@ impl<D: Door> Session<D> {
     async fn deliver(&mut self, out: Outbound) -> Option<Ended> {
         match out {
             Outbound::Message(m) => {
-                // A chat room's message is written and forgotten, as
-                // LeanCloud does: its SDKs do not ack them, and a room has
-                // no offline delivery to fall back on.
-                if m.chat_room || self.delivery.handle_stored(Instant::now().into_std(), &m) {
+                if self.delivery.handle_stored(Instant::now().into_std(), &m) {
                     self.out.encoded(m.frame.clone());
                     METRICS.messages_out(1);
                 }

@@ -77,11 +77,13 @@ impl Writer {
     /// stream takes it, else queues it; a closed connection drops it.
     pub fn send(&self, frame: Bytes) {
         let len = frame.len();
-        self.shared.backlog.queued_out(len);
         let mut st = self.shared.state.lock();
         if st.closed {
+            // Never written, so never counted: a dead connection's backlog
+            // does not grow.
             return;
         }
+        self.shared.backlog.queued_out(len);
         let mut rest = [frame];
         if st.queue.is_empty()
             && let Some(stream) = st.stream.as_mut()

@@ -1,11 +1,13 @@
 //! Cursors, written behind. Every send moves two of the sender's cursors and
 //! every ack one of the receiver's; as sled read-modify-writes, each copying
 //! a leaf node, they were ~17% of a 10k msgs/s profile (CPU per message fell
-//! 2-6% once they moved here). So a cursor change lands in memory, and a writer task moves what changed to sled, one
-//! shard per [`WRITE_TICK`], so each shard every [`WRITE_EVERY`]: a key moved
-//! many times in that window is written once. One shard at a time, because
-//! writing all at once made the group flush that followed carry every cursor
-//! record, which doubled p99 latency at 5k msgs/s.
+//! 2-6% once they moved here). So a cursor change lands in memory, and a
+//! writer task moves what changed to sled, one shard per [`WRITE_TICK`], so
+//! each shard every [`WRITE_EVERY`]: a key moved many times in that window is
+//! written once. One shard at a time keeps each trip short: on a busy core a
+//! long one delays the messages behind it (before the write-ahead log, all
+//! at once also made the next group flush carry every cursor record, which
+//! doubled p99 latency at 5k msgs/s).
 //!
 //! What a crash costs: cursor moves from the last `WRITE_EVERY` plus sled's
 //! flush interval. A device is then sent again messages it had acked (clients

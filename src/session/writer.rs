@@ -77,13 +77,15 @@ impl Writer {
     /// stream takes it, else queues it; a closed connection drops it.
     pub fn send(&self, frame: Bytes) {
         let len = frame.len();
+        // Counted even when a closed stream drops it: a peer that stopped
+        // reading (STOP_SENDING) is then held to the backlog bound, reads
+        // from it pause, and it is closed with 4201 like any reader that
+        // falls behind, rather than its session reading on to the end.
+        self.shared.backlog.queued_out(len);
         let mut st = self.shared.state.lock();
         if st.closed {
-            // Never written, so never counted: a dead connection's backlog
-            // does not grow.
             return;
         }
-        self.shared.backlog.queued_out(len);
         let mut rest = [frame];
         if st.queue.is_empty()
             && let Some(stream) = st.stream.as_mut()
